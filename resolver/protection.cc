@@ -1,0 +1,154 @@
+#include "resolver/protection.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <sstream>
+
+#include "resolver/normalize.h"
+
+namespace nexus::resolver {
+namespace {
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+constexpr std::array<std::string_view, 17> kJunkWords = {
+    "anonymous", "guest", "unknown", "undefined", "null", "none", "nan", "true", "false",
+    "id", "email", "distinct_id", "not_authenticated", "n/a", "[object object]", "0", "-1"};
+
+std::string Unquote(std::string s) {
+  while (s.size() >= 2 && ((s.front() == '"' && s.back() == '"') || (s.front() == '\'' && s.back() == '\''))) {
+    s = Trim(std::string_view(s).substr(1, s.size() - 2));
+  }
+  return s;
+}
+}  // namespace
+
+std::optional<std::string> BuiltInJunkReason(std::string_view normalized_value) {
+  const std::string v = Unquote(Lower(Trim(normalized_value)));
+  if (v.empty()) return std::string("empty value");
+  for (auto w : kJunkWords) {
+    if (v == w) return "junk value '" + std::string(w) + "'";
+  }
+  if (std::all_of(v.begin(), v.end(), [](char c) { return c == '0'; })) return std::string("only zeros");
+  if (std::all_of(v.begin(), v.end(), [](char c) { return c == '-'; })) return std::string("only dashes");
+  if (std::all_of(v.begin(), v.end(), [](char c) { return c == '0' || c == '-'; }))
+    return std::string("only zeros and dashes");
+  return std::nullopt;
+}
+
+bool Caps::Unlimited() const {
+  if (default_per_type > 0 || max_entity_size > 0) return false;
+  return std::all_of(per_type.begin(), per_type.end(), [](const auto& kv) { return kv.second <= 0; });
+}
+
+ProtectionConfig ProtectionConfig::Defaults() {
+  ProtectionConfig c;
+  c.person_caps.default_per_type = 10;
+  c.person_caps.per_type = {{"user_id", 1}, {"anonymous_id", 50}};
+  c.person_caps.max_entity_size = 500;
+  c.group_caps.default_per_type = 20;
+  c.group_caps.max_entity_size = 1000;
+  return c;
+}
+
+ProtectionConfig ProtectionConfig::Unlimited() { return ProtectionConfig{}; }
+
+std::optional<std::string> ProtectionConfig::BlockReason(const std::string& type, const std::string& value) const {
+  if (auto r = BuiltInJunkReason(value)) return r;
+  for (const std::string& key : {type, std::string("*")}) {
+    if (auto it = blocked_values.find(key); it != blocked_values.end()) {
+      for (const auto& v : it->second) {
+        if (v == value) return "blocklist value '" + v + "'";
+      }
+    }
+    if (auto it = blocked_patterns.find(key); it != blocked_patterns.end()) {
+      for (const auto& p : it->second) {
+        if (std::regex_search(value, p.re)) return "blocklist pattern /" + p.source + "/";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std::string* error) {
+  ProtectionConfig cfg = ProtectionConfig::Defaults();
+  std::string section;
+  std::istringstream in{std::string(text)};
+  std::string raw;
+  int lineno = 0;
+  auto fail = [&](const std::string& why) {
+    if (error) *error = "line " + std::to_string(lineno) + ": " + why;
+    return std::nullopt;
+  };
+  while (std::getline(in, raw)) {
+    ++lineno;
+    std::string line = Trim(raw);
+    if (line.empty() || line[0] == '#') continue;
+    if (line.front() == '[') {
+      if (line.back() != ']') return fail("unterminated section header '" + line + "'");
+      section = Trim(std::string_view(line).substr(1, line.size() - 2));
+      if (section != "person_caps" && section != "group_caps" && section != "blocklist")
+        return fail("unknown section [" + section + "] (expected person_caps, group_caps or blocklist)");
+      continue;
+    }
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) return fail("expected 'key = value', got '" + line + "'");
+    const std::string key = Trim(std::string_view(line).substr(0, eq));
+    const std::string value = Trim(std::string_view(line).substr(eq + 1));
+    if (section.empty()) return fail("setting '" + key + "' outside of a section");
+    if (key.empty()) return fail("empty key");
+    if (section == "blocklist") {
+      if (key != "*" && !IsValidIdentifierType(key))
+        return fail("blocklist key '" + key + "' is not an identifier type ([a-z0-9_]{1,64}) or '*'");
+      if (value.size() >= 2 && value.front() == '/' && value.back() == '/') {
+        const std::string src = value.substr(1, value.size() - 2);
+        try {
+          cfg.blocked_patterns[key].push_back({src, std::regex(src, std::regex::ECMAScript | std::regex::icase)});
+        } catch (const std::regex_error& e) {
+          return fail("invalid regex /" + src + "/: " + e.what());
+        }
+      } else {
+        if (value.empty()) return fail("empty blocklist value for '" + key + "'");
+        cfg.blocked_values[key].push_back(key == "*" ? Trim(value) : NormalizeIdentifier(key, value));
+      }
+      continue;
+    }
+    Caps& caps = section == "person_caps" ? cfg.person_caps : cfg.group_caps;
+    int64_t n = 0;
+    try {
+      size_t used = 0;
+      n = std::stoll(value, &used);
+      if (used != value.size() || n < 0) throw std::invalid_argument("x");
+    } catch (const std::exception&) {
+      return fail("'" + key + "' needs a whole number >= 0 (0 = unlimited), got '" + value + "'");
+    }
+    if (key == "default") caps.default_per_type = n;
+    else if (key == "max_entity_size") caps.max_entity_size = n;
+    else if (IsValidIdentifierType(key)) caps.per_type[key] = n;
+    else return fail("'" + key + "' is not an identifier type, 'default' or 'max_entity_size'");
+  }
+  return cfg;
+}
+
+std::string Describe(const ProtectionConfig& c) {
+  std::ostringstream o;
+  auto caps = [&](const char* name, const Caps& k) {
+    o << name << "{default=" << k.default_per_type << ", max_entity_size=" << k.max_entity_size;
+    for (const auto& [t, n] : k.per_type) o << ", " << t << "=" << n;
+    o << "}";
+  };
+  caps("person_caps", c.person_caps);
+  o << " ";
+  caps("group_caps", c.group_caps);
+  size_t values = 0, patterns = 0;
+  for (const auto& [t, v] : c.blocked_values) values += v.size();
+  for (const auto& [t, v] : c.blocked_patterns) patterns += v.size();
+  o << " blocklist{values=" << values << ", patterns=" << patterns << "}";
+  return o.str();
+}
+
+}  // namespace nexus::resolver

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nexus::resolver {
+
+/// Why an identifier value is blocked from linking, or nullopt when it may link.
+/// Built-in junk: empty/blank values; 'anonymous', 'guest', 'unknown', 'undefined', 'null', 'none', 'nan',
+/// 'true', 'false', 'id', 'email', 'distinct_id', 'not_authenticated', 'n/a', '[object Object]', '0', '-1'
+/// (case-insensitive, also in quotes); values made only of zeros or dashes.
+std::optional<std::string> BuiltInJunkReason(std::string_view normalized_value);
+
+/// Limits on what one entity may hold. 0 means unlimited.
+struct Caps {
+  int64_t default_per_type = 0;              ///< distinct identifiers of one type, unless overridden below
+  std::map<std::string, int64_t> per_type;   ///< identifier type -> cap
+  int64_t max_entity_size = 0;               ///< distinct identifiers of all types
+  int64_t CapFor(const std::string& type) const {
+    auto it = per_type.find(type);
+    return it == per_type.end() ? default_per_type : it->second;
+  }
+  bool Unlimited() const;
+};
+
+/// Merge protection: operator blocklist (exact values and regexes per identifier type) and caps.
+struct ProtectionConfig {
+  struct Pattern {
+    std::string source;  ///< the regex as written
+    std::regex re;
+  };
+  std::map<std::string, std::vector<std::string>> blocked_values;  ///< type -> exact normalized values
+  std::map<std::string, std::vector<Pattern>> blocked_patterns;    ///< type ('*' = any) -> regexes
+  Caps person_caps;
+  Caps group_caps;
+
+  /// Defaults: persons user_id 1, anonymous_id 50, other types 10, at most 500 identifiers;
+  /// groups: 20 of a type, at most 1000 identifiers. No blocklist.
+  static ProtectionConfig Defaults();
+  /// No caps, no blocklist (built-in junk values are always blocked).
+  static ProtectionConfig Unlimited();
+
+  /// Why (type, normalized value) is blocked (built-in junk or blocklist), or nullopt.
+  std::optional<std::string> BlockReason(const std::string& type, const std::string& value) const;
+};
+
+/// Parses the merge-protection config file. Format, one setting per line, '#' comments:
+///   [person_caps] / [group_caps]   then   default = 10 | max_entity_size = 500 | <type> = <n>
+///   [blocklist]                    then   <type|*> = <exact value>  or  <type|*> = /<regex>/
+/// Sections start from the built-in defaults (Defaults()). On error returns nullopt and sets *error
+/// to a message naming the line.
+std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std::string* error);
+
+/// A human-readable one-line summary (for logs and the reload RPC).
+std::string Describe(const ProtectionConfig& config);
+
+}  // namespace nexus::resolver

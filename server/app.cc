@@ -1,0 +1,135 @@
+#include "server/app.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "common/log.h"
+#include "server/admin_service.h"
+#include "server/http_api.h"
+#include "server/http_server.h"
+#include "server/ingest_service.h"
+#include "server/metrics.h"
+#include "server/protection_holder.h"
+#include "server/query_service.h"
+#include "server/resolver_worker.h"
+#include "storage/database.h"
+#include "storage/embedded_postgres.h"
+#include "storage/ingest_store.h"
+#include "storage/migrations.h"
+#include "storage/query_store.h"
+
+#ifndef NEXUS_VERSION
+#define NEXUS_VERSION "0.0.0"
+#endif
+#ifndef NEXUS_GIT_SHA
+#define NEXUS_GIT_SHA "unknown"
+#endif
+
+namespace nexus::server {
+
+App::App(Config config) : config_(std::move(config)) {}
+
+App::~App() { Shutdown(); }
+
+bool App::Ready(std::string* why) {
+  try {
+    if (!db_) {
+      *why = "starting";
+      return false;
+    }
+    db_->Ping();
+    if (!db_->IsMigrated()) {
+      *why = "database schema not migrated";
+      return false;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    *why = e.what();
+    return false;
+  }
+}
+
+void App::Start() {
+  metrics_ = std::make_unique<Metrics>(NEXUS_VERSION, NEXUS_GIT_SHA);
+  protection_ = std::make_unique<ProtectionHolder>(config_.protection_config);
+  log::Info("merge protection", {{"config", resolver::Describe(*protection_->Get())}});
+
+  database_url_ = config_.database_url;
+  if (database_url_.empty()) {
+    storage::EmbeddedPostgresOptions opts;
+    opts.data_dir = config_.data_dir;
+    opts.bin_dir = config_.pg_bindir;
+    embedded_ = std::make_unique<storage::EmbeddedPostgres>(opts);
+    database_url_ = embedded_->Start();
+    log::Info("embedded PostgreSQL ready", {{"data_dir", config_.data_dir}, {"psql", embedded_->PsqlCommand()}});
+  }
+  storage::DatabaseOptions dbo;
+  dbo.url = database_url_;
+  dbo.pool_size = config_.db_pool_size;
+  db_ = std::make_unique<storage::Database>(dbo, metrics_.get());
+  const auto migrated = storage::Migrate(*db_);
+  log::Info("database schema current", {{"version", migrated.version},
+                                        {"applied_now", static_cast<long long>(migrated.applied.size())},
+                                        {"database", storage::RedactUrl(database_url_)}});
+
+  ingest_store_ = std::make_unique<storage::IngestStore>(*db_);
+  query_store_ = std::make_unique<storage::QueryStore>(*db_);
+  if (config_.resolver_enabled) {
+    resolver_ = std::make_unique<ResolverWorker>(
+        *db_, database_url_, *metrics_, *protection_,
+        ResolverWorker::Options{config_.resolver_batch_events, config_.resolver_poll_interval});
+  }
+  ResolverWorker* worker = resolver_.get();
+  ingest_ = std::make_unique<IngestHandler>(*ingest_store_, *metrics_, config_.limits, *protection_,
+                                            [worker] { if (worker) worker->Wake(); });
+  query_ = std::make_unique<QueryHandler>(*query_store_, *metrics_);
+  admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_);
+  ingest_service_ = std::make_unique<IngestServiceImpl>(*ingest_, *metrics_);
+  query_service_ = std::make_unique<QueryServiceImpl>(*query_, *metrics_);
+  admin_service_ = std::make_unique<AdminServiceImpl>(*admin_, *metrics_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  builder.RegisterService(ingest_service_.get());
+  builder.RegisterService(query_service_.get());
+  builder.RegisterService(admin_service_.get());
+  grpc_server_ = builder.BuildAndStart();
+  if (!grpc_server_ || grpc_port_ == 0) {
+    throw std::runtime_error("cannot listen for gRPC on " + config_.grpc_listen + " (address in use or invalid)");
+  }
+  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+
+  http_api_ = std::make_unique<HttpApi>(
+      *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get());
+  http_server_ = std::make_unique<HttpServer>(config_.http_listen, config_.http_threads,
+                                              [this](const HttpRequest& r) { return http_api_->Handle(r); });
+  http_port_ = http_server_->Start();
+  if (resolver_) resolver_->Start();
+  log::Info("nexusd serving", {{"grpc", config_.grpc_listen.substr(0, config_.grpc_listen.rfind(':') + 1) +
+                                            std::to_string(grpc_port_)},
+                               {"http", config_.http_listen.substr(0, config_.http_listen.rfind(':') + 1) +
+                                            std::to_string(http_port_)},
+                               {"resolver", config_.resolver_enabled}});
+}
+
+void App::Shutdown() {
+  if (stopped_.exchange(true)) return;
+  log::Info("shutting down", {{"grace_ms", static_cast<long long>(config_.shutdown_grace.count())}});
+  if (grpc_server_) {
+    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+    // Stops accepting; in-flight RPCs get until the deadline, then are cancelled.
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + config_.shutdown_grace);
+    grpc_server_->Wait();
+  }
+  if (http_server_) http_server_->Stop(config_.shutdown_grace);
+  if (resolver_) resolver_->Stop();
+  resolver_.reset();
+  db_.reset();
+  if (embedded_) embedded_->Stop();
+  log::Info("stopped");
+}
+
+}  // namespace nexus::server

@@ -1,0 +1,81 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "server/config.h"
+
+namespace nexus::storage {
+class Database;
+class EmbeddedPostgres;
+class IngestStore;
+class QueryStore;
+}  // namespace nexus::storage
+
+namespace nexus::server {
+
+class Metrics;
+class ProtectionHolder;
+class ResolverWorker;
+class IngestHandler;
+class IngestServiceImpl;
+class QueryHandler;
+class QueryServiceImpl;
+class AdminHandler;
+class AdminServiceImpl;
+class HttpApi;
+class HttpServer;
+
+/// The whole service, wired: database (or embedded PostgreSQL), migrations, stores, gRPC and HTTP
+/// servers, resolver worker. main() and the end-to-end tests both build one of these.
+class App final {
+ public:
+  explicit App(Config config);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  /// Starts everything; throws std::runtime_error with a clear message when something cannot start.
+  void Start();
+  /// Graceful stop: stop accepting, drain in-flight RPCs (bounded by shutdown_grace), let the resolver
+  /// finish its batch, stop the embedded PostgreSQL.
+  void Shutdown();
+
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
+  const std::string& database_url() const { return database_url_; }
+  storage::Database& database() { return *db_; }
+  Metrics& metrics() { return *metrics_; }
+  ProtectionHolder& protection() { return *protection_; }
+  /// Null when --resolver=false.
+  ResolverWorker* resolver() { return resolver_.get(); }
+  bool Ready(std::string* why);
+
+ private:
+  Config config_;
+  std::string database_url_;
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+  std::atomic<bool> stopped_{false};
+  std::unique_ptr<storage::EmbeddedPostgres> embedded_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<ProtectionHolder> protection_;
+  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::IngestStore> ingest_store_;
+  std::unique_ptr<storage::QueryStore> query_store_;
+  std::unique_ptr<ResolverWorker> resolver_;
+  std::unique_ptr<IngestHandler> ingest_;
+  std::unique_ptr<QueryHandler> query_;
+  std::unique_ptr<AdminHandler> admin_;
+  std::unique_ptr<IngestServiceImpl> ingest_service_;
+  std::unique_ptr<QueryServiceImpl> query_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<HttpApi> http_api_;
+  std::unique_ptr<HttpServer> http_server_;
+};
+
+}  // namespace nexus::server

@@ -1,0 +1,236 @@
+#include "server/config.h"
+
+#include <cctype>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "common/log.h"
+
+namespace nexus::server {
+namespace {
+
+using Setter = std::function<std::string(Config&, const std::string&)>;  // returns "" or an error
+
+struct Option {
+  OptionDoc doc;
+  Setter set;
+  bool is_bool = false;
+};
+
+std::string ParseInt(const std::string& v, int64_t min, int64_t max, int64_t* out) {
+  try {
+    size_t used = 0;
+    const long long n = std::stoll(v, &used);
+    if (used != v.size()) throw std::invalid_argument("trailing");
+    if (n < min || n > max) return "must be between " + std::to_string(min) + " and " + std::to_string(max);
+    *out = n;
+    return "";
+  } catch (const std::exception&) {
+    return "is not a whole number";
+  }
+}
+
+std::string ParseDuration(const std::string& v, std::chrono::milliseconds* out) {
+  // 500ms, 10s, 2m, or a bare number of seconds
+  size_t i = 0;
+  while (i < v.size() && (std::isdigit(static_cast<unsigned char>(v[i])) || v[i] == '.')) ++i;
+  if (i == 0) return "is not a duration (e.g. 500ms, 10s, 2m)";
+  double n = 0;
+  try {
+    n = std::stod(v.substr(0, i));
+  } catch (const std::exception&) {
+    return "is not a duration (e.g. 500ms, 10s, 2m)";
+  }
+  const std::string unit = v.substr(i);
+  double ms = 0;
+  if (unit == "ms") ms = n;
+  else if (unit == "s" || unit.empty()) ms = n * 1000;
+  else if (unit == "m") ms = n * 60000;
+  else return "has an unknown unit '" + unit + "' (use ms, s or m)";
+  *out = std::chrono::milliseconds(static_cast<int64_t>(ms));
+  return "";
+}
+
+std::string ParseBool(const std::string& v, bool* out) {
+  if (v == "true" || v == "1" || v == "yes" || v == "on") *out = true;
+  else if (v == "false" || v == "0" || v == "no" || v == "off") *out = false;
+  else return "is not a boolean (true/false)";
+  return "";
+}
+
+Setter IntField(int64_t Config::*f, int64_t min, int64_t max) {
+  return [=](Config& c, const std::string& v) { return ParseInt(v, min, max, &(c.*f)); };
+}
+Setter LimitField(int64_t IngestLimits::*f, int64_t min, int64_t max) {
+  return [=](Config& c, const std::string& v) { return ParseInt(v, min, max, &(c.limits.*f)); };
+}
+Setter StrField(std::string Config::*f, bool allow_empty = true) {
+  return [=](Config& c, const std::string& v) -> std::string {
+    if (!allow_empty && v.empty()) return "must not be empty";
+    c.*f = v;
+    return "";
+  };
+}
+Setter ListenField(std::string Config::*f) {
+  return [=](Config& c, const std::string& v) -> std::string {
+    const auto colon = v.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 >= v.size()) return "must be host:port";
+    int64_t port = 0;
+    if (!ParseInt(v.substr(colon + 1), 0, 65535, &port).empty()) return "has an invalid port";
+    c.*f = v;
+    return "";
+  };
+}
+
+const std::vector<Option>& Options() {
+  static const std::vector<Option> kOptions = [] {
+    const IngestLimits d;
+    std::vector<Option> o;
+    auto add = [&](std::string flag, std::string def, std::string help, Setter set, bool is_bool = false) {
+      std::string env = "NEXUS_";
+      for (char ch : flag) env += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      o.push_back({{"--" + flag, env, std::move(def), std::move(help)}, std::move(set), is_bool});
+    };
+    add("grpc-listen", "127.0.0.1:50051", "gRPC listen address (host:port; port 0 picks a free one)",
+        ListenField(&Config::grpc_listen));
+    add("http-listen", "127.0.0.1:8080", "HTTP listen address for /v1, /healthz, /readyz, /metrics",
+        ListenField(&Config::http_listen));
+    add("database-url", "(embedded)", "PostgreSQL connection string; empty runs an embedded cluster under --data-dir",
+        StrField(&Config::database_url));
+    add("data-dir", "./nexus-data", "directory of the embedded PostgreSQL cluster", StrField(&Config::data_dir, false));
+    add("pg-bindir", "(auto)", "PostgreSQL server binaries for the embedded cluster", StrField(&Config::pg_bindir));
+    add("db-pool-size", "16", "database connections in the pool", [](Config& c, const std::string& v) {
+      int64_t n = 0;
+      auto e = ParseInt(v, 1, 512, &n);
+      c.db_pool_size = static_cast<int>(n);
+      return e;
+    });
+    add("log-level", "info", "debug | info | warn | error", [](Config& c, const std::string& v) -> std::string {
+      log::Level l;
+      if (!log::ParseLevel(v, &l)) return "must be debug, info, warn or error";
+      c.log_level = v;
+      return "";
+    });
+    add("max-events-per-request", std::to_string(d.max_events_per_request), "ingest: events in one request",
+        LimitField(&IngestLimits::max_events_per_request, 1, 100000));
+    add("max-mentions-per-event", std::to_string(d.max_mentions_per_event), "ingest: persons + groups in one event",
+        LimitField(&IngestLimits::max_mentions_per_event, 1, 100000));
+    add("max-identifiers-per-mention", std::to_string(d.max_identifiers_per_mention),
+        "ingest: identifiers in one mention", LimitField(&IngestLimits::max_identifiers_per_mention, 1, 100000));
+    add("max-traits-per-mention", std::to_string(d.max_traits_per_mention), "ingest: traits in one mention",
+        LimitField(&IngestLimits::max_traits_per_mention, 0, 100000));
+    add("max-memberships-per-event", std::to_string(d.max_memberships_per_event), "ingest: memberships in one event",
+        LimitField(&IngestLimits::max_memberships_per_event, 0, 100000));
+    add("max-value-bytes", std::to_string(d.max_value_bytes),
+        "ingest: bytes of an identifier value, event_id, name, type or source",
+        LimitField(&IngestLimits::max_value_bytes, 16, 1 << 20));
+    add("max-text-bytes", std::to_string(d.max_text_bytes), "ingest: bytes of a trait value or description",
+        LimitField(&IngestLimits::max_text_bytes, 16, 1 << 24));
+    add("resolver", "true", "run the incremental resolver in this process", [](Config& c, const std::string& v) {
+      return ParseBool(v, &c.resolver_enabled);
+    }, true);
+    add("resolver-batch-events", "5000", "events per resolver batch",
+        IntField(&Config::resolver_batch_events, 1, 1000000));
+    add("resolver-poll-interval", "1s", "resolver wakes at least this often (it also wakes on new data)",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.resolver_poll_interval); });
+    add("protection-config", "(built-in defaults)", "merge-protection file: caps and blocklist (reload: SIGHUP)",
+        StrField(&Config::protection_config));
+    add("shutdown-grace", "10s", "on SIGTERM, wait at most this long for in-flight requests",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.shutdown_grace); });
+    add("http-threads", "4", "HTTP worker threads", [](Config& c, const std::string& v) {
+      int64_t n = 0;
+      auto e = ParseInt(v, 1, 256, &n);
+      c.http_threads = static_cast<int>(n);
+      return e;
+    });
+    add("rebuild", "false", "recompute all resolution from the core log, then exit",
+        [](Config& c, const std::string& v) { return ParseBool(v, &c.rebuild); }, true);
+    return o;
+  }();
+  return kOptions;
+}
+
+}  // namespace
+
+const std::vector<OptionDoc>& ConfigOptions() {
+  static const std::vector<OptionDoc> kDocs = [] {
+    std::vector<OptionDoc> d;
+    for (const auto& o : Options()) d.push_back(o.doc);
+    return d;
+  }();
+  return kDocs;
+}
+
+ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  ParseOutcome out;
+  Config cfg;
+  std::map<std::string, std::string> envmap;
+  for (const auto& kv : env) {
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos) envmap[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& o : Options()) {
+    auto it = envmap.find(o.doc.env);
+    if (it == envmap.end()) continue;
+    if (auto err = o.set(cfg, it->second); !err.empty()) {
+      out.error = o.doc.env + "='" + it->second + "' " + err;
+      return out;
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      out.help = true;
+      return out;
+    }
+    if (a.rfind("--", 0) != 0) {
+      out.error = "unexpected argument '" + a + "' (options start with --; see --help)";
+      return out;
+    }
+    std::string name = a, value;
+    bool has_value = false;
+    if (auto eq = a.find('='); eq != std::string::npos) {
+      name = a.substr(0, eq);
+      value = a.substr(eq + 1);
+      has_value = true;
+    }
+    const Option* opt = nullptr;
+    for (const auto& o : Options()) {
+      if (o.doc.flag == name) opt = &o;
+    }
+    if (!opt) {
+      out.error = "unknown option '" + name + "' (see --help)";
+      return out;
+    }
+    if (!has_value) {
+      if (opt->is_bool) {
+        value = "true";
+      } else if (i + 1 < args.size()) {
+        value = args[++i];
+      } else {
+        out.error = "option '" + name + "' needs a value";
+        return out;
+      }
+    }
+    if (auto err = opt->set(cfg, value); !err.empty()) {
+      out.error = name + "='" + value + "' " + err;
+      return out;
+    }
+  }
+  out.config = cfg;
+  return out;
+}
+
+std::string HelpText() {
+  std::ostringstream o;
+  o << "nexusd: identity resolution service (gRPC + HTTP/JSON over PostgreSQL)\n\n"
+    << "Usage: nexusd [--option=value ...]\nEvery option can also be set by its environment variable; flags win.\n\n";
+  for (const auto& d : ConfigOptions()) {
+    o << "  " << d.flag << "\n      " << d.help << "\n      env " << d.env << ", default " << d.default_value
+      << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace nexus::server

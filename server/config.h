@@ -1,0 +1,63 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace nexus::server {
+
+/// Limits applied to every ingest request (INVALID_ARGUMENT when broken).
+struct IngestLimits {
+  int64_t max_events_per_request = 1000;
+  int64_t max_mentions_per_event = 100;      ///< persons + groups
+  int64_t max_identifiers_per_mention = 50;
+  int64_t max_traits_per_mention = 100;
+  int64_t max_memberships_per_event = 100;
+  int64_t max_value_bytes = 1024;            ///< identifier values, ids, names
+  int64_t max_text_bytes = 65536;            ///< trait values, descriptions
+};
+
+/// Every option of nexusd, loaded and validated once in main.
+struct Config {
+  std::string grpc_listen = "127.0.0.1:50051";
+  std::string http_listen = "127.0.0.1:8080";
+  std::string database_url;                 ///< empty: embedded PostgreSQL under data_dir
+  std::string data_dir = "./nexus-data";
+  std::string pg_bindir;
+  int db_pool_size = 16;
+  std::string log_level = "info";
+  IngestLimits limits;
+  bool resolver_enabled = true;
+  int64_t resolver_batch_events = 5000;
+  std::chrono::milliseconds resolver_poll_interval{1000};
+  std::string protection_config;            ///< path; empty: built-in defaults
+  std::chrono::milliseconds shutdown_grace{10000};
+  int http_threads = 4;
+  bool rebuild = false;                     ///< run a full rebuild and exit
+};
+
+/// One documented option: its flag, environment variable, default and meaning.
+struct OptionDoc {
+  std::string flag;
+  std::string env;
+  std::string default_value;
+  std::string help;
+};
+const std::vector<OptionDoc>& ConfigOptions();
+
+struct ParseOutcome {
+  std::optional<Config> config;  ///< set on success
+  std::string error;             ///< set on failure: names the flag or variable and the bad value
+  bool help = false;             ///< --help was asked for
+};
+
+/// Parses flags (`--name=value` or `--name value`) over `NEXUS_*` environment variables over defaults.
+/// `env` is a list of "NAME=value" strings (environ). Unknown flags and invalid values fail.
+ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector<std::string>& env);
+
+/// The --help text, listing every option with its variable and default.
+std::string HelpText();
+
+}  // namespace nexus::server

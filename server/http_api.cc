@@ -1,0 +1,188 @@
+#include "server/http_api.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <chrono>
+
+#include "common/log.h"
+#include "nexus/v1/admin.pb.h"
+#include "nexus/v1/ingest.pb.h"
+#include "server/admin_service.h"
+#include "server/ingest_service.h"
+#include "server/rpc_util.h"
+#include "storage/errors.h"
+
+namespace nexus::server {
+
+std::string HttpApi::ToJson(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  opts.always_print_primitive_fields = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  return out;
+}
+
+HttpResponse HttpApi::Error(const grpc::Status& status) {
+  HttpResponse r;
+  r.status = HttpStatusFor(status.error_code());
+  r.body = std::string("{\"code\":\"") + CodeName(status.error_code()) + "\",\"message\":\"" +
+           log::JsonEscape(status.error_message()) + "\"}";
+  return r;
+}
+
+grpc::Status ParseJson(const std::string& body, google::protobuf::Message* m) {
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = false;
+  auto st = google::protobuf::util::JsonStringToMessage(body, m, opts);
+  if (!st.ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid JSON body: " + std::string(st.message()));
+  }
+  return grpc::Status::OK;
+}
+
+HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query)
+    : metrics_(metrics), ready_(std::move(ready)), ingest_(ingest), admin_(admin), query_(query) {
+  Add("GET", "/healthz", [](const HttpRequest&, const PathParams&) {
+    return HttpResponse{200, "text/plain", "ok\n"};
+  });
+  Add("GET", "/readyz", [this](const HttpRequest&, const PathParams&) {
+    std::string why;
+    if (ready_ && ready_(&why)) return HttpResponse{200, "text/plain", "ready\n"};
+    return HttpResponse{503, "text/plain", "not ready: " + why + "\n"};
+  });
+  Add("GET", "/metrics", [this](const HttpRequest&, const PathParams&) {
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Scrape()};
+  });
+  if (ingest_) {
+    Add("POST", "/v1/events:ingest", [this](const HttpRequest& req, const PathParams&) {
+      v1::IngestEventsRequest in;
+      if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+      return JsonCall<v1::IngestEventsResponse>([&](v1::IngestEventsResponse* out) { return ingest_->Ingest(in, out); });
+    });
+  }
+  if (admin_) {
+    Add("GET", "/v1/admin/resolver", [this](const HttpRequest&, const PathParams&) {
+      return JsonCall<v1::ResolverStatus>([&](v1::ResolverStatus* out) {
+        return admin_->GetResolverStatus(v1::GetResolverStatusRequest(), out);
+      });
+    });
+    Add("POST", "/v1/admin/resolver:rebuild", [this](const HttpRequest&, const PathParams&) {
+      return JsonCall<v1::RebuildResponse>([&](v1::RebuildResponse* out) {
+        return admin_->Rebuild(v1::RebuildRequest(), out);
+      });
+    });
+    Add("GET", "/v1/admin/quarantine", [this](const HttpRequest& req, const PathParams&) {
+      v1::ListQuarantinedEdgesRequest in;
+      if (auto it = req.query.find("kind"); it != req.query.end()) {
+        if (it->second == "person") in.set_kind(v1::ENTITY_KIND_PERSON);
+        else if (it->second == "group") in.set_kind(v1::ENTITY_KIND_GROUP);
+        else if (!it->second.empty())
+          return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be person or group"));
+      }
+      if (auto it = req.query.find("include_released"); it != req.query.end()) {
+        in.set_include_released(it->second == "true" || it->second == "1");
+      }
+      if (auto it = req.query.find("page_size"); it != req.query.end()) {
+        try {
+          in.set_page_size(std::stoi(it->second));
+        } catch (const std::exception&) {
+          return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: not a number"));
+        }
+      }
+      if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
+      return JsonCall<v1::ListQuarantinedEdgesResponse>(
+          [&](v1::ListQuarantinedEdgesResponse* out) { return admin_->ListQuarantinedEdges(in, out); });
+    });
+    Add("POST", "/v1/admin/quarantine/{id}:release", [this](const HttpRequest&, const PathParams& p) {
+      v1::ReleaseQuarantinedEdgeRequest in;
+      try {
+        in.set_quarantine_id(std::stoll(p.at("id")));
+      } catch (const std::exception&) {
+        return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "quarantine id: not a number"));
+      }
+      return JsonCall<v1::ReleaseQuarantinedEdgeResponse>(
+          [&](v1::ReleaseQuarantinedEdgeResponse* out) { return admin_->ReleaseQuarantinedEdge(in, out); });
+    });
+    Add("POST", "/v1/admin/config:reload", [this](const HttpRequest&, const PathParams&) {
+      return JsonCall<v1::ReloadConfigResponse>([&](v1::ReloadConfigResponse* out) {
+        return admin_->ReloadConfig(v1::ReloadConfigRequest(), out);
+      });
+    });
+  }
+  if (query_) AddQueryRoutes();
+}
+
+void HttpApi::Add(std::string method, std::string pattern, RouteFn fn) {
+  routes_.push_back({std::move(method), std::move(pattern), std::move(fn)});
+}
+
+bool HttpApi::Match(const std::string& pattern, const std::string& path, PathParams* params) {
+  // Segment-wise match; "{name}" matches one segment up to '/' or, when followed by ":verb", up to ':'.
+  size_t pi = 0, si = 0;
+  while (pi < pattern.size() && si <= path.size()) {
+    if (pattern[pi] == '{') {
+      const size_t close = pattern.find('}', pi);
+      const std::string name = pattern.substr(pi + 1, close - pi - 1);
+      const char stop = close + 1 < pattern.size() ? pattern[close + 1] : '\0';
+      size_t end = si;
+      while (end < path.size() && path[end] != '/' && (stop != ':' || path[end] != ':')) ++end;
+      if (end == si) return false;
+      (*params)[name] = path.substr(si, end - si);
+      si = end;
+      pi = close + 1;
+      continue;
+    }
+    if (si >= path.size() || pattern[pi] != path[si]) return false;
+    ++pi;
+    ++si;
+  }
+  return pi == pattern.size() && si == path.size();
+}
+
+HttpResponse HttpApi::Handle(const HttpRequest& request) {
+  const auto start = std::chrono::steady_clock::now();
+  HttpResponse response;
+  std::string route_label = "unmatched";
+  bool path_matched = false;
+  const Route* found = nullptr;
+  PathParams params;
+  for (const auto& r : routes_) {
+    PathParams p;
+    if (!Match(r.pattern, request.path, &p)) continue;
+    path_matched = true;
+    if (r.method == request.method) {
+      found = &r;
+      params = std::move(p);
+      break;
+    }
+  }
+  if (found) {
+    route_label = found->pattern;
+    try {
+      response = found->fn(request, params);
+    } catch (const storage::StorageError& e) {
+      response = Error(ToStatus(e));
+    } catch (const std::exception& e) {
+      response = Error(grpc::Status(grpc::StatusCode::INTERNAL, e.what()));
+    }
+  } else if (path_matched) {
+    response = HttpResponse{405, "application/json",
+                            "{\"code\":\"UNIMPLEMENTED\",\"message\":\"method " + request.method +
+                                " not allowed on " + log::JsonEscape(request.path) + "\"}"};
+  } else {
+    response = HttpResponse{404, "application/json",
+                            "{\"code\":\"NOT_FOUND\",\"message\":\"no route " + log::JsonEscape(request.path) + "\"}"};
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metrics_.ObserveHttp(route_label, response.status, secs);
+  if (response.status >= 500) {
+    log::Error("http request failed", {{"route", route_label}, {"status", response.status}, {"body", response.body}});
+  } else if (log::Enabled(log::Level::kDebug)) {
+    log::Debug("http", {{"method", request.method}, {"route", route_label}, {"status", response.status},
+                        {"duration_s", secs}});
+  }
+  return response;
+}
+
+}  // namespace nexus::server

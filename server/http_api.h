@@ -1,0 +1,70 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "server/http_server.h"
+#include "server/metrics.h"
+
+namespace google::protobuf {
+class Message;
+}
+
+namespace nexus::server {
+
+class IngestHandler;
+class AdminHandler;
+class QueryHandler;
+
+/// Path parameters captured by a route pattern ("/v1/persons/{id}" -> {"id": ...}).
+using PathParams = std::map<std::string, std::string>;
+
+/// The HTTP/JSON API: routes, proto3 JSON mapping, gRPC code -> HTTP status, metrics per route.
+class HttpApi final {
+ public:
+  using ReadyCheck = std::function<bool(std::string* why)>;
+  HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query);
+
+  HttpResponse Handle(const HttpRequest& request);
+
+  /// Renders a message in the proto3 JSON mapping (proto field names, defaults printed).
+  static std::string ToJson(const google::protobuf::Message& m);
+  /// An error body: {"code": "...", "message": "..."} with the mapped HTTP status.
+  static HttpResponse Error(const grpc::Status& status);
+
+ private:
+  using RouteFn = std::function<HttpResponse(const HttpRequest&, const PathParams&)>;
+  struct Route {
+    std::string method;
+    std::string pattern;  ///< segments; "{name}" captures one segment
+    RouteFn fn;
+  };
+  void Add(std::string method, std::string pattern, RouteFn fn);
+  void AddQueryRoutes();
+  static bool Match(const std::string& pattern, const std::string& path, PathParams* params);
+
+  Metrics& metrics_;
+  ReadyCheck ready_;
+  IngestHandler* ingest_;
+  AdminHandler* admin_;
+  QueryHandler* query_;
+  std::vector<Route> routes_;
+};
+
+/// Parses a JSON body into `m` (proto3 JSON mapping); INVALID_ARGUMENT with the parser's message on error.
+grpc::Status ParseJson(const std::string& body, google::protobuf::Message* m);
+
+/// Runs a unary handler for HTTP: the result as JSON or the mapped error.
+template <typename Resp, typename F>
+HttpResponse JsonCall(F&& call) {
+  Resp resp;
+  grpc::Status s = call(&resp);
+  if (!s.ok()) return HttpApi::Error(s);
+  return HttpResponse{200, "application/json", HttpApi::ToJson(resp)};
+}
+
+}  // namespace nexus::server

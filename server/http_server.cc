@@ -1,0 +1,207 @@
+// The one translation unit that includes Boost.Beast (compile time on 2 cores).
+#include "server/http_server.h"
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+
+namespace nexus::server {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string UrlDecode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
+      out += static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2]));
+      i += 2;
+    } else if (plus_is_space && s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+HttpRequest ToRequest(const http::request<http::string_body>& req) {
+  HttpRequest out;
+  out.method = std::string(req.method_string());
+  const std::string_view target(req.target().data(), req.target().size());
+  const auto q = target.find('?');
+  out.path = UrlDecode(target.substr(0, q), false);
+  if (q != std::string_view::npos) {
+    std::string_view rest = target.substr(q + 1);
+    while (!rest.empty()) {
+      const auto amp = rest.find('&');
+      const std::string_view pair = rest.substr(0, amp);
+      const auto eq = pair.find('=');
+      if (!pair.empty()) {
+        out.query[UrlDecode(pair.substr(0, eq), true)] =
+            eq == std::string_view::npos ? "" : UrlDecode(pair.substr(eq + 1), true);
+      }
+      if (amp == std::string_view::npos) break;
+      rest = rest.substr(amp + 1);
+    }
+  }
+  out.body = req.body();
+  return out;
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  std::string listen;
+  int threads;
+  HttpHandler handler;
+  asio::io_context ioc;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::vector<std::thread> workers;
+  std::atomic<int> active{0};
+  std::atomic<bool> stopping{false};
+  std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+
+  void Accept() {
+    acceptor->async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+      if (ec) {
+        if (!stopping) Accept();
+        return;
+      }
+      auto session = std::make_shared<Session>(this, std::move(socket));
+      session->Read();
+      if (!stopping) Accept();
+    });
+  }
+
+  struct Session : std::enable_shared_from_this<Session> {
+    Session(Impl* owner, tcp::socket s) : impl(owner), stream(std::move(s)) {}
+    Impl* impl;
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    std::unique_ptr<http::request_parser<http::string_body>> parser;
+    http::response<http::string_body> res;
+
+    void Read() {
+      parser = std::make_unique<http::request_parser<http::string_body>>();
+      parser->body_limit(64 * 1024 * 1024);
+      stream.expires_after(std::chrono::seconds(60));
+      http::async_read(stream, buffer, *parser,
+                       [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    }
+
+    void OnRead(beast::error_code ec) {
+      if (ec) {
+        if (ec == http::error::body_limit) {
+          Reply(413, "{\"code\":\"RESOURCE_EXHAUSTED\",\"message\":\"request body too large\"}", false);
+        }
+        return;  // closed or timed out
+      }
+      auto req = parser->release();
+      const bool keep_alive = req.keep_alive() && !impl->stopping;
+      ++impl->active;
+      HttpResponse out;
+      try {
+        out = impl->handler(ToRequest(req));
+      } catch (const std::exception& e) {
+        out.status = 500;
+        out.body = std::string("{\"code\":\"INTERNAL\",\"message\":\"") + log::JsonEscape(e.what()) + "\"}";
+      }
+      --impl->active;
+      res = http::response<http::string_body>(static_cast<http::status>(out.status), req.version());
+      res.set(http::field::server, "nexusd");
+      res.set(http::field::content_type, out.content_type);
+      res.keep_alive(keep_alive);
+      res.body() = std::move(out.body);
+      res.prepare_payload();
+      http::async_write(stream, res, [self = shared_from_this(), keep_alive](beast::error_code wec, size_t) {
+        if (wec) return;
+        if (keep_alive) self->Read();
+        else self->Close();
+      });
+    }
+
+    void Reply(int status, std::string body, bool keep_alive) {
+      res = http::response<http::string_body>(static_cast<http::status>(status), 11);
+      res.set(http::field::content_type, "application/json");
+      res.keep_alive(keep_alive);
+      res.body() = std::move(body);
+      res.prepare_payload();
+      http::async_write(stream, res, [self = shared_from_this()](beast::error_code, size_t) { self->Close(); });
+    }
+
+    void Close() {
+      beast::error_code ec;
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+  };
+};
+
+HttpServer::HttpServer(std::string listen, int threads, HttpHandler handler) : impl_(std::make_unique<Impl>()) {
+  impl_->listen = std::move(listen);
+  impl_->threads = threads < 1 ? 1 : threads;
+  impl_->handler = std::move(handler);
+}
+
+HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
+
+int HttpServer::Start() {
+  const auto colon = impl_->listen.rfind(':');
+  std::string host = impl_->listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const auto port = static_cast<unsigned short>(std::stoi(impl_->listen.substr(colon + 1)));
+  tcp::resolver resolver(impl_->ioc);
+  beast::error_code ec;
+  auto results = resolver.resolve(host, std::to_string(port), ec);
+  if (ec || results.empty()) throw std::runtime_error("HTTP: cannot resolve " + impl_->listen + ": " + ec.message());
+  const tcp::endpoint ep = results.begin()->endpoint();
+  impl_->acceptor = std::make_unique<tcp::acceptor>(impl_->ioc);
+  impl_->acceptor->open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor->bind(ep, ec);
+  if (!ec) impl_->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("HTTP: cannot listen on " + impl_->listen + ": " + ec.message());
+  const int bound = impl_->acceptor->local_endpoint().port();
+  impl_->guard = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
+      impl_->ioc.get_executor());
+  impl_->Accept();
+  for (int i = 0; i < impl_->threads; ++i) impl_->workers.emplace_back([this] { impl_->ioc.run(); });
+  return bound;
+}
+
+void HttpServer::Stop(std::chrono::milliseconds grace) {
+  if (!impl_->acceptor || impl_->stopping.exchange(true)) return;
+  asio::post(impl_->ioc, [this] {
+    beast::error_code ec;
+    impl_->acceptor->close(ec);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (impl_->active > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  impl_->guard.reset();
+  impl_->ioc.stop();
+  for (auto& t : impl_->workers) {
+    if (t.joinable()) t.join();
+  }
+  impl_->workers.clear();
+}
+
+}  // namespace nexus::server

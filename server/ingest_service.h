@@ -1,0 +1,59 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nexus/v1/ingest.grpc.pb.h"
+#include "server/config.h"
+#include "server/metrics.h"
+#include "server/protection_holder.h"
+#include "storage/ingest_store.h"
+#include "storage/model.h"
+
+namespace nexus::server {
+
+/// Validates a request and turns it into storage records: normalizes identifiers, derives missing
+/// edge_ids, marks junk/blocklisted identifiers, adds the identifiers a membership implies.
+/// Returns the list of problems, each as "<path>: <what>", empty when the request is valid.
+std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& request, const IngestLimits& limits,
+                                              const resolver::ProtectionConfig& protection, int64_t now_us,
+                                              std::vector<storage::EventRecord>* out);
+
+/// Ingest logic shared by gRPC and HTTP.
+class IngestHandler final {
+ public:
+  IngestHandler(storage::IngestStore& store, Metrics& metrics, IngestLimits limits, const ProtectionHolder& protection,
+                std::function<void()> on_commit)
+      : store_(store), metrics_(metrics), limits_(limits), protection_(protection), on_commit_(std::move(on_commit)) {}
+
+  /// INVALID_ARGUMENT lists every offending path; nothing is written then.
+  grpc::Status Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response);
+
+ private:
+  storage::IngestStore& store_;
+  Metrics& metrics_;
+  IngestLimits limits_;
+  const ProtectionHolder& protection_;
+  std::function<void()> on_commit_;
+};
+
+class IngestServiceImpl final : public v1::IngestService::Service {
+ public:
+  IngestServiceImpl(IngestHandler& handler, Metrics& metrics) : handler_(handler), metrics_(metrics) {}
+
+  grpc::Status IngestEvents(grpc::ServerContext* ctx, const v1::IngestEventsRequest* request,
+                            v1::IngestEventsResponse* response) override;
+  grpc::Status IngestEventStream(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::IngestEventsResponse, v1::IngestEventsRequest>* stream) override;
+
+ private:
+  IngestHandler& handler_;
+  Metrics& metrics_;
+};
+
+}  // namespace nexus::server

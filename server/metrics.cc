@@ -1,0 +1,207 @@
+#include "server/metrics.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <prometheus/text_serializer.h>
+#include <sstream>
+
+namespace nexus::server {
+namespace {
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Histogram;
+
+const Histogram::BucketBoundaries& LatencyBuckets() {
+  static const Histogram::BucketBoundaries k = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+  return k;
+}
+const Histogram::BucketBoundaries& SizeBuckets() {
+  static const Histogram::BucketBoundaries k = {1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000};
+  return k;
+}
+
+double ProcessStartTime() {
+  // /proc/self/stat field 22: start time in clock ticks since boot.
+  std::ifstream stat("/proc/self/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto rparen = content.rfind(')');
+  if (rparen == std::string::npos) return 0;
+  std::istringstream rest(content.substr(rparen + 2));
+  std::string field;
+  double start_ticks = 0;
+  for (int i = 3; i <= 22 && rest >> field; ++i) {
+    if (i == 22) start_ticks = std::stod(field);
+  }
+  double btime = 0;
+  std::ifstream s("/proc/stat");
+  std::string key;
+  while (s >> key) {
+    if (key == "btime") {
+      s >> btime;
+      break;
+    }
+  }
+  return btime + start_ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+}  // namespace
+
+Metrics::Metrics(std::string version, std::string git_sha)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      grpc_requests_(BuildCounter().Name("nexus_grpc_requests_total").Help("gRPC requests handled, by method and status code").Register(*registry_)),
+      grpc_duration_(BuildHistogram().Name("nexus_grpc_request_duration_seconds").Help("gRPC request latency, by method and status code").Register(*registry_)),
+      http_requests_(BuildCounter().Name("nexus_http_requests_total").Help("HTTP requests handled, by route and status").Register(*registry_)),
+      http_duration_(BuildHistogram().Name("nexus_http_request_duration_seconds").Help("HTTP request latency, by route and status").Register(*registry_)),
+      ingest_events_(BuildCounter().Name("nexus_ingest_events_total").Help("Ingested events by source and result (accepted, duplicate, rejected)").Register(*registry_)),
+      ingest_rows_(BuildCounter().Name("nexus_ingest_rows_total").Help("Rows written to the core event log, by table").Register(*registry_)),
+      ingest_batch_events_(BuildHistogram().Name("nexus_ingest_batch_events").Help("Events per ingest request").Register(*registry_).Add({}, SizeBuckets())),
+      ingest_commit_seconds_(BuildHistogram().Name("nexus_ingest_commit_duration_seconds").Help("Time to write and commit one ingest batch").Register(*registry_).Add({}, LatencyBuckets())),
+      resolver_batch_seconds_(BuildHistogram().Name("nexus_resolver_batch_duration_seconds").Help("Time to resolve and commit one resolver batch").Register(*registry_).Add({}, LatencyBuckets())),
+      resolver_batch_events_(BuildHistogram().Name("nexus_resolver_batch_events").Help("Events per resolver batch").Register(*registry_).Add({}, SizeBuckets())),
+      resolver_entities_(BuildCounter().Name("nexus_resolver_entities_total").Help("Entity changes by kind (person, group) and outcome (born, accreted, merged)").Register(*registry_)),
+      resolver_repointed_(BuildCounter().Name("nexus_resolver_ids_repointed_total").Help("Entity ids absorbed by merges and repointed to the survivor").Register(*registry_)),
+      resolver_quarantined_(BuildCounter().Name("nexus_resolver_quarantined_edges_total").Help("Edges not applied because they would break a cap").Register(*registry_)),
+      resolver_errors_(BuildCounter().Name("nexus_resolver_errors_total").Help("Resolver batches that failed and were rolled back").Register(*registry_).Add({})),
+      resolver_active_(BuildGauge().Name("nexus_resolver_active").Help("1 when this replica holds the resolver lock").Register(*registry_).Add({})),
+      resolver_lag_(BuildGauge().Name("nexus_resolver_watermark_lag_seconds").Help("Age of the oldest event not yet resolved (0 when caught up)").Register(*registry_).Add({})),
+      resolver_pending_(BuildGauge().Name("nexus_resolver_events_pending").Help("Events ingested but not yet resolved").Register(*registry_).Add({})),
+      entities_(BuildGauge().Name("nexus_entities").Help("Current number of resolved entities, by kind").Register(*registry_)),
+      db_pool_size_(BuildGauge().Name("nexus_db_pool_connections").Help("Open connections in the database pool").Register(*registry_).Add({})),
+      db_pool_in_use_(BuildGauge().Name("nexus_db_pool_connections_in_use").Help("Pool connections currently lent out").Register(*registry_).Add({})),
+      db_query_duration_(BuildHistogram().Name("nexus_db_query_duration_seconds").Help("Database statement latency, by statement name").Register(*registry_)),
+      db_errors_(BuildCounter().Name("nexus_db_errors_total").Help("Database errors by kind").Register(*registry_)),
+      process_cpu_(BuildCounter().Name("process_cpu_seconds_total").Help("Total user and system CPU time spent in seconds").Register(*registry_).Add({})),
+      process_rss_(BuildGauge().Name("process_resident_memory_bytes").Help("Resident memory size in bytes").Register(*registry_).Add({})),
+      process_vsize_(BuildGauge().Name("process_virtual_memory_bytes").Help("Virtual memory size in bytes").Register(*registry_).Add({})),
+      process_open_fds_(BuildGauge().Name("process_open_fds").Help("Number of open file descriptors").Register(*registry_).Add({})),
+      process_max_fds_(BuildGauge().Name("process_max_fds").Help("Maximum number of open file descriptors").Register(*registry_).Add({})),
+      process_start_time_(BuildGauge().Name("process_start_time_seconds").Help("Start time of the process since the epoch in seconds").Register(*registry_).Add({})) {
+  BuildGauge().Name("nexus_build_info").Help("Build information; always 1").Register(*registry_)
+      .Add({{"version", std::move(version)}, {"git_sha", std::move(git_sha)}}).Set(1);
+  process_start_time_.Set(ProcessStartTime());
+  for (const char* kind : {"person", "group"}) {
+    entities_.Add({{"kind", kind}});
+    resolver_repointed_.Add({{"kind", kind}});
+    resolver_quarantined_.Add({{"kind", kind}});
+    for (const char* outcome : {"born", "accreted", "merged"}) resolver_entities_.Add({{"kind", kind}, {"outcome", outcome}});
+  }
+  for (const char* table : {"events", "person_identifiers", "person_traits", "group_identifiers", "group_traits",
+                            "membership_identifiers"}) {
+    ingest_rows_.Add({{"table", table}});
+  }
+}
+
+std::string Metrics::SourceLabel(std::string_view source) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (sources_.find(source) != sources_.end()) return std::string(source);
+  if (sources_.size() >= kMaxSources) return "other";
+  sources_.emplace(std::string(source), true);
+  return std::string(source);
+}
+
+void Metrics::ObserveGrpc(std::string_view method, std::string_view code, double seconds) {
+  const prometheus::Labels labels{{"method", std::string(method)}, {"code", std::string(code)}};
+  grpc_requests_.Add(labels).Increment();
+  grpc_duration_.Add(labels, LatencyBuckets()).Observe(seconds);
+}
+
+void Metrics::ObserveHttp(std::string_view route, int status, double seconds) {
+  const prometheus::Labels labels{{"route", std::string(route)}, {"status", std::to_string(status)}};
+  http_requests_.Add(labels).Increment();
+  http_duration_.Add(labels, LatencyBuckets()).Observe(seconds);
+}
+
+void Metrics::IngestEvents(std::string_view source, std::string_view result, double n) {
+  if (n <= 0) return;
+  ingest_events_.Add({{"source", SourceLabel(source)}, {"result", std::string(result)}}).Increment(n);
+}
+
+void Metrics::IngestRows(std::string_view table, double n) {
+  ingest_rows_.Add({{"table", std::string(table)}}).Increment(n);
+}
+
+void Metrics::IngestBatch(double events, double commit_seconds) {
+  ingest_batch_events_.Observe(events);
+  ingest_commit_seconds_.Observe(commit_seconds);
+}
+
+void Metrics::ResolverBatch(double seconds, double events) {
+  resolver_batch_seconds_.Observe(seconds);
+  resolver_batch_events_.Observe(events);
+}
+
+void Metrics::ResolverEntities(std::string_view kind, std::string_view outcome, double n) {
+  if (n > 0) resolver_entities_.Add({{"kind", std::string(kind)}, {"outcome", std::string(outcome)}}).Increment(n);
+}
+
+void Metrics::ResolverRepointed(std::string_view kind, double n) {
+  if (n > 0) resolver_repointed_.Add({{"kind", std::string(kind)}}).Increment(n);
+}
+
+void Metrics::ResolverQuarantined(std::string_view kind, double n) {
+  if (n > 0) resolver_quarantined_.Add({{"kind", std::string(kind)}}).Increment(n);
+}
+
+void Metrics::ResolverStatus(bool active, double lag_seconds, double events_pending, double persons, double groups) {
+  resolver_active_.Set(active ? 1 : 0);
+  resolver_lag_.Set(lag_seconds);
+  resolver_pending_.Set(events_pending);
+  entities_.Add({{"kind", "person"}}).Set(persons);
+  entities_.Add({{"kind", "group"}}).Set(groups);
+}
+
+void Metrics::ResolverError() { resolver_errors_.Increment(); }
+
+void Metrics::OnStatement(std::string_view name, double seconds, bool /*ok*/) {
+  db_query_duration_.Add({{"statement", std::string(name)}}, LatencyBuckets()).Observe(seconds);
+}
+
+void Metrics::OnError(std::string_view kind) { db_errors_.Add({{"kind", std::string(kind)}}).Increment(); }
+
+void Metrics::OnPoolChange(int size, int in_use) {
+  db_pool_size_.Set(size);
+  db_pool_in_use_.Set(in_use);
+}
+
+void Metrics::RefreshProcess() {
+  struct rusage ru {};
+  if (getrusage(RUSAGE_SELF, &ru) == 0) {
+    const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                       static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cpu > cpu_reported_) {
+      process_cpu_.Increment(cpu - cpu_reported_);
+      cpu_reported_ = cpu;
+    }
+  }
+  std::ifstream statm("/proc/self/statm");
+  double pages_total = 0, pages_rss = 0;
+  if (statm >> pages_total >> pages_rss) {
+    const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+    process_vsize_.Set(pages_total * page);
+    process_rss_.Set(pages_rss * page);
+  }
+  int fds = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (struct dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') ++fds;
+    }
+    closedir(d);
+    process_open_fds_.Set(fds - 1);  // minus the directory stream itself
+  }
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) process_max_fds_.Set(static_cast<double>(rl.rlim_cur));
+}
+
+std::string Metrics::Scrape() {
+  RefreshProcess();
+  prometheus::TextSerializer serializer;
+  return serializer.Serialize(registry_->Collect());
+}
+
+}  // namespace nexus::server

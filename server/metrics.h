@@ -1,0 +1,93 @@
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "storage/database.h"
+
+namespace nexus::server {
+
+/// Every metric nexusd exports. Families are built once at start-up; label sets are bounded
+/// (methods, routes, tables, statement names are fixed; sources are capped at kMaxSources, then "other").
+/// The golden list of names and labels lives in tests/golden/metrics.txt.
+class Metrics final : public storage::StorageObserver {
+ public:
+  static constexpr size_t kMaxSources = 100;
+
+  Metrics(std::string version, std::string git_sha);
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  /// The Prometheus text exposition of every metric, with process metrics refreshed.
+  std::string Scrape();
+
+  void ObserveGrpc(std::string_view method, std::string_view code, double seconds);
+  void ObserveHttp(std::string_view route, int status, double seconds);
+
+  void IngestEvents(std::string_view source, std::string_view result, double n);  // accepted|duplicate|rejected
+  void IngestRows(std::string_view table, double n);
+  void IngestBatch(double events, double commit_seconds);
+
+  void ResolverBatch(double seconds, double events);
+  void ResolverEntities(std::string_view kind, std::string_view outcome, double n);  // born|accreted|merged
+  void ResolverRepointed(std::string_view kind, double n);
+  void ResolverQuarantined(std::string_view kind, double n);
+  void ResolverStatus(bool active, double lag_seconds, double events_pending, double persons, double groups);
+  void ResolverError();
+
+  // storage::StorageObserver
+  void OnStatement(std::string_view name, double seconds, bool ok) override;
+  void OnError(std::string_view kind) override;
+  void OnPoolChange(int size, int in_use) override;
+
+  prometheus::Registry& registry() { return *registry_; }
+
+ private:
+  std::string SourceLabel(std::string_view source);
+  void RefreshProcess();
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::mutex mu_;  // guards label-set creation (prometheus-cpp families are thread-safe; this keeps caches)
+
+  prometheus::Family<prometheus::Counter>& grpc_requests_;
+  prometheus::Family<prometheus::Histogram>& grpc_duration_;
+  prometheus::Family<prometheus::Counter>& http_requests_;
+  prometheus::Family<prometheus::Histogram>& http_duration_;
+  prometheus::Family<prometheus::Counter>& ingest_events_;
+  prometheus::Family<prometheus::Counter>& ingest_rows_;
+  prometheus::Histogram& ingest_batch_events_;
+  prometheus::Histogram& ingest_commit_seconds_;
+  prometheus::Histogram& resolver_batch_seconds_;
+  prometheus::Histogram& resolver_batch_events_;
+  prometheus::Family<prometheus::Counter>& resolver_entities_;
+  prometheus::Family<prometheus::Counter>& resolver_repointed_;
+  prometheus::Family<prometheus::Counter>& resolver_quarantined_;
+  prometheus::Counter& resolver_errors_;
+  prometheus::Gauge& resolver_active_;
+  prometheus::Gauge& resolver_lag_;
+  prometheus::Gauge& resolver_pending_;
+  prometheus::Family<prometheus::Gauge>& entities_;
+  prometheus::Gauge& db_pool_size_;
+  prometheus::Gauge& db_pool_in_use_;
+  prometheus::Family<prometheus::Histogram>& db_query_duration_;
+  prometheus::Family<prometheus::Counter>& db_errors_;
+  prometheus::Counter& process_cpu_;
+  prometheus::Gauge& process_rss_;
+  prometheus::Gauge& process_vsize_;
+  prometheus::Gauge& process_open_fds_;
+  prometheus::Gauge& process_max_fds_;
+  prometheus::Gauge& process_start_time_;
+  double cpu_reported_ = 0;
+  std::map<std::string, bool, std::less<>> sources_;
+};
+
+}  // namespace nexus::server

@@ -1,0 +1,1 @@
+#include "server/query_service.h"

@@ -1,0 +1,261 @@
+#include "storage/database.h"
+
+#include <cstdio>
+#include <thread>
+
+#include "common/log.h"
+#include "storage/detail/migrations_embedded.h"
+#include "storage/detail/pg.h"
+
+namespace nexus::storage {
+namespace detail {
+
+std::string FormatTimestamp(int64_t micros) {
+  int64_t secs = micros / 1000000;
+  int64_t frac = micros % 1000000;
+  if (frac < 0) {
+    frac += 1000000;
+    secs -= 1;
+  }
+  const time_t t = static_cast<time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+  return buf;
+}
+
+namespace {
+void AppendQuoted(std::string& out, std::string_view v) {
+  out += '"';
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+}  // namespace
+
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    AppendQuoted(out, values[i]);
+  }
+  out += '}';
+  return out;
+}
+
+std::string TextArray(const std::vector<std::optional<std::string>>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    if (values[i]) AppendQuoted(out, *values[i]);
+    else out += "NULL";
+  }
+  out += '}';
+  return out;
+}
+
+std::string Int64Array(const std::vector<int64_t>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(values[i]);
+  }
+  out += '}';
+  return out;
+}
+
+std::string BoolArray(const std::vector<bool>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += values[i] ? 't' : 'f';
+  }
+  out += '}';
+  return out;
+}
+
+bool IsRetryable(const std::exception& e) {
+  return dynamic_cast<const pqxx::serialization_failure*>(&e) != nullptr ||
+         dynamic_cast<const pqxx::deadlock_detected*>(&e) != nullptr ||
+         dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr;
+}
+
+StorageError MapException(const std::exception& e, std::string_view context, std::string* metric_kind) {
+  const std::string where(context);
+  if (auto* se = dynamic_cast<const StorageError*>(&e)) {
+    *metric_kind = "other";
+    return *se;
+  }
+  if (dynamic_cast<const pqxx::broken_connection*>(&e)) {
+    *metric_kind = "connection";
+    return StorageError(ErrorKind::kUnavailable, where + ": database unavailable: " + e.what());
+  }
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e)) {
+    *metric_kind = "connection";
+    return StorageError(ErrorKind::kUnavailable, where + ": commit outcome unknown (connection lost): " + e.what());
+  }
+  if (dynamic_cast<const pqxx::serialization_failure*>(&e)) {
+    *metric_kind = "serialization";
+    return StorageError(ErrorKind::kUnavailable, where + ": serialization failure, retry: " + e.what());
+  }
+  if (dynamic_cast<const pqxx::deadlock_detected*>(&e)) {
+    *metric_kind = "deadlock";
+    return StorageError(ErrorKind::kUnavailable, where + ": deadlock, retry: " + e.what());
+  }
+  if (dynamic_cast<const pqxx::integrity_constraint_violation*>(&e)) {
+    *metric_kind = "constraint";
+    return StorageError(ErrorKind::kInvalidArgument, where + ": " + e.what());
+  }
+  if (dynamic_cast<const pqxx::data_exception*>(&e)) {
+    *metric_kind = "data";
+    return StorageError(ErrorKind::kInvalidArgument, where + ": " + e.what());
+  }
+  *metric_kind = "other";
+  return StorageError(ErrorKind::kInternal, where + ": " + e.what());
+}
+
+}  // namespace detail
+
+std::unique_ptr<pqxx::connection> Database::Impl::Connect() {
+  try {
+    auto c = std::make_unique<pqxx::connection>(options.url);
+    pqxx::nontransaction n(*c);
+    n.exec("SET TIME ZONE 'UTC'");
+    return c;
+  } catch (const std::exception& e) {
+    if (observer) observer->OnError("connection");
+    throw StorageError(ErrorKind::kUnavailable, std::string("cannot connect to PostgreSQL at ") +
+                                                    RedactUrl(options.url) + ": " + e.what());
+  }
+}
+
+std::unique_ptr<detail::PooledConnection> Database::Impl::Acquire() {
+  std::unique_lock<std::mutex> lock(mu);
+  const auto deadline = std::chrono::steady_clock::now() + options.acquire_timeout;
+  while (idle.empty() && open >= options.pool_size) {
+    if (cv.wait_until(lock, deadline) == std::cv_status::timeout && idle.empty() && open >= options.pool_size) {
+      throw StorageError(ErrorKind::kUnavailable, "no free database connection within the acquire timeout");
+    }
+  }
+  ++in_use;
+  if (!idle.empty()) {
+    auto c = std::move(idle.back());
+    idle.pop_back();
+    if (observer) observer->OnPoolChange(open, in_use);
+    return c;
+  }
+  ++open;
+  if (observer) observer->OnPoolChange(open, in_use);
+  lock.unlock();
+  try {
+    auto pc = std::make_unique<detail::PooledConnection>();
+    pc->conn = Connect();
+    return pc;
+  } catch (...) {
+    lock.lock();
+    --open;
+    --in_use;
+    if (observer) observer->OnPoolChange(open, in_use);
+    cv.notify_one();
+    throw;
+  }
+}
+
+void Database::Impl::Release(std::unique_ptr<detail::PooledConnection> c, bool broken) {
+  std::lock_guard<std::mutex> lock(mu);
+  --in_use;
+  if (broken || !c || !c->conn || !c->conn->is_open()) {
+    --open;
+  } else {
+    idle.push_back(std::move(c));
+  }
+  if (observer) observer->OnPoolChange(open, in_use);
+  cv.notify_one();
+}
+
+void Database::Impl::Prepare(detail::PooledConnection& c, const std::string& name, const std::string& sql) {
+  if (c.prepared.insert(name).second) c.conn->prepare(name, sql);
+}
+
+void Database::Impl::Run(std::string_view what,
+                         const std::function<void(pqxx::work&, detail::PooledConnection&)>& fn, int attempts) {
+  for (int attempt = 1;; ++attempt) {
+    std::unique_ptr<detail::PooledConnection> c;
+    bool broken = false;
+    try {
+      c = Acquire();
+      pqxx::work tx(*c->conn);
+      fn(tx, *c);
+      tx.commit();
+      Release(std::move(c), false);
+      return;
+    } catch (const std::exception& e) {
+      broken = dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+               dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr;
+      if (c) Release(std::move(c), broken || !c->conn->is_open());
+      const bool is_storage = dynamic_cast<const StorageError*>(&e) != nullptr;
+      if (!is_storage && attempt < attempts && detail::IsRetryable(e)) {
+        log::Warn("retrying transaction", {{"operation", std::string(what)}, {"attempt", attempt}, {"cause", e.what()}});
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 * attempt));
+        continue;
+      }
+      std::string kind;
+      StorageError mapped = detail::MapException(e, what, &kind);
+      if (!is_storage && observer) observer->OnError(kind);
+      throw mapped;
+    }
+  }
+}
+
+Database::Database(DatabaseOptions options, StorageObserver* observer) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->observer = observer;
+  if (impl_->options.pool_size < 1) impl_->options.pool_size = 1;
+}
+
+Database::~Database() = default;
+
+const DatabaseOptions& Database::options() const { return impl_->options; }
+StorageObserver* Database::observer() const { return impl_->observer; }
+
+void Database::Ping() {
+  impl_->Run("ping", [](pqxx::work& tx, detail::PooledConnection&) { tx.exec("SELECT 1"); }, 1);
+}
+
+bool Database::IsMigrated() {
+  const int latest = detail::EmbeddedMigrations().empty() ? 0 : detail::EmbeddedMigrations().back().version;
+  bool ok = false;
+  impl_->Run("readiness", [&](pqxx::work& tx, detail::PooledConnection&) {
+    auto r = tx.exec("SELECT to_regclass('schema_migrations') IS NOT NULL");
+    if (!r[0][0].as<bool>()) return;
+    auto v = tx.exec("SELECT coalesce(max(version), 0) FROM schema_migrations");
+    ok = v[0][0].as<int>() >= latest;
+  }, 1);
+  return ok;
+}
+
+std::string RedactUrl(std::string_view url) {
+  std::string s(url);
+  // URI form: scheme://user:password@host
+  if (auto scheme = s.find("://"); scheme != std::string::npos) {
+    auto at = s.find('@', scheme + 3);
+    auto colon = s.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at) {
+      s.replace(colon + 1, at - colon - 1, "***");
+    }
+    return s;
+  }
+  // key=value form
+  auto p = s.find("password=");
+  if (p != std::string::npos) {
+    auto end = s.find(' ', p);
+    s.replace(p + 9, (end == std::string::npos ? s.size() : end) - p - 9, "***");
+  }
+  return s;
+}
+
+}  // namespace nexus::storage

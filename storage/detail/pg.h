@@ -1,0 +1,103 @@
+#pragma once
+// Internal to storage/: the only header that includes libpqxx.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "storage/database.h"
+#include "storage/errors.h"
+
+namespace nexus::storage::detail {
+
+/// Formats microseconds since the epoch as a PostgreSQL timestamptz literal in UTC.
+std::string FormatTimestamp(int64_t micros);
+/// SQL expression turning a bigint of microseconds since the epoch into timestamptz.
+#define NEXUS_US_TO_TS(x) "('epoch'::timestamptz + (" x ") * interval '1 microsecond')"
+/// SQL expression turning a timestamptz into bigint microseconds since the epoch (exact).
+#define NEXUS_TS_TO_US(x) "(extract(epoch from " x ") * 1000000)::bigint"
+
+/// Renders a text[] literal ('{"a","b",NULL}') for a statement parameter.
+std::string TextArray(const std::vector<std::string>& values);
+std::string TextArray(const std::vector<std::optional<std::string>>& values);
+std::string Int64Array(const std::vector<int64_t>& values);
+std::string BoolArray(const std::vector<bool>& values);
+
+/// Maps a libpqxx/std exception to (StorageError kind, metric error kind).
+StorageError MapException(const std::exception& e, std::string_view context, std::string* metric_kind);
+/// True for errors worth retrying the whole transaction for (serialization, deadlock, lost connection).
+bool IsRetryable(const std::exception& e);
+
+/// A pooled connection with the set of statements prepared on it.
+struct PooledConnection {
+  std::unique_ptr<pqxx::connection> conn;
+  std::unordered_set<std::string> prepared;
+};
+
+/// Times a statement and reports it to the observer.
+class StatementTimer {
+ public:
+  StatementTimer(StorageObserver* obs, std::string_view name)
+      : obs_(obs), name_(name), start_(std::chrono::steady_clock::now()) {}
+  ~StatementTimer() {
+    if (obs_) obs_->OnStatement(name_, Seconds(), ok_);
+  }
+  void Ok() { ok_ = true; }
+  double Seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  StorageObserver* obs_;
+  std::string_view name_;
+  std::chrono::steady_clock::time_point start_;
+  bool ok_ = false;
+};
+
+}  // namespace nexus::storage::detail
+
+namespace nexus::storage {
+
+struct Database::Impl {
+  DatabaseOptions options;
+  StorageObserver* observer = nullptr;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<detail::PooledConnection>> idle;
+  int open = 0;
+  int in_use = 0;
+
+  std::unique_ptr<detail::PooledConnection> Acquire();
+  void Release(std::unique_ptr<detail::PooledConnection> c, bool broken);
+  std::unique_ptr<pqxx::connection> Connect();
+
+  /// Prepares `name` with `sql` on the connection the first time it is used there.
+  static void Prepare(detail::PooledConnection& c, const std::string& name, const std::string& sql);
+
+  /// Runs `fn(tx, conn)` in one transaction (committed by the caller inside fn or here when fn returns),
+  /// retrying retryable failures up to `attempts` times. `what` names the operation for errors and metrics.
+  void Run(std::string_view what, const std::function<void(pqxx::work&, detail::PooledConnection&)>& fn,
+           int attempts = 3);
+
+  /// Times one prepared statement execution.
+  template <typename... Args>
+  pqxx::result Exec(pqxx::work& tx, detail::PooledConnection& c, const std::string& name, const std::string& sql,
+                    Args&&... args) {
+    Prepare(c, name, sql);
+    detail::StatementTimer t(observer, name);
+    pqxx::result r = tx.exec_prepared(name, std::forward<Args>(args)...);
+    t.Ok();
+    return r;
+  }
+};
+
+}  // namespace nexus::storage

@@ -1,0 +1,151 @@
+#include "storage/ingest_store.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <tuple>
+#include <unordered_set>
+
+#include "storage/detail/pg.h"
+
+namespace nexus::storage {
+namespace {
+
+constexpr const char* kInsertEvents = "ingest.insert_events";
+constexpr const char* kInsertEventsSql =
+    "INSERT INTO events (event_id, occurred_at, event_name, event_description, event_type, source, value, "
+    "value_unit) "
+    "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::numeric[], $8::text[]) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+
+std::string FormatDouble(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+std::optional<std::string> Opt(const std::optional<std::string>& s) { return s; }
+
+}  // namespace
+
+IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
+  IngestResult result;
+  // Duplicates inside the batch: the first occurrence wins. Insert in event_id order so that two
+  // concurrent batches with overlapping ids lock rows in the same order (no deadlock).
+  std::vector<const EventRecord*> order;
+  std::unordered_set<std::string> seen;
+  std::vector<std::string> dup_in_batch;
+  for (const auto& e : events) {
+    if (seen.insert(e.event_id).second) order.push_back(&e);
+    else dup_in_batch.push_back(e.event_id);
+  }
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->event_id < b->event_id; });
+
+  std::vector<std::string> ids, names, types, sources, occurred;
+  std::vector<std::optional<std::string>> descriptions, values, units;
+  for (const auto* e : order) {
+    ids.push_back(e->event_id);
+    occurred.push_back(detail::FormatTimestamp(e->occurred_at_us));
+    names.push_back(e->event_name);
+    descriptions.push_back(Opt(e->event_description));
+    types.push_back(e->event_type);
+    sources.push_back(e->source);
+    values.push_back(e->value ? std::optional<std::string>(FormatDouble(*e->value)) : std::nullopt);
+    units.push_back(Opt(e->value_unit));
+  }
+  const std::string a_ids = detail::TextArray(ids), a_occ = detail::TextArray(occurred),
+                    a_names = detail::TextArray(names), a_desc = detail::TextArray(descriptions),
+                    a_types = detail::TextArray(types), a_src = detail::TextArray(sources),
+                    a_val = detail::TextArray(values), a_units = detail::TextArray(units);
+
+  auto& impl = db_.impl();
+  impl.Run("ingest", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    result = IngestResult{};
+    const auto start = std::chrono::steady_clock::now();
+    if (order.empty()) return;
+    auto r = impl.Exec(tx, c, kInsertEvents, kInsertEventsSql, a_ids, a_occ, a_names, a_desc, a_types, a_src, a_val,
+                       a_units);
+    std::unordered_set<std::string> inserted;
+    for (const auto& row : r) inserted.insert(row[0].c_str());
+    result.accepted = static_cast<int64_t>(inserted.size());
+    result.rows_by_table["events"] = result.accepted;
+    for (const auto* e : order) {
+      if (!inserted.count(e->event_id)) result.duplicate_event_ids.push_back(e->event_id);
+    }
+    if (!inserted.empty()) {
+      auto write_identifiers = [&](const char* table, auto member) {
+        detail::StatementTimer t(impl.observer, table[0] == 'p' ? "ingest.copy_person_identifiers"
+                                                                : "ingest.copy_group_identifiers");
+        int64_t n = 0;
+        pqxx::stream_to s(tx, table,
+                          std::vector<std::string>{"event_id", "edge_id", "identifier_type", "identifier_value",
+                                                   "identifier_value_raw", "role", "source", "occurred_at",
+                                                   "is_blocked", "blocked_reason"});
+        for (const auto* e : order) {
+          if (!inserted.count(e->event_id)) continue;
+          const std::string ts = detail::FormatTimestamp(e->occurred_at_us);
+          for (const IdentifierRow& row : e->*member) {
+            s << std::make_tuple(e->event_id, row.edge_id, row.type, row.value, row.raw_value, row.role, e->source, ts,
+                                 row.blocked,
+                                 row.blocked ? std::optional<std::string>(row.blocked_reason) : std::nullopt);
+            ++n;
+            if (row.blocked) ++result.blocked_identifiers;
+          }
+        }
+        s.complete();
+        t.Ok();
+        result.rows_by_table[table] = n;
+      };
+      auto write_traits = [&](const char* table, auto member) {
+        detail::StatementTimer t(impl.observer, table[0] == 'p' ? "ingest.copy_person_traits"
+                                                                : "ingest.copy_group_traits");
+        int64_t n = 0;
+        pqxx::stream_to s(tx, table,
+                          std::vector<std::string>{"event_id", "edge_id", "trait_name", "trait_value", "source",
+                                                   "occurred_at"});
+        for (const auto* e : order) {
+          if (!inserted.count(e->event_id)) continue;
+          const std::string ts = detail::FormatTimestamp(e->occurred_at_us);
+          for (const TraitRow& row : e->*member) {
+            s << std::make_tuple(e->event_id, row.edge_id, row.name, row.value, e->source, ts);
+            ++n;
+          }
+        }
+        s.complete();
+        t.Ok();
+        result.rows_by_table[table] = n;
+      };
+      write_identifiers("person_identifiers", &EventRecord::person_identifiers);
+      write_traits("person_traits", &EventRecord::person_traits);
+      write_identifiers("group_identifiers", &EventRecord::group_identifiers);
+      write_traits("group_traits", &EventRecord::group_traits);
+      {
+        detail::StatementTimer t(impl.observer, "ingest.copy_membership_identifiers");
+        int64_t n = 0;
+        pqxx::stream_to s(tx, "membership_identifiers",
+                          std::vector<std::string>{"event_id", "person_identifier", "person_identifier_type",
+                                                   "group_identifier", "group_identifier_type", "role", "source",
+                                                   "occurred_at"});
+        for (const auto* e : order) {
+          if (!inserted.count(e->event_id)) continue;
+          const std::string ts = detail::FormatTimestamp(e->occurred_at_us);
+          for (const MembershipRow& m : e->memberships) {
+            s << std::make_tuple(e->event_id, m.person_value, m.person_type, m.group_value, m.group_type, m.role,
+                                 e->source, ts);
+            ++n;
+          }
+        }
+        s.complete();
+        t.Ok();
+        result.rows_by_table["membership_identifiers"] = n;
+      }
+      tx.exec("NOTIFY nexus_ingest");
+    }
+    result.commit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  });
+  for (auto& d : dup_in_batch) result.duplicate_event_ids.push_back(std::move(d));
+  return result;
+}
+
+}  // namespace nexus::storage

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <vector>
+
+#include "storage/model.h"
+
+namespace nexus::storage {
+
+class Database;
+
+/// Appends events and what they revealed to the core event log.
+class IngestStore final {
+ public:
+  explicit IngestStore(Database& db) : db_(db) {}
+
+  /// Writes a batch in one transaction: all of it or none of it. Events whose event_id is already stored
+  /// (or repeated within the batch) are duplicates: nothing is written for them. Set-based: one multi-row
+  /// INSERT for events, one COPY per child table. Wakes the resolver (NOTIFY nexus_ingest) on commit.
+  /// Throws StorageError.
+  IngestResult Ingest(const std::vector<EventRecord>& events);
+
+ private:
+  Database& db_;
+};
+
+}  // namespace nexus::storage

@@ -1,0 +1,1 @@
+#include "storage/query_store.h"

@@ -1,0 +1,1 @@
+#include "storage/resolver_store.h"

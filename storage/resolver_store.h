@@ -1,0 +1,112 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "resolver/protection.h"
+
+namespace nexus::storage {
+
+class Database;
+
+/// What one resolver batch did, per kind (person, group).
+struct KindStats {
+  int64_t born = 0;        ///< new entities that survived the batch
+  int64_t accreted = 0;    ///< existing entities that gained identifiers
+  int64_t merged = 0;      ///< entities absorbed by merges
+  int64_t repointed = 0;   ///< rows repointed from absorbed ids to survivors
+  int64_t quarantined = 0; ///< edges not applied (caps)
+  int64_t identifiers = 0; ///< identifiers first seen in this batch
+};
+
+struct BatchStats {
+  int64_t events = 0;  ///< 0: nothing was pending
+  double seconds = 0;
+  KindStats persons;
+  KindStats groups;
+};
+
+struct ResolverStatusInfo {
+  std::optional<int64_t> watermark_ingested_at_us;
+  std::string watermark_event_id;
+  int64_t events_pending = 0;
+  double lag_seconds = 0;
+  int64_t persons = 0;
+  int64_t groups = 0;
+  std::optional<int64_t> last_batch_at_us;
+  int64_t batches_total = 0;
+};
+
+struct RebuildStats {
+  int64_t persons = 0;
+  int64_t groups = 0;
+  int64_t identifiers = 0;
+  int64_t events = 0;
+  double seconds = 0;
+};
+
+struct QuarantinedEdgeInfo {
+  int64_t quarantine_id = 0;
+  std::string kind;  ///< "person" | "group"
+  std::string event_id;
+  std::string edge_id;
+  std::string source;
+  int64_t occurred_at_us = 0;
+  std::vector<std::pair<std::string, std::string>> identifiers;
+  std::string reason;
+  std::vector<std::string> entity_ids;
+  int64_t quarantined_at_us = 0;
+  bool released = false;
+};
+
+/// The resolver's database side. One ResolverStore owns one dedicated session connection that holds the
+/// resolver advisory lock (only one resolver across replicas; the lock goes with the session, so a dead
+/// holder frees it) and LISTENs for ingest notifications. Not thread-safe: use it from one thread.
+///
+/// Batches consume events in (_ingest_xid, event_id) order, only below the oldest running transaction
+/// (pg_snapshot_xmin), so an ingest transaction that commits late is never skipped. A batch's results and
+/// the watermark commit in one transaction.
+class ResolverStore final {
+ public:
+  ResolverStore(Database& db, std::string url);
+  ~ResolverStore();
+  ResolverStore(const ResolverStore&) = delete;
+  ResolverStore& operator=(const ResolverStore&) = delete;
+
+  /// Tries to take the resolver lock (non-blocking). Reconnects if the session was lost.
+  bool TryAcquireLock();
+  bool holds_lock() const { return holds_lock_; }
+  /// Closes the session (and so releases the lock).
+  void Release();
+
+  /// Resolves at most `max_events` pending events. Requires the lock. Throws StorageError (the batch is
+  /// rolled back and the lock is considered lost if the connection broke).
+  BatchStats RunBatch(int64_t max_events, const resolver::ProtectionConfig& protection);
+
+  /// Waits up to `timeout` for an ingest notification. Returns true when one arrived.
+  bool WaitForIngest(std::chrono::milliseconds timeout);
+
+  /// Recomputes every resolved table from the core log in one transaction (readers keep seeing the old
+  /// state until it commits). Ids are derived deterministically, so unchanged components keep their ids.
+  RebuildStats Rebuild(const resolver::ProtectionConfig& protection, int64_t chunk_events = 20000);
+
+  /// Applies a quarantined edge as a normal merge (no caps). Returns the entity it joined into.
+  std::string ReleaseQuarantined(int64_t quarantine_id, const resolver::ProtectionConfig& protection);
+
+  /// Status via the shared pool (works without the lock).
+  static ResolverStatusInfo Status(Database& db);
+  static std::vector<QuarantinedEdgeInfo> ListQuarantined(Database& db, const std::string& kind,
+                                                          bool include_released, int64_t after_id, int limit);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  bool holds_lock_ = false;
+};
+
+}  // namespace nexus::storage

@@ -1,0 +1,44 @@
+#pragma once
+// Database test support: one throwaway PostgreSQL cluster per test binary (started by the binary itself,
+// in a temp dir, on a private unix socket), and a fresh database per test.
+// NEXUS_TEST_DATABASE_URL=<url of a server where we may CREATE DATABASE> uses that server instead.
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "server/app.h"
+#include "server/config.h"
+
+namespace nexus::testing {
+
+/// libpq connection string of a new, empty, uniquely named database (not migrated).
+std::string CreateTestDatabase();
+/// The server-level (postgres database) connection string.
+std::string AdminUrl();
+/// The temp directory the cluster lives in (for tests that need scratch space).
+std::string ScratchDir();
+
+/// A test with its own migrated database and, on demand, a running nexusd App on ports 0.
+class PgTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  /// Config pointing at this test's database; ports 0; resolver on with a long poll (tests call ResolveNow).
+  server::Config BaseConfig() const;
+  /// Starts an App with `config` (BaseConfig() by default).
+  server::App& StartApp();
+  server::App& StartApp(const server::Config& config);
+
+  std::string url_;
+  std::unique_ptr<server::App> app_;
+};
+
+/// Runs one SQL statement against `url` and returns the first column of the first row ("" if none).
+std::string QueryScalar(const std::string& url, const std::string& sql);
+/// Row count of a query.
+long long QueryCount(const std::string& url, const std::string& sql);
+
+}  // namespace nexus::testing
