@@ -1,9 +1,143 @@
-// HTTP/JSON routes of the query API (/v1/persons..., /v1/groups...).
+// HTTP/JSON routes of the query API (/v1/persons..., /v1/groups...): the same handlers and messages as gRPC.
+#include <google/protobuf/util/time_util.h>
+
 #include "server/http_api.h"
 #include "server/query_service.h"
 
 namespace nexus::server {
+namespace {
 
-void HttpApi::AddQueryRoutes() {}
+grpc::Status BadParam(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
+
+std::string Param(const HttpRequest& req, const char* name) {
+  auto it = req.query.find(name);
+  return it == req.query.end() ? std::string() : it->second;
+}
+
+/// page_size and page_token from the query string.
+grpc::Status PageParams(const HttpRequest& req, int32_t* size, std::string* token) {
+  const std::string s = Param(req, "page_size");
+  if (!s.empty()) {
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(s, &used);
+      if (used != s.size()) throw std::invalid_argument("trailing");
+      if (v > 1000000 || v < -1000000) return BadParam("page_size: at most " + std::to_string(kMaxPageSize));
+      *size = static_cast<int32_t>(v);
+    } catch (const std::exception&) {
+      return BadParam("page_size: not a number");
+    }
+  }
+  *token = Param(req, "page_token");
+  return grpc::Status::OK;
+}
+
+/// Timeline filters: RFC 3339 occurred_after (inclusive) / occurred_before (exclusive), event_type, source.
+grpc::Status FilterParams(const HttpRequest& req, v1::TimelineFilter* f) {
+  for (const char* name : {"occurred_after", "occurred_before"}) {
+    const std::string v = Param(req, name);
+    if (v.empty()) continue;
+    google::protobuf::Timestamp ts;
+    if (!google::protobuf::util::TimeUtil::FromString(v, &ts)) {
+      return BadParam(std::string(name) + ": not an RFC 3339 timestamp (e.g. 2024-05-01T00:00:00Z)");
+    }
+    *(std::string(name) == "occurred_after" ? f->mutable_occurred_after() : f->mutable_occurred_before()) = ts;
+  }
+  f->set_event_type(Param(req, "event_type"));
+  f->set_source(Param(req, "source"));
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+void HttpApi::AddQueryRoutes() {
+  QueryHandler* q = query_;
+  // Persons.
+  Add("GET", "/v1/persons:lookup", [q](const HttpRequest& req, const PathParams&) {
+    v1::LookupPersonRequest in;
+    in.set_identifier_type(Param(req, "identifier_type"));
+    in.set_identifier_value(Param(req, "identifier_value"));
+    return JsonCall<v1::Person>([&](v1::Person* out) { return q->LookupPerson(in, out); });
+  });
+  Add("GET", "/v1/persons:explain", [q](const HttpRequest& req, const PathParams&) {
+    v1::ExplainLinkRequest in;
+    in.mutable_a()->set_type(Param(req, "a_type"));
+    in.mutable_a()->set_value(Param(req, "a_value"));
+    in.mutable_b()->set_type(Param(req, "b_type"));
+    in.mutable_b()->set_value(Param(req, "b_value"));
+    return JsonCall<v1::ExplainLinkResponse>([&](v1::ExplainLinkResponse* out) { return q->ExplainPersonLink(in, out); });
+  });
+  Add("GET", "/v1/persons/{id}", [q](const HttpRequest&, const PathParams& p) {
+    v1::GetPersonRequest in;
+    in.set_person_id(p.at("id"));
+    return JsonCall<v1::Person>([&](v1::Person* out) { return q->GetPerson(in, out); });
+  });
+  Add("GET", "/v1/persons/{id}/memberships", [q](const HttpRequest& req, const PathParams& p) {
+    v1::ListPersonMembershipsRequest in;
+    in.set_person_id(p.at("id"));
+    int32_t size = 0;
+    if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
+    in.set_page_size(size);
+    return JsonCall<v1::ListMembershipsResponse>(
+        [&](v1::ListMembershipsResponse* out) { return q->ListPersonMemberships(in, out); });
+  });
+  Add("GET", "/v1/persons/{id}/timeline", [q](const HttpRequest& req, const PathParams& p) {
+    v1::ListPersonTimelineRequest in;
+    in.set_person_id(p.at("id"));
+    int32_t size = 0;
+    if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
+    in.set_page_size(size);
+    if (auto s = FilterParams(req, in.mutable_filter()); !s.ok()) return Error(s);
+    return JsonCall<v1::TimelineResponse>([&](v1::TimelineResponse* out) { return q->ListPersonTimeline(in, out); });
+  });
+  Add("GET", "/v1/persons/{id}/history", [q](const HttpRequest&, const PathParams& p) {
+    v1::GetPersonHistoryRequest in;
+    in.set_person_id(p.at("id"));
+    return JsonCall<v1::EntityHistory>([&](v1::EntityHistory* out) { return q->GetPersonHistory(in, out); });
+  });
+  // Groups.
+  Add("GET", "/v1/groups:lookup", [q](const HttpRequest& req, const PathParams&) {
+    v1::LookupGroupRequest in;
+    in.set_identifier_type(Param(req, "identifier_type"));
+    in.set_identifier_value(Param(req, "identifier_value"));
+    return JsonCall<v1::Group>([&](v1::Group* out) { return q->LookupGroup(in, out); });
+  });
+  Add("GET", "/v1/groups:explain", [q](const HttpRequest& req, const PathParams&) {
+    v1::ExplainLinkRequest in;
+    in.mutable_a()->set_type(Param(req, "a_type"));
+    in.mutable_a()->set_value(Param(req, "a_value"));
+    in.mutable_b()->set_type(Param(req, "b_type"));
+    in.mutable_b()->set_value(Param(req, "b_value"));
+    return JsonCall<v1::ExplainLinkResponse>([&](v1::ExplainLinkResponse* out) { return q->ExplainGroupLink(in, out); });
+  });
+  Add("GET", "/v1/groups/{id}", [q](const HttpRequest&, const PathParams& p) {
+    v1::GetGroupRequest in;
+    in.set_group_id(p.at("id"));
+    return JsonCall<v1::Group>([&](v1::Group* out) { return q->GetGroup(in, out); });
+  });
+  Add("GET", "/v1/groups/{id}/members", [q](const HttpRequest& req, const PathParams& p) {
+    v1::ListGroupMembersRequest in;
+    in.set_group_id(p.at("id"));
+    int32_t size = 0;
+    if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
+    in.set_page_size(size);
+    return JsonCall<v1::ListMembershipsResponse>(
+        [&](v1::ListMembershipsResponse* out) { return q->ListGroupMembers(in, out); });
+  });
+  Add("GET", "/v1/groups/{id}/timeline", [q](const HttpRequest& req, const PathParams& p) {
+    v1::ListGroupTimelineRequest in;
+    in.set_group_id(p.at("id"));
+    int32_t size = 0;
+    if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
+    in.set_page_size(size);
+    if (auto s = FilterParams(req, in.mutable_filter()); !s.ok()) return Error(s);
+    return JsonCall<v1::TimelineResponse>([&](v1::TimelineResponse* out) { return q->ListGroupTimeline(in, out); });
+  });
+  Add("GET", "/v1/groups/{id}/history", [q](const HttpRequest&, const PathParams& p) {
+    v1::GetGroupHistoryRequest in;
+    in.set_group_id(p.at("id"));
+    return JsonCall<v1::EntityHistory>([&](v1::EntityHistory* out) { return q->GetGroupHistory(in, out); });
+  });
+}
 
 }  // namespace nexus::server

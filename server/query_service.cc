@@ -1,1 +1,419 @@
 #include "server/query_service.h"
+
+#include <array>
+
+#include "resolver/explain.h"
+#include "resolver/normalize.h"
+#include "server/admin_service.h"
+#include "server/rpc_util.h"
+
+namespace nexus::server {
+namespace {
+
+using storage::EntityKind;
+
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding.
+std::string Base64UrlEncode(const std::string& in) {
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char ch : in) {
+    acc = (acc << 8) | ch;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += kAlphabet[(acc >> bits) & 0x3f];
+    }
+  }
+  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
+  return out;
+}
+
+std::optional<std::string> Base64UrlDecode(const std::string& in) {
+  std::array<int, 256> value{};
+  value.fill(-1);
+  for (int i = 0; i < 64; ++i) value[static_cast<unsigned char>(kAlphabet[i])] = i;
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char ch : in) {
+    const int v = value[ch];
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  // A canonical encoding leaves fewer than 6 zero bits over.
+  if (bits >= 6 || (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+  return out;
+}
+
+constexpr char kTimelinePrefix[] = "t1:";
+constexpr char kMembershipPrefix[] = "m1:";
+
+grpc::Status Invalid(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
+
+/// Resolves page_size (0 -> default) or explains why it is invalid.
+grpc::Status PageSize(int requested, int* out) {
+  if (requested < 0) return Invalid("page_size: must not be negative");
+  if (requested > kMaxPageSize) return Invalid("page_size: at most " + std::to_string(kMaxPageSize));
+  *out = requested == 0 ? kDefaultPageSize : requested;
+  return grpc::Status::OK;
+}
+
+int64_t Micros(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() * 1000000 + ts.nanos() / 1000;
+}
+
+grpc::Status CheckTimestamp(const google::protobuf::Timestamp& ts, const char* field) {
+  // The proto3 range of Timestamp: 0001-01-01 .. 9999-12-31.
+  if (ts.seconds() < -62135596800LL || ts.seconds() > 253402300799LL || ts.nanos() < 0 || ts.nanos() > 999999999) {
+    return Invalid(std::string(field) + ": out of range");
+  }
+  return grpc::Status::OK;
+}
+
+template <typename Msg>
+void FillCommon(const storage::EntityProfile& p, Msg* out) {
+  for (const auto& i : p.identifiers) {
+    auto* id = out->add_identifiers();
+    id->set_type(i.key);
+    id->set_value(i.value);
+    id->set_source(i.source);
+    SetTimestamp(id->mutable_occurred_at(), i.occurred_at_us);
+  }
+  for (const auto& t : p.traits) {
+    auto* tr = out->add_traits();
+    tr->set_name(t.key);
+    tr->set_value(t.value);
+    tr->set_source(t.source);
+    SetTimestamp(tr->mutable_occurred_at(), t.occurred_at_us);
+  }
+  for (const auto& m : p.merged_ids) out->add_merged_ids(m);
+  SetTimestamp(out->mutable_last_updated(), p.last_updated_us);
+  out->set_requested_id(p.requested_id);
+  out->set_redirected(p.redirected);
+}
+
+std::string Field(const storage::EntityProfile& p, const char* name) {
+  auto it = p.fields.find(name);
+  return it == p.fields.end() ? std::string() : it->second;
+}
+
+void FillPerson(const storage::EntityProfile& p, v1::Person* out) {
+  out->set_person_id(p.id);
+  out->set_email(Field(p, "email"));
+  out->set_name(Field(p, "name"));
+  out->set_phone(Field(p, "phone"));
+  out->set_title(Field(p, "title"));
+  out->set_timezone(Field(p, "timezone"));
+  FillCommon(p, out);
+}
+
+void FillGroup(const storage::EntityProfile& p, v1::Group* out) {
+  out->set_group_id(p.id);
+  out->set_domain(Field(p, "domain"));
+  out->set_company_name(Field(p, "company_name"));
+  out->set_industry(Field(p, "industry"));
+  out->set_company_size(Field(p, "company_size"));
+  out->set_shopify_id(Field(p, "shopify_id"));
+  FillCommon(p, out);
+}
+
+/// Validates and normalizes a lookup/explain identifier; `field` names it in errors.
+grpc::Status NormalizeKey(const std::string& type, const std::string& value, const std::string& field,
+                          resolver::IdKey* out) {
+  if (type.empty()) return Invalid(field + "type: missing");
+  if (!resolver::IsValidIdentifierType(type)) return Invalid(field + "type: must match [a-z0-9_]{1,64}");
+  if (value.empty()) return Invalid(field + "value: missing");
+  out->type = type;
+  out->value = resolver::NormalizeIdentifier(type, value);
+  if (out->value.empty()) return Invalid(field + "value: empty after normalization");
+  return grpc::Status::OK;
+}
+
+grpc::Status MissingId(const char* field) { return Invalid(std::string(field) + ": missing"); }
+
+const char* Noun(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
+
+}  // namespace
+
+std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event_id) {
+  return Base64UrlEncode(kTimelinePrefix + std::to_string(occurred_at_us) + ":" + event_id);
+}
+
+std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token) {
+  auto raw = Base64UrlDecode(token);
+  if (!raw || raw->rfind(kTimelinePrefix, 0) != 0) return std::nullopt;
+  const std::string rest = raw->substr(sizeof(kTimelinePrefix) - 1);
+  const size_t colon = rest.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= rest.size()) return std::nullopt;
+  int64_t us = 0;
+  try {
+    size_t used = 0;
+    us = std::stoll(rest.substr(0, colon), &used);
+    if (used != colon) return std::nullopt;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return std::make_pair(us, rest.substr(colon + 1));
+}
+
+std::string EncodeMembershipToken(const std::string& after_id) {
+  return Base64UrlEncode(kMembershipPrefix + after_id);
+}
+
+std::optional<std::string> DecodeMembershipToken(const std::string& token) {
+  auto raw = Base64UrlDecode(token);
+  if (!raw || raw->rfind(kMembershipPrefix, 0) != 0 || raw->size() == sizeof(kMembershipPrefix) - 1) {
+    return std::nullopt;
+  }
+  return raw->substr(sizeof(kMembershipPrefix) - 1);
+}
+
+grpc::Status QueryHandler::GetPerson(const v1::GetPersonRequest& req, v1::Person* out) {
+  if (req.person_id().empty()) return MissingId("person_id");
+  FillPerson(store_.GetEntity(EntityKind::kPerson, req.person_id()), out);
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::LookupPerson(const v1::LookupPersonRequest& req, v1::Person* out) {
+  resolver::IdKey key;
+  if (auto s = NormalizeKey(req.identifier_type(), req.identifier_value(), "identifier_", &key); !s.ok()) return s;
+  FillPerson(store_.LookupEntity(EntityKind::kPerson, key.type, key.value), out);
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::GetGroup(const v1::GetGroupRequest& req, v1::Group* out) {
+  if (req.group_id().empty()) return MissingId("group_id");
+  FillGroup(store_.GetEntity(EntityKind::kGroup, req.group_id()), out);
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::LookupGroup(const v1::LookupGroupRequest& req, v1::Group* out) {
+  resolver::IdKey key;
+  if (auto s = NormalizeKey(req.identifier_type(), req.identifier_value(), "identifier_", &key); !s.ok()) return s;
+  FillGroup(store_.LookupEntity(EntityKind::kGroup, key.type, key.value), out);
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::ListPersonMemberships(const v1::ListPersonMembershipsRequest& req,
+                                                 v1::ListMembershipsResponse* out) {
+  if (req.person_id().empty()) return MissingId("person_id");
+  return Memberships(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), out);
+}
+
+grpc::Status QueryHandler::ListGroupMembers(const v1::ListGroupMembersRequest& req,
+                                            v1::ListMembershipsResponse* out) {
+  if (req.group_id().empty()) return MissingId("group_id");
+  return Memberships(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), out);
+}
+
+grpc::Status QueryHandler::Memberships(EntityKind kind, const std::string& id, int page_size,
+                                       const std::string& token, v1::ListMembershipsResponse* out) {
+  int limit = 0;
+  if (auto s = PageSize(page_size, &limit); !s.ok()) return s;
+  std::string after;
+  if (!token.empty()) {
+    auto decoded = DecodeMembershipToken(token);
+    if (!decoded) return Invalid("page_token: malformed");
+    after = *decoded;
+  }
+  const auto page = store_.ListMemberships(kind, id, after, limit);
+  out->set_resolved_id(page.resolved_id);
+  for (const auto& m : page.items) {
+    auto* v = out->add_memberships();
+    v->set_membership_id(m.membership_id);
+    v->set_person_id(m.person_id);
+    v->set_person_name(m.person_name);
+    v->set_person_email(m.person_email);
+    v->set_group_id(m.group_id);
+    v->set_group_name(m.group_name);
+    v->set_group_domain(m.group_domain);
+    v->set_role(m.role);
+    v->set_source(m.source);
+    SetTimestamp(v->mutable_established_at(), m.established_at_us);
+    SetTimestamp(v->mutable_last_updated(), m.last_updated_us);
+  }
+  if (!page.next_after.empty()) out->set_next_page_token(EncodeMembershipToken(page.next_after));
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::ListPersonTimeline(const v1::ListPersonTimelineRequest& req, v1::TimelineResponse* out) {
+  if (req.person_id().empty()) return MissingId("person_id");
+  return Timeline(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), req.filter(), out);
+}
+
+grpc::Status QueryHandler::ListGroupTimeline(const v1::ListGroupTimelineRequest& req, v1::TimelineResponse* out) {
+  if (req.group_id().empty()) return MissingId("group_id");
+  return Timeline(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), req.filter(), out);
+}
+
+grpc::Status QueryHandler::Timeline(EntityKind kind, const std::string& id, int page_size, const std::string& token,
+                                    const v1::TimelineFilter& filter, v1::TimelineResponse* out) {
+  storage::TimelineQuery q;
+  if (auto s = PageSize(page_size, &q.limit); !s.ok()) return s;
+  if (!token.empty()) {
+    q.after_key = DecodeTimelineToken(token);
+    if (!q.after_key) return Invalid("page_token: malformed");
+  }
+  if (filter.has_occurred_after()) {
+    if (auto s = CheckTimestamp(filter.occurred_after(), "filter.occurred_after"); !s.ok()) return s;
+    q.occurred_after_us = Micros(filter.occurred_after());
+  }
+  if (filter.has_occurred_before()) {
+    if (auto s = CheckTimestamp(filter.occurred_before(), "filter.occurred_before"); !s.ok()) return s;
+    q.occurred_before_us = Micros(filter.occurred_before());
+  }
+  q.event_type = filter.event_type();
+  q.source = filter.source();
+  const auto page = store_.ListTimeline(kind, id, q);
+  out->set_resolved_id(page.resolved_id);
+  for (const auto& it : page.items) {
+    auto* e = out->add_events();
+    e->set_event_id(it.event_id);
+    SetTimestamp(e->mutable_occurred_at(), it.occurred_at_us);
+    e->set_event_name(it.event_name);
+    if (it.event_description) e->set_event_description(*it.event_description);
+    e->set_event_type(it.event_type);
+    e->set_source(it.source);
+    if (it.value) e->set_value(*it.value);
+    if (it.value_unit) e->set_value_unit(*it.value_unit);
+    for (const auto& r : it.roles) e->add_roles(r);
+  }
+  if (page.more && !page.items.empty()) {
+    out->set_next_page_token(EncodeTimelineToken(page.items.back().occurred_at_us, page.items.back().event_id));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::ExplainPersonLink(const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out) {
+  return Explain(EntityKind::kPerson, req, out);
+}
+
+grpc::Status QueryHandler::ExplainGroupLink(const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out) {
+  return Explain(EntityKind::kGroup, req, out);
+}
+
+grpc::Status QueryHandler::Explain(EntityKind kind, const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out) {
+  resolver::IdKey a, b;
+  if (auto s = NormalizeKey(req.a().type(), req.a().value(), "a.", &a); !s.ok()) return s;
+  if (auto s = NormalizeKey(req.b().type(), req.b().value(), "b.", &b); !s.ok()) return s;
+  const auto data = store_.LoadExplain(kind, a, b);
+  auto not_found = [&](const char* name, const resolver::IdKey& key) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, std::string(name) + ": no " + Noun(kind) +
+                                                         " has identifier " + key.type + " '" + key.value + "'");
+  };
+  if (!data.entity_a) return not_found("a", a);
+  if (!data.entity_b) return not_found("b", b);
+  out->set_entity_id_a(*data.entity_a);
+  out->set_entity_id_b(*data.entity_b);
+  if (*data.entity_a != *data.entity_b) {
+    out->set_linked(false);
+    for (const auto& q : data.blocked_by) {
+      auto* e = out->add_blocked_by();
+      e->set_quarantine_id(q.quarantine_id);
+      e->set_kind(kind == EntityKind::kPerson ? v1::ENTITY_KIND_PERSON : v1::ENTITY_KIND_GROUP);
+      e->set_event_id(q.event_id);
+      e->set_edge_id(q.edge_id);
+      e->set_source(q.source);
+      SetTimestamp(e->mutable_occurred_at(), q.occurred_at_us);
+      for (const auto& id : q.identifiers) {
+        auto* i = e->add_identifiers();
+        i->set_type(id.type);
+        i->set_value(id.value);
+      }
+      e->set_reason(q.reason);
+      for (const auto& id : q.entity_ids) e->add_entity_ids(id);
+      SetTimestamp(e->mutable_quarantined_at(), q.quarantined_at_us);
+      e->set_released(false);
+    }
+    out->set_explanation(data.blocked_by.empty()
+                             ? std::string("not linked: the identifiers belong to different ") + Noun(kind) + "s"
+                             : "not linked: " + std::to_string(data.blocked_by.size()) +
+                                   " quarantined edge(s) touching them were not applied (see blocked_by)");
+    return grpc::Status::OK;
+  }
+  out->set_linked(true);
+  out->set_entity_id(*data.entity_a);
+  const auto path = resolver::ShortestLinkPath(data.occurrences, a, b);
+  if (!path) {
+    out->set_explanation("linked, but no path of stored edges was found (edges may have been released from "
+                         "quarantine while being read)");
+    return grpc::Status::OK;
+  }
+  for (const auto& step : *path) {
+    const auto& occ = data.occurrences[step.occurrence];
+    const auto& meta = data.meta[step.occurrence];
+    auto* e = out->add_path();
+    e->set_event_id(occ.event_id);
+    e->set_edge_id(occ.edge_id);
+    e->set_source(meta.source);
+    SetTimestamp(e->mutable_occurred_at(), meta.occurred_at_us);
+    for (const auto& id : occ.identifiers) {
+      auto* i = e->add_identifiers();
+      i->set_type(id.type);
+      i->set_value(id.value);
+    }
+    e->mutable_from()->set_type(step.from.type);
+    e->mutable_from()->set_value(step.from.value);
+    e->mutable_to()->set_type(step.to.type);
+    e->mutable_to()->set_value(step.to.value);
+  }
+  out->set_explanation(path->empty() ? "the same identifier"
+                                     : "linked by a path of " + std::to_string(path->size()) + " edge(s)");
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::GetPersonHistory(const v1::GetPersonHistoryRequest& req, v1::EntityHistory* out) {
+  if (req.person_id().empty()) return MissingId("person_id");
+  return History(EntityKind::kPerson, req.person_id(), out);
+}
+
+grpc::Status QueryHandler::GetGroupHistory(const v1::GetGroupHistoryRequest& req, v1::EntityHistory* out) {
+  if (req.group_id().empty()) return MissingId("group_id");
+  return History(EntityKind::kGroup, req.group_id(), out);
+}
+
+grpc::Status QueryHandler::History(EntityKind kind, const std::string& id, v1::EntityHistory* out) {
+  const auto h = store_.GetHistory(kind, id);
+  out->set_entity_id(h.entity_id);
+  SetTimestamp(out->mutable_created_at(), h.created_at_us);
+  out->set_created_by_event_id(h.created_by_event_id);
+  for (const auto& m : h.merges) {
+    auto* r = out->add_merges();
+    r->set_absorbed_id(m.absorbed_id);
+    r->set_surviving_id(m.merged_into_id);
+    SetTimestamp(r->mutable_merged_at(), m.merged_at_us);
+    r->set_event_id(m.event_id);
+    r->set_edge_id(m.edge_id);
+    r->set_absorbed_identifier_count(m.absorbed_identifier_count);
+  }
+  return grpc::Status::OK;
+}
+
+// gRPC adapters.
+#define NEXUS_QUERY_RPC(Method, Req, Resp)                                                            \
+  grpc::Status QueryServiceImpl::Method(grpc::ServerContext*, const v1::Req* r, v1::Resp* o) {        \
+    return HandleRpc(m_, #Method, [&] { return h_.Method(*r, o); });                                  \
+  }
+NEXUS_QUERY_RPC(GetPerson, GetPersonRequest, Person)
+NEXUS_QUERY_RPC(LookupPerson, LookupPersonRequest, Person)
+NEXUS_QUERY_RPC(GetGroup, GetGroupRequest, Group)
+NEXUS_QUERY_RPC(LookupGroup, LookupGroupRequest, Group)
+NEXUS_QUERY_RPC(ListPersonMemberships, ListPersonMembershipsRequest, ListMembershipsResponse)
+NEXUS_QUERY_RPC(ListGroupMembers, ListGroupMembersRequest, ListMembershipsResponse)
+NEXUS_QUERY_RPC(ListPersonTimeline, ListPersonTimelineRequest, TimelineResponse)
+NEXUS_QUERY_RPC(ListGroupTimeline, ListGroupTimelineRequest, TimelineResponse)
+NEXUS_QUERY_RPC(ExplainPersonLink, ExplainLinkRequest, ExplainLinkResponse)
+NEXUS_QUERY_RPC(ExplainGroupLink, ExplainLinkRequest, ExplainLinkResponse)
+NEXUS_QUERY_RPC(GetPersonHistory, GetPersonHistoryRequest, EntityHistory)
+NEXUS_QUERY_RPC(GetGroupHistory, GetGroupHistoryRequest, EntityHistory)
+#undef NEXUS_QUERY_RPC
+
+}  // namespace nexus::server

@@ -2,29 +2,89 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
 #include "nexus/v1/query.grpc.pb.h"
 #include "server/metrics.h"
 #include "storage/query_store.h"
 
 namespace nexus::server {
 
-/// Query logic shared by gRPC and HTTP.
+/// List page sizes: 0 means the default; more than the maximum is INVALID_ARGUMENT.
+inline constexpr int kDefaultPageSize = 50;
+inline constexpr int kMaxPageSize = 500;
+
+/// Opaque keyset page tokens (base64url of a versioned key). A token is a position, not a snapshot:
+/// later pages never repeat or skip rows that existed when the first page was read.
+std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event_id);
+/// nullopt when the token is malformed.
+std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token);
+std::string EncodeMembershipToken(const std::string& after_id);
+std::optional<std::string> DecodeMembershipToken(const std::string& token);
+
+/// Query logic shared by gRPC and HTTP: validates requests, reads QueryStore, builds responses.
+/// Storage errors propagate as StorageError (HandleRpc / the HTTP router map them).
 class QueryHandler final {
  public:
   QueryHandler(storage::QueryStore& store, Metrics& metrics) : store_(store), metrics_(metrics) {}
 
+  grpc::Status GetPerson(const v1::GetPersonRequest& req, v1::Person* out);
+  grpc::Status LookupPerson(const v1::LookupPersonRequest& req, v1::Person* out);
+  grpc::Status GetGroup(const v1::GetGroupRequest& req, v1::Group* out);
+  grpc::Status LookupGroup(const v1::LookupGroupRequest& req, v1::Group* out);
+  grpc::Status ListPersonMemberships(const v1::ListPersonMembershipsRequest& req, v1::ListMembershipsResponse* out);
+  grpc::Status ListGroupMembers(const v1::ListGroupMembersRequest& req, v1::ListMembershipsResponse* out);
+  grpc::Status ListPersonTimeline(const v1::ListPersonTimelineRequest& req, v1::TimelineResponse* out);
+  grpc::Status ListGroupTimeline(const v1::ListGroupTimelineRequest& req, v1::TimelineResponse* out);
+  grpc::Status ExplainPersonLink(const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out);
+  grpc::Status ExplainGroupLink(const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out);
+  grpc::Status GetPersonHistory(const v1::GetPersonHistoryRequest& req, v1::EntityHistory* out);
+  grpc::Status GetGroupHistory(const v1::GetGroupHistoryRequest& req, v1::EntityHistory* out);
+
  private:
-  [[maybe_unused]] storage::QueryStore& store_;
+  grpc::Status Memberships(storage::EntityKind kind, const std::string& id, int page_size,
+                           const std::string& token, v1::ListMembershipsResponse* out);
+  grpc::Status Timeline(storage::EntityKind kind, const std::string& id, int page_size, const std::string& token,
+                        const v1::TimelineFilter& filter, v1::TimelineResponse* out);
+  grpc::Status Explain(storage::EntityKind kind, const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out);
+  grpc::Status History(storage::EntityKind kind, const std::string& id, v1::EntityHistory* out);
+
+  storage::QueryStore& store_;
   [[maybe_unused]] Metrics& metrics_;
 };
 
+/// gRPC QueryService: every method runs through HandleRpc (status mapping + metrics).
 class QueryServiceImpl final : public v1::QueryService::Service {
  public:
   QueryServiceImpl(QueryHandler& h, Metrics& m) : h_(h), m_(m) {}
 
+  grpc::Status GetPerson(grpc::ServerContext*, const v1::GetPersonRequest* r, v1::Person* o) override;
+  grpc::Status LookupPerson(grpc::ServerContext*, const v1::LookupPersonRequest* r, v1::Person* o) override;
+  grpc::Status GetGroup(grpc::ServerContext*, const v1::GetGroupRequest* r, v1::Group* o) override;
+  grpc::Status LookupGroup(grpc::ServerContext*, const v1::LookupGroupRequest* r, v1::Group* o) override;
+  grpc::Status ListPersonMemberships(grpc::ServerContext*, const v1::ListPersonMembershipsRequest* r,
+                                     v1::ListMembershipsResponse* o) override;
+  grpc::Status ListGroupMembers(grpc::ServerContext*, const v1::ListGroupMembersRequest* r,
+                                v1::ListMembershipsResponse* o) override;
+  grpc::Status ListPersonTimeline(grpc::ServerContext*, const v1::ListPersonTimelineRequest* r,
+                                  v1::TimelineResponse* o) override;
+  grpc::Status ListGroupTimeline(grpc::ServerContext*, const v1::ListGroupTimelineRequest* r,
+                                 v1::TimelineResponse* o) override;
+  grpc::Status ExplainPersonLink(grpc::ServerContext*, const v1::ExplainLinkRequest* r,
+                                 v1::ExplainLinkResponse* o) override;
+  grpc::Status ExplainGroupLink(grpc::ServerContext*, const v1::ExplainLinkRequest* r,
+                                v1::ExplainLinkResponse* o) override;
+  grpc::Status GetPersonHistory(grpc::ServerContext*, const v1::GetPersonHistoryRequest* r,
+                                v1::EntityHistory* o) override;
+  grpc::Status GetGroupHistory(grpc::ServerContext*, const v1::GetGroupHistoryRequest* r,
+                               v1::EntityHistory* o) override;
+
  private:
-  [[maybe_unused]] QueryHandler& h_;
-  [[maybe_unused]] Metrics& m_;
+  QueryHandler& h_;
+  Metrics& m_;
 };
 
 }  // namespace nexus::server

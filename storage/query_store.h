@@ -1,16 +1,162 @@
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "resolver/explain.h"
+#include "resolver/identity_graph.h"
+
 namespace nexus::storage {
 
 class Database;
 
-/// Reads resolved persons, groups, memberships and timelines (read-only; served by indexes).
+/// Which identity graph a query reads: persons or groups (separate tables, same shape).
+enum class EntityKind { kPerson, kGroup };
+
+/// A resolved identifier or trait with its provenance.
+struct ResolvedValue {
+  std::string key;    ///< identifier type or trait name
+  std::string value;
+  std::string source;
+  int64_t occurred_at_us = 0;
+};
+
+/// A person or group as the final tables hold it.
+struct EntityProfile {
+  std::string id;                               ///< the surviving id
+  std::string requested_id;                     ///< set when `redirected`
+  bool redirected = false;                      ///< the requested id was merged away into `id`
+  std::map<std::string, std::string> fields;    ///< final-table columns by name; NULL columns are absent
+  std::vector<ResolvedValue> identifiers;       ///< ordered by (type, value)
+  std::vector<ResolvedValue> traits;            ///< ordered by name
+  std::vector<std::string> merged_ids;          ///< every alias pointing here, ordered
+  int64_t last_updated_us = 0;
+};
+
+/// One membership with enough of both sides to show a list.
+struct MembershipInfo {
+  std::string membership_id;
+  std::string person_id;
+  std::string person_name;
+  std::string person_email;
+  std::string group_id;
+  std::string group_name;
+  std::string group_domain;
+  std::string role;
+  std::string source;
+  int64_t established_at_us = 0;
+  int64_t last_updated_us = 0;
+};
+
+/// A page of memberships; `next_after` is the other side's id to continue after (empty: last page).
+struct MembershipPage {
+  std::string resolved_id;
+  std::vector<MembershipInfo> items;
+  std::string next_after;
+};
+
+/// Timeline filter; bounds are microseconds since the epoch, [after, before).
+struct TimelineQuery {
+  std::optional<int64_t> occurred_after_us;
+  std::optional<int64_t> occurred_before_us;
+  std::string event_type;  ///< empty: any
+  std::string source;      ///< empty: any
+  /// Keyset cursor: continue strictly after (older than) this (occurred_at, event_id).
+  std::optional<std::pair<int64_t, std::string>> after_key;
+  int limit = 50;
+};
+
+/// One event on an entity's timeline with every role the entity had in it.
+struct TimelineItem {
+  std::string event_id;
+  int64_t occurred_at_us = 0;
+  std::string event_name;
+  std::optional<std::string> event_description;
+  std::string event_type;
+  std::string source;
+  std::optional<double> value;
+  std::optional<std::string> value_unit;
+  std::vector<std::string> roles;
+};
+
+struct TimelinePage {
+  std::string resolved_id;
+  std::vector<TimelineItem> items;
+  bool more = false;  ///< another page exists; continue after the last item's key
+};
+
+/// Provenance of one edge occurrence (parallel to ExplainData::occurrences).
+struct OccurrenceMeta {
+  std::string source;
+  int64_t occurred_at_us = 0;
+};
+
+/// An open quarantined edge (not released).
+struct QuarantineRow {
+  int64_t quarantine_id = 0;
+  std::string event_id;
+  std::string edge_id;
+  std::string source;
+  int64_t occurred_at_us = 0;
+  std::vector<resolver::IdKey> identifiers;
+  std::string reason;
+  std::vector<std::string> entity_ids;
+  int64_t quarantined_at_us = 0;
+};
+
+/// What "explain" needs, read in one snapshot.
+struct ExplainData {
+  std::optional<std::string> entity_a;  ///< nullopt: identifier a is not resolved
+  std::optional<std::string> entity_b;
+  /// When both resolve to one entity: its applied edge occurrences (no blocked rows, no open quarantine).
+  std::vector<resolver::EdgeOccurrence> occurrences;
+  std::vector<OccurrenceMeta> meta;
+  /// When they resolve to different entities: open quarantined edges touching a, b, or both entities.
+  std::vector<QuarantineRow> blocked_by;
+};
+
+/// One absorbed id.
+struct MergeInfo {
+  std::string absorbed_id;
+  std::string merged_into_id;  ///< the id it was merged into at the time
+  int64_t merged_at_us = 0;
+  std::string event_id;
+  std::string edge_id;
+  int64_t absorbed_identifier_count = 0;
+};
+
+struct EntityHistoryInfo {
+  std::string entity_id;
+  int64_t created_at_us = 0;
+  std::string created_by_event_id;
+  std::vector<MergeInfo> merges;  ///< newest first
+};
+
+/// Reads resolved persons, groups, memberships, timelines, link explanations and merge history.
+/// Read-only; every statement is served by an index (lists are keyset-paginated, never OFFSET).
+/// Multi-statement reads run in one REPEATABLE READ snapshot. Unknown ids throw StorageError(kNotFound);
+/// a merged-away id resolves to its survivor.
 class QueryStore final {
  public:
   explicit QueryStore(Database& db) : db_(db) {}
 
+  EntityProfile GetEntity(EntityKind kind, const std::string& id);
+  /// `value` must already be normalized (resolver::NormalizeIdentifier).
+  EntityProfile LookupEntity(EntityKind kind, const std::string& type, const std::string& value);
+  /// Memberships of a person (ordered by group_id) or members of a group (ordered by person_id),
+  /// continuing after `after` (the other side's id; empty: first page).
+  MembershipPage ListMemberships(EntityKind kind, const std::string& id, const std::string& after, int limit);
+  /// Newest first by (occurred_at, event_id); returns at most q.limit items.
+  TimelinePage ListTimeline(EntityKind kind, const std::string& id, const TimelineQuery& q);
+  /// Identifiers must already be normalized.
+  ExplainData LoadExplain(EntityKind kind, const resolver::IdKey& a, const resolver::IdKey& b);
+  EntityHistoryInfo GetHistory(EntityKind kind, const std::string& id);
+
  private:
-  [[maybe_unused]] Database& db_;
+  Database& db_;
 };
 
 }  // namespace nexus::storage
