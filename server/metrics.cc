@@ -94,6 +94,11 @@ Metrics::Metrics(std::string version, std::string git_sha)
                             "membership_identifiers"}) {
     ingest_rows_.Add({{"table", table}});
   }
+  // Error kinds are a fixed set (storage/database.cc MapException); exporting them at 0 from the start lets
+  // rate()/increase() see the first error (a series born at 1 shows no increase) and keeps the family visible.
+  for (const char* kind : {"connection", "serialization", "deadlock", "constraint", "data", "other"}) {
+    db_errors_.Add({{"kind", kind}});
+  }
 }
 
 std::string Metrics::SourceLabel(std::string_view source) {
