@@ -61,23 +61,6 @@ void IdentityGraph::AddKnownIdentifier(const IdKey& id, const std::string& entit
   index_.emplace(id, it->second);
 }
 
-int IdentityGraph::NodeFor(const IdKey& id, const std::string& event_id) {
-  if (auto it = index_.find(id); it != index_.end()) return it->second;
-  Cluster c;
-  c.parent = static_cast<int>(clusters_.size());
-  c.id = MakeId(prefix_, salt_, id);
-  c.count = 1;
-  c.birth_seq = next_birth_seq_++;
-  c.touched = true;
-  if (track_types_) c.type_counts.emplace_back(id.type, 1);
-  births_.push_back({c.id, c.birth_seq, id, event_id});
-  entity_index_.emplace(c.id, c.parent);
-  index_.emplace(id, c.parent);
-  new_ids_.push_back(id);
-  clusters_.push_back(std::move(c));
-  return static_cast<int>(clusters_.size()) - 1;
-}
-
 int64_t IdentityGraph::TypeCount(const Cluster& c, const std::string& type) {
   for (const auto& [t, n] : c.type_counts) {
     if (t == type) return n;
@@ -85,20 +68,28 @@ int64_t IdentityGraph::TypeCount(const Cluster& c, const std::string& type) {
   return 0;
 }
 
-std::string IdentityGraph::CapViolation(const std::vector<int>& roots) const {
+std::string IdentityGraph::CapViolation(const std::vector<int>& roots, const std::vector<IdKey>& fresh) const {
+  // The unseen identifiers count as one more side (a component they would found together).
+  Cluster candidate;
+  candidate.count = static_cast<int64_t>(fresh.size());
+  for (const auto& id : fresh) AddTypeCount(candidate, id.type, 1);
+  std::vector<const Cluster*> sides;
+  for (int r : roots) sides.push_back(&clusters_[static_cast<size_t>(r)]);
+  if (!fresh.empty()) sides.push_back(&candidate);
+  // A union breaks a cap when it exceeds it and no existing side already did on its own (fresh identifiers
+  // never count as "already over": an edge of two new user_ids breaks a cap of 1).
   int64_t total = 0, largest = 0;
-  for (int r : roots) {
-    total += clusters_[static_cast<size_t>(r)].count;
-    largest = std::max(largest, clusters_[static_cast<size_t>(r)].count);
+  for (const Cluster* c : sides) {
+    total += c->count;
+    if (c != &candidate) largest = std::max(largest, c->count);
   }
-  // A merge breaks a cap only when the union exceeds it and no single side already did.
   if (caps_.max_entity_size > 0 && total > caps_.max_entity_size && total > largest) {
-    return "would join " + std::to_string(roots.size()) + " entities into " + std::to_string(total) +
+    return "would join " + std::to_string(sides.size()) + " parts into " + std::to_string(total) +
            " identifiers (max_entity_size " + std::to_string(caps_.max_entity_size) + ")";
   }
   std::vector<std::string> types;
-  for (int r : roots) {
-    for (const auto& [t, n] : clusters_[static_cast<size_t>(r)].type_counts) {
+  for (const Cluster* c : sides) {
+    for (const auto& [t, n] : c->type_counts) {
       if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(t);
     }
   }
@@ -107,10 +98,10 @@ std::string IdentityGraph::CapViolation(const std::vector<int>& roots) const {
     const int64_t cap = caps_.CapFor(t);
     if (cap <= 0) continue;
     int64_t sum = 0, max_side = 0;
-    for (int r : roots) {
-      const int64_t n = TypeCount(clusters_[static_cast<size_t>(r)], t);
+    for (const Cluster* c : sides) {
+      const int64_t n = TypeCount(*c, t);
       sum += n;
-      max_side = std::max(max_side, n);
+      if (c != &candidate) max_side = std::max(max_side, n);
     }
     if (sum > cap && sum > max_side) {
       return "would give one entity " + std::to_string(sum) + " identifiers of type '" + t + "' (cap " +
@@ -121,19 +112,25 @@ std::string IdentityGraph::CapViolation(const std::vector<int>& roots) const {
 }
 
 void IdentityGraph::ApplyEdge(const Edge& e) {
+  // Identifiers the graph has never seen form one candidate component; seen ones bring their components.
+  std::vector<IdKey> fresh;
   std::vector<int> roots;
-  roots.reserve(e.identifiers.size() + e.prior.size());
-  auto add = [&](const IdKey& id) {
-    const int r = Find(NodeFor(id, e.event_id));
+  auto visit = [&](const IdKey& id) {
+    auto it = index_.find(id);
+    if (it == index_.end()) {
+      if (std::find(fresh.begin(), fresh.end(), id) == fresh.end()) fresh.push_back(id);
+      return;
+    }
+    const int r = Find(it->second);
     if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
   };
-  for (const auto& id : e.identifiers) add(id);
-  for (const auto& id : e.prior) add(id);
+  for (const auto& id : e.identifiers) visit(id);
+  for (const auto& id : e.prior) visit(id);
   for (int r : roots) clusters_[static_cast<size_t>(r)].touched = true;
-  if (roots.size() < 2) return;
+  if (fresh.empty() && roots.size() < 2) return;
 
   if (!e.force && track_types_) {
-    std::string why = CapViolation(roots);
+    std::string why = CapViolation(roots, fresh);
     if (!why.empty()) {
       Quarantine q{e.event_id, e.edge_id, e.identifiers, std::move(why), {}};
       for (const auto& id : e.prior) {
@@ -142,18 +139,36 @@ void IdentityGraph::ApplyEdge(const Edge& e) {
       }
       for (int r : roots) q.entity_ids.push_back(clusters_[static_cast<size_t>(r)].id);
       quarantined_.push_back(std::move(q));
+      // The edge is not applied: each unseen identifier stands alone.
+      for (const auto& id : fresh) NewCluster({id}, e.event_id);
       return;
     }
   }
 
-  // Survivor: most identifiers, then the oldest (smallest birth_seq).
-  int survivor = roots.front();
+  // Survivor: most identifiers, then the oldest (smallest birth_seq). The candidate is the youngest, so it
+  // survives only when strictly larger than every existing component; otherwise it is never born and its
+  // identifiers simply accrete.
+  int survivor = -1;
   for (int r : roots) {
+    if (survivor < 0) {
+      survivor = r;
+      continue;
+    }
     const auto& c = clusters_[static_cast<size_t>(r)];
     const auto& s = clusters_[static_cast<size_t>(survivor)];
     if (c.count > s.count || (c.count == s.count && c.birth_seq < s.birth_seq)) survivor = r;
   }
+  if (survivor < 0 || static_cast<int64_t>(fresh.size()) > clusters_[static_cast<size_t>(survivor)].count) {
+    survivor = NewCluster(fresh, e.event_id);
+    fresh.clear();
+  }
   auto& s = clusters_[static_cast<size_t>(survivor)];
+  for (const auto& id : fresh) {
+    index_.emplace(id, survivor);
+    new_ids_.push_back(id);
+    ++s.count;
+    if (track_types_) AddTypeCount(s, id.type, 1);
+  }
   for (int r : roots) {
     if (r == survivor) continue;
     auto& c = clusters_[static_cast<size_t>(r)];
@@ -162,15 +177,35 @@ void IdentityGraph::ApplyEdge(const Edge& e) {
     c.parent = survivor;
     s.count += c.count;
     if (track_types_) {
-      for (const auto& [t, n] : c.type_counts) {
-        auto it = std::find_if(s.type_counts.begin(), s.type_counts.end(), [&](const auto& p) { return p.first == t; });
-        if (it == s.type_counts.end()) s.type_counts.emplace_back(t, n);
-        else it->second += n;
-      }
+      for (const auto& [t, n] : c.type_counts) AddTypeCount(s, t, n);
       c.type_counts.clear();
       c.type_counts.shrink_to_fit();
     }
   }
+}
+
+int IdentityGraph::NewCluster(const std::vector<IdKey>& ids, const std::string& event_id) {
+  Cluster c;
+  c.parent = static_cast<int>(clusters_.size());
+  c.id = MakeId(prefix_, salt_, ids.front());
+  c.count = static_cast<int64_t>(ids.size());
+  c.birth_seq = next_birth_seq_++;
+  c.touched = true;
+  births_.push_back({c.id, c.birth_seq, ids.front(), event_id});
+  entity_index_.emplace(c.id, c.parent);
+  for (const auto& id : ids) {
+    index_.emplace(id, c.parent);
+    new_ids_.push_back(id);
+    if (track_types_) AddTypeCount(c, id.type, 1);
+  }
+  clusters_.push_back(std::move(c));
+  return static_cast<int>(clusters_.size()) - 1;
+}
+
+void IdentityGraph::AddTypeCount(Cluster& c, const std::string& type, int64_t n) {
+  auto it = std::find_if(c.type_counts.begin(), c.type_counts.end(), [&](const auto& p) { return p.first == type; });
+  if (it == c.type_counts.end()) c.type_counts.emplace_back(type, n);
+  else it->second += n;
 }
 
 std::string IdentityGraph::EntityOf(const IdKey& id) const {

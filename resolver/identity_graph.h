@@ -116,7 +116,7 @@ class IdentityGraph final {
 
  private:
   struct Cluster {
-    int parent;
+    int parent = 0;
     std::string id;
     int64_t count = 0;
     int64_t birth_seq = 0;
@@ -125,8 +125,9 @@ class IdentityGraph final {
     std::vector<std::pair<std::string, int64_t>> type_counts;  // kept only when caps are set
   };
   int Find(int c) const;
-  int NodeFor(const IdKey& id, const std::string& event_id);
-  std::string CapViolation(const std::vector<int>& roots) const;
+  int NewCluster(const std::vector<IdKey>& ids, const std::string& event_id);
+  std::string CapViolation(const std::vector<int>& roots, const std::vector<IdKey>& fresh) const;
+  static void AddTypeCount(Cluster& c, const std::string& type, int64_t n);
   static int64_t TypeCount(const Cluster& c, const std::string& type);
 
   std::string prefix_;

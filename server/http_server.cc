@@ -2,6 +2,8 @@
 #include "server/http_server.h"
 
 #include <atomic>
+#include <utility>  // before Boost 1.74 asio: its awaitable.hpp uses std::exchange without it
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>

@@ -247,6 +247,8 @@ CREATE TABLE resolver_state (
   -- per-installation salt of entity ids (an id is derived from the component's first identifier)
   id_salt              text NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text),
   batches_total        bigint NOT NULL DEFAULT 0,
+  persons_count        bigint NOT NULL DEFAULT 0,  -- maintained by the resolver (cheap gauges)
+  groups_count         bigint NOT NULL DEFAULT 0,
   last_batch_at        timestamptz
 );
 INSERT INTO resolver_state DEFAULT VALUES;

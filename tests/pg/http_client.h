@@ -1,0 +1,23 @@
+#pragma once
+// A minimal blocking HTTP/1.1 client for tests (loopback only, Connection: close).
+
+#include <string>
+
+namespace nexus::testing {
+
+struct HttpResult {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+/// Sends one request to 127.0.0.1:port; throws std::runtime_error on socket errors.
+HttpResult HttpCall(int port, const std::string& method, const std::string& target, const std::string& body = "");
+inline HttpResult HttpGet(int port, const std::string& target) { return HttpCall(port, "GET", target); }
+inline HttpResult HttpPost(int port, const std::string& target, const std::string& body) {
+  return HttpCall(port, "POST", target, body);
+}
+/// Percent-encodes a query parameter value.
+std::string UrlEncode(const std::string& s);
+
+}  // namespace nexus::testing
