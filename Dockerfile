@@ -1,0 +1,55 @@
+# nexusd container image: multi-stage on Debian 12 (bookworm).
+#
+# The build stage runs the same scripts as CI (scripts/install-deps.sh, scripts/build.sh). The runtime stage
+# carries only the shared libraries nexusd links, PostgreSQL 15 server binaries (for the embedded mode used
+# when no --database-url / NEXUS_DATABASE_URL is given) and curl for the HEALTHCHECK.
+#
+# No Docker engine runs on the development machine: scripts/container-check.sh performs these steps on the
+# host (same scripts, non-root user, same flags, same health check) and CI runs it. `docker build` itself has
+# not been run against this file; see docs/OPERATIONS.md.
+#
+#   docker build -t nexusd .
+#   docker run -p 50051:50051 -p 8080:8080 -v nexus-data:/var/lib/nexusd nexusd
+#   docker run -e NEXUS_DATABASE_URL='postgresql://nexus:...@db:5432/nexus' nexusd
+
+FROM debian:12 AS build
+WORKDIR /src
+# Dependencies first (own layer, cached until the script changes).
+COPY scripts/install-deps.sh scripts/install-deps.sh
+RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+COPY . .
+# Release, server only (tests and benchmarks are CI's job, not the image's).
+RUN BUILD_DIR=/src/build-image BUILD_TYPE=Release NEXUS_BUILD_TESTS=OFF NEXUS_BUILD_BENCH=OFF \
+      scripts/build.sh nexusd \
+ && strip --strip-unneeded /src/build-image/server/nexusd \
+ && /src/build-image/server/nexusd --help >/dev/null
+
+FROM debian:12-slim AS runtime
+# Runtime libraries of nexusd (`ldd nexusd` on bookworm), PostgreSQL 15 for the embedded mode, curl.
+RUN apt-get update \
+ && printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
+ && mkdir -p /etc/postgresql-common \
+ && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libre2-9 libc-ares2 libssl3 zlib1g \
+      libpqxx-6.4 libpq5 libprometheus-cpp-core1.0 \
+      postgresql-15 curl ca-certificates \
+ && rm -f /usr/sbin/policy-rc.d \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system nexus \
+ && useradd --system --gid nexus --home-dir /var/lib/nexusd --shell /usr/sbin/nologin nexus \
+ && mkdir -p /var/lib/nexusd \
+ && chown nexus:nexus /var/lib/nexusd
+COPY --from=build /src/build-image/server/nexusd /usr/local/bin/nexusd
+USER nexus
+WORKDIR /var/lib/nexusd
+VOLUME ["/var/lib/nexusd"]
+EXPOSE 50051 8080
+ENV NEXUS_LOG_LEVEL=info
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+# SIGTERM (docker stop) drains in-flight RPCs for --shutdown-grace and stops the embedded PostgreSQL:
+# give `docker stop -t` more than that grace.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/nexusd", "--grpc-listen=0.0.0.0:50051", "--http-listen=0.0.0.0:8080", \
+            "--data-dir=/var/lib/nexusd"]
