@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Prints the results table of one or more bench/results/*.json files (markdown)."""
+import json
+import sys
+
+
+def g(d, *path):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def f(v, fmt="{:,.0f}"):
+    return "n/a" if v is None else fmt.format(v)
+
+
+def rows(r):
+    ing, cp = r.get("ingest", {}), r.get("copy_baseline", {})
+    ratio = (ing.get("events_per_s") / cp["events_per_s"]) if ing.get("events_per_s") and cp.get("events_per_s") else None
+    reb, sqlb = r.get("rebuild", {}), r.get("sql_baseline", {})
+    rr = (sqlb["seconds_median"] / reb["seconds_median"]) if reb.get("seconds_median") and sqlb.get("seconds_median") else None
+    out = [
+        ("1. ingest, gRPC stream, 500-event batches (events/s)", f(ing.get("events_per_s"))),
+        ("1. plain COPY of the same rows (events/s)", f(cp.get("events_per_s"))),
+        ("1. ingest / COPY", f(ratio, "{:.2f}")),
+        ("2. freshness ack -> LookupPerson p50 / p99 (ms)",
+         f(g(r, "freshness", "p50_ms"), "{:.0f}") + " / " + f(g(r, "freshness", "p99_ms"), "{:.0f}")),
+    ]
+    for inc in ing.get("increments", []):
+        b = inc.get("resolver_batches") or 0
+        per = inc["resolver_seconds"] / b if b else None
+        out.append((f"3. one {inc.get('events', 0):,}-event resolver batch at {inc.get('identifiers_before', 0):,} identifiers (s)",
+                    f(per, "{:.2f}") + f" ({b:.0f} batch)"))
+    out += [
+        ("3. ingest start -> everything resolved (s)", f(ing.get("ingest_start_to_all_resolved_s"), "{:.1f}")),
+        ("4. full rebuild, nexusd (s, median)", f(reb.get("seconds_median"), "{:.2f}")),
+        ("4. SQL min-label propagation (s, median; rounds)",
+         f(sqlb.get("seconds_median"), "{:.2f}") + f"; {sqlb.get('rounds', 'n/a')}"),
+        ("4. SQL baseline / nexusd rebuild", f(rr, "{:.1f}x")),
+    ]
+    for k in ("LookupPerson", "GetPerson", "ListPersonTimeline"):
+        q = g(r, "queries", k) or {}
+        out.append((f"5. {k} ({g(r, 'queries', 'threads')} threads): req/s, p50/p99 ms",
+                    f(q.get("per_s")) + ", " + f(q.get("p50_ms"), "{:.1f}") + " / " + f(q.get("p99_ms"), "{:.1f}")))
+    c, ca = g(r, "correctness", "persons") or {}, g(r, "correctness_after_rebuild", "persons") or {}
+    out += [
+        ("6. persons vs truth (incremental / after rebuild)",
+         f"{'exact' if c.get('exact') else 'MISMATCH'} / {'exact' if ca.get('exact') else 'MISMATCH'} "
+         f"({c.get('entities_resolved', 0):,} persons, {c.get('identifiers_resolved', 0):,} identifiers)"),
+        ("6. groups vs truth", "exact" if g(r, "correctness", "groups", "exact") else "MISMATCH"),
+        ("6. nexusd vs SQL baseline partition", "same" if sqlb.get("same_partition_as_nexus") else "DIFFERENT"),
+        ("7. peak RSS nexusd (MiB)", f(g(r, "memory", "nexusd_vmhwm_mib"))),
+        ("7. peak RSS PostgreSQL, sum of processes (MiB)", f(g(r, "memory", "postgres_vmhwm_sum_mib"))),
+    ]
+    return out
+
+
+def main():
+    results = [json.load(open(p)) for p in sys.argv[1:]]
+    if not results:
+        sys.exit("usage: table.py results.json ...")
+    table = [rows(r) for r in results]
+    heads = ["measurement"] + [f"{r.get('size')} ({g(r, 'sizes', 'person_identifiers_true'):,} ids)" for r in results]
+    print("| " + " | ".join(heads) + " |")
+    print("|" + "---|" * len(heads))
+    for i, (name, _) in enumerate(table[0]):
+        print("| " + name + " | " + " | ".join(t[i][1] if i < len(t) else "" for t in table) + " |")
+    for r in results:
+        m = r.get("machine", {})
+        print(f"\n{r.get('size')}: {r.get('date')}, {m.get('nproc')} cores {m.get('cpu_model')}, {m.get('memory')}, "
+              f"load {m.get('loadavg_at_start')} -> {m.get('loadavg_at_end')}, correct={r.get('correct')}, "
+              f"problems={r.get('problems')}")
+
+
+main()
