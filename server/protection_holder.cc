@@ -43,4 +43,10 @@ std::string ProtectionHolder::Reload() {
   return summary;
 }
 
+void ProtectionHolder::Set(resolver::ProtectionConfig config) {
+  auto next = std::make_shared<resolver::ProtectionConfig>(std::move(config));
+  std::lock_guard<std::mutex> lock(mu_);
+  current_ = std::move(next);
+}
+
 }  // namespace nexus::server

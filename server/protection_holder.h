@@ -18,6 +18,8 @@ class ProtectionHolder final {
   std::shared_ptr<const resolver::ProtectionConfig> Get() const;
   /// Re-reads the file; on error keeps the old config and throws std::runtime_error. Returns a summary.
   std::string Reload();
+  /// Replaces the config in memory (tests, embedding).
+  void Set(resolver::ProtectionConfig config);
   const std::string& path() const { return path_; }
 
  private:

@@ -1,0 +1,397 @@
+// Resolver against a real PostgreSQL through the real ingest path (gRPC), including the watermark race,
+// the incremental == rebuild property, merge protection and the lock takeover.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <pqxx/pqxx>
+#include <random>
+
+#include "nexus/v1/admin.grpc.pb.h"
+#include "nexus/v1/ingest.grpc.pb.h"
+#include "pg_fixture.h"
+#include "resolver/protection.h"
+#include "server/app.h"
+#include "server/protection_holder.h"
+#include "server/resolver_worker.h"
+#include "storage/database.h"
+#include "storage/migrations.h"
+#include "storage/resolver_store.h"
+
+namespace nexus::testing {
+namespace {
+
+using Ids = std::vector<std::pair<std::string, std::string>>;
+
+v1::Event MakeEvent(const std::string& id, int64_t occurred_s, const std::vector<Ids>& persons,
+                    const std::vector<Ids>& groups = {}, const std::map<std::string, std::string>& traits = {}) {
+  v1::Event e;
+  e.set_event_id(id);
+  e.mutable_occurred_at()->set_seconds(occurred_s);
+  e.set_event_name("test_event");
+  e.set_event_type("test");
+  e.set_source("testsrc");
+  for (const auto& p : persons) {
+    auto* m = e.add_persons();
+    m->set_role("participant");
+    for (const auto& [t, v] : p) {
+      auto* i = m->add_identifiers();
+      i->set_type(t);
+      i->set_value(v);
+    }
+    for (const auto& [k, v] : traits) (*m->mutable_traits())[k] = v;
+  }
+  for (const auto& g : groups) {
+    auto* m = e.add_groups();
+    for (const auto& [t, v] : g) {
+      auto* i = m->add_identifiers();
+      i->set_type(t);
+      i->set_value(v);
+    }
+  }
+  return e;
+}
+
+class ResolverTest : public PgTest {
+ protected:
+  void Start(const resolver::ProtectionConfig& protection = resolver::ProtectionConfig::Unlimited(),
+             int64_t batch_events = 5000) {
+    auto cfg = BaseConfig();
+    cfg.resolver_batch_events = batch_events;
+    cfg.resolver_poll_interval = std::chrono::milliseconds(3600 * 1000);  // tests drive it with ResolveNow
+    StartApp(cfg);
+    app_->protection().Set(protection);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials());
+    ingest_ = v1::IngestService::NewStub(channel_);
+    admin_ = v1::AdminService::NewStub(channel_);
+  }
+  v1::IngestEventsResponse Ingest(const std::vector<v1::Event>& events) {
+    v1::IngestEventsRequest req;
+    for (const auto& e : events) *req.add_events() = e;
+    v1::IngestEventsResponse resp;
+    grpc::ClientContext ctx;
+    auto s = ingest_->IngestEvents(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+  void Resolve() { app_->resolver()->ResolveNow(); }
+  std::string PersonOf(const std::string& type, const std::string& value) {
+    return QueryScalar(url_, "SELECT person_id FROM resolved_person_identifiers WHERE identifier_type = '" + type +
+                                 "' AND identifier_value = '" + value + "'");
+  }
+  long long Count(const std::string& table) { return std::stoll(QueryScalar(url_, "SELECT count(*) FROM " + table)); }
+  std::map<std::string, std::string> Partition(const std::string& kind) {
+    std::map<std::string, std::string> out;
+    pqxx::connection c(url_);
+    pqxx::nontransaction n(c);
+    for (const auto& r : n.exec("SELECT identifier_type || ':' || identifier_value, " + kind +
+                                "_id FROM resolved_" + kind + "_identifiers")) {
+      out[r[0].c_str()] = r[1].c_str();
+    }
+    return out;
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::IngestService::Stub> ingest_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+};
+
+TEST_F(ResolverTest, BirthAccretionAndMerge) {
+  Start();
+  Ingest({MakeEvent("e1", 100, {{{"email", "a@x.io"}}})});
+  Resolve();
+  const std::string a = PersonOf("email", "a@x.io");
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(a.substr(0, 4), "per_");
+  EXPECT_EQ(Count("persons"), 1);
+
+  Ingest({MakeEvent("e2", 101, {{{"email", "a@x.io"}, {"phone", "+1 555 0100"}}})});  // accretion
+  Resolve();
+  EXPECT_EQ(PersonOf("phone", "+15550100"), a);
+
+  Ingest({MakeEvent("e3", 102, {{{"email", "b@x.io"}}})});
+  Resolve();
+  const std::string b = PersonOf("email", "b@x.io");
+  EXPECT_NE(a, b);
+  Ingest({MakeEvent("e4", 103, {{{"email", "b@x.io"}, {"phone", "+15550100"}}})});  // merge: a is larger
+  Resolve();
+  EXPECT_EQ(PersonOf("email", "b@x.io"), a);
+  EXPECT_EQ(Count("persons"), 1);
+  EXPECT_EQ(QueryScalar(url_, "SELECT new_id FROM person_id_aliases WHERE old_id = '" + b + "'"), a);
+  EXPECT_EQ(QueryScalar(url_, "SELECT event_id FROM person_id_aliases WHERE old_id = '" + b + "'"), "e4");
+  // participants were repointed
+  EXPECT_EQ(Count("person_participants WHERE person_id = '" + b + "'"), 0);
+  EXPECT_EQ(Count("person_participants WHERE person_id = '" + a + "'"), 4);
+}
+
+TEST_F(ResolverTest, ThreeEntitiesFusedByTwoBridgesInOneBatch) {
+  Start();
+  Ingest({MakeEvent("e1", 1, {{{"email", "a@x"}}}), MakeEvent("e2", 2, {{{"email", "b@x"}}}),
+          MakeEvent("e3", 3, {{{"email", "c@x"}}})});
+  Resolve();
+  EXPECT_EQ(Count("persons"), 3);
+  Ingest({MakeEvent("b1", 4, {{{"email", "a@x"}, {"email", "b@x"}}}),
+          MakeEvent("b2", 5, {{{"email", "b@x"}, {"email", "c@x"}}})});
+  Resolve();
+  EXPECT_EQ(Count("persons"), 1);
+  EXPECT_EQ(PersonOf("email", "a@x"), PersonOf("email", "c@x"));
+  EXPECT_EQ(Count("person_id_aliases"), 2);
+}
+
+TEST_F(ResolverTest, ChainAbsorbedAcrossSeveralBatchesHasNoHopLimit) {
+  Start();
+  for (int batch = 0; batch < 10; ++batch) {
+    std::vector<v1::Event> evs;
+    for (int i = batch * 100; i < (batch + 1) * 100; ++i) {
+      evs.push_back(MakeEvent("c" + std::to_string(i), i,
+                              {{{"email", "n" + std::to_string(i) + "@x"}, {"email", "n" + std::to_string(i + 1) + "@x"}}}));
+    }
+    Ingest(evs);
+    Resolve();
+  }
+  EXPECT_EQ(Count("persons"), 1);
+  EXPECT_EQ(PersonOf("email", "n0@x"), PersonOf("email", "n1000@x"));
+  EXPECT_EQ(QueryScalar(url_, "SELECT identifier_count FROM persons"), "1001");
+}
+
+TEST_F(ResolverTest, BatchOfKnownIdentifiersStillAdvancesTheWatermark) {
+  Start();
+  Ingest({MakeEvent("k1", 1, {{{"email", "a@x"}}})});
+  Resolve();
+  Ingest({MakeEvent("k2", 2, {{{"email", "a@x"}}})});
+  Resolve();
+  EXPECT_EQ(QueryScalar(url_, "SELECT watermark_event_id FROM resolver_state"), "k2");
+  auto st = storage::ResolverStore::Status(app_->database());
+  EXPECT_EQ(st.events_pending, 0);
+}
+
+TEST_F(ResolverTest, LateArrivalThatOccurredEarlierDoesNotOverwriteNewerTraits) {
+  Start();
+  Ingest({MakeEvent("t2", 2000, {{{"email", "a@x"}}}, {}, {{"title", "CTO"}, {"name", "Ann"}})});
+  Resolve();
+  Ingest({MakeEvent("t1", 1000, {{{"email", "a@x"}}}, {}, {{"title", "Intern"}})});  // older, arrives later
+  Resolve();
+  EXPECT_EQ(QueryScalar(url_, "SELECT title FROM persons"), "CTO");
+  EXPECT_EQ(QueryScalar(url_, "SELECT name FROM persons"), "Ann");
+  // ...but the identifier's earliest occurrence moves back
+  EXPECT_EQ(QueryScalar(url_, "SELECT extract(epoch from occurred_at)::bigint FROM resolved_person_identifiers"), "1000");
+}
+
+TEST_F(ResolverTest, GroupMergeWithAPersonIdentifierInTheSameEvent) {
+  Start();
+  Ingest({MakeEvent("g1", 1, {}, {{{"domain", "acme.io"}}}), MakeEvent("g2", 2, {}, {{{"shopify_id", "S1"}}})});
+  Resolve();
+  EXPECT_EQ(Count("groups"), 2);
+  Ingest({MakeEvent("g3", 3, {{{"email", "acme.io"}}}, {{{"domain", "acme.io"}, {"shopify_id", "S1"}}})});
+  Resolve();
+  EXPECT_EQ(Count("groups"), 1);
+  EXPECT_EQ(Count("persons"), 1);  // the person identifier never links to the group
+  EXPECT_EQ(QueryScalar(url_, "SELECT shopify_id FROM groups"), "S1");
+  EXPECT_EQ(QueryScalar(url_, "SELECT domain FROM groups"), "acme.io");
+}
+
+TEST_F(ResolverTest, MembershipsFoldWhenEitherSideMerges) {
+  Start();
+  auto m = [](const std::string& id, int64_t t, const std::string& email, const std::string& domain,
+              const std::string& role) {
+    v1::Event e = MakeEvent(id, t, {});
+    auto* ms = e.add_memberships();
+    ms->mutable_person()->set_type("email");
+    ms->mutable_person()->set_value(email);
+    ms->mutable_group()->set_type("domain");
+    ms->mutable_group()->set_value(domain);
+    ms->set_role(role);
+    return e;
+  };
+  Ingest({m("m1", 10, "a@x", "acme.io", "member"), m("m2", 20, "b@x", "acme.co", "admin")});
+  Resolve();
+  EXPECT_EQ(Count("memberships"), 2);
+  Ingest({MakeEvent("j1", 30, {{{"email", "a@x"}, {"email", "b@x"}}}, {{{"domain", "acme.io"}, {"domain", "acme.co"}}})});
+  Resolve();
+  EXPECT_EQ(Count("memberships"), 1);
+  EXPECT_EQ(QueryScalar(url_, "SELECT role FROM memberships"), "admin");  // most recent
+  EXPECT_EQ(QueryScalar(url_, "SELECT extract(epoch from established_at)::bigint FROM memberships"), "10");
+}
+
+TEST_F(ResolverTest, NoRowSkippedWhenIngestTransactionsCommitOutOfOrder) {
+  Start();
+  // Hold an ingest transaction open (as IngestStore writes it), while later ones commit and the resolver runs.
+  pqxx::connection held(url_);
+  pqxx::work tx(held);
+  tx.exec("INSERT INTO events (event_id, occurred_at, event_name, event_type, source) "
+          "VALUES ('held', now(), 'x', 'test', 'testsrc')");
+  tx.exec("INSERT INTO person_identifiers (event_id, edge_id, identifier_type, identifier_value, "
+          "identifier_value_raw, role, source, occurred_at) "
+          "VALUES ('held', 'held#p0', 'email', 'late@x', 'late@x', 'participant', 'testsrc', now())");
+  Ingest({MakeEvent("after1", 5, {{{"email", "early@x"}}}), MakeEvent("after2", 6, {{{"email", "late@x"}}})});
+  Resolve();
+  // Nothing at or past the open transaction is consumed yet...
+  EXPECT_EQ(PersonOf("email", "early@x"), "");
+  EXPECT_GT(storage::ResolverStore::Status(app_->database()).events_pending, 0);
+  tx.commit();
+  Resolve();
+  // ...and after it commits, nothing was skipped.
+  EXPECT_FALSE(PersonOf("email", "early@x").empty());
+  EXPECT_FALSE(PersonOf("email", "late@x").empty());
+  EXPECT_EQ(Count("person_participants WHERE event_id = 'held'"), 1);
+  EXPECT_EQ(storage::ResolverStore::Status(app_->database()).events_pending, 0);
+}
+
+TEST_F(ResolverTest, ResentBatchChangesNothing) {
+  Start();
+  std::vector<v1::Event> evs = {MakeEvent("r1", 1, {{{"email", "a@x"}, {"user_id", "u1"}}})};
+  Ingest(evs);
+  Resolve();
+  const auto before = Partition("person");
+  auto resp = Ingest(evs);
+  EXPECT_EQ(resp.duplicates(), 1);
+  Resolve();
+  EXPECT_EQ(Partition("person"), before);
+  EXPECT_EQ(Count("person_identifiers"), 2);
+}
+
+// ---- merge protection (issue 8) ------------------------------------------------------------------------
+
+TEST_F(ResolverTest, JunkValueSharedByAThousandPersonsLeavesAThousandPersons) {
+  Start(resolver::ProtectionConfig::Defaults());
+  std::vector<v1::Event> evs;
+  for (int i = 0; i < 1000; ++i) {
+    evs.push_back(MakeEvent("j" + std::to_string(i), i,
+                            {{{"email", "p" + std::to_string(i) + "@x"}, {"anonymous_id", i % 2 ? "null" : "anonymous"},
+                              {"user_id", "\"undefined\""}}}));
+  }
+  auto resp = Ingest(evs);
+  EXPECT_EQ(resp.blocked_identifiers(), 2000);
+  Resolve();
+  EXPECT_EQ(Count("persons"), 1000);
+  EXPECT_EQ(Count("person_identifiers WHERE is_blocked"), 2000);  // stored, visible, marked
+  EXPECT_EQ(PersonOf("anonymous_id", "null"), "");
+}
+
+TEST_F(ResolverTest, BlocklistRegexStopsLinking) {
+  std::string err;
+  auto cfg = resolver::ParseProtectionConfig("[blocklist]\nemail = /^(support|info|noreply)@/\n", &err);
+  ASSERT_TRUE(cfg) << err;
+  Start(*cfg);
+  Ingest({MakeEvent("s1", 1, {{{"email", "support@acme.io"}, {"phone", "+111"}}}),
+          MakeEvent("s2", 2, {{{"email", "Support@ACME.io"}, {"phone", "+222"}}})});
+  Resolve();
+  EXPECT_NE(PersonOf("phone", "+111"), PersonOf("phone", "+222"));
+  EXPECT_EQ(QueryScalar(url_, "SELECT blocked_reason FROM person_identifiers WHERE event_id = 's1' AND is_blocked"),
+            "blocklist pattern /^(support|info|noreply)@/");
+}
+
+TEST_F(ResolverTest, CapBreakingEdgeIsQuarantinedListedAndReleased) {
+  Start(resolver::ProtectionConfig::Defaults());  // user_id cap 1
+  Ingest({MakeEvent("q1", 1, {{{"email", "a@x"}, {"user_id", "u1"}}}),
+          MakeEvent("q2", 2, {{{"email", "b@x"}, {"user_id", "u2"}}})});
+  Resolve();
+  Ingest({MakeEvent("q3", 3, {{{"email", "a@x"}, {"email", "b@x"}}})});
+  Resolve();
+  EXPECT_NE(PersonOf("email", "a@x"), PersonOf("email", "b@x"));
+  v1::ListQuarantinedEdgesResponse list;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(admin_->ListQuarantinedEdges(&ctx, v1::ListQuarantinedEdgesRequest(), &list).ok());
+  }
+  ASSERT_EQ(list.edges_size(), 1);
+  EXPECT_EQ(list.edges(0).event_id(), "q3");
+  EXPECT_NE(list.edges(0).reason().find("user_id"), std::string::npos);
+  EXPECT_EQ(list.edges(0).entity_ids_size(), 2);
+  v1::ReleaseQuarantinedEdgeRequest rel;
+  rel.set_quarantine_id(list.edges(0).quarantine_id());
+  v1::ReleaseQuarantinedEdgeResponse rr;
+  {
+    grpc::ClientContext ctx;
+    auto s = admin_->ReleaseQuarantinedEdge(&ctx, rel, &rr);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(PersonOf("email", "a@x"), PersonOf("email", "b@x"));
+  EXPECT_EQ(rr.entity_id(), PersonOf("email", "a@x"));
+  EXPECT_TRUE(rr.edge().released());
+  EXPECT_EQ(Count("persons"), 1);
+  // Released a second time: a clear error.
+  grpc::ClientContext ctx;
+  EXPECT_EQ(admin_->ReleaseQuarantinedEdge(&ctx, rel, &rr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // A rebuild keeps the released edge applied.
+  v1::RebuildResponse rb;
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(admin_->Rebuild(&ctx2, v1::RebuildRequest(), &rb).ok());
+  EXPECT_EQ(PersonOf("email", "a@x"), PersonOf("email", "b@x"));
+}
+
+// ---- the invariant: incremental == rebuild ------------------------------------------------------------
+
+TEST_F(ResolverTest, IncrementalEqualsRebuildOverRandomStreams) {
+  const int runs = std::getenv("NEXUS_PROPERTY_RUNS") ? std::atoi(std::getenv("NEXUS_PROPERTY_RUNS")) : 12;
+  const uint64_t base = std::getenv("NEXUS_PROPERTY_SEED") ? std::stoull(std::getenv("NEXUS_PROPERTY_SEED"))
+                                                           : std::random_device{}();
+  for (int run = 0; run < runs; ++run) {
+    const uint64_t seed = base + static_cast<uint64_t>(run);
+    SCOPED_TRACE("seed " + std::to_string(seed) + " (NEXUS_PROPERTY_SEED=" + std::to_string(seed) +
+                 " NEXUS_PROPERTY_RUNS=1 reproduces)");
+    if (app_) app_->Shutdown();
+    app_.reset();
+    url_ = CreateTestDatabase();
+    {
+      storage::Database db({url_, 1, std::chrono::milliseconds(5000)}, nullptr);
+      storage::Migrate(db);
+    }
+    std::mt19937_64 rng(seed);
+    Start(run % 2 ? resolver::ProtectionConfig::Defaults() : resolver::ProtectionConfig::Unlimited(),
+          std::uniform_int_distribution<int64_t>(1, 7)(rng));
+    std::uniform_int_distribution<int> val(0, 40), nids(1, 3), coin(0, 9);
+    std::vector<v1::Event> sent;
+    for (int req = 0; req < 12; ++req) {
+      std::vector<v1::Event> evs;
+      const int n = std::uniform_int_distribution<int>(1, 6)(rng);
+      for (int i = 0; i < n; ++i) {
+        if (!sent.empty() && coin(rng) == 0) {  // re-sent duplicate
+          evs.push_back(sent[std::uniform_int_distribution<size_t>(0, sent.size() - 1)(rng)]);
+          continue;
+        }
+        Ids ids;
+        for (int k = nids(rng); k > 0; --k) {
+          const int v = val(rng);
+          if (v % 13 == 0) ids.push_back({"anonymous_id", "null"});  // junk
+          else if (v % 5 == 0) ids.push_back({"user_id", "u" + std::to_string(v)});
+          else ids.push_back({"email", "m" + std::to_string(v) + "@X.io"});
+        }
+        // out-of-order occurred_at
+        v1::Event e = MakeEvent("ev" + std::to_string(req) + "_" + std::to_string(i),
+                                std::uniform_int_distribution<int64_t>(1, 100000)(rng), {ids}, {{{"domain", "d" + std::to_string(val(rng) % 4) + ".io"}}},
+                                {{"name", "n" + std::to_string(val(rng))}});
+        if (coin(rng) == 1) e.mutable_persons(0)->set_edge_id("crm-" + std::to_string(val(rng) % 5));  // reused edge
+        evs.push_back(e);
+        sent.push_back(e);
+      }
+      Ingest(evs);
+      if (coin(rng) < 4) Resolve();  // random resolve points
+    }
+    Resolve();
+    const auto inc_p = Partition("person"), inc_g = Partition("group");
+    const auto inc_titles = QueryScalar(url_, "SELECT string_agg(person_id || '=' || coalesce(name, ''), ',' ORDER BY person_id) FROM persons");
+    v1::RebuildResponse rb;
+    grpc::ClientContext ctx;
+    auto s = admin_->Rebuild(&ctx, v1::RebuildRequest(), &rb);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(inc_p, Partition("person"));
+    ASSERT_EQ(inc_g, Partition("group"));
+    ASSERT_EQ(inc_titles, QueryScalar(url_, "SELECT string_agg(person_id || '=' || coalesce(name, ''), ',' ORDER BY person_id) FROM persons"));
+  }
+}
+
+TEST_F(ResolverTest, OnlyOneResolverHoldsTheLockAndAnotherTakesOver) {
+  Start();
+  storage::Database db({url_, 1, std::chrono::milliseconds(5000)}, nullptr);
+  storage::ResolverStore other(db, url_);
+  // The app's worker holds the lock (ResolveNow makes sure it took it).
+  Resolve();
+  EXPECT_FALSE(other.TryAcquireLock());
+  app_->Shutdown();  // the holder goes away: its session, and so the lock, goes with it
+  app_.reset();
+  EXPECT_TRUE(other.TryAcquireLock());
+}
+
+}  // namespace
+}  // namespace nexus::testing
