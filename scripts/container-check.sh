@@ -30,6 +30,8 @@ ROOT=$(pwd)
 TIMEOUT=${CHECK_TIMEOUT:-120}
 say() { echo "container-check: $*"; }
 die() { echo "container-check: FAIL: $*" >&2; exit 1; }
+# Alive = exists and is not a zombie (an exited postgres may wait for a reaper that never comes).
+alive() { local st; st=$(sed -E 's/.*\) ([A-Z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1; [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it creates the 'nexus' user and drops to it, as the image does)"
 command -v setpriv >/dev/null || die "setpriv (util-linux) not found"
@@ -169,7 +171,9 @@ set -e
 NEXUSD_PID=""
 [ $rc -eq 0 ] || die "nexusd exited with status $rc after SIGTERM"
 [ ! -e "$PGDATA/postmaster.pid" ] || die "postmaster.pid left behind"
-if kill -0 "$PM" 2>/dev/null; then die "postmaster $PM still running"; fi
+# pg_ctl stop returns once postmaster.pid is gone; the postmaster exits a moment later.
+for _ in $(seq 50); do alive "$PM" || break; sleep 0.1; done
+if alive "$PM"; then die "postmaster $PM still running 5s after nexusd exited"; fi
 # "[a]": the pattern must not match grep's own command line.
 if grep -l -- "${PGDATA%a}[a]" /proc/[0-9]*/cmdline 2>/dev/null | grep -q .; then die "a process still names $PGDATA"; fi
 say "SIGTERM: exit 0, embedded PostgreSQL stopped, nothing left behind"

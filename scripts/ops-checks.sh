@@ -50,13 +50,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+TMP=$(mktemp -d /tmp/nexus-ops-checks.XXXXXX)
+chmod 755 "$TMP"
+export OPS_TMP=$TMP
+
 # ---- 1. promtool ----------------------------------------------------------------------------------------
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/alerts.yml
 
 # ---- 2. syntax + metric names ---------------------------------------------------------------------------
 python3 - <<'EOF'
-import glob, json, re, sys
+import glob, json, os, re, sys
 checked = []
 for path in sorted(glob.glob("deploy/grafana/*.json")):
     with open(path) as f:
@@ -79,6 +83,10 @@ else:
             for d in docs:
                 if not all(k in d for k in ("apiVersion", "kind", "metadata")):
                     sys.exit("ops-checks: FAIL: %s: a document lacks apiVersion/kind/metadata" % path)
+                if d["kind"] == "ConfigMap" and "protection.conf" in d.get("data", {}):
+                    # nexusd itself parses it below (--protection-config): a bad file fails start-up.
+                    with open(os.environ["OPS_TMP"] + "/protection.conf", "w") as out:
+                        out.write(d["data"]["protection.conf"])
         checked.append(path)
 golden = set()
 with open("tests/golden/metrics.txt") as f:
@@ -102,11 +110,13 @@ EOF
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
-TMP=$(mktemp -d /tmp/nexus-ops-checks.XXXXXX)
-chmod 755 "$TMP"
 mkdir -p "$TMP/data" "$TMP/prom-data"
 db_args=(--data-dir="$TMP/data")
 if [ -n "${NEXUS_TEST_DATABASE_URL:-}" ]; then db_args=(--database-url="$NEXUS_TEST_DATABASE_URL"); fi
+if [ -f "$TMP/protection.conf" ]; then
+  db_args+=(--protection-config="$TMP/protection.conf")
+  say "nexusd runs with the protection.conf of deploy/kubernetes/configmap.yaml"
+fi
 env -u NEXUS_DATABASE_URL "$NEXUSD" --grpc-listen=127.0.0.1:0 --http-listen=127.0.0.1:0 "${db_args[@]}" \
   >"$TMP/nexusd.log" 2>&1 &
 NEXUSD_PID=$!
@@ -155,6 +165,28 @@ while :; do
   sleep 1
 done
 say "Prometheus API: up{job=\"nexusd\"} = $up, nexus_build_info = $info"
+# Every dashboard query must be valid PromQL and evaluate against the live Prometheus.
+PROM_PORT=$PROM_PORT python3 - <<'EOF'
+import json, os, sys, urllib.parse, urllib.request
+with open("deploy/grafana/nexusd-dashboard.json") as f:
+    dash = json.load(f)
+exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+bad = []
+for e in exprs:
+    q = e.replace("$__rate_interval", "1m").replace("$instance", ".*")
+    url = "http://127.0.0.1:%s/api/v1/query?%s" % (os.environ["PROM_PORT"], urllib.parse.urlencode({"query": q}))
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            ok = json.load(r).get("status") == "success"
+    except Exception as ex:  # HTTP 400 = bad PromQL
+        ok = False
+        e = "%s (%s)" % (e, ex)
+    if not ok:
+        bad.append(e)
+if bad:
+    sys.exit("ops-checks: FAIL: dashboard queries rejected by Prometheus:\n  " + "\n  ".join(bad))
+print("ops-checks: all %d dashboard queries evaluate on Prometheus" % len(exprs))
+EOF
 labels=$(curl -fsS -G "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode 'query=nexus_build_info' |
          python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["metric"])')
 say "nexus_build_info labels: $labels"

@@ -164,6 +164,16 @@ bool ProcessAlive(pid_t pid) {
   return state != '\0' && state != 'Z' && state != 'X';
 }
 
+/// pg_ctl stop returns once postmaster.pid is gone; the postmaster itself exits a moment later.
+bool WaitGone(pid_t pid, Clock::duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (ProcessAlive(pid)) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
+
 /// The postmaster pid recorded in <pgdata>/postmaster.pid (0 when the file is absent).
 pid_t PostmasterPid(const std::string& pgdata) {
   std::ifstream f(pgdata + "/postmaster.pid");
@@ -369,7 +379,7 @@ TEST_F(ShutdownPgTest, EmbeddedPostgresStopsOnSigtermAndRestartReusesData) {
         << DescribeStatus(status) << "\n" << nexusd.Log();
   }
   EXPECT_FALSE(std::filesystem::exists(pgdata + "/postmaster.pid")) << "postmaster.pid left behind";
-  EXPECT_FALSE(ProcessAlive(first_postmaster)) << "postmaster " << first_postmaster << " still running";
+  EXPECT_TRUE(WaitGone(first_postmaster, seconds(5))) << "postmaster " << first_postmaster << " still running";
   EXPECT_TRUE(PostgresProcesses(pgdata, first_postmaster).empty()) << "postgres processes left for " << pgdata;
 
   // Second start on the same data dir: no initdb, same data.
@@ -384,7 +394,7 @@ TEST_F(ShutdownPgTest, EmbeddedPostgresStopsOnSigtermAndRestartReusesData) {
     EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
         << DescribeStatus(status) << "\n" << nexusd.Log();
     EXPECT_FALSE(std::filesystem::exists(pgdata + "/postmaster.pid"));
-    EXPECT_FALSE(ProcessAlive(pm));
+    EXPECT_TRUE(WaitGone(pm, seconds(5)));
     EXPECT_TRUE(PostgresProcesses(pgdata, pm).empty());
   }
 }
