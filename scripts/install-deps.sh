@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   postgresql-15 postgresql-client-15
   prometheus
+  python3 python3-yaml
 )
 
 missing=()

@@ -38,7 +38,9 @@ std::string ParseDuration(const std::string& v, std::chrono::milliseconds* out) 
   if (i == 0) return "is not a duration (e.g. 500ms, 10s, 2m)";
   double n = 0;
   try {
-    n = std::stod(v.substr(0, i));
+    size_t used = 0;
+    n = std::stod(v.substr(0, i), &used);
+    if (used != i) throw std::invalid_argument("trailing");
   } catch (const std::exception&) {
     return "is not a duration (e.g. 500ms, 10s, 2m)";
   }
