@@ -50,7 +50,8 @@ void ResolverWorker::Record(const storage::BatchStats& s) {
 
 void ResolverWorker::PublishStatus(bool force) {
   const auto now = std::chrono::steady_clock::now();
-  if (!force && now - last_status_ < std::chrono::seconds(1)) return;
+  // Counting a large backlog is not free: while busy, publish every 5 s; when idle, every loop.
+  if (!force && now - last_status_ < std::chrono::seconds(5)) return;
   last_status_ = now;
   try {
     const auto st = storage::ResolverStore::Status(db_);

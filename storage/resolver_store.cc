@@ -618,30 +618,54 @@ class BatchRunner {
                detail::TextArray(best_est), detail::TextArray(bocc), detail::TextArray(bing), detail::Int64Array(brow));
   }
 
+  /// Recomputes the final-table columns ("most recent" trait, else the most recently seen identifier) of
+  /// `ids` in one set-based statement, writing only rows whose values changed.
   void RefreshFinal(const Kind& k, const std::vector<std::string>& ids) {
     if (ids.empty()) return;
-    const std::string arr = detail::TextArray(ids);
-    auto trait = [&](const char* name) {
-      return k.Sql("(SELECT trait_value FROM resolved_{k}_traits t WHERE t.{id} = x.{id} AND t.trait_name = '") + name +
-             "')";
+    struct Col {
+      const char* column;
+      std::vector<const char*> traits;  // first present wins
+      const char* identifier_type;      // fallback, or nullptr
     };
-    auto ident = [&](const char* type) {
-      return k.Sql("(SELECT identifier_value FROM resolved_{k}_identifiers r WHERE r.{id} = x.{id} AND "
-                   "r.identifier_type = '") + type + "' ORDER BY last_seen_at DESC, identifier_value LIMIT 1)";
-    };
-    std::string set;
-    if (k.name == "person") {
-      set = "email = coalesce(" + trait("email") + ", " + ident("email") + "), name = " + trait("name") +
-            ", phone = coalesce(" + trait("phone") + ", " + ident("phone") + "), title = " + trait("title") +
-            ", timezone = " + trait("timezone");
-    } else {
-      set = "domain = coalesce(" + trait("domain") + ", " + ident("domain") + "), company_name = coalesce(" +
-            trait("company_name") + ", " + trait("name") + "), industry = " + trait("industry") +
-            ", company_size = " + trait("company_size") + ", shopify_id = coalesce(" + trait("shopify_id") + ", " +
-            ident("shopify_id") + ")";
+    const std::vector<Col> cols =
+        k.name == "person"
+            ? std::vector<Col>{{"email", {"email"}, "email"}, {"name", {"name"}, nullptr},
+                               {"phone", {"phone"}, "phone"}, {"title", {"title"}, nullptr},
+                               {"timezone", {"timezone"}, nullptr}}
+            : std::vector<Col>{{"domain", {"domain"}, "domain"}, {"company_name", {"company_name", "name"}, nullptr},
+                               {"industry", {"industry"}, nullptr}, {"company_size", {"company_size"}, nullptr},
+                               {"shopify_id", {"shopify_id"}, "shopify_id"}};
+    std::string trait_names, id_types, trait_cols, id_cols, set, old_tuple, new_tuple;
+    for (const auto& c : cols) {
+      std::string expr;
+      for (const char* t : c.traits) {
+        trait_names += std::string(trait_names.empty() ? "" : ", ") + "'" + t + "'";
+        trait_cols += std::string(", max(trait_value) FILTER (WHERE trait_name = '") + t + "') AS t_" + t;
+        expr += std::string(expr.empty() ? "" : ", ") + "t.t_" + t;
+      }
+      if (c.identifier_type) {
+        id_types += std::string(id_types.empty() ? "" : ", ") + "'" + c.identifier_type + "'";
+        id_cols += std::string(", max(identifier_value) FILTER (WHERE identifier_type = '") + c.identifier_type +
+                   "') AS i_" + c.identifier_type;
+        expr += std::string(", i.i_") + c.identifier_type;
+      }
+      const std::string value = "coalesce(" + expr + ")";
+      set += std::string(set.empty() ? "" : ", ") + c.column + " = " + value;
+      old_tuple += std::string(old_tuple.empty() ? "" : ", ") + "x." + c.column;
+      new_tuple += std::string(new_tuple.empty() ? "" : ", ") + value;
     }
-    impl_.Exec(tx_, c_, k.Stmt("refresh_final"),
-               k.Sql("UPDATE {E} x SET " + set + ", _last_updated = now() WHERE x.{id} = ANY($1::text[])"), arr);
+    const std::string sql = k.Sql(
+        "WITH ids AS (SELECT DISTINCT unnest($1::text[]) AS id), "
+        "t AS (SELECT {id}" + trait_cols + " FROM resolved_{k}_traits WHERE {id} = ANY($1::text[]) "
+        "      AND trait_name IN (" + trait_names + ") GROUP BY {id}), "
+        "latest AS (SELECT DISTINCT ON ({id}, identifier_type) {id}, identifier_type, identifier_value "
+        "      FROM resolved_{k}_identifiers WHERE {id} = ANY($1::text[]) AND identifier_type IN (" + id_types + ") "
+        "      ORDER BY {id}, identifier_type, last_seen_at DESC, identifier_value), "
+        "i AS (SELECT {id}" + id_cols + " FROM latest GROUP BY {id}) "
+        "UPDATE {E} x SET " + set + ", _last_updated = now() "
+        "FROM ids LEFT JOIN t ON t.{id} = ids.id LEFT JOIN i ON i.{id} = ids.id "
+        "WHERE x.{id} = ids.id AND (" + old_tuple + ") IS DISTINCT FROM (" + new_tuple + ")");
+    impl_.Exec(tx_, c_, k.Stmt("refresh_final"), sql, detail::TextArray(ids));
   }
 
   void LoadMemberships(const std::string& ids_array, const std::unordered_map<std::string, size_t>& pos,
