@@ -115,7 +115,7 @@ class BatchRunner {
         tx_, c_, "resolver.select_batch",
         "SELECT e.event_id, e._ingest_xid::text, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_type, e.source, "
         NEXUS_TS_TO_US("e._ingested_at") " FROM events e "
-        "WHERE (e._ingest_xid, e.event_id) > ($1::xid8, $2::text) "
+        "WHERE e._ingest_xid >= $1::xid8 AND (e._ingest_xid, e.event_id) > ($1::xid8, $2::text) "
         "  AND e._ingest_xid < pg_snapshot_xmin(pg_current_snapshot()) "
         "ORDER BY e._ingest_xid, e.event_id LIMIT $3",
         s.watermark_xid, s.watermark_event_id, max_events);
@@ -931,9 +931,9 @@ ResolverStatusInfo ResolverStore::Status(Database& db) {
         tx, c, "resolver.status",
         "SELECT " NEXUS_TS_TO_US("s.watermark_ingested_at") ", s.watermark_event_id, s.batches_total, "
         NEXUS_TS_TO_US("s.last_batch_at") ", s.persons_count, s.groups_count, "
-        "(SELECT count(*) FROM (SELECT 1 FROM events e WHERE (e._ingest_xid, e.event_id) > "
+        "(SELECT count(*) FROM (SELECT 1 FROM events e WHERE e._ingest_xid >= s.watermark_xid AND (e._ingest_xid, e.event_id) > "
         "  (s.watermark_xid, s.watermark_event_id) LIMIT 10000000) p), "
-        "coalesce(extract(epoch from now() - (SELECT e._ingested_at FROM events e WHERE (e._ingest_xid, e.event_id) > "
+        "coalesce(extract(epoch from now() - (SELECT e._ingested_at FROM events e WHERE e._ingest_xid >= s.watermark_xid AND (e._ingest_xid, e.event_id) > "
         "  (s.watermark_xid, s.watermark_event_id) ORDER BY e._ingest_xid, e.event_id LIMIT 1)), 0)::float8 "
         "FROM resolver_state s");
     const auto& row = r[0];

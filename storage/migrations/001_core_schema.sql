@@ -22,7 +22,9 @@ CREATE TABLE events (
 );
 CREATE INDEX idx_events_occurred_at ON events (occurred_at);
 CREATE INDEX idx_events_source ON events (source);
-CREATE INDEX idx_events_ingest_order ON events (_ingest_xid, event_id);
+-- Only _ingest_xid: an index that also held event_id would be picked (with stale statistics) for the foreign-key
+-- checks' `event_id = $1` and scanned whole per row; the primary key must be the only index on event_id.
+CREATE INDEX idx_events_ingest_order ON events (_ingest_xid);
 
 CREATE TABLE person_identifiers (
   id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
