@@ -128,7 +128,7 @@ class BatchRunner {
     return out;
   }
 
-  void LoadRows(const Kind& k, const std::vector<BatchEvent>& events, const std::string& ids_array,
+  void LoadRows(const Kind& k, const std::string& ids_array,
                 const std::unordered_map<std::string, size_t>& pos, std::vector<IdRow>* ids,
                 std::vector<TraitRowDb>* traits) {
     auto r = impl_.Exec(tx_, c_, k.Stmt("rows"),
@@ -152,7 +152,6 @@ class BatchRunner {
       traits->push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(),
                          row[4].c_str(), row[5].c_str(), row[6].as<int64_t>(), row[7].as<int64_t>()});
     }
-    (void)events;
   }
 
   /// Builds the kind's edges in ingest order, loads what the batch touches, and applies the edges.
@@ -702,8 +701,8 @@ class BatchRunner {
     std::vector<IdRow> prow, grow;
     std::vector<TraitRowDb> ptraits, gtraits;
     std::vector<MembershipRowDb> mrows;
-    LoadRows(kPerson, events, ids_array, pos, &prow, &ptraits);
-    LoadRows(kGroup, events, ids_array, pos, &grow, &gtraits);
+    LoadRows(kPerson, ids_array, pos, &prow, &ptraits);
+    LoadRows(kGroup, ids_array, pos, &grow, &gtraits);
     LoadMemberships(ids_array, pos, &mrows);
 
     int64_t next = s.next_birth_seq;
