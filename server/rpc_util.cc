@@ -7,6 +7,8 @@ grpc::Status ToStatus(const storage::StorageError& e) {
     case storage::ErrorKind::kUnavailable: return grpc::Status(grpc::StatusCode::UNAVAILABLE, e.what());
     case storage::ErrorKind::kNotFound: return grpc::Status(grpc::StatusCode::NOT_FOUND, e.what());
     case storage::ErrorKind::kInvalidArgument: return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e.what());
+    case storage::ErrorKind::kCancelled:  // retryable, so ABORTED (HTTP 409) rather than CANCELLED (client gave up)
+      return grpc::Status(grpc::StatusCode::ABORTED, std::string("cancelled, nothing was changed: ") + e.what());
     case storage::ErrorKind::kInternal: break;
   }
   return grpc::Status(grpc::StatusCode::INTERNAL, e.what());

@@ -10,6 +10,7 @@ enum class ErrorKind {
   kNotFound,         ///< the thing asked for does not exist
   kInvalidArgument,  ///< the request cannot be stored as given
   kInternal,         ///< a bug or an unexpected database error
+  kCancelled,        ///< the operation was cancelled (shutdown, signal); nothing was written
 };
 
 /// The one error type that leaves storage/: libpqxx exceptions are caught inside and mapped to a kind.

@@ -8,29 +8,34 @@
 #include <unordered_set>
 
 #include "common/log.h"
-#include "resolver/identity_graph.h"
+#include "resolver/engine.h"
 #include "storage/detail/pg.h"
+
+// The resolver's database side. Every resolution rule lives in resolver::Engine; this file reads core-log rows
+// into the engine's input, writes the engine's deltas, loads the resident graph and runs the rebuild.
 
 namespace nexus::storage {
 namespace {
 
-using resolver::IdKey;
-using resolver::IdKeyHash;
+using resolver::EntityKind;
+using resolver::Idx;
 
 // Session advisory lock held by the one active resolver across replicas.
 constexpr long long kResolverLockKey = 0x6e65787573726573LL;
+// Rows fetched per round trip when streaming a table through a cursor.
+constexpr int kFetchRows = 50000;
 
 /// Table and column names of one entity kind, substituted into SQL templates.
 struct Kind {
+  EntityKind kind;
   std::string name;      // person | group
   std::string id;        // person_id | group_id
   std::string entities;  // persons | groups
-  std::string prefix;    // per_ | grp_
 
   /// Replaces {k} {id} {E} in a template.
   std::string Sql(std::string t) const {
-    for (const auto& [key, value] : {std::pair<std::string, const std::string*>{"{k}", &name},
-                                     {"{id}", &id}, {"{E}", &entities}}) {
+    for (const auto& [key, value] :
+         {std::pair<std::string, const std::string*>{"{k}", &name}, {"{id}", &id}, {"{E}", &entities}}) {
       for (size_t p = t.find(key); p != std::string::npos; p = t.find(key, p + value->size())) {
         t.replace(p, key.size(), *value);
       }
@@ -40,699 +45,434 @@ struct Kind {
   std::string Stmt(const char* what) const { return "resolver." + name + "." + what; }
 };
 
-const Kind kPerson{"person", "person_id", "persons", "per_"};
-const Kind kGroup{"group", "group_id", "groups", "grp_"};
+const Kind kPerson{EntityKind::kPerson, "person", "person_id", "persons"};
+const Kind kGroup{EntityKind::kGroup, "group", "group_id", "groups"};
 
-struct BatchEvent {
-  std::string event_id;
-  std::string xid;
-  int64_t occurred_at_us;
-  std::string event_type;
-  std::string source;
-  int64_t ingested_at_us;
-};
+// ---------------------------------------------------------------------------------------------------------
+// Statements. Each is named once; the name is the metric label of nexus_db_query_duration_seconds.
+// ---------------------------------------------------------------------------------------------------------
+constexpr const char* kStateSql =
+    "SELECT watermark_xid::text, watermark_event_id, next_birth_seq, id_salt FROM resolver_state";
+// Events past the watermark and below the oldest running transaction, in ingest order.
+constexpr const char* kSelectBatchSql =
+    "SELECT e.event_id, e._ingest_xid::text, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_type, e.source, "
+    NEXUS_TS_TO_US("e._ingested_at") " FROM events e "
+    "WHERE e._ingest_xid >= $1::xid8 AND (e._ingest_xid, e.event_id) > ($1::xid8, $2::text) "
+    "  AND e._ingest_xid < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY e._ingest_xid, e.event_id LIMIT $3";
+constexpr const char* kBatchIdentifiersSql =
+    "SELECT event_id, id, edge_id, identifier_type, identifier_value, role, is_blocked FROM {k}_identifiers "
+    "WHERE event_id = ANY($1::text[]) ORDER BY id";
+constexpr const char* kBatchTraitsSql =
+    "SELECT event_id, id, edge_id, trait_name FROM {k}_traits WHERE event_id = ANY($1::text[]) ORDER BY id";
+constexpr const char* kBatchMembershipsSql =
+    "SELECT event_id, id, person_identifier_type, person_identifier, group_identifier_type, group_identifier "
+    "FROM membership_identifiers WHERE event_id = ANY($1::text[]) ORDER BY id";
+constexpr const char* kAdvanceSql =
+    "UPDATE resolver_state SET watermark_xid = $1::xid8, watermark_event_id = $2, "
+    "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", next_birth_seq = $4, "
+    "batches_total = batches_total + 1, last_batch_at = now(), "
+    "persons_count = persons_count + $5, groups_count = groups_count + $6";
 
-struct IdRow {
-  size_t event_pos;
-  int64_t row_id;
-  std::string edge_id;
-  IdKey key;
-  std::optional<std::string> role;
-  bool blocked;
-  int64_t occurred_at_us;
-  std::string source;
-};
+// Merges: rows of absorbed entities move to the survivor. $1 absorbed ids, $2 survivor ids.
+constexpr const char* kMergeMap = "WITH m AS (SELECT * FROM unnest($1::text[], $2::text[]) AS x(absorbed, survivor)) ";
+constexpr const char* kRepointIdentifiersSql =
+    "UPDATE resolved_{k}_identifiers r SET {id} = m.survivor FROM m WHERE r.{id} = m.absorbed";
+constexpr const char* kDropAbsorbedTraitsSql = "DELETE FROM resolved_{k}_traits WHERE {id} = ANY($1::text[])";
+// A participant row of an absorbed entity whose (event, role) the survivor (or an earlier absorbed sibling)
+// already has is a duplicate: drop it, move the rest.
+constexpr const char* kDropDuplicateParticipantsSql =
+    "DELETE FROM {k}_participants p USING m WHERE p.{id} = m.absorbed AND ("
+    " EXISTS (SELECT 1 FROM {k}_participants s WHERE s.{id} = m.survivor AND s.event_id = p.event_id"
+    "         AND s.role = p.role)"
+    " OR EXISTS (SELECT 1 FROM {k}_participants o JOIN m m2 ON o.{id} = m2.absorbed WHERE m2.survivor = m.survivor"
+    "         AND o.event_id = p.event_id AND o.role = p.role AND o.{k}_participant_id < p.{k}_participant_id))";
+constexpr const char* kRepointParticipantsSql =
+    "UPDATE {k}_participants p SET {id} = m.survivor FROM m WHERE p.{id} = m.absorbed";
+constexpr const char* kRepointResolvedMembershipsSql =
+    "UPDATE resolved_membership_identifiers r SET {id} = m.survivor FROM m WHERE r.{id} = m.absorbed";
+constexpr const char* kDropAbsorbedMembershipsSql = "DELETE FROM memberships WHERE {id} = ANY($1::text[])";
+constexpr const char* kRepointAliasesSql =
+    "UPDATE {k}_id_aliases al SET new_id = m.survivor FROM m WHERE al.new_id = m.absorbed";
+constexpr const char* kDropAbsorbedSql = "DELETE FROM {E} WHERE {id} = ANY($1::text[])";
 
-struct TraitRowDb {
-  size_t event_pos;
-  int64_t row_id;
-  std::string edge_id;
-  std::string name;
-  std::string value;
-  std::string source;
-  int64_t occurred_at_us;
-  int64_t ingested_at_us;
-};
+constexpr const char* kUpdateIdentifiersSql =
+    "UPDATE resolved_{k}_identifiers r SET source = u.s, occurred_at = u.f, last_seen_at = u.l "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS u(t, v, s, f, l) "
+    "WHERE r.identifier_type = u.t AND r.identifier_value = u.v";
+constexpr const char* kUpdateCountsSql =
+    "UPDATE {E} x SET identifier_count = u.n FROM unnest($1::text[], $2::bigint[]) AS u(i, n) WHERE x.{id} = u.i";
+// Trait winners: the engine picked the row; its value comes from the core log by row id.
+constexpr const char* kUpsertTraitsSql =
+    "INSERT INTO resolved_{k}_traits AS t ({id}, trait_name, trait_value, source, occurred_at, _ingested_at, "
+    "trait_row_id) SELECT u.i, x.trait_name, x.trait_value, x.source, x.occurred_at, x._ingested_at, x.id "
+    "FROM unnest($1::text[], $2::bigint[]) AS u(i, r) JOIN {k}_traits x ON x.id = u.r "
+    "ON CONFLICT ({id}, trait_name) DO UPDATE SET trait_value = EXCLUDED.trait_value, source = EXCLUDED.source, "
+    "occurred_at = EXCLUDED.occurred_at, _ingested_at = EXCLUDED._ingested_at, trait_row_id = EXCLUDED.trait_row_id";
+constexpr const char* kInsertQuarantineSql =
+    "INSERT INTO quarantined_edges (kind, event_id, edge_id, source, occurred_at, identifier_types, "
+    "identifier_values, reason, entity_ids) SELECT $1, u.e, u.d, ev.source, ev.occurred_at, "
+    "string_to_array(u.t, chr(31)), string_to_array(u.v, chr(31)), u.r, string_to_array(u.n, chr(31)) "
+    "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(e, d, t, v, r, n) "
+    "JOIN events ev ON ev.event_id = u.e ON CONFLICT (kind, event_id, edge_id) DO NOTHING";
+constexpr const char* kUpsertMembershipsSql =
+    "INSERT INTO memberships AS ms (id, person_id, group_id, role, source, established_at, role_occurred_at, "
+    "role_ingested_at, role_row_id) SELECT 'mem_' || md5(u.p || chr(31) || u.g), u.p, u.g, x.role, x.source, "
+    NEXUS_US_TO_TS("u.e") ", x.occurred_at, x._ingested_at, x.id "
+    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(p, g, e, r) "
+    "JOIN membership_identifiers x ON x.id = u.r "
+    "ON CONFLICT (person_id, group_id) DO UPDATE SET role = EXCLUDED.role, source = EXCLUDED.source, "
+    "established_at = EXCLUDED.established_at, role_occurred_at = EXCLUDED.role_occurred_at, "
+    "role_ingested_at = EXCLUDED.role_ingested_at, role_row_id = EXCLUDED.role_row_id, _last_updated = now()";
+constexpr const char* kInsertResolvedMembershipsSql =
+    "INSERT INTO resolved_membership_identifiers (id, membership_identifier_id, person_id, group_id, role, source, "
+    "occurred_at, _ingested_at) SELECT 'rmi_' || x.id, x.id, u.p, u.g, x.role, x.source, x.occurred_at, "
+    "x._ingested_at FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(r, p, g) "
+    "JOIN membership_identifiers x ON x.id = u.r";
 
-struct MembershipRowDb {
-  size_t event_pos;
-  int64_t row_id;
-  IdKey person;
-  IdKey group;
-  std::optional<std::string> role;
-  std::string source;
-  int64_t occurred_at_us;
-  int64_t ingested_at_us;
-};
+/// UPDATE of the final-table columns from (id, trait row, identifier value) per column.
+std::string UpdateFinalsSql(const Kind& k) {
+  const auto& cols = resolver::FinalColumns(k.kind);
+  std::string arrays = "$1::text[]", names = "i", joins, sets;
+  for (size_t c = 0; c < cols.size(); ++c) {
+    const std::string r = "r" + std::to_string(c), v = "v" + std::to_string(c), t = "t" + std::to_string(c);
+    arrays += ", $" + std::to_string(2 + 2 * c) + "::bigint[], $" + std::to_string(3 + 2 * c) + "::text[]";
+    names += ", " + r + ", " + v;
+    joins += " LEFT JOIN {k}_traits " + t + " ON " + t + ".id = u." + r;
+    sets += (c ? ", " : "") + cols[c] + " = coalesce(" + t + ".trait_value, u." + v + ")";
+  }
+  return k.Sql("UPDATE {E} x SET " + sets + ", _last_updated = now() FROM unnest(" + arrays + ") AS u(" + names + ")" +
+               joins + " WHERE x.{id} = u.i");
+}
 
-/// The state the resolver keeps in resolver_state.
+std::string Us(int64_t us) { return detail::FormatTimestamp(us); }
+
+std::string JoinUnit(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += '\x1f';
+    out += v[i];
+  }
+  return out;
+}
+
+/// Streams the rows of `query` through a cursor, `kFetchRows` at a time.
+template <typename F>
+void ForEachRow(pqxx::work& tx, StorageObserver* obs, const std::string& name, const std::string& query, F&& fn) {
+  detail::StatementTimer t(obs, name);
+  const std::string cursor = "nexus_" + std::to_string(std::hash<std::string>{}(name) % 1000000);
+  tx.exec("DECLARE " + cursor + " NO SCROLL CURSOR FOR " + query);
+  for (;;) {
+    auto r = tx.exec("FETCH FORWARD " + std::to_string(kFetchRows) + " FROM " + cursor);
+    if (r.empty()) break;
+    for (const auto& row : r) fn(row);
+  }
+  tx.exec("CLOSE " + cursor);
+  t.Ok();
+}
+
+std::optional<std::string> OptText(const pqxx::field& f) {
+  return f.is_null() ? std::nullopt : std::optional<std::string>(f.c_str());
+}
+
 struct State {
   std::string watermark_xid;
   std::string watermark_event_id;
-  int64_t next_birth_seq;
+  int64_t next_birth_seq = 1;
   std::string salt;
 };
 
-/// What one kind's graph did, ready to write.
-struct KindOutcome {
-  std::unique_ptr<resolver::IdentityGraph> graph;
-  KindStats stats;
+struct BatchEvent {
+  std::string xid;
+  std::string event_id;
+  int64_t ingested_us = 0;
 };
 
-class BatchRunner {
+/// Reads core-log rows and writes engine deltas inside the caller's transaction.
+class BatchIo {
  public:
-  BatchRunner(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c) : impl_(impl), tx_(tx), c_(c) {}
+  BatchIo(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c) : impl_(impl), tx_(tx), c_(c) {}
 
   State LoadState() {
-    auto r = impl_.Exec(tx_, c_, "resolver.state",
-                        "SELECT watermark_xid::text, watermark_event_id, next_birth_seq, id_salt FROM resolver_state");
+    auto r = impl_.Exec(tx_, c_, "resolver.state", kStateSql);
     return {r[0][0].c_str(), r[0][1].c_str(), r[0][2].as<int64_t>(), r[0][3].c_str()};
   }
 
-  /// Events past the watermark and below the oldest running transaction, in ingest order.
-  std::vector<BatchEvent> SelectEvents(const State& s, int64_t max_events) {
-    auto r = impl_.Exec(
-        tx_, c_, "resolver.select_batch",
-        "SELECT e.event_id, e._ingest_xid::text, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_type, e.source, "
-        NEXUS_TS_TO_US("e._ingested_at") " FROM events e "
-        "WHERE e._ingest_xid >= $1::xid8 AND (e._ingest_xid, e.event_id) > ($1::xid8, $2::text) "
-        "  AND e._ingest_xid < pg_snapshot_xmin(pg_current_snapshot()) "
-        "ORDER BY e._ingest_xid, e.event_id LIMIT $3",
-        s.watermark_xid, s.watermark_event_id, max_events);
-    std::vector<BatchEvent> out;
-    out.reserve(r.size());
-    for (const auto& row : r) {
-      out.push_back({row[0].c_str(), row[1].c_str(), row[2].as<int64_t>(), row[3].c_str(), row[4].c_str(),
-                     row[5].as<int64_t>()});
-    }
-    return out;
-  }
-
-  void LoadRows(const Kind& k, const std::string& ids_array,
-                const std::unordered_map<std::string, size_t>& pos, std::vector<IdRow>* ids,
-                std::vector<TraitRowDb>* traits) {
-    auto r = impl_.Exec(tx_, c_, k.Stmt("rows"),
-                        k.Sql("SELECT event_id, id, edge_id, identifier_type, identifier_value, role, is_blocked, "
-                              NEXUS_TS_TO_US("occurred_at") ", source FROM {k}_identifiers "
-                              "WHERE event_id = ANY($1::text[])"),
-                        ids_array);
-    for (const auto& row : r) {
-      ids->push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), {row[3].c_str(), row[4].c_str()},
-                      row[5].is_null() ? std::nullopt : std::optional<std::string>(row[5].c_str()),
-                      row[6].as<bool>(), row[7].as<int64_t>(), row[8].c_str()});
-    }
-    std::sort(ids->begin(), ids->end(),
-              [](const IdRow& a, const IdRow& b) { return std::tie(a.event_pos, a.row_id) < std::tie(b.event_pos, b.row_id); });
-    auto t = impl_.Exec(tx_, c_, k.Stmt("traits"),
-                        k.Sql("SELECT event_id, id, edge_id, trait_name, trait_value, source, "
-                              NEXUS_TS_TO_US("occurred_at") ", " NEXUS_TS_TO_US("_ingested_at")
-                              " FROM {k}_traits WHERE event_id = ANY($1::text[])"),
-                        ids_array);
-    for (const auto& row : t) {
-      traits->push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(),
-                         row[4].c_str(), row[5].c_str(), row[6].as<int64_t>(), row[7].as<int64_t>()});
-    }
-  }
-
-  /// Builds the kind's edges in ingest order, loads what the batch touches, and applies the edges.
-  KindOutcome Resolve(const Kind& k, const State& s, const std::vector<BatchEvent>& events,
-                      const std::vector<IdRow>& rows, const resolver::Caps& caps, int64_t* next_birth_seq,
-                      const std::set<std::pair<std::string, std::string>>& forced) {
-    // Edges: (event, edge_id) groups of non-blocked rows, in order of their first row.
-    std::vector<resolver::Edge> edges;
-    std::map<std::pair<size_t, std::string>, size_t> edge_index;
-    for (const auto& r : rows) {
-      if (r.blocked) continue;
-      auto [it, fresh] = edge_index.emplace(std::make_pair(r.event_pos, r.edge_id), edges.size());
-      if (fresh) {
-        resolver::Edge e;
-        e.event_id = events[r.event_pos].event_id;
-        e.edge_id = r.edge_id;
-        e.force = forced.count({e.event_id, e.edge_id}) > 0;
-        edges.push_back(std::move(e));
-      }
-      auto& ids = edges[it->second].identifiers;
-      if (std::find(ids.begin(), ids.end(), r.key) == ids.end()) ids.push_back(r.key);
-    }
-    // Identifiers earlier (already applied) events saw under the same edge_ids.
-    std::unordered_map<std::string, std::vector<IdKey>> prior;
-    {
-      std::vector<std::string> edge_ids;
-      std::unordered_set<std::string> seen;
-      for (const auto& e : edges) {
-        if (seen.insert(e.edge_id).second) edge_ids.push_back(e.edge_id);
-      }
-      if (!edge_ids.empty()) {
-        auto r = impl_.Exec(
-            tx_, c_, k.Stmt("prior"),
-            k.Sql("SELECT DISTINCT i.edge_id, i.identifier_type, i.identifier_value FROM {k}_identifiers i "
-                  "JOIN events e ON e.event_id = i.event_id "
-                  "WHERE i.edge_id = ANY($1::text[]) AND NOT i.is_blocked "
-                  "  AND (e._ingest_xid, e.event_id) <= ($2::xid8, $3::text)"),
-            detail::TextArray(edge_ids), s.watermark_xid, s.watermark_event_id);
-        for (const auto& row : r) prior[row[0].c_str()].push_back({row[1].c_str(), row[2].c_str()});
-      }
-    }
-    // Everything the batch references, and the entities they belong to now.
-    std::vector<std::string> types, values;
-    {
-      std::unordered_set<IdKey, IdKeyHash> all;
-      auto add = [&](const IdKey& id) {
-        if (all.insert(id).second) {
-          types.push_back(id.type);
-          values.push_back(id.value);
-        }
-      };
-      for (const auto& e : edges) {
-        for (const auto& id : e.identifiers) add(id);
-      }
-      for (const auto& [edge, ids] : prior) {
-        for (const auto& id : ids) add(id);
-      }
-    }
-    KindOutcome out;
-    out.graph = std::make_unique<resolver::IdentityGraph>(k.prefix, s.salt, caps, *next_birth_seq);
-    if (!types.empty()) {
-      auto known = impl_.Exec(
-          tx_, c_, k.Stmt("known"),
-          k.Sql("SELECT r.identifier_type, r.identifier_value, r.{id} FROM resolved_{k}_identifiers r "
-                "JOIN unnest($1::text[], $2::text[]) AS q(t, v) ON r.identifier_type = q.t AND r.identifier_value = q.v"),
-          detail::TextArray(types), detail::TextArray(values));
-      std::vector<std::string> entity_ids;
-      std::unordered_set<std::string> seen;
-      for (const auto& row : known) {
-        if (seen.insert(row[2].c_str()).second) entity_ids.push_back(row[2].c_str());
-      }
-      if (!entity_ids.empty()) {
-        const std::string arr = detail::TextArray(entity_ids);
-        std::unordered_map<std::string, resolver::ExistingEntity> entities;
-        auto er = impl_.Exec(tx_, c_, k.Stmt("entities"),
-                             k.Sql("SELECT {id}, identifier_count, birth_seq FROM {E} WHERE {id} = ANY($1::text[])"),
-                             arr);
-        for (const auto& row : er) {
-          entities[row[0].c_str()] = {row[0].c_str(), row[1].as<int64_t>(), row[2].as<int64_t>(), {}};
-        }
-        if (!caps.Unlimited()) {
-          auto tc = impl_.Exec(tx_, c_, k.Stmt("type_counts"),
-                               k.Sql("SELECT {id}, identifier_type, count(*) FROM resolved_{k}_identifiers "
-                                     "WHERE {id} = ANY($1::text[]) GROUP BY 1, 2"),
-                               arr);
-          for (const auto& row : tc) entities[row[0].c_str()].type_counts[row[1].c_str()] = row[2].as<int64_t>();
-        }
-        for (const auto& [id, e] : entities) out.graph->AddExistingEntity(e);
-      }
-      for (const auto& row : known) out.graph->AddKnownIdentifier({row[0].c_str(), row[1].c_str()}, row[2].c_str());
-    }
-    // Apply in ingest order; an edge_id reused by later events links to what earlier ones saw under it.
-    for (auto& e : edges) {
-      auto& seen_on_edge = prior[e.edge_id];
-      e.prior = seen_on_edge;
-      out.graph->ApplyEdge(e);
-      for (const auto& id : e.identifiers) {
-        if (std::find(seen_on_edge.begin(), seen_on_edge.end(), id) == seen_on_edge.end()) seen_on_edge.push_back(id);
-      }
-    }
-    *next_birth_seq = out.graph->next_birth_seq();
-    return out;
-  }
-
-  /// Writes one kind's merges, identifiers, entities, traits, participants and quarantines.
-  /// Returns the ids whose final-table row must be refreshed.
-  std::vector<std::string> Write(const Kind& k, KindOutcome& o, const std::vector<BatchEvent>& events,
-                                 const std::vector<IdRow>& rows, const std::vector<TraitRowDb>& traits) {
-    auto& g = *o.graph;
-    std::unordered_set<std::string> refresh;
-    // 1. Merges: repoint every row of absorbed (pre-existing) entities to the final survivor.
-    const auto merges = g.Merges();
-    std::vector<std::string> absorbed, survivors;
-    for (const auto& m : merges) {
-      if (!m.absorbed_existing) continue;
-      absorbed.push_back(m.absorbed_id);
-      survivors.push_back(m.survivor_id);
-    }
-    o.stats.merged = static_cast<int64_t>(merges.size());
-    if (!absorbed.empty()) {
-      const std::string a = detail::TextArray(absorbed), sv = detail::TextArray(survivors);
-      const std::string map_cte = "WITH m AS (SELECT * FROM unnest($1::text[], $2::text[]) AS x(absorbed, survivor)) ";
-      auto r1 = impl_.Exec(tx_, c_, k.Stmt("repoint_identifiers"),
-                           k.Sql(map_cte + "UPDATE resolved_{k}_identifiers r SET {id} = m.survivor FROM m "
-                                           "WHERE r.{id} = m.absorbed"),
-                           a, sv);
-      o.stats.repointed += static_cast<int64_t>(r1.affected_rows());
-      impl_.Exec(tx_, c_, k.Stmt("fold_traits"),
-                 k.Sql(map_cte +
-                       "INSERT INTO resolved_{k}_traits AS t ({id}, trait_name, trait_value, source, occurred_at, "
-                       "_ingested_at, trait_row_id) "
-                       "SELECT DISTINCT ON (m.survivor, x.trait_name) m.survivor, x.trait_name, x.trait_value, "
-                       "x.source, x.occurred_at, x._ingested_at, x.trait_row_id "
-                       "FROM resolved_{k}_traits x JOIN m ON x.{id} = m.absorbed "
-                       "ORDER BY m.survivor, x.trait_name, x.occurred_at DESC, x._ingested_at DESC, x.trait_row_id DESC "
-                       "ON CONFLICT ({id}, trait_name) DO UPDATE SET trait_value = EXCLUDED.trait_value, "
-                       "source = EXCLUDED.source, occurred_at = EXCLUDED.occurred_at, "
-                       "_ingested_at = EXCLUDED._ingested_at, trait_row_id = EXCLUDED.trait_row_id "
-                       "WHERE (EXCLUDED.occurred_at, EXCLUDED._ingested_at, EXCLUDED.trait_row_id) > "
-                       "(t.occurred_at, t._ingested_at, t.trait_row_id)"),
-                 a, sv);
-      impl_.Exec(tx_, c_, k.Stmt("drop_absorbed_traits"),
-                 k.Sql("DELETE FROM resolved_{k}_traits WHERE {id} = ANY($1::text[])"), a);
-      auto r2 = impl_.Exec(tx_, c_, k.Stmt("repoint_participants"),
-                           k.Sql(map_cte +
-                                 "INSERT INTO {k}_participants ({k}_participant_id, event_id, {id}, role, occurred_at, "
-                                 "event_type, source) "
-                                 "SELECT md5(p.event_id || chr(31) || m.survivor || chr(31) || p.role), p.event_id, "
-                                 "m.survivor, p.role, p.occurred_at, p.event_type, p.source "
-                                 "FROM {k}_participants p JOIN m ON p.{id} = m.absorbed ON CONFLICT DO NOTHING"),
-                           a, sv);
-      o.stats.repointed += static_cast<int64_t>(r2.affected_rows());
-      impl_.Exec(tx_, c_, k.Stmt("drop_absorbed_participants"),
-                 k.Sql("DELETE FROM {k}_participants WHERE {id} = ANY($1::text[])"), a);
-      impl_.Exec(tx_, c_, k.Stmt("repoint_membership_identifiers"),
-                 k.Sql(map_cte + "UPDATE resolved_membership_identifiers r SET {id} = m.survivor FROM m "
-                                 "WHERE r.{id} = m.absorbed"),
-                 a, sv);
-      const std::string other = k.name == "person" ? "group_id" : "person_id";
-      impl_.Exec(tx_, c_, k.Stmt("fold_memberships"),
-                 k.Sql(map_cte +
-                       "INSERT INTO memberships AS ms (id, person_id, group_id, role, source, established_at, "
-                       "_last_updated, role_occurred_at, role_ingested_at, role_row_id) "
-                       "SELECT DISTINCT ON (m.survivor, x." + other + ") "
-                       "'mem_' || md5(" + (k.name == "person" ? "m.survivor || chr(31) || x.group_id"
-                                                              : "x.person_id || chr(31) || m.survivor") + "), " +
-                       (k.name == "person" ? "m.survivor, x.group_id" : "x.person_id, m.survivor") +
-                       ", x.role, x.source, min(x.established_at) OVER (PARTITION BY m.survivor, x." + other + "), "
-                       "now(), x.role_occurred_at, x.role_ingested_at, x.role_row_id "
-                       "FROM memberships x JOIN m ON x.{id} = m.absorbed "
-                       "ORDER BY m.survivor, x." + other + ", x.role_occurred_at DESC, x.role_ingested_at DESC, "
-                       "x.role_row_id DESC "
-                       "ON CONFLICT (person_id, group_id) DO UPDATE SET "
-                       "established_at = least(ms.established_at, EXCLUDED.established_at), _last_updated = now(), "
-                       "role = CASE WHEN (EXCLUDED.role_occurred_at, EXCLUDED.role_ingested_at, EXCLUDED.role_row_id) > "
-                       "(ms.role_occurred_at, ms.role_ingested_at, ms.role_row_id) THEN EXCLUDED.role ELSE ms.role END, "
-                       "source = CASE WHEN (EXCLUDED.role_occurred_at, EXCLUDED.role_ingested_at, EXCLUDED.role_row_id) > "
-                       "(ms.role_occurred_at, ms.role_ingested_at, ms.role_row_id) THEN EXCLUDED.source ELSE ms.source END, "
-                       "role_occurred_at = greatest(ms.role_occurred_at, EXCLUDED.role_occurred_at), "
-                       "role_ingested_at = CASE WHEN (EXCLUDED.role_occurred_at, EXCLUDED.role_ingested_at, "
-                       "EXCLUDED.role_row_id) > (ms.role_occurred_at, ms.role_ingested_at, ms.role_row_id) "
-                       "THEN EXCLUDED.role_ingested_at ELSE ms.role_ingested_at END, "
-                       "role_row_id = CASE WHEN (EXCLUDED.role_occurred_at, EXCLUDED.role_ingested_at, "
-                       "EXCLUDED.role_row_id) > (ms.role_occurred_at, ms.role_ingested_at, ms.role_row_id) "
-                       "THEN EXCLUDED.role_row_id ELSE ms.role_row_id END"),
-                 a, sv);
-      impl_.Exec(tx_, c_, k.Stmt("drop_absorbed_memberships"),
-                 k.Sql("DELETE FROM memberships WHERE {id} = ANY($1::text[])"), a);
-      impl_.Exec(tx_, c_, k.Stmt("repoint_aliases"),
-                 k.Sql(map_cte + "UPDATE {k}_id_aliases al SET new_id = m.survivor FROM m WHERE al.new_id = m.absorbed"),
-                 a, sv);
-      impl_.Exec(tx_, c_, k.Stmt("drop_absorbed"), k.Sql("DELETE FROM {E} WHERE {id} = ANY($1::text[])"), a);
-      for (const auto& s : survivors) refresh.insert(s);
-    }
-    if (!merges.empty()) {
-      std::vector<std::string> olds, news, intos, evs, edges;
-      std::vector<int64_t> counts;
-      for (const auto& m : merges) {
-        olds.push_back(m.absorbed_id);
-        news.push_back(m.survivor_id);
-        intos.push_back(m.merged_into_id);
-        evs.push_back(m.event_id);
-        edges.push_back(m.edge_id);
-        counts.push_back(m.absorbed_count);
-      }
-      impl_.Exec(tx_, c_, k.Stmt("insert_aliases"),
-                 k.Sql("INSERT INTO {k}_id_aliases (old_id, new_id, merged_into_id, event_id, edge_id, "
-                       "absorbed_identifier_count) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                       "$4::text[], $5::text[], $6::bigint[]) ON CONFLICT (old_id) DO NOTHING"),
-                 detail::TextArray(olds), detail::TextArray(news), detail::TextArray(intos), detail::TextArray(evs),
-                 detail::TextArray(edges), detail::Int64Array(counts));
-    }
-
-    // 2. Identifiers: earliest occurrence (source, occurred_at) and latest sighting per identifier.
-    struct Agg {
-      int64_t first_us;
-      int64_t first_row;
-      std::string source;
-      int64_t last_us;
-    };
-    std::unordered_map<IdKey, Agg, IdKeyHash> agg;
-    std::vector<IdKey> order;
-    for (const auto& r : rows) {
-      if (r.blocked) continue;
-      auto [it, fresh] = agg.emplace(r.key, Agg{r.occurred_at_us, r.row_id, r.source, r.occurred_at_us});
-      if (fresh) {
-        order.push_back(r.key);
-        continue;
-      }
-      Agg& a = it->second;
-      if (std::tie(r.occurred_at_us, r.row_id) < std::tie(a.first_us, a.first_row)) {
-        a.first_us = r.occurred_at_us;
-        a.first_row = r.row_id;
-        a.source = r.source;
-      }
-      a.last_us = std::max(a.last_us, r.occurred_at_us);
-    }
-    if (!order.empty()) {
-      std::vector<std::string> ents, ts, vs, srcs, firsts, lasts;
-      for (const auto& key : order) {
-        const Agg& a = agg[key];
-        ents.push_back(g.EntityOf(key));
-        ts.push_back(key.type);
-        vs.push_back(key.value);
-        srcs.push_back(a.source);
-        firsts.push_back(detail::FormatTimestamp(a.first_us));
-        lasts.push_back(detail::FormatTimestamp(a.last_us));
-        refresh.insert(ents.back());
-      }
-      impl_.Exec(tx_, c_, k.Stmt("upsert_identifiers"),
-                 k.Sql("INSERT INTO resolved_{k}_identifiers AS r ({id}, identifier_type, identifier_value, source, "
-                       "occurred_at, last_seen_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-                       "$5::timestamptz[], $6::timestamptz[]) "
-                       "ON CONFLICT (identifier_type, identifier_value) DO UPDATE SET {id} = EXCLUDED.{id}, "
-                       "source = CASE WHEN EXCLUDED.occurred_at < r.occurred_at THEN EXCLUDED.source ELSE r.source END, "
-                       "occurred_at = least(r.occurred_at, EXCLUDED.occurred_at), "
-                       "last_seen_at = greatest(r.last_seen_at, EXCLUDED.last_seen_at)"),
-                 detail::TextArray(ents), detail::TextArray(ts), detail::TextArray(vs), detail::TextArray(srcs),
-                 detail::TextArray(firsts), detail::TextArray(lasts));
-    }
-    o.stats.identifiers = static_cast<int64_t>(g.NewAssignments().size());
-
-    // 3. Entities: born ones get their row; touched ones their new size.
-    {
-      std::unordered_map<std::string, std::string> born_by;
-      for (const auto& b : g.births()) born_by[b.id] = b.event_id;
-      std::vector<std::string> ids, created_by;
-      std::vector<int64_t> counts, seqs;
-      for (const auto& e : g.TouchedEntities()) {
-        ids.push_back(e.id);
-        counts.push_back(e.identifier_count);
-        seqs.push_back(e.birth_seq);
-        created_by.push_back(e.is_new ? born_by[e.id] : "");
-        if (e.is_new) ++o.stats.born;
-        else if (e.identifier_count > 0) refresh.insert(e.id);
-      }
-      // accreted: existing survivors that gained identifiers
-      std::unordered_set<std::string> gained;
-      for (const auto& [key, id] : g.NewAssignments()) gained.insert(id);
-      for (const auto& e : g.TouchedEntities()) {
-        if (!e.is_new && gained.count(e.id)) ++o.stats.accreted;
-      }
-      if (!ids.empty()) {
-        impl_.Exec(tx_, c_, k.Stmt("upsert_entities"),
-                   k.Sql("INSERT INTO {E} AS x ({id}, identifier_count, birth_seq, created_by_event_id) "
-                         "SELECT i, n, s, nullif(c, '') FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) "
-                         "AS u(i, n, s, c) "
-                         "ON CONFLICT ({id}) DO UPDATE SET identifier_count = EXCLUDED.identifier_count"),
-                   detail::TextArray(ids), detail::Int64Array(counts), detail::Int64Array(seqs),
-                   detail::TextArray(created_by));
-      }
-    }
-
-    // 4. Traits: the latest value per (entity, trait) by (occurred_at, _ingested_at, row id).
-    {
-      std::map<std::pair<size_t, std::string>, IdKey> edge_first;
-      for (const auto& r : rows) {
-        if (!r.blocked) edge_first.emplace(std::make_pair(r.event_pos, r.edge_id), r.key);
-      }
-      std::map<std::pair<std::string, std::string>, const TraitRowDb*> best;
-      for (const auto& t : traits) {
-        auto it = edge_first.find({t.event_pos, t.edge_id});
-        if (it == edge_first.end()) continue;  // the edge has no linkable identifier
-        const std::string entity = g.EntityOf(it->second);
-        auto& slot = best[{entity, t.name}];
-        if (!slot || std::tie(t.occurred_at_us, t.ingested_at_us, t.row_id) >
-                         std::tie(slot->occurred_at_us, slot->ingested_at_us, slot->row_id)) {
-          slot = &t;
-        }
-      }
-      if (!best.empty()) {
-        std::vector<std::string> ents, names, vals, srcs, occ, ing;
-        std::vector<int64_t> rids;
-        for (const auto& [key, t] : best) {
-          ents.push_back(key.first);
-          names.push_back(key.second);
-          vals.push_back(t->value);
-          srcs.push_back(t->source);
-          occ.push_back(detail::FormatTimestamp(t->occurred_at_us));
-          ing.push_back(detail::FormatTimestamp(t->ingested_at_us));
-          rids.push_back(t->row_id);
-          refresh.insert(key.first);
-        }
-        impl_.Exec(tx_, c_, k.Stmt("upsert_traits"),
-                   k.Sql("INSERT INTO resolved_{k}_traits AS t ({id}, trait_name, trait_value, source, occurred_at, "
-                         "_ingested_at, trait_row_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                         "$4::text[], $5::timestamptz[], $6::timestamptz[], $7::bigint[]) "
-                         "ON CONFLICT ({id}, trait_name) DO UPDATE SET trait_value = EXCLUDED.trait_value, "
-                         "source = EXCLUDED.source, occurred_at = EXCLUDED.occurred_at, "
-                         "_ingested_at = EXCLUDED._ingested_at, trait_row_id = EXCLUDED.trait_row_id "
-                         "WHERE (EXCLUDED.occurred_at, EXCLUDED._ingested_at, EXCLUDED.trait_row_id) > "
-                         "(t.occurred_at, t._ingested_at, t.trait_row_id)"),
-                   detail::TextArray(ents), detail::TextArray(names), detail::TextArray(vals), detail::TextArray(srcs),
-                   detail::TextArray(occ), detail::TextArray(ing), detail::Int64Array(rids));
-      }
-    }
-
-    // 5. Participants: one row per (event, entity, role).
-    {
-      std::set<std::tuple<size_t, std::string, std::string>> parts;
-      for (const auto& r : rows) {
-        if (r.blocked || !r.role) continue;
-        parts.insert({r.event_pos, g.EntityOf(r.key), *r.role});
-      }
-      if (!parts.empty()) {
-        std::vector<std::string> evs, ents, roles, occ, types, srcs;
-        for (const auto& [pos, ent, role] : parts) {
-          const auto& e = events[pos];
-          evs.push_back(e.event_id);
-          ents.push_back(ent);
-          roles.push_back(role);
-          occ.push_back(detail::FormatTimestamp(e.occurred_at_us));
-          types.push_back(e.event_type);
-          srcs.push_back(e.source);
-        }
-        impl_.Exec(tx_, c_, k.Stmt("insert_participants"),
-                   k.Sql("INSERT INTO {k}_participants ({k}_participant_id, event_id, {id}, role, occurred_at, "
-                         "event_type, source) SELECT md5(e || chr(31) || i || chr(31) || r), e, i, r, o, t, s "
-                         "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[]) "
-                         "AS u(e, i, r, o, t, s) ON CONFLICT DO NOTHING"),
-                   detail::TextArray(evs), detail::TextArray(ents), detail::TextArray(roles), detail::TextArray(occ),
-                   detail::TextArray(types), detail::TextArray(srcs));
-      }
-    }
-
-    // 6. Quarantined edges (kept for operators; re-running a batch after a crash inserts nothing twice).
-    o.stats.quarantined = static_cast<int64_t>(g.quarantined().size());
-    std::unordered_map<std::string, size_t> pos_of;
-    for (size_t i = 0; i < events.size(); ++i) pos_of[events[i].event_id] = i;
-    for (const auto& q : g.quarantined()) {
-      std::vector<std::string> ts, vs;
-      for (const auto& id : q.identifiers) {
-        ts.push_back(id.type);
-        vs.push_back(id.value);
-      }
-      std::string source;
-      int64_t occurred = 0;
-      if (auto it = pos_of.find(q.event_id); it != pos_of.end()) {
-        source = events[it->second].source;
-        occurred = events[it->second].occurred_at_us;
-      }
-      impl_.Exec(tx_, c_, "resolver.insert_quarantine",
-                 "INSERT INTO quarantined_edges (kind, event_id, edge_id, source, occurred_at, identifier_types, "
-                 "identifier_values, reason, entity_ids) VALUES ($1, $2, $3, $4, $5::timestamptz, $6::text[], "
-                 "$7::text[], $8, $9::text[]) ON CONFLICT (kind, event_id, edge_id) DO NOTHING",
-                 k.name, q.event_id, q.edge_id, source, detail::FormatTimestamp(occurred), detail::TextArray(ts),
-                 detail::TextArray(vs), q.reason, detail::TextArray(q.entity_ids));
-      log::Warn("edge quarantined", {{"kind", k.name}, {"event_id", q.event_id}, {"edge_id", q.edge_id},
-                                     {"reason", q.reason}});
-    }
-    for (const auto& m : merges) refresh.erase(m.absorbed_id);
-    return {refresh.begin(), refresh.end()};
-  }
-
-  void WriteMemberships(const std::vector<MembershipRowDb>& rows, resolver::IdentityGraph& persons,
-                        resolver::IdentityGraph& groups) {
-    if (rows.empty()) return;
-    std::vector<std::string> rmi_ids, ps, gs, srcs, occ, ing;
-    std::vector<std::optional<std::string>> roles;
-    std::vector<int64_t> mids;
-    struct Best {
-      const MembershipRowDb* row;
-      int64_t established_us;
-    };
-    std::map<std::pair<std::string, std::string>, Best> best;
-    for (const auto& r : rows) {
-      const std::string p = persons.EntityOf(r.person), g = groups.EntityOf(r.group);
-      if (p.empty() || g.empty()) continue;  // a side is blocked: no membership
-      rmi_ids.push_back("rmi_" + std::to_string(r.row_id));
-      mids.push_back(r.row_id);
-      ps.push_back(p);
-      gs.push_back(g);
-      roles.push_back(r.role);
-      srcs.push_back(r.source);
-      occ.push_back(detail::FormatTimestamp(r.occurred_at_us));
-      ing.push_back(detail::FormatTimestamp(r.ingested_at_us));
-      auto [it, fresh] = best.emplace(std::make_pair(p, g), Best{&r, r.occurred_at_us});
-      if (!fresh) {
-        it->second.established_us = std::min(it->second.established_us, r.occurred_at_us);
-        if (std::tie(r.occurred_at_us, r.ingested_at_us, r.row_id) >
-            std::tie(it->second.row->occurred_at_us, it->second.row->ingested_at_us, it->second.row->row_id)) {
-          it->second.row = &r;
-        }
-      }
-    }
-    if (mids.empty()) return;
-    impl_.Exec(tx_, c_, "resolver.insert_resolved_memberships",
-               "INSERT INTO resolved_membership_identifiers (id, membership_identifier_id, person_id, group_id, role, "
-               "source, occurred_at, _ingested_at) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], "
-               "$4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[]) ON CONFLICT DO NOTHING",
-               detail::TextArray(rmi_ids), detail::Int64Array(mids), detail::TextArray(ps), detail::TextArray(gs),
-               detail::TextArray(roles), detail::TextArray(srcs), detail::TextArray(occ), detail::TextArray(ing));
-    std::vector<std::string> bp, bg, bsrc, best_est, bocc, bing;
-    std::vector<std::optional<std::string>> brole;
-    std::vector<int64_t> brow;
-    for (const auto& [key, b] : best) {
-      bp.push_back(key.first);
-      bg.push_back(key.second);
-      brole.push_back(b.row->role);
-      bsrc.push_back(b.row->source);
-      best_est.push_back(detail::FormatTimestamp(b.established_us));
-      bocc.push_back(detail::FormatTimestamp(b.row->occurred_at_us));
-      bing.push_back(detail::FormatTimestamp(b.row->ingested_at_us));
-      brow.push_back(b.row->row_id);
-    }
-    const char* newer =
-        "(EXCLUDED.role_occurred_at, EXCLUDED.role_ingested_at, EXCLUDED.role_row_id) > "
-        "(ms.role_occurred_at, ms.role_ingested_at, ms.role_row_id)";
-    impl_.Exec(tx_, c_, "resolver.upsert_memberships",
-               std::string("INSERT INTO memberships AS ms (id, person_id, group_id, role, source, established_at, "
-                           "role_occurred_at, role_ingested_at, role_row_id) "
-                           "SELECT 'mem_' || md5(p || chr(31) || g), p, g, r, s, e, o, i, n FROM unnest($1::text[], "
-                           "$2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], "
-                           "$7::timestamptz[], $8::bigint[]) AS u(p, g, r, s, e, o, i, n) "
-                           "ON CONFLICT (person_id, group_id) DO UPDATE SET "
-                           "established_at = least(ms.established_at, EXCLUDED.established_at), _last_updated = now(), "
-                           "role = CASE WHEN ") + newer + " THEN EXCLUDED.role ELSE ms.role END, "
-                           "source = CASE WHEN " + newer + " THEN EXCLUDED.source ELSE ms.source END, "
-                           "role_ingested_at = CASE WHEN " + newer + " THEN EXCLUDED.role_ingested_at ELSE ms.role_ingested_at END, "
-                           "role_row_id = CASE WHEN " + newer + " THEN EXCLUDED.role_row_id ELSE ms.role_row_id END, "
-                           "role_occurred_at = CASE WHEN " + newer + " THEN EXCLUDED.role_occurred_at ELSE ms.role_occurred_at END",
-               detail::TextArray(bp), detail::TextArray(bg), detail::TextArray(brole), detail::TextArray(bsrc),
-               detail::TextArray(best_est), detail::TextArray(bocc), detail::TextArray(bing), detail::Int64Array(brow));
-  }
-
-  /// Recomputes the final-table columns ("most recent" trait, else the most recently seen identifier) of
-  /// `ids` in one set-based statement, writing only rows whose values changed.
-  void RefreshFinal(const Kind& k, const std::vector<std::string>& ids) {
-    if (ids.empty()) return;
-    struct Col {
-      const char* column;
-      std::vector<const char*> traits;  // first present wins
-      const char* identifier_type;      // fallback, or nullptr
-    };
-    const std::vector<Col> cols =
-        k.name == "person"
-            ? std::vector<Col>{{"email", {"email"}, "email"}, {"name", {"name"}, nullptr},
-                               {"phone", {"phone"}, "phone"}, {"title", {"title"}, nullptr},
-                               {"timezone", {"timezone"}, nullptr}}
-            : std::vector<Col>{{"domain", {"domain"}, "domain"}, {"company_name", {"company_name", "name"}, nullptr},
-                               {"industry", {"industry"}, nullptr}, {"company_size", {"company_size"}, nullptr},
-                               {"shopify_id", {"shopify_id"}, "shopify_id"}};
-    std::string trait_names, id_types, trait_cols, id_cols, set, old_tuple, new_tuple;
-    for (const auto& c : cols) {
-      std::string expr;
-      for (const char* t : c.traits) {
-        trait_names += std::string(trait_names.empty() ? "" : ", ") + "'" + t + "'";
-        trait_cols += std::string(", max(trait_value) FILTER (WHERE trait_name = '") + t + "') AS t_" + t;
-        expr += std::string(expr.empty() ? "" : ", ") + "t.t_" + t;
-      }
-      if (c.identifier_type) {
-        id_types += std::string(id_types.empty() ? "" : ", ") + "'" + c.identifier_type + "'";
-        id_cols += std::string(", max(identifier_value) FILTER (WHERE identifier_type = '") + c.identifier_type +
-                   "') AS i_" + c.identifier_type;
-        expr += std::string(", i.i_") + c.identifier_type;
-      }
-      const std::string value = "coalesce(" + expr + ")";
-      set += std::string(set.empty() ? "" : ", ") + c.column + " = " + value;
-      old_tuple += std::string(old_tuple.empty() ? "" : ", ") + "x." + c.column;
-      new_tuple += std::string(new_tuple.empty() ? "" : ", ") + value;
-    }
-    const std::string sql = k.Sql(
-        "WITH ids AS (SELECT DISTINCT unnest($1::text[]) AS id), "
-        "t AS (SELECT {id}" + trait_cols + " FROM resolved_{k}_traits WHERE {id} = ANY($1::text[]) "
-        "      AND trait_name IN (" + trait_names + ") GROUP BY {id}), "
-        "latest AS (SELECT DISTINCT ON ({id}, identifier_type) {id}, identifier_type, identifier_value "
-        "      FROM resolved_{k}_identifiers WHERE {id} = ANY($1::text[]) AND identifier_type IN (" + id_types + ") "
-        "      ORDER BY {id}, identifier_type, last_seen_at DESC, identifier_value), "
-        "i AS (SELECT {id}" + id_cols + " FROM latest GROUP BY {id}) "
-        "UPDATE {E} x SET " + set + ", _last_updated = now() "
-        "FROM ids LEFT JOIN t ON t.{id} = ids.id LEFT JOIN i ON i.{id} = ids.id "
-        "WHERE x.{id} = ids.id AND (" + old_tuple + ") IS DISTINCT FROM (" + new_tuple + ")");
-    impl_.Exec(tx_, c_, k.Stmt("refresh_final"), sql, detail::TextArray(ids));
-  }
-
-  void LoadMemberships(const std::string& ids_array, const std::unordered_map<std::string, size_t>& pos,
-                       std::vector<MembershipRowDb>* out) {
-    auto r = impl_.Exec(tx_, c_, "resolver.memberships",
-                        "SELECT event_id, id, person_identifier_type, person_identifier, group_identifier_type, "
-                        "group_identifier, role, source, " NEXUS_TS_TO_US("occurred_at") ", " NEXUS_TS_TO_US("_ingested_at")
-                        " FROM membership_identifiers WHERE event_id = ANY($1::text[]) ORDER BY id",
-                        ids_array);
-    for (const auto& row : r) {
-      out->push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), {row[2].c_str(), row[3].c_str()},
-                      {row[4].c_str(), row[5].c_str()},
-                      row[6].is_null() ? std::nullopt : std::optional<std::string>(row[6].c_str()), row[7].c_str(),
-                      row[8].as<int64_t>(), row[9].as<int64_t>()});
-    }
-  }
-
-  /// One batch inside the caller's transaction. Returns stats (events == 0: nothing pending).
-  BatchStats Run(int64_t max_events, const resolver::ProtectionConfig& protection,
-                 const std::set<std::pair<std::string, std::string>>& forced_persons,
-                 const std::set<std::pair<std::string, std::string>>& forced_groups) {
-    BatchStats stats;
-    State s = LoadState();
-    const auto events = SelectEvents(s, max_events);
-    if (events.empty()) return stats;
-    stats.events = static_cast<int64_t>(events.size());
-    std::unordered_map<std::string, size_t> pos;
+  /// The next batch: events after the watermark and every row they carry.
+  std::vector<BatchEvent> ReadBatch(const State& s, int64_t max_events, resolver::BatchInput* in) {
+    auto r = impl_.Exec(tx_, c_, "resolver.select_batch", kSelectBatchSql, s.watermark_xid, s.watermark_event_id,
+                        max_events);
+    std::vector<BatchEvent> events;
+    std::unordered_map<std::string, uint32_t> pos;
     std::vector<std::string> ids;
-    for (size_t i = 0; i < events.size(); ++i) {
-      pos[events[i].event_id] = i;
-      ids.push_back(events[i].event_id);
+    for (const auto& row : r) {
+      pos.emplace(row[0].c_str(), static_cast<uint32_t>(in->events.size()));
+      ids.push_back(row[0].c_str());
+      in->events.push_back(
+          {row[0].c_str(), row[2].as<int64_t>(), row[5].as<int64_t>(), row[3].c_str(), row[4].c_str()});
+      events.push_back({row[1].c_str(), row[0].c_str(), row[5].as<int64_t>()});
     }
-    const std::string ids_array = detail::TextArray(ids);
-    std::vector<IdRow> prow, grow;
-    std::vector<TraitRowDb> ptraits, gtraits;
-    std::vector<MembershipRowDb> mrows;
-    LoadRows(kPerson, ids_array, pos, &prow, &ptraits);
-    LoadRows(kGroup, ids_array, pos, &grow, &gtraits);
-    LoadMemberships(ids_array, pos, &mrows);
-
-    int64_t next = s.next_birth_seq;
-    KindOutcome po = Resolve(kPerson, s, events, prow, protection.person_caps, &next, forced_persons);
-    KindOutcome go = Resolve(kGroup, s, events, grow, protection.group_caps, &next, forced_groups);
-    const auto prefresh = Write(kPerson, po, events, prow, ptraits);
-    const auto grefresh = Write(kGroup, go, events, grow, gtraits);
-    WriteMemberships(mrows, *po.graph, *go.graph);
-    RefreshFinal(kPerson, prefresh);
-    RefreshFinal(kGroup, grefresh);
-    stats.persons = po.stats;
-    stats.groups = go.stats;
-    const auto& last = events.back();
-    impl_.Exec(tx_, c_, "resolver.advance",
-               "UPDATE resolver_state SET watermark_xid = $1::xid8, watermark_event_id = $2, "
-               "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", next_birth_seq = $4, "
-               "batches_total = batches_total + 1, last_batch_at = now(), "
-               "persons_count = persons_count + $5, groups_count = groups_count + $6",
-               last.xid, last.event_id, last.ingested_at_us, next, po.stats.born - CountAbsorbedExisting(*po.graph),
-               go.stats.born - CountAbsorbedExisting(*go.graph));
-    return stats;
+    if (events.empty()) return events;
+    const std::string arr = detail::TextArray(ids);
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      for (const auto& row : impl_.Exec(tx_, c_, k->Stmt("batch_identifiers"), k->Sql(kBatchIdentifiersSql), arr)) {
+        in->identifiers[Idx(k->kind)].push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(),
+                                                 row[3].c_str(), row[4].c_str(), OptText(row[5]), row[6].as<bool>()});
+      }
+      for (const auto& row : impl_.Exec(tx_, c_, k->Stmt("batch_traits"), k->Sql(kBatchTraitsSql), arr)) {
+        in->traits[Idx(k->kind)].push_back(
+            {pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str()});
+      }
+    }
+    for (const auto& row : impl_.Exec(tx_, c_, "resolver.batch_memberships", kBatchMembershipsSql, arr)) {
+      in->memberships.push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(),
+                                 row[4].c_str(), row[5].c_str()});
+    }
+    return events;
   }
 
-  static int64_t CountAbsorbedExisting(const resolver::IdentityGraph& g) {
-    int64_t n = 0;
-    for (const auto& m : g.Merges()) n += m.absorbed_existing ? 1 : 0;
-    return n;
+  /// Loads the resolved state (everything at or below the watermark) into a new engine.
+  std::unique_ptr<resolver::Engine> LoadEngine(const State& s) {
+    auto e = std::make_unique<resolver::Engine>(s.salt, s.next_birth_seq);
+    StorageObserver* obs = impl_.observer;
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      const EntityKind kind = k->kind;
+      ForEachRow(
+          tx_, obs, k->Stmt("load_entities"), k->Sql("SELECT {id}, identifier_count, birth_seq FROM {E}"),
+          [&](const pqxx::row& r) { e->LoadEntity(kind, r[0].c_str(), r[1].as<int64_t>(), r[2].as<int64_t>()); });
+      ForEachRow(tx_, obs, k->Stmt("load_identifiers"),
+                 k->Sql("SELECT identifier_type, identifier_value, {id}, source, " NEXUS_TS_TO_US(
+                     "occurred_at") ", " NEXUS_TS_TO_US("last_seen_at") " FROM resolved_{k}_identifiers"),
+                 [&](const pqxx::row& r) {
+                   e->LoadIdentifier(kind, r[0].c_str(), r[1].c_str(), r[2].c_str(), r[3].c_str(), r[4].as<int64_t>(),
+                                     r[5].as<int64_t>());
+                 });
+      // Identifiers applied events saw under each edge_id (rows of events past the watermark excluded).
+      tx_.exec_params("SET LOCAL work_mem = '256MB'");
+      ForEachRow(tx_, obs, k->Stmt("load_edges"),
+                 k->Sql("SELECT i.edge_id, i.identifier_type, i.identifier_value FROM {k}_identifiers i "
+                        "WHERE NOT i.is_blocked AND i.event_id NOT IN (SELECT event_id FROM events e "
+                        "WHERE e._ingest_xid >= " +
+                        tx_.quote(s.watermark_xid) +
+                        "::xid8 AND (e._ingest_xid, "
+                        "e.event_id) > (" +
+                        tx_.quote(s.watermark_xid) + "::xid8, " + tx_.quote(s.watermark_event_id) + "))"),
+                 [&](const pqxx::row& r) { e->LoadEdgeSighting(kind, r[0].c_str(), r[1].c_str(), r[2].c_str()); });
+      ForEachRow(tx_, obs, k->Stmt("load_traits"),
+                 k->Sql("SELECT {id}, trait_name, " NEXUS_TS_TO_US("occurred_at") ", " NEXUS_TS_TO_US(
+                     "_ingested_at") ", trait_row_id FROM resolved_{k}_traits"),
+                 [&](const pqxx::row& r) {
+                   e->LoadTraitWinner(kind, r[0].c_str(), r[1].c_str(), r[2].as<int64_t>(), r[3].as<int64_t>(),
+                                      r[4].as<int64_t>());
+                 });
+    }
+    ForEachRow(tx_, obs, "resolver.load_memberships",
+               "SELECT person_id, group_id, " NEXUS_TS_TO_US("established_at") ", " NEXUS_TS_TO_US(
+                   "role_occurred_at") ", " NEXUS_TS_TO_US("role_ingested_at") ", role_row_id FROM memberships",
+               [&](const pqxx::row& r) {
+                 e->LoadMembership(r[0].c_str(), r[1].c_str(), r[2].as<int64_t>(), r[3].as<int64_t>(),
+                                   r[4].as<int64_t>(), r[5].as<int64_t>());
+               });
+    e->FinishLoad();
+    return e;
+  }
+
+  /// Writes a delta. `events` are the batch's events (participants and quarantines index them).
+  void WriteDelta(const resolver::BatchDelta& d, const std::vector<resolver::LogEvent>& events) {
+    // Merges first, for both kinds: memberships of absorbed entities are dropped before the folded ones land.
+    for (const Kind* k : {&kPerson, &kGroup}) WriteMerges(*k, d.kinds[Idx(k->kind)]);
+    for (const Kind* k : {&kPerson, &kGroup}) WriteKind(*k, d.kinds[Idx(k->kind)], events);
+    WriteMemberships(d);
+  }
+
+  void Advance(const BatchEvent& last, int64_t next_birth_seq, const resolver::BatchDelta& d) {
+    impl_.Exec(tx_, c_, "resolver.advance", kAdvanceSql, last.xid, last.event_id, last.ingested_us, next_birth_seq,
+               d.kinds[0].stats.entities_delta, d.kinds[1].stats.entities_delta);
   }
 
  private:
+  void WriteMerges(const Kind& k, const resolver::KindDelta& d) {
+    std::vector<std::string> absorbed, survivors;
+    for (const auto& [a, s] : d.AbsorbedExisting()) {
+      absorbed.push_back(a);
+      survivors.push_back(s);
+    }
+    if (!absorbed.empty()) {
+      const std::string a = detail::TextArray(absorbed), sv = detail::TextArray(survivors);
+      const std::string map = kMergeMap;
+      impl_.Exec(tx_, c_, k.Stmt("repoint_identifiers"), k.Sql(map + kRepointIdentifiersSql), a, sv);
+      impl_.Exec(tx_, c_, k.Stmt("drop_absorbed_traits"), k.Sql(kDropAbsorbedTraitsSql), a);
+      impl_.Exec(tx_, c_, k.Stmt("drop_duplicate_participants"), k.Sql(map + kDropDuplicateParticipantsSql), a, sv);
+      impl_.Exec(tx_, c_, k.Stmt("repoint_participants"), k.Sql(map + kRepointParticipantsSql), a, sv);
+      impl_.Exec(tx_, c_, k.Stmt("repoint_membership_identifiers"), k.Sql(map + kRepointResolvedMembershipsSql), a, sv);
+      impl_.Exec(tx_, c_, k.Stmt("drop_absorbed_memberships"), k.Sql(kDropAbsorbedMembershipsSql), a);
+      impl_.Exec(tx_, c_, k.Stmt("repoint_aliases"), k.Sql(map + kRepointAliasesSql), a, sv);
+      impl_.Exec(tx_, c_, k.Stmt("drop_absorbed"), k.Sql(kDropAbsorbedSql), a);
+    }
+    if (!d.merges.empty()) {
+      const std::string stmt_name = k.Stmt("copy_aliases");
+      detail::StatementTimer t(impl_.observer, stmt_name);
+      pqxx::stream_to s(tx_, k.name + "_id_aliases",
+                        std::vector<std::string>{"old_id", "new_id", "merged_into_id", "event_id", "edge_id",
+                                                 "absorbed_identifier_count"});
+      for (const auto& m : d.merges) {
+        s << std::make_tuple(m.absorbed_id, m.survivor_id, m.merged_into_id, m.event_id, m.edge_id, m.absorbed_count);
+      }
+      s.complete();
+      t.Ok();
+    }
+  }
+
+  void WriteKind(const Kind& k, const resolver::KindDelta& d, const std::vector<resolver::LogEvent>& events) {
+    // Identifiers: new ones by COPY, changed ones in one UPDATE.
+    std::vector<std::string> ut, uv, us, uf, ul;
+    bool any_new = false;
+    for (const auto& i : d.identifiers) any_new |= i.is_new;
+    if (any_new) {
+      const std::string stmt_name = k.Stmt("copy_identifiers");
+      detail::StatementTimer t(impl_.observer, stmt_name);
+      pqxx::stream_to s(tx_, "resolved_" + k.name + "_identifiers",
+                        std::vector<std::string>{k.id, "identifier_type", "identifier_value", "source", "occurred_at",
+                                                 "last_seen_at"});
+      for (const auto& i : d.identifiers) {
+        if (i.is_new) s << std::make_tuple(i.entity_id, i.type, i.value, i.source, Us(i.first_us), Us(i.last_us));
+      }
+      s.complete();
+      t.Ok();
+    }
+    for (const auto& i : d.identifiers) {
+      if (i.is_new) continue;
+      ut.push_back(i.type);
+      uv.push_back(i.value);
+      us.push_back(i.source);
+      uf.push_back(Us(i.first_us));
+      ul.push_back(Us(i.last_us));
+    }
+    if (!ut.empty()) {
+      impl_.Exec(tx_, c_, k.Stmt("update_identifiers"), k.Sql(kUpdateIdentifiersSql), detail::TextArray(ut),
+                 detail::TextArray(uv), detail::TextArray(us), detail::TextArray(uf), detail::TextArray(ul));
+    }
+    // Entities: born ones by COPY, size changes in one UPDATE.
+    std::vector<std::string> ci;
+    std::vector<int64_t> cn;
+    bool any_born = false;
+    for (const auto& e : d.entities) any_born |= e.is_new;
+    if (any_born) {
+      const std::string stmt_name = k.Stmt("copy_entities");
+      detail::StatementTimer t(impl_.observer, stmt_name);
+      pqxx::stream_to s(tx_, k.entities,
+                        std::vector<std::string>{k.id, "identifier_count", "birth_seq", "created_by_event_id"});
+      for (const auto& e : d.entities) {
+        if (e.is_new) s << std::make_tuple(e.id, e.identifier_count, e.birth_seq, e.created_by_event_id);
+      }
+      s.complete();
+      t.Ok();
+    }
+    for (const auto& e : d.entities) {
+      if (e.is_new) continue;
+      ci.push_back(e.id);
+      cn.push_back(e.identifier_count);
+    }
+    if (!ci.empty()) {
+      impl_.Exec(tx_, c_, k.Stmt("update_counts"), k.Sql(kUpdateCountsSql), detail::TextArray(ci),
+                 detail::Int64Array(cn));
+    }
+    // Trait winners.
+    if (!d.traits.empty()) {
+      std::vector<std::string> ti;
+      std::vector<int64_t> tr;
+      for (const auto& t : d.traits) {
+        ti.push_back(t.entity_id);
+        tr.push_back(t.row_id);
+      }
+      impl_.Exec(tx_, c_, k.Stmt("upsert_traits"), k.Sql(kUpsertTraitsSql), detail::TextArray(ti),
+                 detail::Int64Array(tr));
+    }
+    // Participants of the batch's events (new rows only).
+    if (!d.participants.empty()) {
+      const std::string stmt_name = k.Stmt("copy_participants");
+      detail::StatementTimer t(impl_.observer, stmt_name);
+      pqxx::stream_to s(tx_, k.name + "_participants",
+                        std::vector<std::string>{"event_id", k.id, "role", "occurred_at", "event_type", "source"});
+      for (const auto& p : d.participants) {
+        const auto& e = events[p.event];
+        s << std::make_tuple(e.event_id, p.entity_id, p.role, Us(e.occurred_us), e.event_type, e.source);
+      }
+      s.complete();
+      t.Ok();
+    }
+    // Final-table columns that changed.
+    if (!d.finals.empty()) {
+      const size_t ncol = resolver::FinalColumns(k.kind).size();
+      std::vector<std::string> ids;
+      std::vector<std::vector<int64_t>> rows(ncol);
+      std::vector<std::vector<std::optional<std::string>>> vals(ncol);
+      for (const auto& f : d.finals) {
+        ids.push_back(f.entity_id);
+        for (size_t c = 0; c < ncol; ++c) {
+          rows[c].push_back(f.columns[c].trait_row);
+          vals[c].push_back(f.columns[c].identifier_value);
+        }
+      }
+      if (ncol != 5) throw StorageError(ErrorKind::kInternal, "final tables have five resolved columns");
+      std::vector<std::string> a;
+      for (size_t c = 0; c < ncol; ++c) {
+        a.push_back(detail::Int64Array(rows[c]));
+        a.push_back(detail::TextArray(vals[c]));
+      }
+      impl_.Exec(tx_, c_, k.Stmt("update_finals"), UpdateFinalsSql(k), detail::TextArray(ids), a[0], a[1], a[2], a[3],
+                 a[4], a[5], a[6], a[7], a[8], a[9]);
+    }
+    // Quarantined edges.
+    if (!d.quarantined.empty()) {
+      std::vector<std::string> qe, qd, qt, qv, qr, qn;
+      for (const auto& q : d.quarantined) {
+        std::vector<std::string> ts, vs;
+        for (const auto& [t, v] : q.identifiers) {
+          ts.push_back(t);
+          vs.push_back(v);
+        }
+        qe.push_back(events[q.event].event_id);
+        qd.push_back(q.edge_id);
+        qt.push_back(JoinUnit(ts));
+        qv.push_back(JoinUnit(vs));
+        qr.push_back(q.reason);
+        qn.push_back(JoinUnit(q.entity_ids));
+        log::Warn("edge quarantined",
+                  {{"kind", k.name}, {"event_id", qe.back()}, {"edge_id", q.edge_id}, {"reason", q.reason}});
+      }
+      impl_.Exec(tx_, c_, "resolver.insert_quarantine", kInsertQuarantineSql, k.name, detail::TextArray(qe),
+                 detail::TextArray(qd), detail::TextArray(qt), detail::TextArray(qv), detail::TextArray(qr),
+                 detail::TextArray(qn));
+    }
+  }
+
+  void WriteMemberships(const resolver::BatchDelta& d) {
+    if (!d.memberships.empty()) {
+      std::vector<std::string> p, g;
+      std::vector<int64_t> e, r;
+      for (const auto& m : d.memberships) {
+        p.push_back(m.person_id);
+        g.push_back(m.group_id);
+        e.push_back(m.established_us);
+        r.push_back(m.role_row_id);
+      }
+      impl_.Exec(tx_, c_, "resolver.upsert_memberships", kUpsertMembershipsSql, detail::TextArray(p),
+                 detail::TextArray(g), detail::Int64Array(e), detail::Int64Array(r));
+    }
+    if (!d.resolved_memberships.empty()) {
+      std::vector<int64_t> r;
+      std::vector<std::string> p, g;
+      for (const auto& m : d.resolved_memberships) {
+        r.push_back(m.row_id);
+        p.push_back(m.person_id);
+        g.push_back(m.group_id);
+      }
+      impl_.Exec(tx_, c_, "resolver.insert_resolved_memberships", kInsertResolvedMembershipsSql, detail::Int64Array(r),
+                 detail::TextArray(p), detail::TextArray(g));
+    }
+  }
+
   Database::Impl& impl_;
   pqxx::work& tx_;
   detail::PooledConnection& c_;
@@ -752,14 +492,16 @@ struct ResolverStore::Impl {
   std::string url;
   std::unique_ptr<detail::PooledConnection> session;  // holds the advisory lock; LISTENs
   std::unique_ptr<IngestReceiver> receiver;
+  std::unique_ptr<resolver::Engine> engine;  // the resident graph; null until loaded, dropped on any error
 };
 
 ResolverStore::ResolverStore(Database& db, std::string url)
-    : impl_(std::make_unique<Impl>(Impl{db, std::move(url), nullptr, nullptr})) {}
+    : impl_(std::make_unique<Impl>(Impl{db, std::move(url), nullptr, nullptr, nullptr})) {}
 
 ResolverStore::~ResolverStore() { Release(); }
 
 void ResolverStore::Release() {
+  impl_->engine.reset();
   impl_->receiver.reset();
   impl_->session.reset();  // closing the session releases the lock
   holds_lock_ = false;
@@ -776,6 +518,7 @@ bool ResolverStore::TryAcquireLock() {
     holds_lock_ = n.exec("SELECT pg_try_advisory_lock(" + std::to_string(kResolverLockKey) + ")")[0][0].as<bool>();
     n.commit();
     if (holds_lock_ && !impl_->receiver) impl_->receiver = std::make_unique<IngestReceiver>(*impl_->session->conn);
+    if (!holds_lock_) impl_->engine.reset();
     return holds_lock_;
   } catch (const std::exception& e) {
     Release();
@@ -799,7 +542,8 @@ bool ResolverStore::WaitForIngest(std::chrono::milliseconds timeout) {
 }
 
 namespace {
-/// Runs `fn` in one transaction on the lock session. A broken connection loses the lock.
+/// Runs `fn` in one transaction on the lock session. Any failure drops the resident graph (it may hold
+/// changes the database does not); a broken connection also loses the lock.
 template <typename F>
 void OnSession(ResolverStore::Impl& impl, bool& holds_lock, std::string_view what, F&& fn) {
   if (!holds_lock || !impl.session) throw StorageError(ErrorKind::kUnavailable, "resolver lock not held");
@@ -808,8 +552,10 @@ void OnSession(ResolverStore::Impl& impl, bool& holds_lock, std::string_view wha
     fn(tx, *impl.session);
     tx.commit();
   } catch (const StorageError&) {
+    impl.engine.reset();
     throw;
   } catch (const std::exception& e) {
+    impl.engine.reset();
     std::string kind;
     StorageError mapped = detail::MapException(e, what, &kind);
     if (impl.db.observer()) impl.db.observer()->OnError(kind);
@@ -821,62 +567,57 @@ void OnSession(ResolverStore::Impl& impl, bool& holds_lock, std::string_view wha
     throw mapped;
   }
 }
+
+KindStats ToStats(const resolver::KindStats& s, int64_t repointed) {
+  KindStats k;
+  k.born = s.born;
+  k.accreted = s.accreted;
+  k.merged = s.merged;
+  k.quarantined = s.quarantined;
+  k.identifiers = s.identifiers;
+  k.repointed = repointed;
+  return k;
+}
 }  // namespace
 
 BatchStats ResolverStore::RunBatch(int64_t max_events, const resolver::ProtectionConfig& protection) {
   BatchStats stats;
   const auto start = std::chrono::steady_clock::now();
   OnSession(*impl_, holds_lock_, "resolver batch", [&](pqxx::work& tx, detail::PooledConnection& c) {
-    BatchRunner runner(impl_->db.impl(), tx, c);
-    stats = runner.Run(max_events, protection, {}, {});
+    BatchIo io(impl_->db.impl(), tx, c);
+    const State s = io.LoadState();
+    if (!impl_->engine) {
+      const auto t0 = std::chrono::steady_clock::now();
+      impl_->engine = io.LoadEngine(s);
+      log::Info("resolver graph loaded",
+                {{"persons", static_cast<long long>(impl_->engine->entity_count(EntityKind::kPerson))},
+                 {"groups", static_cast<long long>(impl_->engine->entity_count(EntityKind::kGroup))},
+                 {"identifiers", static_cast<long long>(impl_->engine->identifier_count(EntityKind::kPerson) +
+                                                        impl_->engine->identifier_count(EntityKind::kGroup))},
+                 {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
+    }
+    resolver::BatchInput in;
+    const auto events = io.ReadBatch(s, max_events, &in);
+    if (events.empty()) return;
+    stats.events = static_cast<int64_t>(events.size());
+    const resolver::BatchDelta d = impl_->engine->Apply(in, protection);
+    io.WriteDelta(d, in.events);
+    io.Advance(events.back(), d.next_birth_seq, d);
+    stats.persons = ToStats(d.kinds[0].stats, static_cast<int64_t>(d.kinds[0].AbsorbedExisting().size()));
+    stats.groups = ToStats(d.kinds[1].stats, static_cast<int64_t>(d.kinds[1].AbsorbedExisting().size()));
   });
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;
 }
 
-RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection, int64_t chunk_events) {
-  RebuildStats out;
-  const auto start = std::chrono::steady_clock::now();
-  OnSession(*impl_, holds_lock_, "rebuild", [&](pqxx::work& tx, detail::PooledConnection& c) {
-    // Edges an operator released stay released: the replay applies them without caps at their place.
-    std::set<std::pair<std::string, std::string>> forced_p, forced_g;
-    for (const auto& row : tx.exec("SELECT kind, event_id, edge_id FROM quarantined_edges WHERE released_at IS NOT NULL")) {
-      (std::string(row[0].c_str()) == "person" ? forced_p : forced_g).insert({row[1].c_str(), row[2].c_str()});
-    }
-    // DELETE, not TRUNCATE: readers keep seeing the old state until this transaction commits.
-    for (const char* table : {"resolved_person_identifiers", "resolved_person_traits", "resolved_group_identifiers",
-                              "resolved_group_traits", "resolved_membership_identifiers", "memberships",
-                              "person_participants", "group_participants", "persons", "groups",
-                              "person_id_aliases", "group_id_aliases"}) {
-      tx.exec(std::string("DELETE FROM ") + table);
-    }
-    tx.exec("DELETE FROM quarantined_edges WHERE released_at IS NULL");
-    tx.exec("UPDATE resolver_state SET watermark_xid = '0', watermark_event_id = '', watermark_ingested_at = NULL, "
-            "next_birth_seq = 1, persons_count = 0, groups_count = 0");
-    BatchRunner runner(impl_->db.impl(), tx, c);
-    for (;;) {
-      const auto s = runner.Run(chunk_events, protection, forced_p, forced_g);
-      if (s.events == 0) break;
-      out.events += s.events;
-    }
-    auto r = tx.exec("SELECT persons_count, groups_count, (SELECT count(*) FROM resolved_person_identifiers) + "
-                     "(SELECT count(*) FROM resolved_group_identifiers) FROM resolver_state");
-    out.persons = r[0][0].as<int64_t>();
-    out.groups = r[0][1].as<int64_t>();
-    out.identifiers = r[0][2].as<int64_t>();
-  });
-  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  log::Info("rebuild committed", {{"events", static_cast<long long>(out.events)},
-                                  {"persons", static_cast<long long>(out.persons)},
-                                  {"groups", static_cast<long long>(out.groups)}, {"seconds", out.seconds}});
-  return out;
-}
-
 std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resolver::ProtectionConfig& protection) {
+  (void)protection;  // a released edge is applied without caps
   std::string entity;
   OnSession(*impl_, holds_lock_, "release quarantined edge", [&](pqxx::work& tx, detail::PooledConnection& c) {
-    auto q = tx.exec("SELECT kind, event_id, edge_id, identifier_types, identifier_values, released_at IS NOT NULL "
-                     "FROM quarantined_edges WHERE quarantine_id = " + std::to_string(quarantine_id) + " FOR UPDATE");
+    auto q = impl_->db.impl().Exec(tx, c, "resolver.quarantine_for_release",
+                                   "SELECT kind, event_id, edge_id, identifier_types, identifier_values, "
+                                   "released_at IS NOT NULL FROM quarantined_edges WHERE quarantine_id = $1 FOR UPDATE",
+                                   quarantine_id);
     if (q.empty()) {
       throw StorageError(ErrorKind::kNotFound, "quarantined edge " + std::to_string(quarantine_id) + " not found");
     }
@@ -885,48 +626,539 @@ std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resol
                          "quarantined edge " + std::to_string(quarantine_id) + " was already released");
     }
     const Kind& k = std::string(q[0][0].c_str()) == "person" ? kPerson : kGroup;
-    // Identifiers of the edge, as rows of a one-event "batch" whose only effect is the forced merge.
-    std::vector<std::string> types, values;
-    auto parse = [](const pqxx::field& f, std::vector<std::string>* out) {
+    auto parse = [](const pqxx::field& f) {
+      std::vector<std::string> out;
       auto arr = f.as_array();
       for (auto v = arr.get_next(); v.first != pqxx::array_parser::done; v = arr.get_next()) {
-        if (v.first == pqxx::array_parser::string_value) out->push_back(v.second);
+        if (v.first == pqxx::array_parser::string_value) out.push_back(v.second);
       }
+      return out;
     };
-    parse(q[0][3], &types);
-    parse(q[0][4], &values);
-    BatchRunner runner(impl_->db.impl(), tx, c);
-    State s = runner.LoadState();
-    BatchEvent ev{q[0][1].c_str(), "0", 0, "", "", 0};
-    std::vector<IdRow> rows;
-    for (size_t i = 0; i < types.size() && i < values.size(); ++i) {
-      rows.push_back({0, 0, q[0][2].c_str(), {types[i], values[i]}, std::nullopt, false, 0, ""});
-    }
-    int64_t next = s.next_birth_seq;
-    resolver::ProtectionConfig unlimited = resolver::ProtectionConfig::Unlimited();
-    (void)protection;
-    std::set<std::pair<std::string, std::string>> forced{{ev.event_id, q[0][2].c_str()}};
-    // The edge's identifiers are all resolved already, so Resolve only merges; rows are not re-written
-    // as sightings (occurrence times stay those of the original events).
-    KindOutcome o = runner.Resolve(k, s, {ev}, rows, k.name == "person" ? unlimited.person_caps : unlimited.group_caps,
-                                   &next, forced);
-    const auto refresh = runner.Write(k, o, {ev}, {}, {});
-    runner.RefreshFinal(k, refresh);
-    entity = types.empty() ? "" : o.graph->EntityOf({types[0], values[0]});
-    const int64_t absorbed = BatchRunner::CountAbsorbedExisting(*o.graph);
-    tx.exec("UPDATE resolver_state SET next_birth_seq = " + std::to_string(next) + ", " + k.entities +
-            "_count = " + k.entities + "_count + " + std::to_string(o.stats.born - absorbed));
-    tx.exec("UPDATE quarantined_edges SET released_at = now() WHERE quarantine_id = " + std::to_string(quarantine_id));
-    log::Info("quarantined edge released", {{"quarantine_id", static_cast<long long>(quarantine_id)},
-                                            {"entity_id", entity}});
+    const auto types = parse(q[0][3]), values = parse(q[0][4]);
+    std::vector<std::pair<std::string, std::string>> ids;
+    for (size_t i = 0; i < types.size() && i < values.size(); ++i) ids.emplace_back(types[i], values[i]);
+    BatchIo io(impl_->db.impl(), tx, c);
+    const State s = io.LoadState();
+    if (!impl_->engine) impl_->engine = io.LoadEngine(s);
+    const resolver::BatchDelta d = impl_->engine->ApplyReleased(k.kind, q[0][1].c_str(), q[0][2].c_str(), ids, &entity);
+    io.WriteDelta(d, {});
+    impl_->db.impl().Exec(tx, c, "resolver.release_counts",
+                          "UPDATE resolver_state SET next_birth_seq = $1, persons_count = persons_count + $2, "
+                          "groups_count = groups_count + $3",
+                          d.next_birth_seq, d.kinds[0].stats.entities_delta, d.kinds[1].stats.entities_delta);
+    impl_->db.impl().Exec(tx, c, "resolver.mark_released",
+                          "UPDATE quarantined_edges SET released_at = now() WHERE quarantine_id = $1", quarantine_id);
+    log::Info("quarantined edge released",
+              {{"quarantine_id", static_cast<long long>(quarantine_id)}, {"entity_id", entity}});
   });
   return entity;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Rebuild: one engine pass over the whole log into shadow tables, swapped in with one short step.
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+
+// The tables a rebuild replaces. quarantined_edges is rewritten in place (released edges are kept).
+const std::vector<std::string> kRebuiltTables = {"resolved_person_identifiers",
+                                                 "resolved_person_traits",
+                                                 "resolved_group_identifiers",
+                                                 "resolved_group_traits",
+                                                 "resolved_membership_identifiers",
+                                                 "memberships",
+                                                 "person_participants",
+                                                 "group_participants",
+                                                 "persons",
+                                                 "groups",
+                                                 "person_id_aliases",
+                                                 "group_id_aliases"};
+constexpr const char* kShadow = "_rb";
+constexpr int64_t kRebuildChunkEvents = 50000;
+
+/// A cursor read one row at a time, with one row of look-ahead.
+class CursorStream {
+ public:
+  CursorStream(pqxx::work& tx, std::string name, const std::string& query) : tx_(tx), name_(std::move(name)) {
+    tx_.exec("DECLARE " + name_ + " NO SCROLL CURSOR FOR " + query);
+  }
+  /// The current row, or nullptr at the end.
+  const pqxx::row* Peek() {
+    if (pos_ >= static_cast<size_t>(buf_.size()) && !done_) {
+      buf_ = tx_.exec("FETCH FORWARD " + std::to_string(kFetchRows) + " FROM " + name_);
+      pos_ = 0;
+      done_ = buf_.empty();
+      rows_.clear();
+      for (const auto& r : buf_) rows_.push_back(r);
+    }
+    return pos_ < rows_.size() ? &rows_[pos_] : nullptr;
+  }
+  void Next() { ++pos_; }
+
+ private:
+  pqxx::work& tx_;
+  std::string name_;
+  pqxx::result buf_;
+  std::vector<pqxx::row> rows_;
+  size_t pos_ = 0;
+  bool done_ = false;
+};
+
+/// Entity ids seen by the rebuild, interned, with the merges between them (to find where each ended).
+class EntityIds {
+ public:
+  uint32_t Id(const std::string& s) {
+    auto [it, fresh] = index_.emplace(s, static_cast<uint32_t>(names_.size()));
+    if (fresh) {
+      names_.push_back(&it->first);
+      parent_.push_back(it->second);
+    }
+    return it->second;
+  }
+  void Merge(const std::string& absorbed, const std::string& survivor) {
+    const uint32_t a = Id(absorbed), s = Id(survivor);
+    parent_[a] = s;
+  }
+  uint32_t Root(uint32_t id) {
+    while (parent_[id] != id) {
+      parent_[id] = parent_[parent_[id]];
+      id = parent_[id];
+    }
+    return id;
+  }
+  const std::string& Final(uint32_t id) { return *names_[Root(id)]; }
+  const std::string& Name(uint32_t id) const { return *names_[id]; }
+
+ private:
+  std::unordered_map<std::string, uint32_t> index_;
+  std::vector<const std::string*> names_;
+  std::vector<uint32_t> parent_;
+};
+
+class Rebuilder {
+ public:
+  Rebuilder(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c, const RebuildControl& control)
+      : impl_(impl), tx_(tx), c_(c), control_(control) {}
+
+  std::unique_ptr<resolver::Engine> Run(const resolver::ProtectionConfig& protection, RebuildStats* out) {
+    tx_.exec("SET LOCAL work_mem = '256MB'");
+    tx_.exec("SET LOCAL maintenance_work_mem = '512MB'");
+    BatchIo io(impl_, tx_, c_);
+    const State s = io.LoadState();
+    const std::string horizon = tx_.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0].c_str();
+    const std::string below = "_ingest_xid < " + tx_.quote(horizon) + "::xid8";
+    progress_.phase = "reading";
+    progress_.events_total = tx_.exec("SELECT count(*) FROM events WHERE " + below)[0][0].as<int64_t>();
+    Report();
+
+    resolver::BatchInput forced_only;
+    for (const auto& row :
+         tx_.exec("SELECT kind, event_id, edge_id FROM quarantined_edges WHERE released_at IS NOT NULL")) {
+      forced_only.forced[std::string(row[0].c_str()) == "person" ? 0 : 1].insert({row[1].c_str(), row[2].c_str()});
+    }
+    auto engine = std::make_unique<resolver::Engine>(s.salt, 1);
+    CreateShadowTables();
+
+    // Streams of the log in consumption order.
+    CursorStream events(
+        tx_, "nexus_rb_events",
+        "SELECT event_id, _ingest_xid::text, " NEXUS_TS_TO_US("occurred_at") ", event_type, source, " NEXUS_TS_TO_US(
+            "_ingested_at") " FROM events WHERE " +
+            below + " ORDER BY _ingest_xid, event_id");
+    auto joined = [&](const std::string& cols, const std::string& table) {
+      return "SELECT x.event_id, " + cols + " FROM " + table + " x JOIN events e ON e.event_id = x.event_id WHERE e." +
+             below + " ORDER BY e._ingest_xid, e.event_id, x.id";
+    };
+    const std::string id_cols = "x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role, x.is_blocked";
+    CursorStream pids(tx_, "nexus_rb_pids", joined(id_cols, "person_identifiers"));
+    CursorStream gids(tx_, "nexus_rb_gids", joined(id_cols, "group_identifiers"));
+    CursorStream ptraits(tx_, "nexus_rb_ptraits", joined("x.id, x.edge_id, x.trait_name", "person_traits"));
+    CursorStream gtraits(tx_, "nexus_rb_gtraits", joined("x.id, x.edge_id, x.trait_name", "group_traits"));
+    CursorStream mems(tx_, "nexus_rb_mems",
+                      joined("x.id, x.person_identifier_type, x.person_identifier, x.group_identifier_type, "
+                             "x.group_identifier",
+                             "membership_identifiers"));
+
+    BatchEvent last;
+    bool any = false;
+    for (;;) {
+      CheckCancelled();
+      resolver::BatchInput in;
+      in.forced = forced_only.forced;
+      std::unordered_map<std::string, uint32_t> pos;
+      while (static_cast<int64_t>(in.events.size()) < kRebuildChunkEvents) {
+        const pqxx::row* r = events.Peek();
+        if (!r) break;
+        pos.emplace((*r)[0].c_str(), static_cast<uint32_t>(in.events.size()));
+        in.events.push_back(
+            {(*r)[0].c_str(), (*r)[2].as<int64_t>(), (*r)[5].as<int64_t>(), (*r)[3].c_str(), (*r)[4].c_str()});
+        last = {(*r)[1].c_str(), (*r)[0].c_str(), (*r)[5].as<int64_t>()};
+        events.Next();
+      }
+      if (in.events.empty()) break;
+      any = true;
+      // Rows of the chunk's events: each stream is in the same order, so take rows while they belong here.
+      auto take = [&](CursorStream& st, auto&& add) {
+        for (const pqxx::row* r = st.Peek(); r; st.Next(), r = st.Peek()) {
+          auto it = pos.find((*r)[0].c_str());
+          if (it == pos.end()) break;
+          add(it->second, *r);
+        }
+      };
+      for (size_t k = 0; k < resolver::kKinds; ++k) {
+        take(k == 0 ? pids : gids, [&](uint32_t ev, const pqxx::row& r) {
+          in.identifiers[k].push_back(
+              {ev, r[1].as<int64_t>(), r[2].c_str(), r[3].c_str(), r[4].c_str(), OptText(r[5]), r[6].as<bool>()});
+        });
+        take(k == 0 ? ptraits : gtraits, [&](uint32_t ev, const pqxx::row& r) {
+          in.traits[k].push_back({ev, r[1].as<int64_t>(), r[2].c_str(), r[3].c_str()});
+        });
+      }
+      take(mems, [&](uint32_t ev, const pqxx::row& r) {
+        in.memberships.push_back({ev, r[1].as<int64_t>(), r[2].c_str(), r[3].c_str(), r[4].c_str(), r[5].c_str()});
+      });
+      const resolver::BatchDelta d = engine->Apply(in, protection);
+      Collect(in, pos, d);
+      progress_.events_done += static_cast<int64_t>(in.events.size());
+      Report();
+    }
+    out->events = progress_.events_done;
+
+    CheckCancelled();
+    progress_.phase = "writing";
+    Report();
+    WriteShadowTables(*engine);
+    CheckCancelled();
+    progress_.phase = "indexing";
+    Report();
+    IndexShadowTables();
+    CheckCancelled();
+    progress_.phase = "swapping";
+    Report();
+    Swap();
+    const int64_t persons = static_cast<int64_t>(engine->entity_count(EntityKind::kPerson));
+    const int64_t groups = static_cast<int64_t>(engine->entity_count(EntityKind::kGroup));
+    if (any) {
+      impl_.Exec(tx_, c_, "resolver.rebuild_state",
+                 "UPDATE resolver_state SET watermark_xid = $1::xid8, watermark_event_id = $2, "
+                 "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", next_birth_seq = $4, "
+                 "persons_count = $5, groups_count = $6, batches_total = batches_total + 1, last_batch_at = now()",
+                 last.xid, last.event_id, last.ingested_us, engine->next_birth_seq(), persons, groups);
+    } else {
+      impl_.Exec(
+          tx_, c_, "resolver.rebuild_state_empty",
+          "UPDATE resolver_state SET watermark_xid = '0', watermark_event_id = '', watermark_ingested_at = NULL, "
+          "next_birth_seq = 1, persons_count = 0, groups_count = 0");
+    }
+    out->persons = persons;
+    out->groups = groups;
+    out->identifiers = static_cast<int64_t>(engine->identifier_count(EntityKind::kPerson) +
+                                            engine->identifier_count(EntityKind::kGroup));
+    return engine;
+  }
+
+ private:
+  struct EventInfo {
+    std::string event_id;
+    int64_t occurred_us;
+    uint32_t type;
+    uint32_t source;
+  };
+  struct PartRow {
+    uint32_t event;
+    uint32_t entity;
+    uint32_t role;
+  };
+
+  void Report() {
+    if (control_.on_progress) control_.on_progress(progress_);
+  }
+  void CheckCancelled() {
+    if (control_.cancelled && control_.cancelled()) {
+      throw StorageError(ErrorKind::kCancelled, "rebuild cancelled; nothing was changed");
+    }
+  }
+  uint32_t Intern(std::unordered_map<std::string, uint32_t>& m, std::vector<std::string>& names, const std::string& s) {
+    auto [it, fresh] = m.emplace(s, static_cast<uint32_t>(names.size()));
+    if (fresh) names.push_back(s);
+    return it->second;
+  }
+
+  /// Keeps what the final tables need from a chunk's delta: participants, resolved memberships, births,
+  /// merges and quarantines (the rest is state, taken from the engine at the end).
+  void Collect(const resolver::BatchInput& in, const std::unordered_map<std::string, uint32_t>& pos,
+               const resolver::BatchDelta& d) {
+    const uint32_t base = static_cast<uint32_t>(events_.size());
+    for (const auto& e : in.events) {
+      events_.push_back({e.event_id, e.occurred_us, Intern(text_index_, texts_, e.event_type),
+                         Intern(text_index_, texts_, e.source)});
+    }
+    for (size_t k = 0; k < resolver::kKinds; ++k) {
+      const auto& kd = d.kinds[k];
+      for (const auto& m : kd.merges) {
+        ids_[k].Merge(m.absorbed_id, m.survivor_id);
+        aliases_[k].push_back(m);
+      }
+      for (const auto& p : kd.participants) {
+        parts_[k].push_back({base + p.event, ids_[k].Id(p.entity_id), Intern(text_index_, texts_, p.role)});
+      }
+      for (const auto& e : kd.entities) {
+        if (e.is_new) born_[k][ids_[k].Id(e.id)] = base + pos.at(e.created_by_event_id);
+      }
+      for (const auto& q : kd.quarantined) {
+        quarantined_[k].push_back(q);
+        quarantined_[k].back().event += base;
+      }
+    }
+    for (const auto& m : d.resolved_memberships) {
+      rmis_.push_back({m.row_id, ids_[0].Id(m.person_id), ids_[1].Id(m.group_id)});
+    }
+  }
+
+  void CreateShadowTables() {
+    for (const auto& t : kRebuiltTables) {
+      tx_.exec("CREATE TABLE " + t + kShadow + " (LIKE " + t + " INCLUDING DEFAULTS INCLUDING IDENTITY)");
+    }
+  }
+
+  void Copy(const std::string& table, std::vector<std::string> cols, const std::string& stmt,
+            const std::function<void(pqxx::stream_to&)>& fill) {
+    detail::StatementTimer t(impl_.observer, stmt);
+    pqxx::stream_to s(tx_, table, cols);
+    fill(s);
+    s.complete();
+    t.Ok();
+  }
+
+  void Exec(const std::string& stmt, const std::string& sql) {
+    detail::StatementTimer t(impl_.observer, stmt);
+    tx_.exec(sql);
+    t.Ok();
+  }
+
+  void WriteShadowTables(resolver::Engine& engine) {
+    const resolver::Engine::Snapshot snap = engine.TakeSnapshot();
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      const size_t ki = Idx(k->kind);
+      Copy("resolved_" + k->name + "_identifiers" + kShadow,
+           {k->id, "identifier_type", "identifier_value", "source", "occurred_at", "last_seen_at"},
+           k->Stmt("rebuild_identifiers"), [&](pqxx::stream_to& s) {
+             for (const auto& i : snap.identifiers[ki]) {
+               s << std::make_tuple(i.entity_id, i.type, i.value, i.source, Us(i.first_us), Us(i.last_us));
+             }
+           });
+      // Trait winners and final columns take their values from the core log by row id.
+      tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");
+      Copy("rb_traits", {"e", "r"}, k->Stmt("rebuild_traits_stage"), [&](pqxx::stream_to& s) {
+        for (const auto& t : snap.traits[ki]) s << std::make_tuple(t.entity_id, t.row_id);
+      });
+      Exec(k->Stmt("rebuild_traits"),
+           k->Sql("INSERT INTO resolved_{k}_traits" + std::string(kShadow) +
+                  " ({id}, trait_name, trait_value, source, occurred_at, _ingested_at, trait_row_id) "
+                  "SELECT s.e, x.trait_name, x.trait_value, x.source, x.occurred_at, x._ingested_at, x.id "
+                  "FROM rb_traits s JOIN {k}_traits x ON x.id = s.r"));
+      tx_.exec("DROP TABLE rb_traits");
+      const auto& cols = resolver::FinalColumns(k->kind);
+      std::string stage = "CREATE TEMP TABLE rb_entities (i text, n bigint, b bigint, c text";
+      std::vector<std::string> stage_cols = {"i", "n", "b", "c"};
+      std::string select = "SELECT s.i, s.n, s.b, s.c", joins, names;
+      for (size_t c = 0; c < cols.size(); ++c) {
+        const std::string n = std::to_string(c);
+        stage += ", r" + n + " bigint, v" + n + " text";
+        stage_cols.push_back("r" + n);
+        stage_cols.push_back("v" + n);
+        select += ", coalesce(t" + n + ".trait_value, s.v" + n + ")";
+        joins += " LEFT JOIN resolved_{k}_traits" + std::string(kShadow) + " t" + n + " ON t" + n +
+                 ".trait_row_id = s.r" + n;
+        names += ", " + cols[c];
+      }
+      tx_.exec(stage + ") ON COMMIT DROP");
+      std::unordered_map<std::string, const resolver::FinalRow*> finals;
+      for (const auto& f : snap.finals[ki]) finals.emplace(f.entity_id, &f);
+      Copy("rb_entities", stage_cols, k->Stmt("rebuild_entities_stage"), [&](pqxx::stream_to& s) {
+        for (const auto& e : snap.entities[ki]) {
+          const auto* f = finals.at(e.id);
+          auto born = born_[ki].find(ids_[ki].Id(e.id));
+          const std::optional<std::string> created =
+              born == born_[ki].end() ? std::nullopt : std::optional<std::string>(events_[born->second].event_id);
+          // Five (trait row, identifier value) pairs: stream them as one row of text.
+          std::vector<std::optional<std::string>> v;
+          for (const auto& col : f->columns) {
+            v.push_back(col.trait_row ? std::optional<std::string>(std::to_string(col.trait_row)) : std::nullopt);
+            v.push_back(col.identifier_value);
+          }
+          s << std::make_tuple(e.id, e.identifier_count, e.birth_seq, created, v[0], v[1], v[2], v[3], v[4], v[5], v[6],
+                               v[7], v[8], v[9]);
+        }
+      });
+      Exec(k->Stmt("rebuild_entities"), k->Sql("INSERT INTO {E}" + std::string(kShadow) +
+                                               " ({id}, identifier_count, birth_seq, created_by_event_id" + names +
+                                               ") " + select + " FROM rb_entities s" + joins));
+      tx_.exec("DROP TABLE rb_entities");
+      Copy(k->name + "_participants" + kShadow, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
+           k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) {
+             std::vector<PartRow>& parts = parts_[ki];
+             for (auto& p : parts) p.entity = ids_[ki].Root(p.entity);
+             std::sort(parts.begin(), parts.end(), [](const PartRow& a, const PartRow& b) {
+               return std::tie(a.event, a.entity, a.role) < std::tie(b.event, b.entity, b.role);
+             });
+             parts.erase(std::unique(parts.begin(), parts.end(),
+                                     [](const PartRow& a, const PartRow& b) {
+                                       return a.event == b.event && a.entity == b.entity && a.role == b.role;
+                                     }),
+                         parts.end());
+             for (const auto& p : parts) {
+               const EventInfo& e = events_[p.event];
+               s << std::make_tuple(e.event_id, ids_[ki].Name(p.entity), texts_[p.role], Us(e.occurred_us),
+                                    texts_[e.type], texts_[e.source]);
+             }
+           });
+      Copy(k->name + "_id_aliases" + kShadow,
+           {"old_id", "new_id", "merged_into_id", "event_id", "edge_id", "absorbed_identifier_count"},
+           k->Stmt("rebuild_aliases"), [&](pqxx::stream_to& s) {
+             for (const auto& m : aliases_[ki]) {
+               s << std::make_tuple(m.absorbed_id, ids_[ki].Final(ids_[ki].Id(m.absorbed_id)), m.merged_into_id,
+                                    m.event_id, m.edge_id, m.absorbed_count);
+             }
+           });
+    }
+    // Memberships and resolved membership rows take role/source/times from the core log by row id.
+    tx_.exec("CREATE TEMP TABLE rb_mem (p text, g text, e bigint, r bigint) ON COMMIT DROP");
+    Copy("rb_mem", {"p", "g", "e", "r"}, "resolver.rebuild_memberships_stage", [&](pqxx::stream_to& s) {
+      for (const auto& m : snap.memberships)
+        s << std::make_tuple(m.person_id, m.group_id, m.established_us, m.role_row_id);
+    });
+    Exec("resolver.rebuild_memberships",
+         std::string("INSERT INTO memberships") + kShadow +
+             " (id, person_id, group_id, role, source, established_at, role_occurred_at, role_ingested_at, "
+             "role_row_id) SELECT 'mem_' || md5(s.p || chr(31) || s.g), s.p, s.g, x.role, x.source, " +
+             NEXUS_US_TO_TS("s.e") +
+             ", x.occurred_at, x._ingested_at, x.id FROM rb_mem s "
+             "JOIN membership_identifiers x ON x.id = s.r");
+    tx_.exec("CREATE TEMP TABLE rb_rmi (r bigint, p text, g text) ON COMMIT DROP");
+    Copy("rb_rmi", {"r", "p", "g"}, "resolver.rebuild_resolved_memberships_stage", [&](pqxx::stream_to& s) {
+      for (const auto& [row, p, g] : rmis_) {
+        s << std::make_tuple(row, ids_[0].Final(p), ids_[1].Final(g));
+      }
+    });
+    Exec("resolver.rebuild_resolved_memberships",
+         std::string("INSERT INTO resolved_membership_identifiers") + kShadow +
+             " (id, membership_identifier_id, person_id, group_id, role, source, occurred_at, _ingested_at) "
+             "SELECT 'rmi_' || x.id, x.id, s.p, s.g, x.role, x.source, x.occurred_at, x._ingested_at FROM rb_rmi s "
+             "JOIN membership_identifiers x ON x.id = s.r");
+    // Quarantines are rewritten in place: open ones are recomputed, released ones stay released.
+    Exec("resolver.rebuild_clear_quarantine", "DELETE FROM quarantined_edges WHERE released_at IS NULL");
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      Copy("quarantined_edges",
+           {"kind", "event_id", "edge_id", "source", "occurred_at", "identifier_types", "identifier_values", "reason",
+            "entity_ids"},
+           k->Stmt("rebuild_quarantine"), [&](pqxx::stream_to& s) {
+             for (const auto& q : quarantined_[Idx(k->kind)]) {
+               std::vector<std::string> ts, vs;
+               for (const auto& [t, v] : q.identifiers) {
+                 ts.push_back(t);
+                 vs.push_back(v);
+               }
+               const EventInfo& e = events_[q.event];
+               s << std::make_tuple(k->name, e.event_id, q.edge_id, texts_[e.source], Us(e.occurred_us),
+                                    detail::TextArray(ts), detail::TextArray(vs), q.reason,
+                                    detail::TextArray(q.entity_ids));
+             }
+           });
+    }
+  }
+
+  /// The live table's indexes and constraints, recreated on its shadow under temporary names.
+  void IndexShadowTables() {
+    for (const auto& t : kRebuiltTables) {
+      const std::string shadow = t + kShadow;
+      auto idx = tx_.exec(
+          "SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype FROM pg_index x "
+          "JOIN pg_class i ON i.oid = x.indexrelid LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid "
+          "AND c.conrelid = x.indrelid WHERE x.indrelid = " +
+          tx_.quote(t) + "::regclass");
+      for (const auto& row : idx) {
+        const std::string name = row[0].c_str();
+        std::string def = row[1].c_str();
+        const size_t on = def.find(" ON "), using_pos = def.find(" USING ");
+        if (on == std::string::npos || using_pos == std::string::npos) {
+          throw StorageError(ErrorKind::kInternal, "rebuild: cannot read index definition of " + name);
+        }
+        def = def.substr(0, def.find(" INDEX ") + 7) + name + kShadow + " ON " +
+              def.substr(on + 4, using_pos - on - 4) + kShadow + def.substr(using_pos);
+        Exec("resolver.rebuild_index", def);
+        renames_.push_back("ALTER INDEX " + name + kShadow + " RENAME TO " + name);
+        if (!row[2].is_null()) {
+          const std::string type = std::string(row[3].c_str()) == "p" ? "PRIMARY KEY" : "UNIQUE";
+          tx_.exec("ALTER TABLE " + shadow + " ADD CONSTRAINT " + name + kShadow + " " + type + " USING INDEX " + name +
+                   kShadow);
+        }
+      }
+      for (const auto& row : tx_.exec("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = " +
+                                      tx_.quote(t) + "::regclass AND contype = 'f'")) {
+        tx_.exec("ALTER TABLE " + shadow + " ADD CONSTRAINT " + row[0].c_str() + kShadow + " " + row[1].c_str() +
+                 " NOT VALID");
+        renames_.push_back("ALTER TABLE " + t + " RENAME CONSTRAINT " + row[0].c_str() + kShadow + " TO " +
+                           row[0].c_str());
+      }
+      Exec("resolver.rebuild_analyze", "ANALYZE " + shadow);
+    }
+  }
+
+  void Swap() {
+    detail::StatementTimer timer(impl_.observer, "resolver.rebuild_swap");
+    std::string tables;
+    for (const auto& t : kRebuiltTables) tables += (tables.empty() ? "" : ", ") + t;
+    tx_.exec("LOCK TABLE " + tables + " IN ACCESS EXCLUSIVE MODE");
+    for (const auto& t : kRebuiltTables) {
+      tx_.exec("DROP TABLE " + t);
+      tx_.exec("ALTER TABLE " + t + kShadow + " RENAME TO " + t);
+    }
+    for (const auto& r : renames_) tx_.exec(r);
+    timer.Ok();
+  }
+
+  Database::Impl& impl_;
+  pqxx::work& tx_;
+  detail::PooledConnection& c_;
+  const RebuildControl& control_;
+  RebuildProgress progress_;
+  std::vector<EventInfo> events_;
+  std::unordered_map<std::string, uint32_t> text_index_;
+  std::vector<std::string> texts_;
+  std::array<EntityIds, resolver::kKinds> ids_;
+  std::array<std::vector<PartRow>, resolver::kKinds> parts_;
+  std::array<std::unordered_map<uint32_t, uint32_t>, resolver::kKinds> born_;
+  std::array<std::vector<resolver::MergeRecord>, resolver::kKinds> aliases_;
+  std::array<std::vector<resolver::QuarantineRecord>, resolver::kKinds> quarantined_;
+  std::vector<std::tuple<int64_t, uint32_t, uint32_t>> rmis_;
+  std::vector<std::string> renames_;
+};
+
+}  // namespace
+
+RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection, const RebuildControl& control) {
+  RebuildStats out;
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<resolver::Engine> rebuilt;
+  OnSession(*impl_, holds_lock_, "rebuild", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    Rebuilder r(impl_->db.impl(), tx, c, control);
+    rebuilt = r.Run(protection, &out);
+  });
+  impl_->engine = std::move(rebuilt);  // the rebuilt graph is the resident one
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  log::Info("rebuild committed", {{"events", static_cast<long long>(out.events)},
+                                  {"persons", static_cast<long long>(out.persons)},
+                                  {"groups", static_cast<long long>(out.groups)},
+                                  {"seconds", out.seconds}});
+  return out;
+}
+
 ResolverStatusInfo ResolverStore::Status(Database& db) {
   ResolverStatusInfo out;
-  db.impl().Run("resolver status", [&](pqxx::work& tx, detail::PooledConnection& c) {
-    auto r = db.impl().Exec(
+  db.impl().Run(
+      "resolver status",
+      [&](pqxx::work& tx, detail::PooledConnection& c) {
+        auto r = db.impl().Exec(
         tx, c, "resolver.status",
         "SELECT " NEXUS_TS_TO_US("s.watermark_ingested_at") ", s.watermark_event_id, s.batches_total, "
         NEXUS_TS_TO_US("s.last_batch_at") ", s.persons_count, s.groups_count, "
@@ -935,56 +1167,61 @@ ResolverStatusInfo ResolverStore::Status(Database& db) {
         "coalesce(extract(epoch from now() - (SELECT e._ingested_at FROM events e WHERE e._ingest_xid >= s.watermark_xid AND (e._ingest_xid, e.event_id) > "
         "  (s.watermark_xid, s.watermark_event_id) ORDER BY e._ingest_xid, e.event_id LIMIT 1)), 0)::float8 "
         "FROM resolver_state s");
-    const auto& row = r[0];
-    if (!row[0].is_null()) out.watermark_ingested_at_us = row[0].as<int64_t>();
-    out.watermark_event_id = row[1].c_str();
-    out.batches_total = row[2].as<int64_t>();
-    if (!row[3].is_null()) out.last_batch_at_us = row[3].as<int64_t>();
-    out.persons = row[4].as<int64_t>();
-    out.groups = row[5].as<int64_t>();
-    out.events_pending = row[6].as<int64_t>();
-    out.lag_seconds = std::max(0.0, row[7].as<double>());
-  }, 1);
+        const auto& row = r[0];
+        if (!row[0].is_null()) out.watermark_ingested_at_us = row[0].as<int64_t>();
+        out.watermark_event_id = row[1].c_str();
+        out.batches_total = row[2].as<int64_t>();
+        if (!row[3].is_null()) out.last_batch_at_us = row[3].as<int64_t>();
+        out.persons = row[4].as<int64_t>();
+        out.groups = row[5].as<int64_t>();
+        out.events_pending = row[6].as<int64_t>();
+        out.lag_seconds = std::max(0.0, row[7].as<double>());
+      },
+      1);
   return out;
 }
 
 std::vector<QuarantinedEdgeInfo> ResolverStore::ListQuarantined(Database& db, const std::string& kind,
                                                                 bool include_released, int64_t after_id, int limit) {
   std::vector<QuarantinedEdgeInfo> out;
-  db.impl().Run("list quarantine", [&](pqxx::work& tx, detail::PooledConnection& c) {
-    out.clear();
-    auto r = db.impl().Exec(
+  db.impl().Run(
+      "list quarantine",
+      [&](pqxx::work& tx, detail::PooledConnection& c) {
+        out.clear();
+        auto r = db.impl().Exec(
         tx, c, "resolver.list_quarantine",
         "SELECT quarantine_id, kind, event_id, edge_id, source, " NEXUS_TS_TO_US("occurred_at") ", identifier_types, "
         "identifier_values, reason, entity_ids, " NEXUS_TS_TO_US("quarantined_at") ", released_at IS NOT NULL "
         "FROM quarantined_edges WHERE quarantine_id > $1 AND ($2 = '' OR kind = $2) AND ($3 OR released_at IS NULL) "
         "ORDER BY quarantine_id LIMIT $4",
         after_id, kind, include_released, limit);
-    auto parse = [](const pqxx::field& f) {
-      std::vector<std::string> v;
-      auto arr = f.as_array();
-      for (auto x = arr.get_next(); x.first != pqxx::array_parser::done; x = arr.get_next()) {
-        if (x.first == pqxx::array_parser::string_value) v.push_back(x.second);
-      }
-      return v;
-    };
-    for (const auto& row : r) {
-      QuarantinedEdgeInfo q;
-      q.quarantine_id = row[0].as<int64_t>();
-      q.kind = row[1].c_str();
-      q.event_id = row[2].c_str();
-      q.edge_id = row[3].c_str();
-      q.source = row[4].c_str();
-      q.occurred_at_us = row[5].as<int64_t>();
-      const auto types = parse(row[6]), values = parse(row[7]);
-      for (size_t i = 0; i < types.size() && i < values.size(); ++i) q.identifiers.emplace_back(types[i], values[i]);
-      q.reason = row[8].c_str();
-      q.entity_ids = parse(row[9]);
-      q.quarantined_at_us = row[10].as<int64_t>();
-      q.released = row[11].as<bool>();
-      out.push_back(std::move(q));
-    }
-  }, 1);
+        auto parse = [](const pqxx::field& f) {
+          std::vector<std::string> v;
+          auto arr = f.as_array();
+          for (auto x = arr.get_next(); x.first != pqxx::array_parser::done; x = arr.get_next()) {
+            if (x.first == pqxx::array_parser::string_value) v.push_back(x.second);
+          }
+          return v;
+        };
+        for (const auto& row : r) {
+          QuarantinedEdgeInfo q;
+          q.quarantine_id = row[0].as<int64_t>();
+          q.kind = row[1].c_str();
+          q.event_id = row[2].c_str();
+          q.edge_id = row[3].c_str();
+          q.source = row[4].c_str();
+          q.occurred_at_us = row[5].as<int64_t>();
+          const auto types = parse(row[6]), values = parse(row[7]);
+          for (size_t i = 0; i < types.size() && i < values.size(); ++i)
+            q.identifiers.emplace_back(types[i], values[i]);
+          q.reason = row[8].c_str();
+          q.entity_ids = parse(row[9]);
+          q.quarantined_at_us = row[10].as<int64_t>();
+          q.released = row[11].as<bool>();
+          out.push_back(std::move(q));
+        }
+      },
+      1);
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,22 @@ struct RebuildStats {
   double seconds = 0;
 };
 
+/// Where a rebuild is. Phases in order: "reading" (the log, through the engine), "writing" (COPY into shadow
+/// tables), "indexing" (indexes + ANALYZE on the shadow tables), "swapping" (one short transaction).
+struct RebuildProgress {
+  std::string phase;
+  int64_t events_done = 0;   ///< events resolved so far
+  int64_t events_total = 0;  ///< events the rebuild consumes (known after it starts reading)
+};
+
+/// Hooks of a running rebuild. Both are called on the rebuilding thread; either may be empty.
+struct RebuildControl {
+  std::function<void(const RebuildProgress&)> on_progress;
+  /// Polled between chunks and phases; when it returns true the rebuild stops, rolls back (readers keep the
+  /// old state, nothing half-written) and Rebuild throws StorageError(kCancelled).
+  std::function<bool()> cancelled;
+};
+
 struct QuarantinedEdgeInfo {
   int64_t quarantine_id = 0;
   std::string kind;  ///< "person" | "group"
@@ -90,9 +107,12 @@ class ResolverStore final {
   /// Waits up to `timeout` for an ingest notification. Returns true when one arrived.
   bool WaitForIngest(std::chrono::milliseconds timeout);
 
-  /// Recomputes every resolved table from the core log in one transaction (readers keep seeing the old
-  /// state until it commits). Ids are derived deterministically, so unchanged components keep their ids.
-  RebuildStats Rebuild(const resolver::ProtectionConfig& protection, int64_t chunk_events = 20000);
+  /// Recomputes every resolved and final table from the core log in one engine pass: reads the log once,
+  /// resolves in memory, COPYs into shadow tables, builds their indexes, ANALYZEs and swaps them in with one
+  /// short transaction (readers see the old state until the swap, never a partial one). Ids are derived
+  /// deterministically, so the same log gives the same ids. Requires the lock. The rebuilt graph becomes the
+  /// resident one.
+  RebuildStats Rebuild(const resolver::ProtectionConfig& protection, const RebuildControl& control = {});
 
   /// Applies a quarantined edge as a normal merge (no caps). Returns the entity it joined into.
   std::string ReleaseQuarantined(int64_t quarantine_id, const resolver::ProtectionConfig& protection);

@@ -1,0 +1,942 @@
+#include "resolver/engine.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/hash.h"
+
+namespace nexus::resolver {
+namespace {
+
+constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+
+/// The order of "latest": (occurred_at, _ingested_at, row id).
+struct RowKey {
+  int64_t occurred_us = 0;
+  int64_t ingested_us = 0;
+  int64_t row_id = 0;
+  bool operator<(const RowKey& o) const {
+    return std::tie(occurred_us, ingested_us, row_id) < std::tie(o.occurred_us, o.ingested_us, o.row_id);
+  }
+};
+
+struct ColumnRule {
+  std::string column;
+  std::vector<std::string> traits;  // first present wins
+  std::string identifier_type;      // fallback ("" = none)
+};
+
+const std::vector<ColumnRule>& ColumnRules(EntityKind k) {
+  static const std::vector<ColumnRule> kPersons = {{"email", {"email"}, "email"},
+                                                   {"name", {"name"}, ""},
+                                                   {"phone", {"phone"}, "phone"},
+                                                   {"title", {"title"}, ""},
+                                                   {"timezone", {"timezone"}, ""}};
+  static const std::vector<ColumnRule> kGroups = {{"domain", {"domain"}, "domain"},
+                                                  {"company_name", {"company_name", "name"}, ""},
+                                                  {"industry", {"industry"}, ""},
+                                                  {"company_size", {"company_size"}, ""},
+                                                  {"shopify_id", {"shopify_id"}, "shopify_id"}};
+  return k == EntityKind::kPerson ? kPersons : kGroups;
+}
+
+/// Interns short strings (types, trait names, sources, roles) to dense ids.
+class Interner {
+ public:
+  uint32_t Id(const std::string& s) {
+    auto [it, fresh] = index_.emplace(s, static_cast<uint32_t>(names_.size()));
+    if (fresh) names_.push_back(&it->first);
+    return it->second;
+  }
+  uint32_t Find(const std::string& s) const {
+    auto it = index_.find(s);
+    return it == index_.end() ? kNone : it->second;
+  }
+  const std::string& Name(uint32_t id) const { return *names_[id]; }
+
+ private:
+  std::unordered_map<std::string, uint32_t> index_;
+  std::vector<const std::string*> names_;
+};
+
+std::string Key(const std::string& type, const std::string& value) {
+  std::string k;
+  k.reserve(type.size() + value.size() + 1);
+  k += type;
+  k += '\x1f';
+  k += value;
+  return k;
+}
+
+struct Ident {
+  const std::string* key = nullptr;  // type '\x1f' value, owned by the index
+  uint32_t cluster = 0;              // the cluster it joined (follow parents to the entity)
+  uint32_t type = 0;
+  uint32_t source = 0;  // of the first occurrence
+  int64_t first_us = 0;
+  int64_t last_us = 0;
+  uint32_t type_len = 0;
+};
+
+struct TraitWin {
+  uint32_t name;
+  RowKey key;
+};
+
+struct Cluster {
+  uint32_t parent = 0;
+  int64_t count = 0;
+  int64_t birth_seq = 0;
+  std::array<char, 26> id{};
+  std::vector<std::pair<uint32_t, int64_t>> type_counts;
+  std::vector<TraitWin> traits;
+  std::vector<std::pair<uint32_t, uint32_t>> latest;  // fallback type -> identifier with the latest sighting
+  std::vector<uint32_t> memberships;                  // indices into Impl::mems (may hold dead ones)
+};
+
+struct Mem {
+  uint32_t person = 0;  // clusters (roots when live)
+  uint32_t group = 0;
+  int64_t established_us = 0;
+  RowKey role;
+  bool dead = false;
+};
+
+/// Identifiers earlier events saw under an edge_id, as one representative per component at the time.
+struct EdgeReps {
+  uint32_t first = kNone;
+  uint32_t more = kNone;  // index into KindState::more_reps
+};
+
+struct KindState {
+  EntityKind kind;
+  std::unordered_map<std::string, uint32_t> index;
+  std::vector<Ident> idents;
+  std::vector<Cluster> clusters;
+  std::unordered_map<std::string, EdgeReps> edges;
+  std::vector<std::vector<uint32_t>> more_reps;
+  std::unordered_map<std::string, uint32_t> load_ids;  // entity id -> cluster, while loading
+  size_t live = 0;
+  std::vector<uint32_t> fallback_types;  // interned types that feed final columns
+};
+
+}  // namespace
+
+const char* KindName(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
+const char* KindPrefix(EntityKind k) { return k == EntityKind::kPerson ? "per_" : "grp_"; }
+
+std::string MakeEntityId(EntityKind kind, const std::string& salt, const std::string& type, const std::string& value) {
+  std::string material;
+  material.reserve(salt.size() + type.size() + value.size() + 2);
+  material += salt;
+  material += '\x1f';
+  material += type;
+  material += '\x1f';
+  material += value;
+  return KindPrefix(kind) + StableId128(material);
+}
+
+const std::vector<std::string>& FinalColumns(EntityKind kind) {
+  static const std::vector<std::string> kPersons = [] {
+    std::vector<std::string> v;
+    for (const auto& c : ColumnRules(EntityKind::kPerson)) v.push_back(c.column);
+    return v;
+  }();
+  static const std::vector<std::string> kGroups = [] {
+    std::vector<std::string> v;
+    for (const auto& c : ColumnRules(EntityKind::kGroup)) v.push_back(c.column);
+    return v;
+  }();
+  return kind == EntityKind::kPerson ? kPersons : kGroups;
+}
+
+std::vector<std::pair<std::string, std::string>> KindDelta::AbsorbedExisting() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& m : merges) {
+    if (m.absorbed_existing) out.emplace_back(m.absorbed_id, m.survivor_id);
+  }
+  return out;
+}
+
+struct Engine::Impl {
+  std::string salt;
+  int64_t next_birth_seq;
+  Interner types, names, sources;
+  std::array<KindState, kKinds> ks;
+  std::vector<Mem> mems;
+  std::unordered_map<uint64_t, uint32_t> mem_index;  // (person root << 32 | group root) -> mems index
+
+  // ---- per-batch bookkeeping (cleared by BeginBatch) ----
+  struct BatchMarks {
+    std::unordered_map<uint32_t, std::vector<FinalValue>> finals_before;  // cluster -> finals at first touch
+    std::vector<uint32_t> existing_limit;  // clusters below this index existed before the batch (per kind)
+    std::unordered_set<uint32_t> changed_idents;
+    std::vector<uint32_t> new_idents;
+    std::unordered_set<uint32_t> count_changed;
+    std::vector<std::pair<uint32_t, uint32_t>> trait_marks;  // (cluster, name)
+    std::vector<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t, int64_t>>
+        merges;                                                          // absorbed, into, event, edge#, count
+    std::vector<std::pair<std::string, std::string>> merge_edges;        // (event_id, edge_id) per merge
+    std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> participants;  // event, cluster, role(name id)
+    std::vector<QuarantineRecord> quarantined;
+    std::vector<uint32_t> born;
+    std::vector<std::string> born_event;
+  };
+  std::array<BatchMarks, kKinds> marks;
+  std::unordered_set<uint32_t> mem_marks;
+  std::vector<std::tuple<int64_t, uint32_t, uint32_t>> resolved_mems;  // row, person cluster, group cluster
+  Interner roles;
+  bool sightings = true;  // false while applying a released edge
+
+  Impl(std::string s, int64_t next) : salt(std::move(s)), next_birth_seq(next) {
+    for (EntityKind k : {EntityKind::kPerson, EntityKind::kGroup}) {
+      ks[Idx(k)].kind = k;
+      for (const auto& c : ColumnRules(k)) {
+        if (!c.identifier_type.empty()) ks[Idx(k)].fallback_types.push_back(types.Id(c.identifier_type));
+      }
+    }
+    BeginBatch();
+  }
+
+  // ---------------- union-find ----------------
+  uint32_t Find(KindState& s, uint32_t c) {
+    uint32_t root = c;
+    while (s.clusters[root].parent != root) root = s.clusters[root].parent;
+    while (s.clusters[c].parent != root) {
+      const uint32_t next = s.clusters[c].parent;
+      s.clusters[c].parent = root;
+      c = next;
+    }
+    return root;
+  }
+  uint32_t RootOf(KindState& s, uint32_t ident) { return Find(s, s.idents[ident].cluster); }
+  static std::string IdOf(const KindState& s, uint32_t c) {
+    return std::string(KindPrefix(s.kind)) + std::string(s.clusters[c].id.data(), s.clusters[c].id.size());
+  }
+  static std::string_view ValueOf(const KindState& s, uint32_t ident) {
+    const Ident& i = s.idents[ident];
+    return std::string_view(*i.key).substr(i.type_len + 1);
+  }
+  static std::string_view TypeOf(const KindState& s, uint32_t ident) {
+    const Ident& i = s.idents[ident];
+    return std::string_view(*i.key).substr(0, i.type_len);
+  }
+  uint32_t Lookup(const KindState& s, const std::string& type, const std::string& value) const {
+    auto it = s.index.find(Key(type, value));
+    return it == s.index.end() ? kNone : it->second;
+  }
+
+  static int64_t TypeCount(const Cluster& c, uint32_t t) {
+    for (const auto& [ty, n] : c.type_counts) {
+      if (ty == t) return n;
+    }
+    return 0;
+  }
+  static void AddTypeCount(Cluster& c, uint32_t t, int64_t n) {
+    for (auto& p : c.type_counts) {
+      if (p.first == t) {
+        p.second += n;
+        return;
+      }
+    }
+    c.type_counts.emplace_back(t, n);
+  }
+
+  // ---------------- final columns ----------------
+  std::vector<FinalValue> Finals(KindState& s, uint32_t c) {
+    const Cluster& cl = s.clusters[c];
+    std::vector<FinalValue> out;
+    for (const auto& rule : ColumnRules(s.kind)) {
+      FinalValue v;
+      for (const auto& t : rule.traits) {
+        const uint32_t n = names.Find(t);
+        if (n == kNone) continue;
+        auto it = std::find_if(cl.traits.begin(), cl.traits.end(), [&](const TraitWin& w) { return w.name == n; });
+        if (it != cl.traits.end()) {
+          v.trait_row = it->key.row_id;
+          break;
+        }
+      }
+      if (v.trait_row == 0 && !rule.identifier_type.empty()) {
+        const uint32_t t = types.Find(rule.identifier_type);
+        for (const auto& [ty, ident] : cl.latest) {
+          if (ty == t) v.identifier_value = std::string(ValueOf(s, ident));
+        }
+      }
+      out.push_back(std::move(v));
+    }
+    return out;
+  }
+  /// Call before anything that may change a live cluster's final columns, trait winners or count.
+  void Touch(KindState& s, uint32_t c) {
+    auto& m = marks[Idx(s.kind)];
+    if (m.finals_before.count(c)) return;
+    m.finals_before.emplace(c, c < m.existing_limit[0] ? Finals(s, c) : std::vector<FinalValue>{});
+  }
+
+  bool LatestBetter(const KindState& s, uint32_t a, uint32_t b) const {
+    const Ident& x = s.idents[a];
+    const Ident& y = s.idents[b];
+    if (x.last_us != y.last_us) return x.last_us > y.last_us;
+    return ValueOf(s, a) < ValueOf(s, b);
+  }
+  void OfferLatest(KindState& s, Cluster& c, uint32_t ident) {
+    const uint32_t t = s.idents[ident].type;
+    if (std::find(s.fallback_types.begin(), s.fallback_types.end(), t) == s.fallback_types.end()) return;
+    for (auto& [ty, cur] : c.latest) {
+      if (ty != t) continue;
+      if (cur != ident && LatestBetter(s, ident, cur)) cur = ident;
+      return;
+    }
+    c.latest.emplace_back(t, ident);
+  }
+
+  void OfferTrait(KindState& s, uint32_t c, uint32_t name, const RowKey& key) {
+    Cluster& cl = s.clusters[c];
+    for (auto& w : cl.traits) {
+      if (w.name != name) continue;
+      if (w.key < key) {
+        w.key = key;
+        marks[Idx(s.kind)].trait_marks.emplace_back(c, name);
+      }
+      return;
+    }
+    cl.traits.push_back({name, key});
+    marks[Idx(s.kind)].trait_marks.emplace_back(c, name);
+  }
+
+  // ---------------- memberships ----------------
+  static uint64_t MemKey(uint32_t p, uint32_t g) { return (static_cast<uint64_t>(p) << 32) | g; }
+  void OfferMembership(uint32_t p, uint32_t g, int64_t established, const RowKey& role, bool mark) {
+    auto [it, fresh] = mem_index.emplace(MemKey(p, g), static_cast<uint32_t>(mems.size()));
+    if (fresh) {
+      mems.push_back({p, g, established, role, false});
+      ks[0].clusters[p].memberships.push_back(it->second);
+      ks[1].clusters[g].memberships.push_back(it->second);
+      if (mark) mem_marks.insert(it->second);
+      return;
+    }
+    Mem& m = mems[it->second];
+    bool changed = false;
+    if (established < m.established_us) {
+      m.established_us = established;
+      changed = true;
+    }
+    if (m.role < role) {
+      m.role = role;
+      changed = true;
+    }
+    if (changed && mark) mem_marks.insert(it->second);
+  }
+  /// Moves the memberships of absorbed cluster `a` (of `kind`) to survivor `s`, folding duplicates.
+  void FoldMemberships(EntityKind kind, uint32_t a, uint32_t s) {
+    const bool person = kind == EntityKind::kPerson;
+    std::vector<uint32_t> list = std::move(ks[Idx(kind)].clusters[a].memberships);
+    ks[Idx(kind)].clusters[a].memberships.clear();
+    for (uint32_t idx : list) {
+      Mem& m = mems[idx];
+      if (m.dead || (person ? m.person : m.group) != a) continue;
+      mem_index.erase(MemKey(m.person, m.group));
+      m.dead = true;
+      const Mem copy = m;
+      mem_marks.erase(idx);
+      OfferMembership(person ? s : copy.person, person ? copy.group : s, copy.established_us, copy.role, true);
+      // A folded membership always changes its row (new person/group id), so mark it even if unchanged.
+      mem_marks.insert(mem_index.at(MemKey(person ? s : copy.person, person ? copy.group : s)));
+    }
+  }
+
+  // ---------------- edges ----------------
+  uint32_t NewCluster(KindState& s, const std::vector<uint32_t>& fresh, const std::string& event_id) {
+    auto& m = marks[Idx(s.kind)];
+    const uint32_t c = static_cast<uint32_t>(s.clusters.size());
+    Cluster cl;
+    cl.parent = c;
+    cl.birth_seq = next_birth_seq++;
+    const Ident& founder = s.idents[fresh.front()];
+    const std::string id =
+        MakeEntityId(s.kind, salt, std::string(TypeOf(s, fresh.front())), std::string(ValueOf(s, fresh.front())));
+    (void)founder;
+    std::copy(id.begin() + 4, id.end(), cl.id.begin());
+    s.clusters.push_back(std::move(cl));
+    ++s.live;
+    m.born.push_back(c);
+    m.born_event.push_back(event_id);
+    Touch(s, c);
+    for (uint32_t i : fresh) Accrete(s, c, i);
+    return c;
+  }
+  void Accrete(KindState& s, uint32_t c, uint32_t ident) {
+    s.idents[ident].cluster = c;
+    Cluster& cl = s.clusters[c];
+    ++cl.count;
+    AddTypeCount(cl, s.idents[ident].type, 1);
+    OfferLatest(s, cl, ident);
+    marks[Idx(s.kind)].count_changed.insert(c);
+  }
+
+  std::string CapViolation(KindState& s, const std::vector<uint32_t>& roots, const std::vector<uint32_t>& fresh,
+                           const Caps& caps) {
+    if (caps.Unlimited()) return {};
+    // The unseen identifiers count as one more side (a component they would found together); fresh
+    // identifiers never count as "already over": an edge of two new user_ids breaks a cap of 1.
+    int64_t total = static_cast<int64_t>(fresh.size()), largest = 0;
+    for (uint32_t r : roots) {
+      total += s.clusters[r].count;
+      largest = std::max(largest, s.clusters[r].count);
+    }
+    const size_t sides = roots.size() + (fresh.empty() ? 0 : 1);
+    if (caps.max_entity_size > 0 && total > caps.max_entity_size && total > largest) {
+      return "would join " + std::to_string(sides) + " parts into " + std::to_string(total) +
+             " identifiers (max_entity_size " + std::to_string(caps.max_entity_size) + ")";
+    }
+    std::vector<std::string> tnames;
+    for (uint32_t r : roots) {
+      for (const auto& [t, n] : s.clusters[r].type_counts) {
+        if (n > 0) tnames.push_back(types.Name(t));
+      }
+    }
+    for (uint32_t i : fresh) tnames.push_back(types.Name(s.idents[i].type));
+    std::sort(tnames.begin(), tnames.end());
+    tnames.erase(std::unique(tnames.begin(), tnames.end()), tnames.end());
+    for (const auto& tn : tnames) {
+      const int64_t cap = caps.CapFor(tn);
+      if (cap <= 0) continue;
+      const uint32_t t = types.Find(tn);
+      int64_t sum = 0, max_side = 0;
+      for (uint32_t r : roots) {
+        const int64_t n = TypeCount(s.clusters[r], t);
+        sum += n;
+        max_side = std::max(max_side, n);
+      }
+      for (uint32_t i : fresh) sum += s.idents[i].type == t ? 1 : 0;
+      if (sum > cap && sum > max_side) {
+        return "would give one entity " + std::to_string(sum) + " identifiers of type '" + tn + "' (cap " +
+               std::to_string(cap) + ")";
+      }
+    }
+    return {};
+  }
+
+  /// Unites the components of `ids` (plus the components earlier events saw under the edge_id).
+  /// `ids` are interned identifiers; `is_new[i]` says ids[i] was interned by this edge (no cluster yet).
+  void ApplyEdge(KindState& s, const std::string& event_id, uint32_t event_pos, const std::string& edge_id,
+                 const std::vector<uint32_t>& ids, const std::vector<bool>& is_new, bool force, const Caps& caps) {
+    auto& m = marks[Idx(s.kind)];
+    std::vector<uint32_t> fresh, roots;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (is_new[i]) {
+        fresh.push_back(ids[i]);
+        continue;
+      }
+      const uint32_t r = RootOf(s, ids[i]);
+      if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
+    }
+    std::vector<uint32_t> prior;
+    if (auto it = s.edges.find(edge_id); it != s.edges.end()) {
+      prior.push_back(it->second.first);
+      if (it->second.more != kNone) {
+        const auto& more = s.more_reps[it->second.more];
+        prior.insert(prior.end(), more.begin(), more.end());
+      }
+    }
+    for (uint32_t p : prior) {
+      const uint32_t r = RootOf(s, p);
+      if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
+    }
+    if (fresh.empty() && roots.size() < 2) return;
+
+    if (!force) {
+      std::string why = CapViolation(s, roots, fresh, caps);
+      if (!why.empty()) {
+        QuarantineRecord q;
+        q.event = event_pos;
+        q.edge_id = edge_id;
+        auto add = [&](uint32_t i) {
+          std::pair<std::string, std::string> tv{std::string(TypeOf(s, i)), std::string(ValueOf(s, i))};
+          if (std::find(q.identifiers.begin(), q.identifiers.end(), tv) == q.identifiers.end()) {
+            q.identifiers.push_back(std::move(tv));
+          }
+        };
+        // This event's identifiers only: what earlier events saw under the edge_id is in entity_ids (which
+        // representative identifiers stand for them depends on when the graph was loaded).
+        for (uint32_t i : ids) add(i);
+        q.reason = std::move(why);
+        for (uint32_t r : roots) q.entity_ids.push_back(IdOf(s, r));
+        m.quarantined.push_back(std::move(q));
+        for (uint32_t i : fresh) NewCluster(s, {i}, event_id);  // the edge is not applied
+        return;
+      }
+    }
+    // Survivor: most identifiers, then the oldest. The fresh identifiers form the youngest candidate, which
+    // survives only when strictly larger than every existing component; otherwise they simply accrete.
+    uint32_t survivor = kNone;
+    for (uint32_t r : roots) {
+      if (survivor == kNone) {
+        survivor = r;
+        continue;
+      }
+      const Cluster& c = s.clusters[r];
+      const Cluster& sv = s.clusters[survivor];
+      if (c.count > sv.count || (c.count == sv.count && c.birth_seq < sv.birth_seq)) survivor = r;
+    }
+    if (survivor == kNone || static_cast<int64_t>(fresh.size()) > s.clusters[survivor].count) {
+      survivor = NewCluster(s, fresh, event_id);
+      fresh.clear();
+    }
+    Touch(s, survivor);
+    for (uint32_t i : fresh) Accrete(s, survivor, i);
+    for (uint32_t r : roots) {
+      if (r == survivor) continue;
+      Touch(s, r);
+      Cluster& c = s.clusters[r];
+      m.merges.emplace_back(r, survivor, event_pos, 0, c.count);
+      m.merge_edges.emplace_back(event_id, edge_id);
+      c.parent = survivor;
+      --s.live;
+      Cluster& sv = s.clusters[survivor];
+      sv.count += c.count;
+      m.count_changed.insert(survivor);
+      for (const auto& [t, n] : c.type_counts) AddTypeCount(sv, t, n);
+      c.type_counts = {};
+      for (const auto& [t, ident] : c.latest) OfferLatest(s, s.clusters[survivor], ident);
+      c.latest = {};
+      const std::vector<TraitWin> absorbed_traits = std::move(c.traits);
+      c.traits = {};
+      for (const auto& w : absorbed_traits) OfferTrait(s, survivor, w.name, w.key);
+      FoldMemberships(s.kind, r, survivor);
+    }
+  }
+
+  void RecordEdgeSighting(KindState& s, const std::string& edge_id, uint32_t ident) {
+    auto [it, fresh] = s.edges.try_emplace(edge_id);
+    EdgeReps& reps = it->second;
+    if (fresh || reps.first == kNone) {
+      reps.first = ident;
+      return;
+    }
+    const uint32_t r = RootOf(s, ident);
+    if (RootOf(s, reps.first) == r) return;
+    if (reps.more != kNone) {
+      for (uint32_t o : s.more_reps[reps.more]) {
+        if (RootOf(s, o) == r) return;
+      }
+      s.more_reps[reps.more].push_back(ident);
+      return;
+    }
+    reps.more = static_cast<uint32_t>(s.more_reps.size());
+    s.more_reps.push_back({ident});
+  }
+
+  /// The identifier rows of one (event, kind): edges, sightings, participants. Returns, per edge_id of the
+  /// event, the first non-blocked identifier (traits attach to it).
+  std::unordered_map<std::string, uint32_t> ApplyEventRows(KindState& s, const BatchInput& in, uint32_t ev,
+                                                           const LogIdentifier* begin, const LogIdentifier* end,
+                                                           const Caps& caps) {
+    auto& m = marks[Idx(s.kind)];
+    const LogEvent& event = in.events[ev];
+    std::unordered_map<std::string, uint32_t> first_of_edge;
+    // Edges of the event in order of their first row.
+    std::vector<std::string> order;
+    std::unordered_map<std::string, std::pair<std::vector<uint32_t>, std::vector<bool>>> edges;
+    std::unordered_set<uint32_t> interned_here;
+    for (const LogIdentifier* r = begin; r != end; ++r) {
+      if (r->blocked) continue;
+      const std::string key = Key(r->type, r->value);
+      auto [it, fresh] = s.index.emplace(key, static_cast<uint32_t>(s.idents.size()));
+      if (fresh) {
+        Ident i;
+        i.key = &it->first;
+        i.cluster = kNone;
+        i.type = types.Id(r->type);
+        i.type_len = static_cast<uint32_t>(r->type.size());
+        i.source = sources.Id(event.source);
+        i.first_us = event.occurred_us;
+        i.last_us = event.occurred_us;
+        s.idents.push_back(i);
+        interned_here.insert(it->second);
+        m.new_idents.push_back(it->second);
+      }
+      const uint32_t ident = it->second;
+      auto [eit, efresh] = edges.try_emplace(r->edge_id);
+      if (efresh) {
+        order.push_back(r->edge_id);
+        first_of_edge.emplace(r->edge_id, ident);
+      }
+      auto& [ids, is_new] = eit->second;
+      if (std::find(ids.begin(), ids.end(), ident) == ids.end()) {
+        ids.push_back(ident);
+        is_new.push_back(s.idents[ident].cluster == kNone);
+      }
+    }
+    const auto& forced = in.forced[Idx(s.kind)];
+    for (const auto& edge_id : order) {
+      auto& [ids, is_new] = edges[edge_id];
+      // An identifier interned by an earlier edge of this event already has a cluster now.
+      for (size_t i = 0; i < ids.size(); ++i) is_new[i] = s.idents[ids[i]].cluster == kNone;
+      const bool force = !forced.empty() && forced.count({event.event_id, edge_id}) > 0;
+      ApplyEdge(s, event.event_id, ev, edge_id, ids, is_new, force, caps);
+      for (uint32_t i : ids) RecordEdgeSighting(s, edge_id, i);
+    }
+    // Sightings: first occurrence (ties: the first consumed) and latest.
+    for (const LogIdentifier* r = begin; r != end; ++r) {
+      if (r->blocked) continue;
+      const uint32_t ident = s.index.at(Key(r->type, r->value));
+      Ident& i = s.idents[ident];
+      if (interned_here.count(ident) == 0) {
+        const bool earlier = event.occurred_us < i.first_us;
+        const bool later = event.occurred_us > i.last_us;
+        if (earlier || later) {
+          const uint32_t root = RootOf(s, ident);
+          Touch(s, root);
+          if (earlier) {
+            i.first_us = event.occurred_us;
+            i.source = sources.Id(event.source);
+          }
+          if (later) {
+            i.last_us = event.occurred_us;
+            OfferLatest(s, s.clusters[root], ident);
+          }
+          m.changed_idents.insert(ident);
+        }
+      }
+      if (r->role) m.participants.emplace_back(ev, s.idents[ident].cluster, roles.Id(*r->role));
+    }
+    return first_of_edge;
+  }
+
+  void BeginBatch() {
+    for (auto& s : ks) {
+      auto& m = marks[Idx(s.kind)];
+      m = BatchMarks{};
+      m.existing_limit = {static_cast<uint32_t>(s.clusters.size())};
+    }
+    mem_marks.clear();
+    resolved_mems.clear();
+  }
+
+  BatchDelta EndBatch(const BatchInput& in) {
+    BatchDelta out;
+    for (auto& s : ks) {
+      auto& m = marks[Idx(s.kind)];
+      KindDelta& d = out.kinds[Idx(s.kind)];
+      const uint32_t limit = m.existing_limit[0];
+      // Merges, with the final survivor.
+      for (size_t i = 0; i < m.merges.size(); ++i) {
+        const auto& [absorbed, into, ev, unused, count] = m.merges[i];
+        (void)ev;
+        (void)unused;
+        d.merges.push_back({IdOf(s, absorbed), IdOf(s, into), IdOf(s, Find(s, into)), m.merge_edges[i].first,
+                            m.merge_edges[i].second, count, absorbed < limit});
+        if (absorbed < limit) --d.stats.entities_delta;
+      }
+      d.stats.merged = static_cast<int64_t>(m.merges.size());
+      // Identifiers.
+      std::unordered_set<uint32_t> gained;
+      for (uint32_t i : m.new_idents) {
+        const uint32_t root = RootOf(s, i);
+        if (root < limit) gained.insert(root);
+        const Ident& id = s.idents[i];
+        d.identifiers.push_back({std::string(TypeOf(s, i)), std::string(ValueOf(s, i)), IdOf(s, root),
+                                 sources.Name(id.source), id.first_us, id.last_us, true});
+        m.changed_idents.erase(i);
+      }
+      std::vector<uint32_t> changed(m.changed_idents.begin(), m.changed_idents.end());
+      std::sort(changed.begin(), changed.end());
+      for (uint32_t i : changed) {
+        const Ident& id = s.idents[i];
+        d.identifiers.push_back({std::string(TypeOf(s, i)), std::string(ValueOf(s, i)), IdOf(s, RootOf(s, i)),
+                                 sources.Name(id.source), id.first_us, id.last_us, false});
+      }
+      d.stats.identifiers = static_cast<int64_t>(m.new_idents.size());
+      // Entities: born ones that survived, existing survivors whose size changed.
+      for (size_t i = 0; i < m.born.size(); ++i) {
+        const uint32_t c = m.born[i];
+        if (s.clusters[c].parent != c) continue;
+        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth_seq, m.born_event[i], true});
+        ++d.stats.born;
+        ++d.stats.entities_delta;
+      }
+      std::vector<uint32_t> counted(m.count_changed.begin(), m.count_changed.end());
+      std::sort(counted.begin(), counted.end());
+      for (uint32_t c : counted) {
+        if (c >= limit || s.clusters[c].parent != c) continue;
+        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth_seq, "", false});
+      }
+      d.stats.accreted = static_cast<int64_t>(gained.size());
+      // Trait winners that changed, on live entities.
+      std::set<std::pair<uint32_t, uint32_t>> tm;
+      for (const auto& [c, name] : m.trait_marks) {
+        const uint32_t root = Find(s, c);
+        tm.emplace(root, name);
+      }
+      for (const auto& [c, name] : tm) {
+        const Cluster& cl = s.clusters[c];
+        auto it = std::find_if(cl.traits.begin(), cl.traits.end(), [&](const TraitWin& w) { return w.name == name; });
+        if (it == cl.traits.end()) continue;
+        d.traits.push_back({IdOf(s, c), names.Name(name), it->key.row_id});
+      }
+      // Participants, deduplicated per (event, entity, role).
+      std::set<std::tuple<uint32_t, uint32_t, uint32_t>> parts;
+      for (const auto& [ev, c, role] : m.participants) parts.emplace(ev, Find(s, c), role);
+      for (const auto& [ev, c, role] : parts) d.participants.push_back({ev, IdOf(s, c), roles.Name(role)});
+      // Final rows whose values changed.
+      std::vector<uint32_t> touched;
+      for (const auto& [c, before] : m.finals_before) touched.push_back(c);
+      std::sort(touched.begin(), touched.end());
+      for (uint32_t c : touched) {
+        if (s.clusters[c].parent != c) continue;
+        auto after = Finals(s, c);
+        const auto& before = m.finals_before.at(c);
+        const bool is_new = c >= limit;
+        bool differs = before.size() != after.size();
+        if (!differs) {
+          for (size_t i = 0; i < after.size(); ++i) differs |= !(before[i] == after[i]);
+        }
+        if (is_new) {  // a new row starts all NULL
+          differs = false;
+          for (const auto& v : after) differs |= v.trait_row != 0 || v.identifier_value.has_value();
+        }
+        if (differs) d.finals.push_back({IdOf(s, c), std::move(after)});
+      }
+      d.quarantined = std::move(m.quarantined);
+      d.stats.quarantined = static_cast<int64_t>(d.quarantined.size());
+    }
+    // Memberships.
+    std::vector<uint32_t> mm(mem_marks.begin(), mem_marks.end());
+    std::sort(mm.begin(), mm.end());
+    for (uint32_t i : mm) {
+      const Mem& m = mems[i];
+      if (m.dead) continue;
+      out.memberships.push_back({IdOf(ks[0], m.person), IdOf(ks[1], m.group), m.established_us, m.role.row_id});
+    }
+    for (const auto& [row, p, g] : resolved_mems) {
+      out.resolved_memberships.push_back({row, IdOf(ks[0], Find(ks[0], p)), IdOf(ks[1], Find(ks[1], g))});
+    }
+    out.next_birth_seq = next_birth_seq;
+    (void)in;
+    return out;
+  }
+
+  template <typename Row>
+  static std::vector<std::pair<size_t, size_t>> Ranges(const std::vector<Row>& rows, size_t events) {
+    std::vector<std::pair<size_t, size_t>> r(events, {0, 0});
+    size_t i = 0;
+    while (i < rows.size()) {
+      size_t j = i;
+      while (j < rows.size() && rows[j].event == rows[i].event) ++j;
+      if (rows[i].event < events) r[rows[i].event] = {i, j};
+      i = j;
+    }
+    return r;
+  }
+};
+
+Engine::Engine(std::string id_salt, int64_t next_birth_seq)
+    : impl_(std::make_unique<Impl>(std::move(id_salt), next_birth_seq)) {}
+Engine::~Engine() = default;
+
+BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protection) {
+  Impl& x = *impl_;
+  x.BeginBatch();
+  // Rows are grouped by event; sort copies if a caller handed them out of order.
+  auto sorted = [](auto rows) {
+    std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.event, a.row_id) < std::tie(b.event, b.row_id);
+    });
+    return rows;
+  };
+  std::array<std::vector<LogIdentifier>, kKinds> ids{sorted(in.identifiers[0]), sorted(in.identifiers[1])};
+  std::array<std::vector<LogTrait>, kKinds> traits{sorted(in.traits[0]), sorted(in.traits[1])};
+  const auto mems = sorted(in.memberships);
+  const size_t n = in.events.size();
+  std::array<std::vector<std::pair<size_t, size_t>>, kKinds> id_ranges{Impl::Ranges(ids[0], n),
+                                                                       Impl::Ranges(ids[1], n)};
+  std::array<std::vector<std::pair<size_t, size_t>>, kKinds> trait_ranges{Impl::Ranges(traits[0], n),
+                                                                          Impl::Ranges(traits[1], n)};
+  const auto mem_ranges = Impl::Ranges(mems, n);
+  const std::array<const Caps*, kKinds> caps{&protection.person_caps, &protection.group_caps};
+
+  for (uint32_t ev = 0; ev < n; ++ev) {
+    const LogEvent& event = in.events[ev];
+    for (size_t k = 0; k < kKinds; ++k) {
+      KindState& s = x.ks[k];
+      const auto [b, e] = id_ranges[k][ev];
+      const auto first_of_edge = x.ApplyEventRows(s, in, ev, ids[k].data() + b, ids[k].data() + e, *caps[k]);
+      // Traits attach to the entity of the first non-blocked identifier row of their (event, edge_id).
+      const auto [tb, te] = trait_ranges[k][ev];
+      for (size_t t = tb; t < te; ++t) {
+        auto it = first_of_edge.find(traits[k][t].edge_id);
+        if (it == first_of_edge.end()) continue;
+        const uint32_t root = x.RootOf(s, it->second);
+        x.Touch(s, root);
+        x.OfferTrait(s, root, x.names.Id(traits[k][t].name),
+                     {event.occurred_us, event.ingested_us, traits[k][t].row_id});
+      }
+    }
+    // Memberships: both sides must be resolved identifiers at the time of the event.
+    const auto [mb, me] = mem_ranges[ev];
+    for (size_t i = mb; i < me; ++i) {
+      const LogMembership& r = mems[i];
+      const uint32_t p = x.Lookup(x.ks[0], r.person_type, r.person_value);
+      const uint32_t g = x.Lookup(x.ks[1], r.group_type, r.group_value);
+      if (p == kNone || g == kNone || x.ks[0].idents[p].cluster == kNone || x.ks[1].idents[g].cluster == kNone) {
+        continue;
+      }
+      const uint32_t pr = x.RootOf(x.ks[0], p), gr = x.RootOf(x.ks[1], g);
+      x.resolved_mems.emplace_back(r.row_id, pr, gr);
+      x.OfferMembership(pr, gr, event.occurred_us, {event.occurred_us, event.ingested_us, r.row_id}, true);
+    }
+  }
+  return x.EndBatch(in);
+}
+
+BatchDelta Engine::ApplyReleased(EntityKind kind, const std::string& event_id, const std::string& edge_id,
+                                 const std::vector<std::pair<std::string, std::string>>& identifiers,
+                                 std::string* entity_id) {
+  Impl& x = *impl_;
+  x.BeginBatch();
+  KindState& s = x.ks[Idx(kind)];
+  std::vector<uint32_t> ids;
+  std::vector<bool> is_new;
+  for (const auto& [t, v] : identifiers) {
+    const uint32_t i = x.Lookup(s, t, v);
+    if (i == kNone || std::find(ids.begin(), ids.end(), i) != ids.end()) continue;
+    ids.push_back(i);
+    is_new.push_back(false);
+  }
+  if (!ids.empty()) x.ApplyEdge(s, event_id, 0, edge_id, ids, is_new, true, Caps{});
+  BatchInput none;
+  BatchDelta d = x.EndBatch(none);
+  if (entity_id) *entity_id = ids.empty() ? "" : Impl::IdOf(s, x.RootOf(s, ids.front()));
+  return d;
+}
+
+void Engine::LoadEntity(EntityKind kind, const std::string& id, int64_t identifier_count, int64_t birth_seq) {
+  (void)identifier_count;  // recounted from the identifiers
+  KindState& s = impl_->ks[Idx(kind)];
+  const std::string prefix = KindPrefix(kind);
+  if (id.size() != prefix.size() + 26 || id.compare(0, prefix.size(), prefix) != 0) return;
+  if (s.load_ids.count(id)) return;
+  const uint32_t c = static_cast<uint32_t>(s.clusters.size());
+  Cluster cl;
+  cl.parent = c;
+  cl.birth_seq = birth_seq;
+  std::copy(id.begin() + static_cast<std::ptrdiff_t>(prefix.size()), id.end(), cl.id.begin());
+  s.clusters.push_back(std::move(cl));
+  s.load_ids.emplace(id, c);
+  ++s.live;
+}
+
+bool Engine::LoadIdentifier(EntityKind kind, const std::string& type, const std::string& value,
+                            const std::string& entity_id, const std::string& source, int64_t first_us,
+                            int64_t last_us) {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  auto ent = s.load_ids.find(entity_id);
+  if (ent == s.load_ids.end()) return false;
+  auto [it, fresh] = s.index.emplace(Key(type, value), static_cast<uint32_t>(s.idents.size()));
+  if (!fresh) return false;
+  Ident i;
+  i.key = &it->first;
+  i.type = x.types.Id(type);
+  i.type_len = static_cast<uint32_t>(type.size());
+  i.source = x.sources.Id(source);
+  i.first_us = first_us;
+  i.last_us = last_us;
+  s.idents.push_back(i);
+  x.marks[Idx(kind)].count_changed.clear();
+  x.Accrete(s, ent->second, it->second);
+  return true;
+}
+
+void Engine::LoadEdgeSighting(EntityKind kind, const std::string& edge_id, const std::string& type,
+                              const std::string& value) {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  const uint32_t i = x.Lookup(s, type, value);
+  if (i == kNone || s.idents[i].cluster == kNone) return;
+  x.RecordEdgeSighting(s, edge_id, i);
+}
+
+void Engine::LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name,
+                             int64_t occurred_us, int64_t ingested_us, int64_t row_id) {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  auto ent = s.load_ids.find(entity_id);
+  if (ent == s.load_ids.end()) return;
+  x.OfferTrait(s, ent->second, x.names.Id(name), {occurred_us, ingested_us, row_id});
+}
+
+void Engine::LoadMembership(const std::string& person_id, const std::string& group_id, int64_t established_us,
+                            int64_t role_occurred_us, int64_t role_ingested_us, int64_t role_row_id) {
+  Impl& x = *impl_;
+  auto p = x.ks[0].load_ids.find(person_id);
+  auto g = x.ks[1].load_ids.find(group_id);
+  if (p == x.ks[0].load_ids.end() || g == x.ks[1].load_ids.end()) return;
+  x.OfferMembership(p->second, g->second, established_us, {role_occurred_us, role_ingested_us, role_row_id}, false);
+}
+
+void Engine::FinishLoad() {
+  for (auto& s : impl_->ks) s.load_ids = {};
+  impl_->BeginBatch();
+}
+
+std::string Engine::EntityOf(EntityKind kind, const std::string& type, const std::string& value) const {
+  KindState& s = impl_->ks[Idx(kind)];
+  const uint32_t i = impl_->Lookup(s, type, value);
+  if (i == kNone || s.idents[i].cluster == kNone) return {};
+  return Impl::IdOf(s, impl_->RootOf(s, i));
+}
+
+int64_t Engine::next_birth_seq() const { return impl_->next_birth_seq; }
+size_t Engine::identifier_count(EntityKind kind) const { return impl_->ks[Idx(kind)].idents.size(); }
+size_t Engine::entity_count(EntityKind kind) const { return impl_->ks[Idx(kind)].live; }
+
+size_t Engine::MemoryBytes() const {
+  size_t n = impl_->mems.capacity() * sizeof(Mem) + impl_->mem_index.size() * 32;
+  for (const auto& s : impl_->ks) {
+    n += s.idents.capacity() * sizeof(Ident) + s.clusters.capacity() * sizeof(Cluster);
+    for (const auto& [k, v] : s.index) n += k.capacity() + 48;
+    for (const auto& [k, v] : s.edges) n += k.capacity() + 56;
+    for (const auto& c : s.clusters) {
+      n += c.type_counts.capacity() * 16 + c.traits.capacity() * sizeof(TraitWin) + c.latest.capacity() * 8 +
+           c.memberships.capacity() * 4;
+    }
+  }
+  return n;
+}
+
+Engine::Snapshot Engine::TakeSnapshot() const {
+  Impl& x = *impl_;
+  Snapshot out;
+  for (auto& s : x.ks) {
+    const size_t k = Idx(s.kind);
+    for (uint32_t i = 0; i < s.idents.size(); ++i) {
+      if (s.idents[i].cluster == kNone) continue;
+      const Ident& id = s.idents[i];
+      out.identifiers[k].push_back({std::string(Impl::TypeOf(s, i)), std::string(Impl::ValueOf(s, i)),
+                                    Impl::IdOf(s, x.RootOf(s, i)), x.sources.Name(id.source), id.first_us, id.last_us,
+                                    true});
+    }
+    for (uint32_t c = 0; c < s.clusters.size(); ++c) {
+      const Cluster& cl = s.clusters[c];
+      if (cl.parent != c) continue;
+      out.entities[k].push_back({Impl::IdOf(s, c), cl.count, cl.birth_seq, "", true});
+      for (const auto& w : cl.traits) out.traits[k].push_back({Impl::IdOf(s, c), x.names.Name(w.name), w.key.row_id});
+      out.finals[k].push_back({Impl::IdOf(s, c), x.Finals(s, c)});
+    }
+  }
+  for (const Mem& m : x.mems) {
+    if (m.dead) continue;
+    out.memberships.push_back(
+        {Impl::IdOf(x.ks[0], m.person), Impl::IdOf(x.ks[1], m.group), m.established_us, m.role.row_id});
+  }
+  return out;
+}
+
+}  // namespace nexus::resolver

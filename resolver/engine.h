@@ -1,0 +1,279 @@
+#pragma once
+// The resolution engine: every rule that turns the core event log into resolved identities lives here, once.
+// Pure logic: no I/O, no clock, no threads. storage/ feeds it rows and writes what it returns.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "resolver/protection.h"
+
+namespace nexus::resolver {
+
+enum class EntityKind : uint8_t { kPerson = 0, kGroup = 1 };
+inline constexpr size_t kKinds = 2;
+inline constexpr size_t Idx(EntityKind k) { return static_cast<size_t>(k); }
+/// "person" | "group"
+const char* KindName(EntityKind k);
+/// "per_" | "grp_"
+const char* KindPrefix(EntityKind k);
+/// The id a component founded by identifier (type, value) gets: KindPrefix + StableId128(salt, type, value).
+std::string MakeEntityId(EntityKind kind, const std::string& salt, const std::string& type, const std::string& value);
+
+// ---------------------------------------------------------------------------------------------------------
+// Input: core-log rows of one batch.
+// ---------------------------------------------------------------------------------------------------------
+
+/// One event, in the order the resolver consumes the log ((_ingest_xid, event_id) order).
+struct LogEvent {
+  std::string event_id;
+  int64_t occurred_us = 0;
+  int64_t ingested_us = 0;
+  std::string event_type;
+  std::string source;
+};
+
+/// One row of person_identifiers / group_identifiers. `event` indexes BatchInput::events.
+struct LogIdentifier {
+  uint32_t event = 0;
+  int64_t row_id = 0;
+  std::string edge_id;
+  std::string type;
+  std::string value;                ///< normalized
+  std::optional<std::string> role;  ///< nullopt: implied by a membership (no participant row)
+  bool blocked = false;
+};
+
+/// One row of person_traits / group_traits. The value stays in the database: the engine picks winners by row.
+struct LogTrait {
+  uint32_t event = 0;
+  int64_t row_id = 0;
+  std::string edge_id;
+  std::string name;
+};
+
+/// One row of membership_identifiers. The role stays in the database: the engine picks the winning row.
+struct LogMembership {
+  uint32_t event = 0;
+  int64_t row_id = 0;
+  std::string person_type, person_value;
+  std::string group_type, group_value;
+};
+
+/// Everything one batch consumes. Rows of each vector are in (event, row_id) order.
+struct BatchInput {
+  std::vector<LogEvent> events;
+  std::array<std::vector<LogIdentifier>, kKinds> identifiers;
+  std::array<std::vector<LogTrait>, kKinds> traits;
+  std::vector<LogMembership> memberships;
+  /// (event_id, edge_id) pairs an operator released: applied without checking caps.
+  std::array<std::set<std::pair<std::string, std::string>>, kKinds> forced;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Output: what changed, ready to write. Entity ids are the public `per_`/`grp_` ids.
+// ---------------------------------------------------------------------------------------------------------
+
+/// A resolved identifier that is new or whose entity-independent values changed (first/last seen).
+/// Identifiers that only moved because their entity was absorbed are NOT listed: see KindDelta::absorbed.
+struct IdentifierChange {
+  std::string type, value;
+  std::string entity_id;
+  std::string source;  ///< of the earliest occurrence (ties: the first consumed)
+  int64_t first_us = 0;
+  int64_t last_us = 0;
+  bool is_new = false;
+};
+
+/// An entity row to insert (is_new) or whose identifier_count changed.
+struct EntityChange {
+  std::string id;
+  int64_t identifier_count = 0;
+  int64_t birth_seq = 0;
+  std::string created_by_event_id;  ///< set when is_new
+  bool is_new = false;
+};
+
+/// `absorbed_id` was merged into `merged_into_id` by (event_id, edge_id); `survivor_id` is where it ended up
+/// after the whole batch. Absorbed entities that existed before the batch have rows to repoint and delete.
+struct MergeRecord {
+  std::string absorbed_id, merged_into_id, survivor_id;
+  std::string event_id, edge_id;
+  int64_t absorbed_count = 0;
+  bool absorbed_existing = false;
+};
+
+/// The winning trait row of (entity, trait name): latest by (occurred_at, _ingested_at, row id).
+struct TraitWinner {
+  std::string entity_id;
+  std::string name;
+  int64_t row_id = 0;
+};
+
+/// A participant row: the entity took part in the event with a role ('' for none).
+struct Participant {
+  uint32_t event = 0;  ///< index into the batch's events
+  std::string entity_id;
+  std::string role;
+};
+
+/// One final-table column's value: the value of trait row `trait_row` when non-zero, else `identifier_value`
+/// (empty optional: NULL).
+struct FinalValue {
+  int64_t trait_row = 0;
+  std::optional<std::string> identifier_value;
+  bool operator==(const FinalValue&) const = default;
+};
+/// The final-table row of an entity whose column values changed (or that is new). `columns` follows
+/// FinalColumns(kind).
+struct FinalRow {
+  std::string entity_id;
+  std::vector<FinalValue> columns;
+};
+
+/// An edge not applied because it would break a cap.
+struct QuarantineRecord {
+  uint32_t event = 0;
+  std::string edge_id;
+  std::vector<std::pair<std::string, std::string>> identifiers;  ///< (type, value) of this event's rows
+  std::string reason;
+  std::vector<std::string> entity_ids;  ///< the entities it would have joined, at the time
+};
+
+struct KindStats {
+  int64_t born = 0;            ///< entities born in the batch that survived it
+  int64_t accreted = 0;        ///< existing entities that gained identifiers
+  int64_t merged = 0;          ///< entities absorbed (existing or born in the batch)
+  int64_t quarantined = 0;     ///< edges not applied
+  int64_t identifiers = 0;     ///< identifiers first seen
+  int64_t entities_delta = 0;  ///< change in the number of live entities
+};
+
+struct KindDelta {
+  std::vector<IdentifierChange> identifiers;
+  std::vector<EntityChange> entities;
+  std::vector<MergeRecord> merges;        ///< in order; storage repoints rows of absorbed_existing ones
+  std::vector<TraitWinner> traits;        ///< changed winners (after merges are folded)
+  std::vector<Participant> participants;  ///< new rows (the batch's events only)
+  std::vector<FinalRow> finals;           ///< final rows whose columns changed
+  std::vector<QuarantineRecord> quarantined;
+  KindStats stats;
+  /// Existing entities absorbed in the batch (their rows are repointed to `survivor_id`, then deleted).
+  std::vector<std::pair<std::string, std::string>> AbsorbedExisting() const;
+};
+
+/// A membership whose established_at or winning role row changed, or that is new.
+struct MembershipChange {
+  std::string person_id, group_id;
+  int64_t established_us = 0;  ///< earliest occurrence
+  int64_t role_row_id = 0;     ///< membership_identifiers row of the current role
+};
+
+/// A membership_identifiers row whose two sides resolved (resolved_membership_identifiers).
+struct ResolvedMembership {
+  int64_t row_id = 0;
+  std::string person_id, group_id;
+};
+
+struct BatchDelta {
+  std::array<KindDelta, kKinds> kinds;
+  std::vector<MembershipChange> memberships;  ///< memberships of absorbed entities are folded into these
+  std::vector<ResolvedMembership> resolved_memberships;
+  int64_t next_birth_seq = 1;
+};
+
+/// The final-table columns of a kind, in FinalRow::columns order: persons (email, name, phone, title,
+/// timezone), groups (domain, company_name, industry, company_size, shopify_id). Each is the latest trait of
+/// its name(s), else (email, phone, domain, shopify_id) the most recently seen identifier of that type.
+const std::vector<std::string>& FinalColumns(EntityKind kind);
+
+// ---------------------------------------------------------------------------------------------------------
+// The engine.
+// ---------------------------------------------------------------------------------------------------------
+
+/// Resident, incremental identity resolution over both kinds (persons and groups).
+///
+/// Holds the identity graph in memory: identifiers interned to dense integers, union-find over entities,
+/// per-entity projections (id, size, birth order, type counts, trait winners, latest identifier of the
+/// final-table types), memberships and the identifiers seen under each edge_id. Apply() consumes one batch
+/// of core-log rows and returns what changed.
+///
+/// Rules (each lives here once):
+/// - An edge is the non-blocked identifier rows of one (event, edge_id); an edge_id reused by a later event
+///   also links to every component earlier events saw under it. Edges apply in log order.
+/// - An edge unites the components of its identifiers unless that breaks a cap (then it is quarantined and
+///   its unseen identifiers each stand alone); released edges skip the caps.
+/// - Survivor of a union: more identifiers, then older (smaller birth_seq). A new component's id is
+///   KindPrefix + StableId128(salt, its first identifier).
+/// - An identifier's first occurrence: smallest occurred_at, ties to the first consumed; last seen: largest.
+/// - Trait winner per (entity, name) and membership role: largest (occurred_at, _ingested_at, row id);
+///   a trait belongs to the entity of the first non-blocked identifier row of its (event, edge_id).
+/// - Participants: one per (event, entity, role) for rows with a role; memberships: per (person, group)
+///   with the earliest occurrence as established_at.
+/// Every decision depends only on the log order, never on batch boundaries: any cut of the log into batches
+/// gives the same state, the same ids and, summed, the same rows.
+///
+/// Limits: it only adds edges (components never split; undoing a merge means rebuilding the component).
+/// Apply() mutates the state before the caller has stored the delta: if storing fails, throw the engine
+/// away and load a new one from the database. Not thread-safe.
+class Engine final {
+ public:
+  Engine(std::string id_salt, int64_t next_birth_seq);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Resolves one batch with the given merge protection. Never throws for data reasons.
+  BatchDelta Apply(const BatchInput& batch, const ProtectionConfig& protection);
+
+  /// Applies a quarantined edge an operator released, as a merge without caps. Its identifiers are not
+  /// sightings (first/last seen, participants stay those of the original events). Unknown identifiers are
+  /// ignored. `*entity_id` is set to the entity the edge ended in ("" when none of them is known).
+  BatchDelta ApplyReleased(EntityKind kind, const std::string& event_id, const std::string& edge_id,
+                           const std::vector<std::pair<std::string, std::string>>& identifiers, std::string* entity_id);
+
+  // --- Loading a resolved state (from the database). Call Load* in any order, then FinishLoad(). ---
+  void LoadEntity(EntityKind kind, const std::string& id, int64_t identifier_count, int64_t birth_seq);
+  /// `entity_id` must have been loaded. Returns false (and ignores the row) when it was not.
+  bool LoadIdentifier(EntityKind kind, const std::string& type, const std::string& value, const std::string& entity_id,
+                      const std::string& source, int64_t first_us, int64_t last_us);
+  /// An identifier (already loaded) that an applied event saw under `edge_id`.
+  void LoadEdgeSighting(EntityKind kind, const std::string& edge_id, const std::string& type, const std::string& value);
+  void LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name, int64_t occurred_us,
+                       int64_t ingested_us, int64_t row_id);
+  void LoadMembership(const std::string& person_id, const std::string& group_id, int64_t established_us,
+                      int64_t role_occurred_us, int64_t role_ingested_us, int64_t role_row_id);
+  void FinishLoad();
+
+  // --- Reading the state. ---
+  /// The entity id of an identifier, or "" when unseen.
+  std::string EntityOf(EntityKind kind, const std::string& type, const std::string& value) const;
+  int64_t next_birth_seq() const;
+  size_t identifier_count(EntityKind kind) const;
+  size_t entity_count(EntityKind kind) const;  ///< live entities
+  /// Approximate bytes held (for the RSS budget and metrics).
+  size_t MemoryBytes() const;
+
+  /// The complete resolved state, as the rows of the resolved and final tables (for a rebuild and tests).
+  /// Participants and resolved memberships are not state: they come from the deltas.
+  struct Snapshot {
+    std::array<std::vector<IdentifierChange>, kKinds> identifiers;  ///< is_new = true for all
+    std::array<std::vector<EntityChange>, kKinds> entities;
+    std::array<std::vector<TraitWinner>, kKinds> traits;
+    std::array<std::vector<FinalRow>, kKinds> finals;
+    std::vector<MembershipChange> memberships;
+  };
+  Snapshot TakeSnapshot() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nexus::resolver
