@@ -809,8 +809,10 @@ Obj Bench::Rebuild() {
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::hours(2));
     v1::RebuildResponse r;
+    v1::RebuildRequest req;
+    req.set_wait(true);  // the rebuild runs in the background; this call returns when it has finished
     const auto t0 = Clock::now();
-    auto st = admin_->Rebuild(&c, v1::RebuildRequest{}, &r);
+    auto st = admin_->Rebuild(&c, req, &r);
     if (!st.ok()) {
       o.S("error", "Rebuild: " + st.error_message());
       return o;

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "resolver/identity_graph.h"
+#include "resolver/id_key.h"
 
 namespace nexus::resolver {
 

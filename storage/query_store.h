@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "resolver/explain.h"
-#include "resolver/identity_graph.h"
+#include "resolver/id_key.h"
 
 namespace nexus::storage {
 
