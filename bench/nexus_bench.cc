@@ -238,6 +238,20 @@ double Metric(const std::string& text, const std::string& name) {
   }
   return found ? total : NAN;
 }
+/// Seconds spent per named statement (nexus_db_query_duration_seconds_sum{statement="..."}).
+std::map<std::string, double> StatementSums(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream is(text);
+  std::string line;
+  const std::string prefix = "nexus_db_query_duration_seconds_sum{";
+  while (std::getline(is, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    const auto a = line.find("statement=\""), b = line.find('"', a + 11);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    out[line.substr(a + 11, b - a - 11)] += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return out;
+}
 
 // ---- the benchmark ------------------------------------------------------------------------------
 class Bench {
@@ -289,6 +303,7 @@ class Bench {
   Obj Correctness(const std::string& label);
   Obj Queries();
   Obj Rebuild();
+  Obj SteadyFreshness();
   Obj SqlBaseline();
   Obj Memory();
 
@@ -555,6 +570,17 @@ Obj Bench::Ingest() {
                    c1 = Metric(m1, "nexus_resolver_batch_duration_seconds_count"),
                    e1 = Metric(m1, "nexus_resolver_batch_events_sum");
       io.D("resolver_batches", c1 - c0).D("resolver_events", e1 - e0).D("resolver_seconds", s1 - s0);
+      // Where the batch's time went, by named statement (largest first; statements under 1 ms left out).
+      const auto before = StatementSums(m0), after = StatementSums(m1);
+      std::vector<std::pair<double, std::string>> by;
+      for (const auto& [name, v] : after) {
+        const double d = v - (before.count(name) ? before.at(name) : 0.0);
+        if (name.rfind("resolver.", 0) == 0 && d >= 0.001) by.emplace_back(d, name);
+      }
+      std::sort(by.rbegin(), by.rend());
+      Obj st;
+      for (const auto& [d, name] : by) st.D(name, d);
+      io.Set("statement_seconds", st.Str(6));
       io.D("identifiers_after", static_cast<double>(Count("SELECT count(*) FROM resolved_person_identifiers")));
     }
     all.events += static_cast<int64_t>(n);
@@ -659,6 +685,112 @@ Obj Bench::Freshness() {
   o.I("probes_visible", static_cast<int64_t>(lat.size()));
   o.D("p50_ms", Pct(lat, 0.5)).D("p99_ms", Pct(lat, 0.99)).D("max_ms", Pct(lat, 1.0));
   if (!fin.ok()) o.S("error", "IngestEventStream: " + fin.error_message());
+  if (!error.empty()) o.S("error", error);
+  return o;
+}
+
+// Freshness under sustained load: `steady-rate` events/s (100-event requests from two senders) for
+// `steady-seconds`; every request's last event carries a new identifier, polled with LookupPerson from its ack.
+// Runs after the correctness checks: its synthetic persons are not part of the generator's truth.
+Obj Bench::SteadyFreshness() {
+  Obj o;
+  const int64_t rate = f_.Int("steady-rate", 5000), seconds = f_.Int("steady-seconds", 60);
+  const int64_t per_req = 100, nreq = rate * seconds / per_req;
+  const double req_per_s = static_cast<double>(rate) / per_req;
+  std::vector<Clock::time_point> ack(static_cast<size_t>(nreq)), vis(static_cast<size_t>(nreq));
+  std::vector<char> acked(static_cast<size_t>(nreq), 0), seen(static_cast<size_t>(nreq), 0);
+  std::mutex mu;
+  std::vector<int64_t> pending;
+  std::atomic<bool> done{false};
+  std::string error;
+  auto probe = [](int64_t q) { return "steady-probe-" + std::to_string(q); };
+  const auto t0 = Clock::now();
+  const auto occurred = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  auto sender = [&](int64_t first, int64_t step) {
+    auto stub = v1::IngestService::NewStub(NewChannel(2000));
+    for (int64_t q = first; q < nreq; q += step) {
+      std::this_thread::sleep_until(t0 + std::chrono::microseconds(static_cast<int64_t>(1e6 * q / req_per_s)));
+      v1::IngestEventsRequest req;
+      for (int64_t i = 0; i < per_req; ++i) {
+        const int64_t k = q * per_req + i;
+        auto* e = req.add_events();
+        e->set_event_id("steady-" + std::to_string(k));
+        e->mutable_occurred_at()->set_seconds(occurred + k / 1000);
+        e->set_event_name("page_view");
+        e->set_event_type("product");
+        e->set_source("steady");
+        auto* m = e->add_persons();
+        m->set_role("visitor");
+        auto* a = m->add_identifiers();  // every third event is a new person; the others re-sight it
+        a->set_type("email");
+        a->set_value("s" + std::to_string(k / 3) + "@steady.example");
+        auto* b = m->add_identifiers();
+        b->set_type("anonymous_id");
+        b->set_value(i == per_req - 1 ? probe(q) : "sa" + std::to_string(k));
+      }
+      v1::IngestEventsResponse resp;
+      grpc::ClientContext c;
+      c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      auto st = stub->IngestEvents(&c, req, &resp);
+      std::lock_guard<std::mutex> l(mu);
+      if (!st.ok()) {
+        error = "IngestEvents: " + st.error_message();
+        continue;
+      }
+      ack[static_cast<size_t>(q)] = Clock::now();
+      acked[static_cast<size_t>(q)] = 1;
+      pending.push_back(q);
+    }
+  };
+  std::thread poller([&] {
+    auto stub = v1::QueryService::NewStub(NewChannel(2000));
+    while (!done.load()) {
+      std::vector<int64_t> snap;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        snap = pending;
+      }
+      for (int64_t q : snap) {
+        grpc::ClientContext c;
+        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        v1::LookupPersonRequest r;
+        r.set_identifier_type("anonymous_id");
+        r.set_identifier_value(probe(q));
+        v1::Person p;
+        if (stub->LookupPerson(&c, r, &p).ok() && !p.person_id().empty()) {
+          std::lock_guard<std::mutex> l(mu);
+          vis[static_cast<size_t>(q)] = Clock::now();
+          seen[static_cast<size_t>(q)] = 1;
+          pending.erase(std::remove(pending.begin(), pending.end(), q), pending.end());
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  std::thread s1(sender, 0, 2), s2(sender, 1, 2);
+  s1.join();
+  s2.join();
+  const double send_s = Secs(t0, Clock::now());
+  for (int i = 0; i < 150000; ++i) {  // at most ~300 s for the backlog
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (pending.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  done = true;
+  poller.join();
+  std::vector<double> lat;
+  int64_t acked_n = 0;
+  for (size_t q = 0; q < ack.size(); ++q) {
+    acked_n += acked[q];
+    if (seen[q]) lat.push_back(Secs(ack[q], vis[q]) * 1000);
+  }
+  o.I("offered_events_per_s", rate).I("seconds", seconds).I("requests", nreq).I("requests_acked", acked_n);
+  o.D("achieved_events_per_s", static_cast<double>(acked_n * per_req) / send_s);
+  o.I("probes_visible", static_cast<int64_t>(lat.size()));
+  o.D("p50_ms", Pct(lat, 0.5)).D("p99_ms", Pct(lat, 0.99)).D("max_ms", Pct(lat, 1.0));
   if (!error.empty()) o.S("error", error);
   return o;
 }
@@ -963,6 +1095,7 @@ int Bench::Run() {
   stage("rebuild", [&] { return Rebuild(); });
   stage("correctness_after_rebuild", [&] { return Correctness("after rebuild"); });
   stage("sql_baseline", [&] { return SqlBaseline(); });
+  if (f_.Int("steady-seconds", 60) > 0) stage("steady_freshness", [&] { return SteadyFreshness(); });
   stage("memory", [&] { return Memory(); });
   {
     std::ifstream la("/proc/loadavg");

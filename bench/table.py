@@ -28,13 +28,21 @@ def rows(r):
         ("2. freshness ack -> LookupPerson p50 / p99 (ms)",
          f(g(r, "freshness", "p50_ms"), "{:.0f}") + " / " + f(g(r, "freshness", "p99_ms"), "{:.0f}")),
     ]
+    st = r.get("steady_freshness", {})
+    out.append((f"2. freshness p50 / p99 (ms) while ingesting {f(st.get('offered_events_per_s'))} events/s for "
+                f"{st.get('seconds', 'n/a')} s (achieved events/s)",
+                f(st.get("p50_ms"), "{:.0f}") + " / " + f(st.get("p99_ms"), "{:.0f}") +
+                f" ({f(st.get('achieved_events_per_s'))})"))
     for inc in ing.get("increments", []):
         b = inc.get("resolver_batches") or 0
         per = inc["resolver_seconds"] / b if b else None
+        eps = inc.get("resolver_events", 0) / inc["resolver_seconds"] if inc.get("resolver_seconds") else None
         out.append((f"3. one {inc.get('events', 0):,}-event resolver batch at {inc.get('identifiers_before', 0):,} identifiers (s)",
-                    f(per, "{:.2f}") + f" ({b:.0f} batch)"))
+                    f(per, "{:.2f}") + f" ({b:.0f} batch; {f(eps)} events/s)"))
+    resolved, streamed = ing.get("ingest_start_to_all_resolved_s"), ing.get("stream_seconds")
     out += [
-        ("3. ingest start -> everything resolved (s)", f(ing.get("ingest_start_to_all_resolved_s"), "{:.1f}")),
+        ("3. ingest start -> everything resolved (s)", f(resolved, "{:.1f}")),
+        ("3. ... divided by the ingest (stream) time", f(resolved / streamed if resolved and streamed else None, "{:.2f}x")),
         ("4. full rebuild, nexusd (s, median)", f(reb.get("seconds_median"), "{:.2f}")),
         ("4. SQL min-label propagation (s, median; rounds)",
          f(sqlb.get("seconds_median"), "{:.2f}") + f"; {sqlb.get('rounds', 'n/a')}"),
@@ -53,6 +61,8 @@ def rows(r):
         ("6. nexusd vs SQL baseline partition", "same" if sqlb.get("same_partition_as_nexus") else "DIFFERENT"),
         ("7. peak RSS nexusd (MiB)", f(g(r, "memory", "nexusd_vmhwm_mib"))),
         ("7. peak RSS PostgreSQL, sum of processes (MiB)", f(g(r, "memory", "postgres_vmhwm_sum_mib"))),
+        ("7. graph load at restart (s); nexusd RSS after it (MiB)",
+         f(g(r, "graph_load", "seconds"), "{:.1f}") + "; " + f(g(r, "graph_load", "vmhwm_mib"))),
     ]
     return out
 
