@@ -8,6 +8,7 @@
 #include <iostream>
 #include <pqxx/pqxx>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "nexus/v1/ingest.grpc.pb.h"
@@ -44,6 +45,19 @@ const std::vector<std::pair<std::string, std::string>> kResolvedTables = {
      "released_at IS NOT NULL"},
     {"resolver_state", "watermark_xid, watermark_event_id, next_birth_seq, persons_count, groups_count"},
 };
+
+/// The first line where two dumps of a table differ, for a readable failure.
+std::string FirstDifference(const std::string& a, const std::string& b) {
+  std::istringstream x(a), y(b);
+  std::string l, r;
+  for (int line = 1;; ++line) {
+    const bool more_l = static_cast<bool>(std::getline(x, l)), more_r = static_cast<bool>(std::getline(y, r));
+    if (!more_l && !more_r) return "(equal)";
+    if (!more_l) l = "(end)";
+    if (!more_r) r = "(end)";
+    if (l != r) return "line " + std::to_string(line) + ":\n  incremental: " + l + "\n  rebuilt:     " + r;
+  }
+}
 
 uint64_t SeedFromEnv() {
   if (const char* s = std::getenv("NEXUS_SEED")) return std::strtoull(s, nullptr, 10);
@@ -187,7 +201,8 @@ class EngineDbTest : public PgTest {
     EXPECT_EQ(stats.events, QueryCount(url_, "SELECT 1 FROM events"));
     const auto rebuilt = Dump();
     for (const auto& [table, rows] : incremental) {
-      EXPECT_TRUE(rows == rebuilt.at(table)) << "table " << table << " differs between incremental and rebuild";
+      EXPECT_TRUE(rows == rebuilt.at(table)) << "table " << table << " differs between incremental and rebuild, "
+                                             << FirstDifference(rows, rebuilt.at(table));
     }
     // After the rebuild the resident graph is the rebuilt one: more incremental work still matches.
     for (int i = 0; i < 10; ++i) Ingest({RandomEvent(rng, n++)});
@@ -196,7 +211,8 @@ class EngineDbTest : public PgTest {
     store_->Rebuild(protection_);
     const auto again = Dump();
     for (const auto& [table, rows] : after) {
-      EXPECT_TRUE(rows == again.at(table)) << "table " << table << " differs after incremental on a rebuilt graph";
+      EXPECT_TRUE(rows == again.at(table)) << "table " << table << " differs after incremental on a rebuilt graph, "
+                                           << FirstDifference(rows, again.at(table));
     }
   }
 
@@ -243,7 +259,8 @@ TEST_F(EngineDbTest, FailedBatchDropsTheGraphAndTheReloadAgreesWithTheDatabase) 
   store_->Rebuild(protection_);
   const auto rebuilt = Dump();
   for (const auto& [table, rows] : incremental) {
-    EXPECT_TRUE(rows == rebuilt.at(table)) << "table " << table << " differs between incremental and rebuild";
+    EXPECT_TRUE(rows == rebuilt.at(table)) << "table " << table << " differs between incremental and rebuild, "
+                                           << FirstDifference(rows, rebuilt.at(table));
   }
 }
 
