@@ -173,6 +173,7 @@ struct Engine::Impl {
   // ---- per-batch bookkeeping (cleared by BeginBatch) ----
   struct BatchMarks {
     std::unordered_map<uint32_t, std::vector<FinalValue>> finals_before;  // cluster -> finals at first touch
+    std::unordered_map<uint32_t, std::vector<TraitWin>> traits_before;    // existing cluster -> winners then
     std::vector<uint32_t> existing_limit;  // clusters below this index existed before the batch (per kind)
     std::unordered_set<uint32_t> changed_idents;
     std::vector<uint32_t> new_idents;
@@ -190,7 +191,18 @@ struct Engine::Impl {
   std::unordered_set<uint32_t> mem_marks;
   std::vector<std::tuple<int64_t, uint32_t, uint32_t>> resolved_mems;  // row, person cluster, group cluster
   Interner roles;
-  bool sightings = true;  // false while applying a released edge
+  struct PendingTrait {
+    EntityKind kind;
+    std::string entity_id, name;
+    RowKey key;
+  };
+  struct PendingMem {
+    std::string person_id, group_id;
+    int64_t established_us;
+    RowKey role;
+  };
+  std::vector<PendingTrait> pending_traits;  // loaded, attached in FinishLoad
+  std::vector<PendingMem> pending_mems;
 
   Impl(std::string s, int64_t next) : salt(std::move(s)), next_birth_seq(next) {
     for (EntityKind k : {EntityKind::kPerson, EntityKind::kGroup}) {
@@ -276,6 +288,7 @@ struct Engine::Impl {
     auto& m = marks[Idx(s.kind)];
     if (m.finals_before.count(c)) return;
     m.finals_before.emplace(c, c < m.existing_limit[0] ? Finals(s, c) : std::vector<FinalValue>{});
+    if (c < m.existing_limit[0]) m.traits_before.emplace(c, s.clusters[c].traits);
   }
 
   bool LatestBetter(const KindState& s, uint32_t a, uint32_t b) const {
@@ -425,7 +438,8 @@ struct Engine::Impl {
   /// Unites the components of `ids` (plus the components earlier events saw under the edge_id).
   /// `ids` are interned identifiers; `is_new[i]` says ids[i] was interned by this edge (no cluster yet).
   void ApplyEdge(KindState& s, const std::string& event_id, uint32_t event_pos, const std::string& edge_id,
-                 const std::vector<uint32_t>& ids, const std::vector<bool>& is_new, bool force, const Caps& caps) {
+                 const std::vector<uint32_t>& ids, const std::vector<bool>& is_new, bool force, const Caps& caps,
+                 const std::vector<uint32_t>* extra_roots = nullptr) {
     auto& m = marks[Idx(s.kind)];
     std::vector<uint32_t> fresh, roots;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -437,7 +451,12 @@ struct Engine::Impl {
       if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
     }
     std::vector<uint32_t> prior;
-    if (auto it = s.edges.find(edge_id); it != s.edges.end()) {
+    if (extra_roots) {  // a released edge: the components recorded when it was quarantined, not the edge_id's
+      for (uint32_t c : *extra_roots) {
+        const uint32_t r = Find(s, c);
+        if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
+      }
+    } else if (auto it = s.edges.find(edge_id); it != s.edges.end()) {
       prior.push_back(it->second.first);
       if (it->second.more != kNone) {
         const auto& more = s.more_reps[it->second.more];
@@ -678,6 +697,12 @@ struct Engine::Impl {
         const Cluster& cl = s.clusters[c];
         auto it = std::find_if(cl.traits.begin(), cl.traits.end(), [&](const TraitWin& w) { return w.name == name; });
         if (it == cl.traits.end()) continue;
+        // Unchanged when the entity existed and already had this winner (e.g. it won against an absorbed one).
+        if (auto b = m.traits_before.find(c); b != m.traits_before.end()) {
+          auto was =
+              std::find_if(b->second.begin(), b->second.end(), [&](const TraitWin& w) { return w.name == name; });
+          if (was != b->second.end() && was->key.row_id == it->key.row_id) continue;
+        }
         d.traits.push_back({IdOf(s, c), names.Name(name), it->key.row_id});
       }
       // Participants, deduplicated per (event, entity, role).
@@ -797,7 +822,7 @@ BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protectio
 
 BatchDelta Engine::ApplyReleased(EntityKind kind, const std::string& event_id, const std::string& edge_id,
                                  const std::vector<std::pair<std::string, std::string>>& identifiers,
-                                 std::string* entity_id) {
+                                 const std::vector<std::string>& entity_ids, std::string* entity_id) {
   Impl& x = *impl_;
   x.BeginBatch();
   KindState& s = x.ks[Idx(kind)];
@@ -809,7 +834,20 @@ BatchDelta Engine::ApplyReleased(EntityKind kind, const std::string& event_id, c
     ids.push_back(i);
     is_new.push_back(false);
   }
-  if (!ids.empty()) x.ApplyEdge(s, event_id, 0, edge_id, ids, is_new, true, Caps{});
+  // The entities the edge would have joined, wherever they are now. Ids are not indexed (a release is rare):
+  // one pass over the clusters, absorbed ones included.
+  std::vector<uint32_t> extra;
+  for (const auto& id : entity_ids) {
+    const std::string prefix = KindPrefix(kind);
+    if (id.size() != prefix.size() + 26 || id.compare(0, prefix.size(), prefix) != 0) continue;
+    for (uint32_t c = 0; c < s.clusters.size(); ++c) {
+      if (std::equal(s.clusters[c].id.begin(), s.clusters[c].id.end(), id.begin() + 4)) {
+        extra.push_back(c);
+        break;
+      }
+    }
+  }
+  if (!ids.empty()) x.ApplyEdge(s, event_id, 0, edge_id, ids, is_new, true, Caps{}, &extra);
   BatchInput none;
   BatchDelta d = x.EndBatch(none);
   if (entity_id) *entity_id = ids.empty() ? "" : Impl::IdOf(s, x.RootOf(s, ids.front()));
@@ -867,21 +905,33 @@ void Engine::LoadTraitWinner(EntityKind kind, const std::string& entity_id, cons
                              int64_t occurred_us, int64_t ingested_us, int64_t row_id) {
   Impl& x = *impl_;
   KindState& s = x.ks[Idx(kind)];
-  auto ent = s.load_ids.find(entity_id);
-  if (ent == s.load_ids.end()) return;
-  x.OfferTrait(s, ent->second, x.names.Id(name), {occurred_us, ingested_us, row_id});
+  x.pending_traits.push_back({kind, entity_id, name, {occurred_us, ingested_us, row_id}});
+  (void)s;
 }
 
 void Engine::LoadMembership(const std::string& person_id, const std::string& group_id, int64_t established_us,
                             int64_t role_occurred_us, int64_t role_ingested_us, int64_t role_row_id) {
-  Impl& x = *impl_;
-  auto p = x.ks[0].load_ids.find(person_id);
-  auto g = x.ks[1].load_ids.find(group_id);
-  if (p == x.ks[0].load_ids.end() || g == x.ks[1].load_ids.end()) return;
-  x.OfferMembership(p->second, g->second, established_us, {role_occurred_us, role_ingested_us, role_row_id}, false);
+  impl_->pending_mems.push_back(
+      {person_id, group_id, established_us, {role_occurred_us, role_ingested_us, role_row_id}});
 }
 
 void Engine::FinishLoad() {
+  Impl& x = *impl_;
+  // Trait winners and memberships may have been loaded before their entities: attach them now.
+  for (const auto& t : x.pending_traits) {
+    KindState& s = x.ks[Idx(t.kind)];
+    auto ent = s.load_ids.find(t.entity_id);
+    if (ent != s.load_ids.end()) x.OfferTrait(s, ent->second, x.names.Id(t.name), t.key);
+  }
+  for (const auto& m : x.pending_mems) {
+    auto p = x.ks[0].load_ids.find(m.person_id);
+    auto g = x.ks[1].load_ids.find(m.group_id);
+    if (p != x.ks[0].load_ids.end() && g != x.ks[1].load_ids.end()) {
+      x.OfferMembership(p->second, g->second, m.established_us, m.role, false);
+    }
+  }
+  x.pending_traits = {};
+  x.pending_mems = {};
   for (auto& s : impl_->ks) s.load_ids = {};
   impl_->BeginBatch();
 }

@@ -231,13 +231,17 @@ class Engine final {
   /// Resolves one batch with the given merge protection. Never throws for data reasons.
   BatchDelta Apply(const BatchInput& batch, const ProtectionConfig& protection);
 
-  /// Applies a quarantined edge an operator released, as a merge without caps. Its identifiers are not
-  /// sightings (first/last seen, participants stay those of the original events). Unknown identifiers are
-  /// ignored. `*entity_id` is set to the entity the edge ended in ("" when none of them is known).
+  /// Applies a quarantined edge an operator released, as a merge without caps: its identifiers and the
+  /// entities it would have joined when it was quarantined (QuarantineRecord::entity_ids, followed to where
+  /// they are now). Identifiers later events brought under the same edge_id are not part of it, as in a
+  /// rebuild that forces this edge. Its identifiers are not sightings (first/last seen and participants stay
+  /// those of the original events); unknown ones are ignored. `*entity_id`: where the edge ended ("" if none).
   BatchDelta ApplyReleased(EntityKind kind, const std::string& event_id, const std::string& edge_id,
-                           const std::vector<std::pair<std::string, std::string>>& identifiers, std::string* entity_id);
+                           const std::vector<std::pair<std::string, std::string>>& identifiers,
+                           const std::vector<std::string>& entity_ids, std::string* entity_id);
 
-  // --- Loading a resolved state (from the database). Call Load* in any order, then FinishLoad(). ---
+  // --- Loading a resolved state (from the database). Entities before their identifiers and identifiers
+  // before their edge sightings; trait winners and memberships in any order. Then FinishLoad(). ---
   void LoadEntity(EntityKind kind, const std::string& id, int64_t identifier_count, int64_t birth_seq);
   /// `entity_id` must have been loaded. Returns false (and ignores the row) when it was not.
   bool LoadIdentifier(EntityKind kind, const std::string& type, const std::string& value, const std::string& entity_id,

@@ -621,10 +621,11 @@ std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resol
   (void)protection;  // a released edge is applied without caps
   std::string entity;
   OnSession(*impl_, holds_lock_, "release quarantined edge", [&](pqxx::work& tx, detail::PooledConnection& c) {
-    auto q = impl_->db.impl().Exec(tx, c, "resolver.quarantine_for_release",
-                                   "SELECT kind, event_id, edge_id, identifier_types, identifier_values, "
-                                   "released_at IS NOT NULL FROM quarantined_edges WHERE quarantine_id = $1 FOR UPDATE",
-                                   quarantine_id);
+    auto q = impl_->db.impl().Exec(
+        tx, c, "resolver.quarantine_for_release",
+        "SELECT kind, event_id, edge_id, identifier_types, identifier_values, "
+        "released_at IS NOT NULL, entity_ids FROM quarantined_edges WHERE quarantine_id = $1 FOR UPDATE",
+        quarantine_id);
     if (q.empty()) {
       throw StorageError(ErrorKind::kNotFound, "quarantined edge " + std::to_string(quarantine_id) + " not found");
     }
@@ -647,7 +648,8 @@ std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resol
     BatchIo io(impl_->db.impl(), tx, c);
     const State s = io.LoadState();
     if (!impl_->engine) impl_->engine = io.LoadEngine(s);
-    const resolver::BatchDelta d = impl_->engine->ApplyReleased(k.kind, q[0][1].c_str(), q[0][2].c_str(), ids, &entity);
+    const resolver::BatchDelta d =
+        impl_->engine->ApplyReleased(k.kind, q[0][1].c_str(), q[0][2].c_str(), ids, parse(q[0][6]), &entity);
     io.WriteDelta(d, {});
     impl_->db.impl().Exec(tx, c, "resolver.release_counts",
                           "UPDATE resolver_state SET next_birth_seq = $1, persons_count = persons_count + $2, "
