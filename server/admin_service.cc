@@ -1,7 +1,11 @@
 #include "server/admin_service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <future>
+#include <memory>
 
+#include "common/log.h"
 #include "server/rpc_util.h"
 #include "storage/resolver_store.h"
 
@@ -37,6 +41,11 @@ void FillQuarantine(const storage::QuarantinedEdgeInfo& q, v1::QuarantinedEdge* 
   out->set_released(q.released);
 }
 
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 grpc::Status NoResolver() {
   return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                       "the resolver does not run in this process (--resolver=false)");
@@ -57,22 +66,153 @@ grpc::Status AdminHandler::GetResolverStatus(const v1::GetResolverStatusRequest&
   return grpc::Status::OK;
 }
 
-grpc::Status AdminHandler::Rebuild(const v1::RebuildRequest&, v1::RebuildResponse* out) {
+grpc::Status AdminHandler::Rebuild(const v1::RebuildRequest& req, v1::RebuildResponse* out, bool* already_running) {
   if (!worker_) return NoResolver();
-  storage::RebuildStats stats;
+  {
+    std::lock_guard<std::mutex> lock(rebuild_mu_);
+    if (rebuild_ && rebuild_->state() == v1::RebuildOperation::RUNNING) {
+      if (already_running) *already_running = true;
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "a rebuild is already running: operation " + rebuild_->operation_id() + " (phase '" +
+                              rebuild_->phase() + "', " + std::to_string(rebuild_->events_done()) + "/" +
+                              std::to_string(rebuild_->events_total()) +
+                              " events); poll GetRebuildStatus or GET /v1/admin/resolver:rebuild");
+    }
+    if (rebuild_starting_) {
+      if (already_running) *already_running = true;
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "a rebuild is being started by another request; poll GetRebuildStatus");
+    }
+    rebuild_starting_ = true;
+  }
+  const std::string id = "rebuild-" + std::to_string(NowMicros());
+  using Outcome = std::pair<v1::RebuildOperation, grpc::Status>;
+  auto done = req.wait() ? std::make_shared<std::promise<Outcome>>() : nullptr;
+  auto result = done ? done->get_future() : std::future<Outcome>();
+  v1::RebuildOperation started;
   try {
-    worker_->RunExclusive([&](storage::ResolverStore& s) { stats = s.Rebuild(*protection_.Get()); },
-                          std::chrono::milliseconds(10000));
-  } catch (const storage::StorageError&) {
-    throw;
+    worker_->StartExclusive(
+        [&](storage::ResolverStore&) {  // on the resolver thread, lock held: the operation exists from here on
+          std::lock_guard<std::mutex> lock(rebuild_mu_);
+          rebuild_.emplace();
+          rebuild_->set_operation_id(id);
+          rebuild_->set_state(v1::RebuildOperation::RUNNING);
+          SetTimestamp(rebuild_->mutable_started_at(), NowMicros());
+          rebuild_starting_ = false;
+          started = *rebuild_;
+          metrics_.RebuildStarted();
+          log::Info("rebuild started", {{"operation_id", id}});
+        },
+        [this, id, done](storage::ResolverStore& store) {
+          auto outcome = RunRebuild(id, store);
+          if (done) done->set_value(std::move(outcome));
+        },
+        std::chrono::milliseconds(10000));
   } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lock(rebuild_mu_);
+    rebuild_starting_ = false;
+    if (const auto* se = dynamic_cast<const storage::StorageError*>(&e)) return ToStatus(*se);
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, e.what());
   }
-  out->set_persons(stats.persons);
-  out->set_groups(stats.groups);
-  out->set_identifiers(stats.identifiers);
-  out->set_seconds(stats.seconds);
+  if (!done) {
+    *out->mutable_operation() = std::move(started);
+    return grpc::Status::OK;
+  }
+  auto [op, status] = result.get();  // the rebuild always finishes (or is cancelled at shutdown)
+  if (!status.ok()) return status;
+  out->set_persons(op.persons());
+  out->set_groups(op.groups());
+  out->set_identifiers(op.identifiers());
+  out->set_seconds(op.seconds());
+  *out->mutable_operation() = std::move(op);
   return grpc::Status::OK;
+}
+
+std::pair<v1::RebuildOperation, grpc::Status> AdminHandler::RunRebuild(const std::string& id,
+                                                                       storage::ResolverStore& store) {
+  storage::RebuildControl control;
+  std::string last_phase;
+  control.on_progress = [&](const storage::RebuildProgress& p) {
+    std::function<void(const storage::RebuildProgress&)> observer;
+    {
+      std::lock_guard<std::mutex> lock(rebuild_mu_);
+      rebuild_->set_phase(p.phase);
+      rebuild_->set_events_done(p.events_done);
+      rebuild_->set_events_total(p.events_total);
+      observer = rebuild_observer_;
+    }
+    if (p.phase != last_phase) {
+      last_phase = p.phase;
+      log::Info("rebuild phase", {{"operation_id", id},
+                                  {"phase", p.phase},
+                                  {"events_done", static_cast<long long>(p.events_done)},
+                                  {"events_total", static_cast<long long>(p.events_total)}});
+    }
+    if (observer) observer(p);
+  };
+  control.cancelled = [w = worker_] { return w->stopping(); };
+  storage::RebuildStats stats;
+  grpc::Status status;
+  auto state = v1::RebuildOperation::SUCCEEDED;
+  try {
+    const auto protection = protection_.Get();
+    stats = store.Rebuild(*protection, control);
+  } catch (const storage::StorageError& e) {
+    const bool cancelled = e.kind() == storage::ErrorKind::kCancelled;
+    state = cancelled ? v1::RebuildOperation::CANCELLED : v1::RebuildOperation::FAILED;
+    status = cancelled ? grpc::Status(grpc::StatusCode::ABORTED,
+                                      "rebuild cancelled: nexusd is shutting down; rolled back, nothing was changed")
+                       : ToStatus(e);
+  } catch (const std::exception& e) {
+    state = v1::RebuildOperation::FAILED;
+    status = grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+  }
+  v1::RebuildOperation op;
+  {
+    std::lock_guard<std::mutex> lock(rebuild_mu_);
+    rebuild_->set_state(state);
+    SetTimestamp(rebuild_->mutable_finished_at(), NowMicros());
+    if (status.ok()) {
+      rebuild_->set_events_done(stats.events);
+      rebuild_->set_events_total(std::max(stats.events, rebuild_->events_total()));
+      rebuild_->set_persons(stats.persons);
+      rebuild_->set_groups(stats.groups);
+      rebuild_->set_identifiers(stats.identifiers);
+      rebuild_->set_seconds(stats.seconds);
+    } else {
+      rebuild_->set_error(status.error_message());
+    }
+    op = *rebuild_;
+  }
+  const std::string result = state == v1::RebuildOperation::SUCCEEDED   ? "succeeded"
+                             : state == v1::RebuildOperation::CANCELLED ? "cancelled"
+                                                                        : "failed";
+  metrics_.RebuildFinished(result);
+  if (status.ok()) {
+    log::Info("rebuild succeeded", {{"operation_id", id},
+                                    {"persons", static_cast<long long>(stats.persons)},
+                                    {"groups", static_cast<long long>(stats.groups)},
+                                    {"identifiers", static_cast<long long>(stats.identifiers)},
+                                    {"seconds", stats.seconds}});
+  } else {
+    log::Warn("rebuild " + result + "; rolled back", {{"operation_id", id}, {"cause", status.error_message()}});
+  }
+  return {std::move(op), status};
+}
+
+grpc::Status AdminHandler::GetRebuildStatus(const v1::GetRebuildStatusRequest&, v1::RebuildOperation* out) {
+  if (!worker_) return NoResolver();
+  std::lock_guard<std::mutex> lock(rebuild_mu_);
+  if (!rebuild_) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no rebuild has run in this process since it started");
+  }
+  *out = *rebuild_;
+  return grpc::Status::OK;
+}
+
+void AdminHandler::SetRebuildObserverForTesting(std::function<void(const storage::RebuildProgress&)> observer) {
+  std::lock_guard<std::mutex> lock(rebuild_mu_);
+  rebuild_observer_ = std::move(observer);
 }
 
 grpc::Status AdminHandler::ListQuarantinedEdges(const v1::ListQuarantinedEdgesRequest& req,
@@ -134,6 +274,10 @@ grpc::Status AdminServiceImpl::GetResolverStatus(grpc::ServerContext*, const v1:
 }
 grpc::Status AdminServiceImpl::Rebuild(grpc::ServerContext*, const v1::RebuildRequest* r, v1::RebuildResponse* o) {
   return HandleRpc(m_, "Rebuild", [&] { return h_.Rebuild(*r, o); });
+}
+grpc::Status AdminServiceImpl::GetRebuildStatus(grpc::ServerContext*, const v1::GetRebuildStatusRequest* r,
+                                                v1::RebuildOperation* o) {
+  return HandleRpc(m_, "GetRebuildStatus", [&] { return h_.GetRebuildStatus(*r, o); });
 }
 grpc::Status AdminServiceImpl::ListQuarantinedEdges(grpc::ServerContext*, const v1::ListQuarantinedEdgesRequest* r,
                                                     v1::ListQuarantinedEdgesResponse* o) {

@@ -2,6 +2,12 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+
 #include "nexus/v1/admin.grpc.pb.h"
 #include "server/metrics.h"
 #include "server/protection_holder.h"
@@ -16,20 +22,34 @@ namespace nexus::server {
 /// Operator logic shared by gRPC and HTTP: resolver status, rebuild, quarantine, config reload.
 class AdminHandler final {
  public:
-  AdminHandler(storage::Database& db, ResolverWorker* worker, ProtectionHolder& protection)
-      : db_(db), worker_(worker), protection_(protection) {}
+  AdminHandler(storage::Database& db, ResolverWorker* worker, ProtectionHolder& protection, Metrics& metrics)
+      : db_(db), worker_(worker), protection_(protection), metrics_(metrics) {}
 
   grpc::Status GetResolverStatus(const v1::GetResolverStatusRequest& req, v1::ResolverStatus* out);
-  grpc::Status Rebuild(const v1::RebuildRequest& req, v1::RebuildResponse* out);
+  /// Starts a rebuild on the resolver thread and returns its RUNNING operation (see admin.proto). Sets
+  /// `*already_running` when refused because one runs (HTTP answers 409 for that).
+  grpc::Status Rebuild(const v1::RebuildRequest& req, v1::RebuildResponse* out, bool* already_running = nullptr);
+  grpc::Status GetRebuildStatus(const v1::GetRebuildStatusRequest& req, v1::RebuildOperation* out);
   grpc::Status ListQuarantinedEdges(const v1::ListQuarantinedEdgesRequest& req, v1::ListQuarantinedEdgesResponse* out);
   grpc::Status ReleaseQuarantinedEdge(const v1::ReleaseQuarantinedEdgeRequest& req,
                                       v1::ReleaseQuarantinedEdgeResponse* out);
   grpc::Status ReloadConfig(const v1::ReloadConfigRequest& req, v1::ReloadConfigResponse* out);
 
+  /// Tests: called on the resolver thread with each progress report of a rebuild, after it was recorded.
+  void SetRebuildObserverForTesting(std::function<void(const storage::RebuildProgress&)> observer);
+
  private:
+  /// Runs the rebuild `id` on the resolver thread and records how it ended.
+  std::pair<v1::RebuildOperation, grpc::Status> RunRebuild(const std::string& id, storage::ResolverStore& store);
+
   storage::Database& db_;
   ResolverWorker* worker_;  ///< null when this process does not run the resolver
   ProtectionHolder& protection_;
+  Metrics& metrics_;
+  std::mutex rebuild_mu_;                        // guards the members below
+  bool rebuild_starting_ = false;                ///< a Rebuild call is waiting for its start
+  std::optional<v1::RebuildOperation> rebuild_;  ///< the running or the last one
+  std::function<void(const storage::RebuildProgress&)> rebuild_observer_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::Service {
@@ -38,6 +58,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status GetResolverStatus(grpc::ServerContext*, const v1::GetResolverStatusRequest* r,
                                  v1::ResolverStatus* o) override;
   grpc::Status Rebuild(grpc::ServerContext*, const v1::RebuildRequest* r, v1::RebuildResponse* o) override;
+  grpc::Status GetRebuildStatus(grpc::ServerContext*, const v1::GetRebuildStatusRequest* r,
+                                v1::RebuildOperation* o) override;
   grpc::Status ListQuarantinedEdges(grpc::ServerContext*, const v1::ListQuarantinedEdgesRequest* r,
                                     v1::ListQuarantinedEdgesResponse* o) override;
   grpc::Status ReleaseQuarantinedEdge(grpc::ServerContext*, const v1::ReleaseQuarantinedEdgeRequest* r,

@@ -83,7 +83,7 @@ void App::Start() {
   ingest_ = std::make_unique<IngestHandler>(*ingest_store_, *metrics_, config_.limits, *protection_,
                                             [worker] { if (worker) worker->Wake(); });
   query_ = std::make_unique<QueryHandler>(*query_store_, *metrics_);
-  admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_);
+  admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_, *metrics_);
   ingest_service_ = std::make_unique<IngestServiceImpl>(*ingest_, *metrics_);
   query_service_ = std::make_unique<QueryServiceImpl>(*query_, *metrics_);
   admin_service_ = std::make_unique<AdminServiceImpl>(*admin_, *metrics_);
@@ -118,6 +118,9 @@ void App::Start() {
 void App::Shutdown() {
   if (stopped_.exchange(true)) return;
   log::Info("shutting down", {{"grace_ms", static_cast<long long>(config_.shutdown_grace.count())}});
+  // First, so that draining never waits for a rebuild: it is cancelled (rolls back at its next check) and
+  // queued resolver tasks fail; the batch in progress finishes.
+  if (resolver_) resolver_->RequestStop();
   if (grpc_server_) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     // Stops accepting; in-flight RPCs get until the deadline, then are cancelled.

@@ -40,8 +40,8 @@ class App final {
 
   /// Starts everything; throws std::runtime_error with a clear message when something cannot start.
   void Start();
-  /// Graceful stop: stop accepting, drain in-flight RPCs (bounded by shutdown_grace), let the resolver
-  /// finish its batch, stop the embedded PostgreSQL.
+  /// Graceful stop: cancel a running rebuild, stop accepting, drain in-flight RPCs (bounded by shutdown_grace),
+  /// let the resolver finish its batch, stop the embedded PostgreSQL.
   void Shutdown();
 
   int grpc_port() const { return grpc_port_; }
@@ -52,6 +52,7 @@ class App final {
   ProtectionHolder& protection() { return *protection_; }
   /// Null when --resolver=false.
   ResolverWorker* resolver() { return resolver_.get(); }
+  AdminHandler& admin() { return *admin_; }
   bool Ready(std::string* why);
 
  private:

@@ -148,6 +148,8 @@ const std::vector<Option>& Options() {
     });
     add("rebuild", "false", "recompute all resolution from the core log, then exit",
         [](Config& c, const std::string& v) { return ParseBool(v, &c.rebuild); }, true);
+    add("rebuild-lock-wait", "30s", "--rebuild: exit (status 3) when another process holds the resolver lock this long",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.rebuild_lock_wait); });
     return o;
   }();
   return kOptions;

@@ -36,6 +36,7 @@ struct Config {
   std::chrono::milliseconds shutdown_grace{10000};
   int http_threads = 4;
   bool rebuild = false;                     ///< run a full rebuild and exit
+  std::chrono::milliseconds rebuild_lock_wait{30000};  ///< --rebuild: give up when the lock stays taken
 };
 
 /// One documented option: its flag, environment variable, default and meaning.

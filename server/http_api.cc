@@ -67,10 +67,22 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
         return admin_->GetResolverStatus(v1::GetResolverStatusRequest(), out);
       });
     });
-    Add("POST", "/v1/admin/resolver:rebuild", [this](const HttpRequest&, const PathParams&) {
-      return JsonCall<v1::RebuildResponse>([&](v1::RebuildResponse* out) {
-        return admin_->Rebuild(v1::RebuildRequest(), out);
-      });
+    Add("POST", "/v1/admin/resolver:rebuild", [this](const HttpRequest& req, const PathParams&) {
+      v1::RebuildRequest in;  // body optional: {"wait": true}
+      if (!req.body.empty()) {
+        if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+      }
+      v1::RebuildResponse out;
+      bool already_running = false;
+      const grpc::Status s = admin_->Rebuild(in, &out, &already_running);
+      if (s.ok()) return HttpResponse{200, "application/json", ToJson(out)};
+      HttpResponse r = Error(s);
+      if (already_running) r.status = 409;  // FAILED_PRECONDITION is 400 elsewhere; a running one is a conflict
+      return r;
+    });
+    Add("GET", "/v1/admin/resolver:rebuild", [this](const HttpRequest&, const PathParams&) {
+      return JsonCall<v1::RebuildOperation>(
+          [&](v1::RebuildOperation* out) { return admin_->GetRebuildStatus(v1::GetRebuildStatusRequest(), out); });
     });
     Add("GET", "/v1/admin/quarantine", [this](const HttpRequest& req, const PathParams&) {
       v1::ListQuarantinedEdgesRequest in;

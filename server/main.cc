@@ -1,4 +1,6 @@
 // nexusd: builds the objects and hands them to each other; all logic lives elsewhere.
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -11,6 +13,7 @@
 #include "server/resolver_worker.h"
 #include "storage/database.h"
 #include "storage/embedded_postgres.h"
+#include "storage/errors.h"
 #include "storage/migrations.h"
 #include "storage/resolver_store.h"
 
@@ -18,8 +21,46 @@ extern char** environ;
 
 namespace {
 
+// Exit statuses of --rebuild besides 0 (done), 1 (failed, cause logged) and 2 (bad configuration).
+constexpr int kExitLockHeld = 3;   // another process held the resolver lock for --rebuild-lock-wait
+constexpr int kExitCancelled = 4;  // SIGINT/SIGTERM: rolled back, nothing changed
+
+/// Watches for SIGINT/SIGTERM (main blocks them in every thread) while --rebuild runs.
+class SignalWatcher {
+ public:
+  SignalWatcher() : thread_([this] { Run(); }) {}
+  ~SignalWatcher() {
+    done_ = true;
+    thread_.join();
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+  bool cancelled() const { return signal_.load() != 0; }
+  const char* name() const { return signal_.load() == SIGINT ? "SIGINT" : "SIGTERM"; }
+
+ private:
+  void Run() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    const timespec tick{0, 100 * 1000 * 1000};
+    while (!done_) {
+      const int sig = sigtimedwait(&set, nullptr, &tick);
+      if ((sig == SIGINT || sig == SIGTERM) && signal_.exchange(sig) == 0) {
+        nexus::log::Warn("signal received; cancelling the rebuild", {{"signal", name()}});
+      }
+    }
+  }
+  std::atomic<bool> done_{false};
+  std::atomic<int> signal_{0};
+  std::thread thread_;  // last: starts once the flags exist
+};
+
 int RunRebuild(const nexus::server::Config& cfg) {
   using namespace nexus;
+  using Clock = std::chrono::steady_clock;
+  SignalWatcher signals;
   std::unique_ptr<storage::EmbeddedPostgres> embedded;
   std::string url = cfg.database_url;
   if (url.empty()) {
@@ -33,11 +74,51 @@ int RunRebuild(const nexus::server::Config& cfg) {
   storage::Database db({url, 2, std::chrono::milliseconds(10000)}, nullptr);
   storage::Migrate(db);
   storage::ResolverStore store(db, url);
-  for (int i = 0; !store.TryAcquireLock(); ++i) {
-    if (i == 0) log::Info("waiting for the resolver lock (another nexusd resolves)");
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+  const auto deadline = Clock::now() + cfg.rebuild_lock_wait;
+  for (bool logged = false; !store.TryAcquireLock();) {
+    if (signals.cancelled()) {
+      log::Warn("rebuild cancelled while waiting for the resolver lock; nothing was changed",
+                {{"signal", signals.name()}});
+      return kExitCancelled;
+    }
+    if (Clock::now() >= deadline) {
+      log::Error(
+          "another process holds the resolver lock (a nexusd resolver or another --rebuild); gave up, "
+          "nothing was changed. Stop it, or start the rebuild on it: POST /v1/admin/resolver:rebuild",
+          {{"rebuild_lock_wait_ms", static_cast<long long>(cfg.rebuild_lock_wait.count())}});
+      return kExitLockHeld;
+    }
+    if (!logged) {
+      log::Info("waiting for the resolver lock (another process holds it)",
+                {{"rebuild_lock_wait_ms", static_cast<long long>(cfg.rebuild_lock_wait.count())}});
+      logged = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  const auto st = store.Rebuild(*protection.Get());
+  log::Info("rebuild started");
+  storage::RebuildControl control;
+  std::string last_phase;
+  auto last_log = Clock::now();
+  control.on_progress = [&](const storage::RebuildProgress& p) {
+    if (p.phase == last_phase && Clock::now() - last_log < std::chrono::seconds(5)) return;
+    last_phase = p.phase;
+    last_log = Clock::now();
+    log::Info("rebuild progress", {{"phase", p.phase},
+                                   {"events_done", static_cast<long long>(p.events_done)},
+                                   {"events_total", static_cast<long long>(p.events_total)}});
+  };
+  control.cancelled = [&] { return signals.cancelled(); };
+  storage::RebuildStats st;
+  try {
+    st = store.Rebuild(*protection.Get(), control);
+  } catch (const storage::StorageError& e) {
+    if (e.kind() == storage::ErrorKind::kCancelled) {
+      log::Warn("rebuild cancelled; rolled back, nothing was changed", {{"signal", signals.name()}});
+      return kExitCancelled;
+    }
+    log::Error("rebuild failed; rolled back, nothing was changed", {{"cause", e.what()}});
+    return 1;
+  }
   log::Info("rebuild done", {{"persons", static_cast<long long>(st.persons)},
                              {"groups", static_cast<long long>(st.groups)},
                              {"identifiers", static_cast<long long>(st.identifiers)},

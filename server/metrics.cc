@@ -70,6 +70,8 @@ Metrics::Metrics(std::string version, std::string git_sha)
       resolver_active_(BuildGauge().Name("nexus_resolver_active").Help("1 when this replica holds the resolver lock").Register(*registry_).Add({})),
       resolver_lag_(BuildGauge().Name("nexus_resolver_watermark_lag_seconds").Help("Age of the oldest event not yet resolved (0 when caught up)").Register(*registry_).Add({})),
       resolver_pending_(BuildGauge().Name("nexus_resolver_events_pending").Help("Events ingested but not yet resolved").Register(*registry_).Add({})),
+      rebuild_running_(BuildGauge().Name("nexus_resolver_rebuild_running").Help("1 while a full rebuild runs in this process").Register(*registry_).Add({})),
+      rebuilds_(BuildCounter().Name("nexus_resolver_rebuilds_total").Help("Full rebuilds finished in this process, by result (succeeded, failed, cancelled)").Register(*registry_)),
       entities_(BuildGauge().Name("nexus_entities").Help("Current number of resolved entities, by kind").Register(*registry_)),
       db_pool_size_(BuildGauge().Name("nexus_db_pool_connections").Help("Open connections in the database pool").Register(*registry_).Add({})),
       db_pool_in_use_(BuildGauge().Name("nexus_db_pool_connections_in_use").Help("Pool connections currently lent out").Register(*registry_).Add({})),
@@ -90,6 +92,7 @@ Metrics::Metrics(std::string version, std::string git_sha)
     resolver_quarantined_.Add({{"kind", kind}});
     for (const char* outcome : {"born", "accreted", "merged"}) resolver_entities_.Add({{"kind", kind}, {"outcome", outcome}});
   }
+  for (const char* result : {"succeeded", "failed", "cancelled"}) rebuilds_.Add({{"result", result}});
   for (const char* table : {"events", "person_identifiers", "person_traits", "group_identifiers", "group_traits",
                             "membership_identifiers"}) {
     ingest_rows_.Add({{"table", table}});
@@ -161,6 +164,13 @@ void Metrics::ResolverStatus(bool active, double lag_seconds, double events_pend
 }
 
 void Metrics::ResolverError() { resolver_errors_.Increment(); }
+
+void Metrics::RebuildStarted() { rebuild_running_.Set(1); }
+
+void Metrics::RebuildFinished(std::string_view result) {
+  rebuild_running_.Set(0);
+  rebuilds_.Add({{"result", std::string(result)}}).Increment();
+}
 
 void Metrics::OnStatement(std::string_view name, double seconds, bool /*ok*/) {
   db_query_duration_.Add({{"statement", std::string(name)}}, LatencyBuckets()).Observe(seconds);

@@ -43,6 +43,8 @@ class Metrics final : public storage::StorageObserver {
   void ResolverQuarantined(std::string_view kind, double n);
   void ResolverStatus(bool active, double lag_seconds, double events_pending, double persons, double groups);
   void ResolverError();
+  void RebuildStarted();
+  void RebuildFinished(std::string_view result);  // succeeded|failed|cancelled
 
   // storage::StorageObserver
   void OnStatement(std::string_view name, double seconds, bool ok) override;
@@ -75,6 +77,8 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Gauge& resolver_active_;
   prometheus::Gauge& resolver_lag_;
   prometheus::Gauge& resolver_pending_;
+  prometheus::Gauge& rebuild_running_;
+  prometheus::Family<prometheus::Counter>& rebuilds_;
   prometheus::Family<prometheus::Gauge>& entities_;
   prometheus::Gauge& db_pool_size_;
   prometheus::Gauge& db_pool_in_use_;

@@ -15,13 +15,21 @@ ResolverWorker::~ResolverWorker() { Stop(); }
 void ResolverWorker::Start() {
   if (thread_.joinable()) return;
   stop_ = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    accepting_ = true;
+  }
   thread_ = std::thread([this] { Loop(); });
+}
+
+void ResolverWorker::RequestStop() {
+  stop_ = true;
+  Wake();
 }
 
 void ResolverWorker::Stop() {
   if (!thread_.joinable()) return;
-  stop_ = true;
-  Wake();
+  RequestStop();
   thread_.join();
 }
 
@@ -66,14 +74,14 @@ void ResolverWorker::Loop() {
   while (!stop_) {
     // Run queued exclusive tasks first (admin rebuild, release, ResolveNow).
     for (;;) {
-      std::packaged_task<void()> task;
+      Job job;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (tasks_.empty()) break;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
+        if (jobs_.empty()) break;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
       }
-      task();
+      RunJob(job);
     }
     bool did_work = false;
     try {
@@ -101,7 +109,7 @@ void ResolverWorker::Loop() {
       while (!stop_ && std::chrono::steady_clock::now() < deadline) {
         {
           std::lock_guard<std::mutex> lock(mu_);
-          if (woken_ || !tasks_.empty()) {
+          if (woken_ || !jobs_.empty()) {
             woken_ = false;
             break;
           }
@@ -114,44 +122,66 @@ void ResolverWorker::Loop() {
       }
     } else {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, options_.poll_interval, [this] { return woken_ || stop_ || !tasks_.empty(); });
+      cv_.wait_for(lock, options_.poll_interval, [this] { return woken_ || stop_ || !jobs_.empty(); });
       woken_ = false;
     }
   }
+  std::deque<Job> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    accepting_ = false;
+    left.swap(jobs_);
+  }
+  for (auto& job : left) RunJob(job);  // stop_ is set: each fails at once
   store_->Release();
   active_ = false;
   metrics_.ResolverStatus(false, 0, 0, 0, 0);
 }
 
-void ResolverWorker::RunExclusive(const std::function<void(storage::ResolverStore&)>& task,
-                                  std::chrono::milliseconds wait_for_lock) {
-  std::exception_ptr error;
-  std::packaged_task<void()> job([&] {
-    try {
-      const auto deadline = std::chrono::steady_clock::now() + wait_for_lock;
-      while (!store_->holds_lock() && !store_->TryAcquireLock()) {
-        if (std::chrono::steady_clock::now() >= deadline) {
-          throw std::runtime_error("another nexusd replica holds the resolver lock; ask that one");
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+void ResolverWorker::RunJob(Job& job) {
+  try {
+    const auto deadline = std::chrono::steady_clock::now() + job.wait_for_lock;
+    for (;;) {
+      if (stop_) throw std::runtime_error("the resolver is stopping (nexusd is shutting down)");
+      if (store_->holds_lock() || store_->TryAcquireLock()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        throw std::runtime_error("another nexusd replica holds the resolver lock; ask that one");
       }
-      active_ = true;
-      task(*store_);
-    } catch (...) {
-      error = std::current_exception();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-  });
-  auto done = job.get_future();
-  if (!thread_.joinable()) {
-    throw std::runtime_error("the resolver does not run in this process (--resolver=false)");
+    active_ = true;
+    if (job.start) job.start(*store_);
+  } catch (...) {
+    job.started.set_exception(std::current_exception());
+    return;
   }
+  job.started.set_value();
+  if (!job.then) return;
+  try {
+    job.then(*store_);
+  } catch (const std::exception& e) {  // `then` handles its own errors; this keeps the loop alive regardless
+    log::Error("resolver background task failed", {{"cause", e.what()}});
+  }
+}
+
+void ResolverWorker::StartExclusive(const std::function<void(storage::ResolverStore&)>& start,
+                                    std::function<void(storage::ResolverStore&)> then,
+                                    std::chrono::milliseconds wait_for_lock) {
+  Job job{start, std::move(then), wait_for_lock, {}};
+  auto started = job.started.get_future();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    tasks_.push_back(std::move(job));
+    if (stop_) throw std::runtime_error("the resolver is stopping (nexusd is shutting down)");
+    if (!accepting_) throw std::runtime_error("the resolver does not run in this process (--resolver=false)");
+    jobs_.push_back(std::move(job));
   }
   Wake();
-  done.wait();
-  if (error) std::rethrow_exception(error);
+  started.get();  // rethrows the job's error
+}
+
+void ResolverWorker::RunExclusive(const std::function<void(storage::ResolverStore&)>& task,
+                                  std::chrono::milliseconds wait_for_lock) {
+  StartExclusive(task, nullptr, wait_for_lock);
 }
 
 int64_t ResolverWorker::ResolveNow() {

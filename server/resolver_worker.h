@@ -37,21 +37,39 @@ class ResolverWorker final {
   ResolverWorker& operator=(const ResolverWorker&) = delete;
 
   void Start();
-  /// Lets the batch in progress finish (or roll back on error), then releases the lock.
+  /// Asks the loop to stop without waiting: a running rebuild sees `stopping()` and rolls back, queued
+  /// exclusive tasks fail, the batch in progress finishes (or rolls back on error).
+  void RequestStop();
+  /// RequestStop, then waits for the thread, which releases the lock.
   void Stop();
   /// Wakes the loop now (ingest committed something).
   void Wake();
   bool active() const { return active_.load(); }
+  /// True once Stop/RequestStop was called (the cancel hook of long exclusive tasks).
+  bool stopping() const { return stop_.load(); }
 
   /// Runs `task` on the worker thread while it holds the lock; throws std::runtime_error when this
-  /// replica does not hold it. Blocks until the task is done.
+  /// replica cannot take it within `wait_for_lock` or the worker is not running or stopping. Blocks until the
+  /// task is done.
   void RunExclusive(const std::function<void(storage::ResolverStore&)>& task,
                     std::chrono::milliseconds wait_for_lock = std::chrono::milliseconds(5000));
+  /// Like RunExclusive, but returns as soon as `start` has run on the worker thread (lock held); `then` runs
+  /// right after it on the same thread, in the background, and must handle its own errors. Errors of taking
+  /// the lock and of `start` are thrown here (and `then` does not run).
+  void StartExclusive(const std::function<void(storage::ResolverStore&)>& start,
+                      std::function<void(storage::ResolverStore&)> then, std::chrono::milliseconds wait_for_lock);
   /// Resolves until nothing is pending (tests, admin). Returns the events resolved.
   int64_t ResolveNow();
 
  private:
+  struct Job {
+    std::function<void(storage::ResolverStore&)> start;
+    std::function<void(storage::ResolverStore&)> then;
+    std::chrono::milliseconds wait_for_lock{0};
+    std::promise<void> started;  ///< set after `start` (or with the error)
+  };
   void Loop();
+  void RunJob(Job& job);
   void PublishStatus(bool force);
   void Record(const storage::BatchStats& s);
 
@@ -67,7 +85,8 @@ class ResolverWorker final {
   std::mutex mu_;
   std::condition_variable cv_;
   bool woken_ = false;
-  std::deque<std::packaged_task<void()>> tasks_;
+  bool accepting_ = false;  ///< guarded by mu_: the loop runs and takes jobs
+  std::deque<Job> jobs_;
   std::chrono::steady_clock::time_point last_status_{};
 };
 
