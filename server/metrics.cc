@@ -71,6 +71,9 @@ Metrics::Metrics(std::string version, std::string git_sha)
       resolver_lag_(BuildGauge().Name("nexus_resolver_watermark_lag_seconds").Help("Age of the oldest event not yet resolved (0 when caught up)").Register(*registry_).Add({})),
       resolver_pending_(BuildGauge().Name("nexus_resolver_events_pending").Help("Events ingested but not yet resolved").Register(*registry_).Add({})),
       rebuild_running_(BuildGauge().Name("nexus_resolver_rebuild_running").Help("1 while a full rebuild runs in this process").Register(*registry_).Add({})),
+      graph_identifiers_(BuildGauge().Name("nexus_resolver_graph_identifiers").Help("Identifiers held by this replica's resident graph (0 when it holds none)").Register(*registry_).Add({})),
+      graph_bytes_(BuildGauge().Name("nexus_resolver_graph_bytes").Help("Approximate memory of the resident graph, taken when it was loaded or rebuilt").Register(*registry_).Add({})),
+      graph_load_seconds_(BuildGauge().Name("nexus_resolver_graph_load_seconds").Help("How long the last load of the resident graph from the database took").Register(*registry_).Add({})),
       rebuilds_(BuildCounter().Name("nexus_resolver_rebuilds_total").Help("Full rebuilds finished in this process, by result (succeeded, failed, cancelled)").Register(*registry_)),
       entities_(BuildGauge().Name("nexus_entities").Help("Current number of resolved entities, by kind").Register(*registry_)),
       db_pool_size_(BuildGauge().Name("nexus_db_pool_connections").Help("Open connections in the database pool").Register(*registry_).Add({})),
@@ -164,6 +167,12 @@ void Metrics::ResolverStatus(bool active, double lag_seconds, double events_pend
 }
 
 void Metrics::ResolverError() { resolver_errors_.Increment(); }
+
+void Metrics::ResolverGraph(double identifiers, double bytes, double load_seconds) {
+  graph_identifiers_.Set(identifiers);
+  graph_bytes_.Set(bytes);
+  graph_load_seconds_.Set(load_seconds);
+}
 
 void Metrics::RebuildStarted() { rebuild_running_.Set(1); }
 

@@ -43,6 +43,8 @@ class Metrics final : public storage::StorageObserver {
   void ResolverQuarantined(std::string_view kind, double n);
   void ResolverStatus(bool active, double lag_seconds, double events_pending, double persons, double groups);
   void ResolverError();
+  /// The resident graph of this replica: identifiers held, approximate bytes, last load time (0 when none).
+  void ResolverGraph(double identifiers, double bytes, double load_seconds);
   void RebuildStarted();
   void RebuildFinished(std::string_view result);  // succeeded|failed|cancelled
 
@@ -78,6 +80,9 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Gauge& resolver_lag_;
   prometheus::Gauge& resolver_pending_;
   prometheus::Gauge& rebuild_running_;
+  prometheus::Gauge& graph_identifiers_;
+  prometheus::Gauge& graph_bytes_;
+  prometheus::Gauge& graph_load_seconds_;
   prometheus::Family<prometheus::Counter>& rebuilds_;
   prometheus::Family<prometheus::Gauge>& entities_;
   prometheus::Gauge& db_pool_size_;

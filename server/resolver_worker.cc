@@ -7,7 +7,11 @@ namespace nexus::server {
 
 ResolverWorker::ResolverWorker(storage::Database& db, std::string url, Metrics& metrics,
                                const ProtectionHolder& protection, Options options)
-    : db_(db), url_(std::move(url)), metrics_(metrics), protection_(protection), options_(options),
+    : db_(db),
+      url_(std::move(url)),
+      metrics_(metrics),
+      protection_(protection),
+      options_(options),
       store_(std::make_unique<storage::ResolverStore>(db, url_)) {}
 
 ResolverWorker::~ResolverWorker() { Stop(); }
@@ -50,7 +54,8 @@ void ResolverWorker::Record(const storage::BatchStats& s) {
     metrics_.ResolverRepointed(kind, static_cast<double>(k->repointed));
     metrics_.ResolverQuarantined(kind, static_cast<double>(k->quarantined));
   }
-  log::Debug("resolver batch", {{"events", static_cast<long long>(s.events)}, {"duration_s", s.seconds},
+  log::Debug("resolver batch", {{"events", static_cast<long long>(s.events)},
+                                {"duration_s", s.seconds},
                                 {"persons_born", static_cast<long long>(s.persons.born)},
                                 {"persons_merged", static_cast<long long>(s.persons.merged)},
                                 {"groups_born", static_cast<long long>(s.groups.born)}});
@@ -65,6 +70,8 @@ void ResolverWorker::PublishStatus(bool force) {
     const auto st = storage::ResolverStore::Status(db_);
     metrics_.ResolverStatus(active_, st.lag_seconds, static_cast<double>(st.events_pending),
                             static_cast<double>(st.persons), static_cast<double>(st.groups));
+    const auto g = store_->graph_info();
+    metrics_.ResolverGraph(static_cast<double>(g.identifiers), static_cast<double>(g.bytes), g.load_seconds);
   } catch (const std::exception& e) {
     log::Warn("resolver status unavailable", {{"cause", e.what()}});
   }

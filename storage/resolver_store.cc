@@ -1,6 +1,7 @@
 #include "storage/resolver_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <set>
@@ -500,15 +501,36 @@ struct ResolverStore::Impl {
   std::unique_ptr<detail::PooledConnection> session;  // holds the advisory lock; LISTENs
   std::unique_ptr<IngestReceiver> receiver;
   std::unique_ptr<resolver::Engine> engine;  // the resident graph; null until loaded, dropped on any error
+  double graph_load_seconds = 0;
+  // What graph_info() reports, refreshed on the resolver's thread whenever the graph changes (readable anywhere).
+  std::atomic<int64_t> info_identifiers{0}, info_bytes{0};
+  std::atomic<double> info_load_seconds{0};
+
+  Impl(Database& d, std::string u) : db(d), url(std::move(u)) {}
+  /// Drops the resident graph (it may hold what the database does not).
+  void DropGraph() {
+    engine.reset();
+    PublishGraph(0);
+  }
+  void PublishGraph(int64_t bytes) {
+    info_identifiers = engine ? static_cast<int64_t>(engine->identifier_count(EntityKind::kPerson) +
+                                                     engine->identifier_count(EntityKind::kGroup))
+                              : 0;
+    if (bytes >= 0) info_bytes = engine ? bytes : 0;
+    info_load_seconds = graph_load_seconds;
+  }
 };
 
-ResolverStore::ResolverStore(Database& db, std::string url)
-    : impl_(std::make_unique<Impl>(Impl{db, std::move(url), nullptr, nullptr, nullptr})) {}
+ResolverStore::GraphInfo ResolverStore::graph_info() const {
+  return {impl_->info_identifiers.load(), impl_->info_bytes.load(), impl_->info_load_seconds.load()};
+}
+
+ResolverStore::ResolverStore(Database& db, std::string url) : impl_(std::make_unique<Impl>(db, std::move(url))) {}
 
 ResolverStore::~ResolverStore() { Release(); }
 
 void ResolverStore::Release() {
-  impl_->engine.reset();
+  impl_->DropGraph();
   impl_->receiver.reset();
   impl_->session.reset();  // closing the session releases the lock
   holds_lock_ = false;
@@ -525,7 +547,7 @@ bool ResolverStore::TryAcquireLock() {
     holds_lock_ = n.exec("SELECT pg_try_advisory_lock(" + std::to_string(kResolverLockKey) + ")")[0][0].as<bool>();
     n.commit();
     if (holds_lock_ && !impl_->receiver) impl_->receiver = std::make_unique<IngestReceiver>(*impl_->session->conn);
-    if (!holds_lock_) impl_->engine.reset();
+    if (!holds_lock_) impl_->DropGraph();
     return holds_lock_;
   } catch (const std::exception& e) {
     Release();
@@ -559,10 +581,10 @@ void OnSession(ResolverStore::Impl& impl, bool& holds_lock, std::string_view wha
     fn(tx, *impl.session);
     tx.commit();
   } catch (const StorageError&) {
-    impl.engine.reset();
+    impl.DropGraph();
     throw;
   } catch (const std::exception& e) {
-    impl.engine.reset();
+    impl.DropGraph();
     std::string kind;
     StorageError mapped = detail::MapException(e, what, &kind);
     if (impl.db.observer()) impl.db.observer()->OnError(kind);
@@ -573,6 +595,23 @@ void OnSession(ResolverStore::Impl& impl, bool& holds_lock, std::string_view wha
     }
     throw mapped;
   }
+}
+
+/// Loads the resident graph when this session has none (after taking the lock, or after an error dropped it).
+void EnsureGraph(ResolverStore::Impl& impl, BatchIo& io, const State& s) {
+  if (impl.engine) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  impl.engine = io.LoadEngine(s);
+  impl.graph_load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto bytes = static_cast<int64_t>(impl.engine->MemoryBytes());
+  impl.PublishGraph(bytes);
+  log::Info("resolver graph loaded",
+            {{"persons", static_cast<long long>(impl.engine->entity_count(EntityKind::kPerson))},
+             {"groups", static_cast<long long>(impl.engine->entity_count(EntityKind::kGroup))},
+             {"identifiers", static_cast<long long>(impl.engine->identifier_count(EntityKind::kPerson) +
+                                                    impl.engine->identifier_count(EntityKind::kGroup))},
+             {"bytes", static_cast<long long>(bytes)},
+             {"seconds", impl.graph_load_seconds}});
 }
 
 KindStats ToStats(const resolver::KindStats& s, int64_t repointed) {
@@ -593,16 +632,7 @@ BatchStats ResolverStore::RunBatch(int64_t max_events, const resolver::Protectio
   OnSession(*impl_, holds_lock_, "resolver batch", [&](pqxx::work& tx, detail::PooledConnection& c) {
     BatchIo io(impl_->db.impl(), tx, c);
     const State s = io.LoadState();
-    if (!impl_->engine) {
-      const auto t0 = std::chrono::steady_clock::now();
-      impl_->engine = io.LoadEngine(s);
-      log::Info("resolver graph loaded",
-                {{"persons", static_cast<long long>(impl_->engine->entity_count(EntityKind::kPerson))},
-                 {"groups", static_cast<long long>(impl_->engine->entity_count(EntityKind::kGroup))},
-                 {"identifiers", static_cast<long long>(impl_->engine->identifier_count(EntityKind::kPerson) +
-                                                        impl_->engine->identifier_count(EntityKind::kGroup))},
-                 {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
-    }
+    EnsureGraph(*impl_, io, s);
     resolver::BatchInput in;
     const auto events = io.ReadBatch(s, max_events, &in);
     if (events.empty()) return;
@@ -613,6 +643,7 @@ BatchStats ResolverStore::RunBatch(int64_t max_events, const resolver::Protectio
     stats.persons = ToStats(d.kinds[0].stats, static_cast<int64_t>(d.kinds[0].AbsorbedExisting().size()));
     stats.groups = ToStats(d.kinds[1].stats, static_cast<int64_t>(d.kinds[1].AbsorbedExisting().size()));
   });
+  impl_->PublishGraph(-1);  // identifiers grew; bytes stay those measured at load
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;
 }
@@ -647,7 +678,7 @@ std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resol
     for (size_t i = 0; i < types.size() && i < values.size(); ++i) ids.emplace_back(types[i], values[i]);
     BatchIo io(impl_->db.impl(), tx, c);
     const State s = io.LoadState();
-    if (!impl_->engine) impl_->engine = io.LoadEngine(s);
+    EnsureGraph(*impl_, io, s);
     const resolver::BatchDelta d =
         impl_->engine->ApplyReleased(k.kind, q[0][1].c_str(), q[0][2].c_str(), ids, parse(q[0][6]), &entity);
     io.WriteDelta(d, {});
@@ -1155,6 +1186,7 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
     rebuilt = r.Run(protection, &out);
   });
   impl_->engine = std::move(rebuilt);  // the rebuilt graph is the resident one
+  impl_->PublishGraph(impl_->engine ? static_cast<int64_t>(impl_->engine->MemoryBytes()) : 0);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   log::Info("rebuild committed", {{"events", static_cast<long long>(out.events)},
                                   {"persons", static_cast<long long>(out.persons)},
@@ -1168,15 +1200,10 @@ ResolverStatusInfo ResolverStore::Status(Database& db) {
   db.impl().Run(
       "resolver status",
       [&](pqxx::work& tx, detail::PooledConnection& c) {
-        auto r = db.impl().Exec(
-        tx, c, "resolver.status",
-        "SELECT " NEXUS_TS_TO_US("s.watermark_ingested_at") ", s.watermark_event_id, s.batches_total, "
-        NEXUS_TS_TO_US("s.last_batch_at") ", s.persons_count, s.groups_count, "
-        "(SELECT count(*) FROM (SELECT 1 FROM events e WHERE e._ingest_xid >= s.watermark_xid AND (e._ingest_xid, e.event_id) > "
-        "  (s.watermark_xid, s.watermark_event_id) LIMIT 10000000) p), "
-        "coalesce(extract(epoch from now() - (SELECT e._ingested_at FROM events e WHERE e._ingest_xid >= s.watermark_xid AND (e._ingest_xid, e.event_id) > "
-        "  (s.watermark_xid, s.watermark_event_id) ORDER BY e._ingest_xid, e.event_id LIMIT 1)), 0)::float8 "
-        "FROM resolver_state s");
+        auto r = db.impl().Exec(tx, c, "resolver.status",
+                                "SELECT " NEXUS_TS_TO_US("watermark_ingested_at") ", watermark_event_id, batches_total, "
+                                NEXUS_TS_TO_US("last_batch_at") ", persons_count, groups_count, watermark_xid::text "
+                                "FROM resolver_state");
         const auto& row = r[0];
         if (!row[0].is_null()) out.watermark_ingested_at_us = row[0].as<int64_t>();
         out.watermark_event_id = row[1].c_str();
@@ -1184,8 +1211,19 @@ ResolverStatusInfo ResolverStore::Status(Database& db) {
         if (!row[3].is_null()) out.last_batch_at_us = row[3].as<int64_t>();
         out.persons = row[4].as<int64_t>();
         out.groups = row[5].as<int64_t>();
-        out.events_pending = row[6].as<int64_t>();
-        out.lag_seconds = std::max(0.0, row[7].as<double>());
+        // The backlog, with the watermark as literals: the planner then sees how few events lie past it and
+        // walks the _ingest_xid index (with the watermark as an unknown it scanned all events, ~1 s at 1M).
+        const std::string wx = tx.quote(row[6].c_str()) + "::xid8", we = tx.quote(out.watermark_event_id);
+        const std::string past = "FROM events e WHERE e._ingest_xid >= " + wx + " AND (e._ingest_xid, e.event_id) > (" +
+                                 wx + ", " + we + ")";
+        detail::StatementTimer t(db.observer(), "resolver.status_backlog");
+        auto p = tx.exec("SELECT (SELECT count(*) FROM (SELECT 1 " + past +
+                         " LIMIT 10000000) p), "
+                         "coalesce(extract(epoch from now() - (SELECT e._ingested_at " +
+                         past + " ORDER BY e._ingest_xid, e.event_id LIMIT 1)), 0)::float8");
+        t.Ok();
+        out.events_pending = p[0][0].as<int64_t>();
+        out.lag_seconds = std::max(0.0, p[0][1].as<double>());
       },
       1);
   return out;

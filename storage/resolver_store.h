@@ -16,12 +16,12 @@ class Database;
 
 /// What one resolver batch did, per kind (person, group).
 struct KindStats {
-  int64_t born = 0;        ///< new entities that survived the batch
-  int64_t accreted = 0;    ///< existing entities that gained identifiers
-  int64_t merged = 0;      ///< entities absorbed by merges
-  int64_t repointed = 0;   ///< rows repointed from absorbed ids to survivors
-  int64_t quarantined = 0; ///< edges not applied (caps)
-  int64_t identifiers = 0; ///< identifiers first seen in this batch
+  int64_t born = 0;         ///< new entities that survived the batch
+  int64_t accreted = 0;     ///< existing entities that gained identifiers
+  int64_t merged = 0;       ///< entities absorbed by merges
+  int64_t repointed = 0;    ///< rows repointed from absorbed ids to survivors
+  int64_t quarantined = 0;  ///< edges not applied (caps)
+  int64_t identifiers = 0;  ///< identifiers first seen in this batch
 };
 
 struct BatchStats {
@@ -104,6 +104,15 @@ class ResolverStore final {
   /// rolled back and the lock is considered lost if the connection broke).
   BatchStats RunBatch(int64_t max_events, const resolver::ProtectionConfig& protection);
 
+  /// The resident graph: identifiers held (0 when none is loaded), approximate bytes (taken at load or
+  /// rebuild) and how long the last load from the database took.
+  struct GraphInfo {
+    int64_t identifiers = 0;
+    int64_t bytes = 0;
+    double load_seconds = 0;
+  };
+  GraphInfo graph_info() const;
+
   /// Waits up to `timeout` for an ingest notification. Returns true when one arrived.
   bool WaitForIngest(std::chrono::milliseconds timeout);
 
@@ -119,8 +128,8 @@ class ResolverStore final {
 
   /// Status via the shared pool (works without the lock).
   static ResolverStatusInfo Status(Database& db);
-  static std::vector<QuarantinedEdgeInfo> ListQuarantined(Database& db, const std::string& kind,
-                                                          bool include_released, int64_t after_id, int limit);
+  static std::vector<QuarantinedEdgeInfo> ListQuarantined(Database& db, const std::string& kind, bool include_released,
+                                                          int64_t after_id, int limit);
 
   struct Impl;
 
