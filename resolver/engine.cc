@@ -174,13 +174,12 @@ struct Engine::Impl {
   struct BatchMarks {
     std::unordered_map<uint32_t, std::vector<FinalValue>> finals_before;  // cluster -> finals at first touch
     std::unordered_map<uint32_t, std::vector<TraitWin>> traits_before;    // existing cluster -> winners then
-    std::vector<uint32_t> existing_limit;  // clusters below this index existed before the batch (per kind)
+    uint32_t existing_limit = 0;  // clusters below this index existed before the batch (per kind)
     std::unordered_set<uint32_t> changed_idents;
     std::vector<uint32_t> new_idents;
     std::unordered_set<uint32_t> count_changed;
-    std::vector<std::pair<uint32_t, uint32_t>> trait_marks;  // (cluster, name)
-    std::vector<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t, int64_t>>
-        merges;                                                          // absorbed, into, event, edge#, count
+    std::vector<std::pair<uint32_t, uint32_t>> trait_marks;              // (cluster, name)
+    std::vector<std::tuple<uint32_t, uint32_t, int64_t>> merges;         // absorbed, merged into, absorbed size
     std::vector<std::pair<std::string, std::string>> merge_edges;        // (event_id, edge_id) per merge
     std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> participants;  // event, cluster, role(name id)
     std::vector<QuarantineRecord> quarantined;
@@ -287,8 +286,8 @@ struct Engine::Impl {
   void Touch(KindState& s, uint32_t c) {
     auto& m = marks[Idx(s.kind)];
     if (m.finals_before.count(c)) return;
-    m.finals_before.emplace(c, c < m.existing_limit[0] ? Finals(s, c) : std::vector<FinalValue>{});
-    if (c < m.existing_limit[0]) m.traits_before.emplace(c, s.clusters[c].traits);
+    m.finals_before.emplace(c, c < m.existing_limit ? Finals(s, c) : std::vector<FinalValue>{});
+    if (c < m.existing_limit) m.traits_before.emplace(c, s.clusters[c].traits);
   }
 
   bool LatestBetter(const KindState& s, uint32_t a, uint32_t b) const {
@@ -370,10 +369,8 @@ struct Engine::Impl {
     Cluster cl;
     cl.parent = c;
     cl.birth_seq = next_birth_seq++;
-    const Ident& founder = s.idents[fresh.front()];
     const std::string id =
         MakeEntityId(s.kind, salt, std::string(TypeOf(s, fresh.front())), std::string(ValueOf(s, fresh.front())));
-    (void)founder;
     std::copy(id.begin() + 4, id.end(), cl.id.begin());
     s.clusters.push_back(std::move(cl));
     ++s.live;
@@ -513,7 +510,7 @@ struct Engine::Impl {
       if (r == survivor) continue;
       Touch(s, r);
       Cluster& c = s.clusters[r];
-      m.merges.emplace_back(r, survivor, event_pos, 0, c.count);
+      m.merges.emplace_back(r, survivor, c.count);
       m.merge_edges.emplace_back(event_id, edge_id);
       c.parent = survivor;
       --s.live;
@@ -632,23 +629,21 @@ struct Engine::Impl {
     for (auto& s : ks) {
       auto& m = marks[Idx(s.kind)];
       m = BatchMarks{};
-      m.existing_limit = {static_cast<uint32_t>(s.clusters.size())};
+      m.existing_limit = static_cast<uint32_t>(s.clusters.size());
     }
     mem_marks.clear();
     resolved_mems.clear();
   }
 
-  BatchDelta EndBatch(const BatchInput& in) {
+  BatchDelta EndBatch() {
     BatchDelta out;
     for (auto& s : ks) {
       auto& m = marks[Idx(s.kind)];
       KindDelta& d = out.kinds[Idx(s.kind)];
-      const uint32_t limit = m.existing_limit[0];
+      const uint32_t limit = m.existing_limit;
       // Merges, with the final survivor.
       for (size_t i = 0; i < m.merges.size(); ++i) {
-        const auto& [absorbed, into, ev, unused, count] = m.merges[i];
-        (void)ev;
-        (void)unused;
+        const auto& [absorbed, into, count] = m.merges[i];
         d.merges.push_back({IdOf(s, absorbed), IdOf(s, into), IdOf(s, Find(s, into)), m.merge_edges[i].first,
                             m.merge_edges[i].second, count, absorbed < limit});
         if (absorbed < limit) --d.stats.entities_delta;
@@ -743,7 +738,6 @@ struct Engine::Impl {
       out.resolved_memberships.push_back({row, IdOf(ks[0], Find(ks[0], p)), IdOf(ks[1], Find(ks[1], g))});
     }
     out.next_birth_seq = next_birth_seq;
-    (void)in;
     return out;
   }
 
@@ -817,7 +811,7 @@ BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protectio
       x.OfferMembership(pr, gr, event.occurred_us, {event.occurred_us, event.ingested_us, r.row_id}, true);
     }
   }
-  return x.EndBatch(in);
+  return x.EndBatch();
 }
 
 BatchDelta Engine::ApplyReleased(EntityKind kind, const std::string& event_id, const std::string& edge_id,
@@ -848,8 +842,7 @@ BatchDelta Engine::ApplyReleased(EntityKind kind, const std::string& event_id, c
     }
   }
   if (!ids.empty()) x.ApplyEdge(s, event_id, 0, edge_id, ids, is_new, true, Caps{}, &extra);
-  BatchInput none;
-  BatchDelta d = x.EndBatch(none);
+  BatchDelta d = x.EndBatch();
   if (entity_id) *entity_id = ids.empty() ? "" : Impl::IdOf(s, x.RootOf(s, ids.front()));
   return d;
 }
@@ -903,10 +896,7 @@ void Engine::LoadEdgeSighting(EntityKind kind, const std::string& edge_id, const
 
 void Engine::LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name,
                              int64_t occurred_us, int64_t ingested_us, int64_t row_id) {
-  Impl& x = *impl_;
-  KindState& s = x.ks[Idx(kind)];
-  x.pending_traits.push_back({kind, entity_id, name, {occurred_us, ingested_us, row_id}});
-  (void)s;
+  impl_->pending_traits.push_back({kind, entity_id, name, {occurred_us, ingested_us, row_id}});
 }
 
 void Engine::LoadMembership(const std::string& person_id, const std::string& group_id, int64_t established_us,

@@ -129,8 +129,8 @@ struct FinalValue {
   std::optional<std::string> identifier_value;
   bool operator==(const FinalValue&) const = default;
 };
-/// The final-table row of an entity whose column values changed (or that is new). `columns` follows
-/// FinalColumns(kind).
+/// The final-table row of an entity whose column values changed; a new entity (whose row starts all NULL) is
+/// listed only when some column is not NULL. `columns` follows FinalColumns(kind).
 struct FinalRow {
   std::string entity_id;
   std::vector<FinalValue> columns;
@@ -207,7 +207,10 @@ const std::vector<std::string>& FinalColumns(EntityKind kind);
 /// - An edge is the non-blocked identifier rows of one (event, edge_id); an edge_id reused by a later event
 ///   also links to every component earlier events saw under it. Edges apply in log order.
 /// - An edge unites the components of its identifiers unless that breaks a cap (then it is quarantined and
-///   its unseen identifiers each stand alone); released edges skip the caps.
+///   its unseen identifiers each stand alone); released edges skip the caps. A union breaks a cap when its
+///   total is over the cap and larger than its largest existing part (a part already over a lowered cap is
+///   not split, but nothing joins it); unseen identifiers never count as a part already over.
+/// - A membership row resolves when both of its identifiers are resolved right after its own event.
 /// - Survivor of a union: more identifiers, then older (smaller birth_seq). A new component's id is
 ///   KindPrefix + StableId128(salt, its first identifier).
 /// - An identifier's first occurrence: smallest occurred_at, ties to the first consumed; last seen: largest.
