@@ -5,30 +5,30 @@
 //          [--pg-pid=P] [--size-name=small] [--out=FILE.json]
 //        nexus_bench gen --identifiers=N [--seed=42]     (prints world statistics)
 // Exit status: 0 when every correctness check matched exactly, 1 otherwise, 2 on usage errors.
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <dirent.h>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <netinet/in.h>
 #include <pqxx/pqxx>
 #include <set>
 #include <sstream>
 #include <string>
-#include <sys/socket.h>
 #include <thread>
-#include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -61,12 +61,14 @@ double Median(std::vector<double> v) { return Pct(std::move(v), 0.5); }
 std::string Q(const std::string& s) {
   std::string o = "\"";
   for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += c;
+    if (c == '"' || c == '\\')
+      o += '\\', o += c;
     else if (static_cast<unsigned char>(c) < 0x20) {
       char b[8];
       std::snprintf(b, sizeof b, "\\u%04x", c);
       o += b;
-    } else o += c;
+    } else
+      o += c;
   }
   return o + "\"";
 }
@@ -332,38 +334,42 @@ Obj Bench::CopyBaseline() {
   for (int rep = 0; rep < repeats; ++rep) {
     {
       pqxx::work tx(c);
-      tx.exec("TRUNCATE events, person_identifiers, person_traits, group_identifiers, group_traits, "
-              "membership_identifiers RESTART IDENTITY CASCADE");
+      tx.exec(
+          "TRUNCATE events, person_identifiers, person_traits, group_identifiers, group_traits, "
+          "membership_identifiers RESTART IDENTITY CASCADE");
       tx.commit();
     }
-    { pqxx::nontransaction nt(c); nt.exec("CHECKPOINT"); }
+    {
+      pqxx::nontransaction nt(c);
+      nt.exec("CHECKPOINT");
+    }
     rows = 0;
     const auto t0 = Clock::now();
     pqxx::work tx(c);
     {
-      pqxx::stream_to s(tx, "events", std::vector<std::string>{"event_id", "occurred_at", "event_name",
-                                                              "event_description", "event_type", "source", "value",
-                                                              "value_unit"});
+      pqxx::stream_to s(tx, "events",
+                        std::vector<std::string>{"event_id", "occurred_at", "event_name", "event_description",
+                                                 "event_type", "source", "value", "value_unit"});
       for (const auto* e : evs) {
         s << std::make_tuple(e->event_id, Ts(e->occurred_us), e->name,
-                             e->description.empty() ? std::optional<std::string>() : e->description, e->type,
-                             e->source, e->value ? std::optional<std::string>(N(*e->value)) : std::nullopt,
+                             e->description.empty() ? std::optional<std::string>() : e->description, e->type, e->source,
+                             e->value ? std::optional<std::string>(N(*e->value)) : std::nullopt,
                              e->unit.empty() ? std::optional<std::string>() : e->unit);
         ++rows;
       }
       s.complete();
     }
     auto ids = [&](const char* table, bool person) {
-      pqxx::stream_to s(tx, table, std::vector<std::string>{"event_id", "edge_id", "identifier_type",
-                                                           "identifier_value", "identifier_value_raw", "role",
-                                                           "source", "occurred_at"});
+      pqxx::stream_to s(tx, table,
+                        std::vector<std::string>{"event_id", "edge_id", "identifier_type", "identifier_value",
+                                                 "identifier_value_raw", "role", "source", "occurred_at"});
       for (const auto* e : evs) {
         const std::string ts = Ts(e->occurred_us);
         std::set<std::pair<std::string, std::string>> in_event;
         const auto& ms = person ? e->persons : e->groups;
         for (size_t m = 0; m < ms.size(); ++m) {
-          const std::string edge = ms[m].edge_id.empty() ? e->event_id + (person ? "#p" : "#g") + std::to_string(m)
-                                                         : ms[m].edge_id;
+          const std::string edge =
+              ms[m].edge_id.empty() ? e->event_id + (person ? "#p" : "#g") + std::to_string(m) : ms[m].edge_id;
           for (const auto& id : ms[m].ids) {
             s << std::make_tuple(e->event_id, edge, id.type, id.norm, id.raw, std::optional<std::string>(ms[m].role),
                                  e->source, ts);
@@ -382,13 +388,14 @@ Obj Bench::CopyBaseline() {
       s.complete();
     };
     auto traits = [&](const char* table, bool person) {
-      pqxx::stream_to s(tx, table, std::vector<std::string>{"event_id", "edge_id", "trait_name", "trait_value",
-                                                           "source", "occurred_at"});
+      pqxx::stream_to s(
+          tx, table,
+          std::vector<std::string>{"event_id", "edge_id", "trait_name", "trait_value", "source", "occurred_at"});
       for (const auto* e : evs) {
         const auto& ms = person ? e->persons : e->groups;
         for (size_t m = 0; m < ms.size(); ++m) {
-          const std::string edge = ms[m].edge_id.empty() ? e->event_id + (person ? "#p" : "#g") + std::to_string(m)
-                                                         : ms[m].edge_id;
+          const std::string edge =
+              ms[m].edge_id.empty() ? e->event_id + (person ? "#p" : "#g") + std::to_string(m) : ms[m].edge_id;
           for (const auto& [k, v] : ms[m].traits) {
             s << std::make_tuple(e->event_id, edge, k, v, e->source, Ts(e->occurred_us));
             ++rows;
@@ -402,14 +409,14 @@ Obj Bench::CopyBaseline() {
     ids("group_identifiers", false);
     traits("group_traits", false);
     {
-      pqxx::stream_to s(tx, "membership_identifiers",
-                        std::vector<std::string>{"event_id", "person_identifier", "person_identifier_type",
-                                                 "group_identifier", "group_identifier_type", "role", "source",
-                                                 "occurred_at"});
+      pqxx::stream_to s(
+          tx, "membership_identifiers",
+          std::vector<std::string>{"event_id", "person_identifier", "person_identifier_type", "group_identifier",
+                                   "group_identifier_type", "role", "source", "occurred_at"});
       for (const auto* e : evs)
         for (const auto& m : e->memberships) {
-          s << std::make_tuple(e->event_id, m.person.norm, m.person.type, m.group.norm, m.group.type, m.role,
-                               e->source, Ts(e->occurred_us));
+          s << std::make_tuple(e->event_id, m.person.norm, m.person.type, m.group.norm, m.group.type, m.role, e->source,
+                               Ts(e->occurred_us));
           ++rows;
         }
       s.complete();
@@ -535,7 +542,8 @@ Obj Bench::Ingest() {
       all.requests += s.requests, all.seconds += s.seconds;
       if (!s.error.empty()) all.error = s.error;
       seg_events.push_back(s.events);
-      segs.push_back(Obj().I("events", s.events).D("seconds", s.seconds).D("events_per_s", s.events / s.seconds).Str(4));
+      segs.push_back(
+          Obj().I("events", s.events).D("seconds", s.seconds).D("events_per_s", s.events / s.seconds).Str(4));
       pos = end;
     }
     if (c == cuts.size()) break;
@@ -680,8 +688,10 @@ Obj Bench::Freshness() {
   std::vector<double> lat;
   for (size_t q = 0; q < nreq; ++q)
     if (seen[q]) lat.push_back(Secs(ack[q], vis[q]) * 1000);
-  o.I("requests", static_cast<int64_t>(nreq)).I("events_per_request", static_cast<int64_t>(w_.fresh_requests.empty() ? 0 : w_.fresh_requests[0].size()));
-  o.D("offered_events_per_s", rate * (w_.fresh_requests.empty() ? 0 : static_cast<double>(w_.fresh_requests[0].size())));
+  o.I("requests", static_cast<int64_t>(nreq))
+      .I("events_per_request", static_cast<int64_t>(w_.fresh_requests.empty() ? 0 : w_.fresh_requests[0].size()));
+  o.D("offered_events_per_s",
+      rate * (w_.fresh_requests.empty() ? 0 : static_cast<double>(w_.fresh_requests[0].size())));
   o.I("probes_visible", static_cast<int64_t>(lat.size()));
   o.D("p50_ms", Pct(lat, 0.5)).D("p99_ms", Pct(lat, 0.99)).D("max_ms", Pct(lat, 1.0));
   if (!fin.ok()) o.S("error", "IngestEventStream: " + fin.error_message());
@@ -705,8 +715,8 @@ Obj Bench::SteadyFreshness() {
   std::string error;
   auto probe = [](int64_t q) { return "steady-probe-" + std::to_string(q); };
   const auto t0 = Clock::now();
-  const auto occurred = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto occurred =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   auto sender = [&](int64_t first, int64_t step) {
     auto stub = v1::IngestService::NewStub(NewChannel(2000));
     for (int64_t q = first; q < nreq; q += step) {
@@ -802,8 +812,8 @@ Obj Bench::Correctness(const std::string& label) {
   auto score = [&](const char* table, const char* idcol, const std::unordered_map<std::string, int64_t>& truth,
                    const char* kind) {
     Obj k;
-    std::unordered_map<std::string, int64_t> id_to_truth;      // resolved id -> truth entity
-    std::unordered_map<int64_t, std::string> truth_to_id;      // truth entity -> resolved id
+    std::unordered_map<std::string, int64_t> id_to_truth;  // resolved id -> truth entity
+    std::unordered_map<int64_t, std::string> truth_to_id;  // truth entity -> resolved id
     int64_t rows = 0, extra = 0, wrong_merge = 0, split = 0;
     std::unordered_set<std::string> present;
     auto r = tx.exec(std::string("SELECT identifier_type, identifier_value, ") + idcol + " FROM " + table);
@@ -825,8 +835,8 @@ Obj Bench::Correctness(const std::string& label) {
     std::unordered_set<int64_t> truth_entities;
     for (auto& [key, e] : truth) truth_entities.insert(e);
     const int64_t missing = static_cast<int64_t>(truth.size() - present.size());
-    const bool exact = extra == 0 && wrong_merge == 0 && split == 0 && missing == 0 &&
-                       id_to_truth.size() == truth_entities.size();
+    const bool exact =
+        extra == 0 && wrong_merge == 0 && split == 0 && missing == 0 && id_to_truth.size() == truth_entities.size();
     k.I("identifiers_expected", static_cast<int64_t>(truth.size())).I("identifiers_resolved", rows);
     k.I("entities_expected", static_cast<int64_t>(truth_entities.size()));
     k.I("entities_resolved", static_cast<int64_t>(id_to_truth.size()));
@@ -970,15 +980,18 @@ Obj Bench::SqlBaseline() {
   for (int rep = 0; rep < repeats; ++rep) {
     pqxx::work tx(c);
     const auto t0 = Clock::now();
-    tx.exec("CREATE TEMP TABLE lp_node AS SELECT row_number() OVER () AS id, t, v FROM "
-            "(SELECT DISTINCT identifier_type AS t, identifier_value AS v FROM person_identifiers "
-            "WHERE NOT is_blocked) s");
+    tx.exec(
+        "CREATE TEMP TABLE lp_node AS SELECT row_number() OVER () AS id, t, v FROM "
+        "(SELECT DISTINCT identifier_type AS t, identifier_value AS v FROM person_identifiers "
+        "WHERE NOT is_blocked) s");
     tx.exec("CREATE UNIQUE INDEX ON lp_node (t, v)");
     tx.exec("ANALYZE lp_node");
-    tx.exec("CREATE TEMP TABLE lp_m AS SELECT DISTINCT pi.edge_id, n.id FROM person_identifiers pi "
-            "JOIN lp_node n ON n.t = pi.identifier_type AND n.v = pi.identifier_value WHERE NOT pi.is_blocked");
-    tx.exec("CREATE TEMP TABLE lp_edge AS SELECT DISTINCT a.id AS a, b.id AS b FROM lp_m a "
-            "JOIN lp_m b ON a.edge_id = b.edge_id AND a.id <> b.id");
+    tx.exec(
+        "CREATE TEMP TABLE lp_m AS SELECT DISTINCT pi.edge_id, n.id FROM person_identifiers pi "
+        "JOIN lp_node n ON n.t = pi.identifier_type AND n.v = pi.identifier_value WHERE NOT pi.is_blocked");
+    tx.exec(
+        "CREATE TEMP TABLE lp_edge AS SELECT DISTINCT a.id AS a, b.id AS b FROM lp_m a "
+        "JOIN lp_m b ON a.edge_id = b.edge_id AND a.id <> b.id");
     tx.exec("CREATE INDEX ON lp_edge (a)");
     tx.exec("CREATE TEMP TABLE lp_label AS SELECT id, id AS label FROM lp_node");
     tx.exec("CREATE UNIQUE INDEX ON lp_label (id)");
@@ -986,8 +999,9 @@ Obj Bench::SqlBaseline() {
     tx.exec("ANALYZE lp_label");
     rounds = 0;
     for (int i = 0; i < 100000; ++i) {
-      auto r = tx.exec("UPDATE lp_label l SET label = s.m FROM (SELECT e.a, min(l2.label) AS m FROM lp_edge e "
-                       "JOIN lp_label l2 ON l2.id = e.b GROUP BY e.a) s WHERE l.id = s.a AND s.m < l.label");
+      auto r = tx.exec(
+          "UPDATE lp_label l SET label = s.m FROM (SELECT e.a, min(l2.label) AS m FROM lp_edge e "
+          "JOIN lp_label l2 ON l2.id = e.b GROUP BY e.a) s WHERE l.id = s.a AND s.m < l.label");
       ++rounds;
       if (r.affected_rows() == 0) break;
     }

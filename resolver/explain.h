@@ -25,7 +25,7 @@ struct PathStep {
 /// A shortest path (fewest edges) from `a` to `b`, where identifiers sharing an edge_id are linked
 /// (across events too, as the resolver links them). Returns an empty path when a == b and nullopt when
 /// they are not connected through `occurrences`. Cost is linear in the size of the input.
-std::optional<std::vector<PathStep>> ShortestLinkPath(const std::vector<EdgeOccurrence>& occurrences,
-                                                      const IdKey& a, const IdKey& b);
+std::optional<std::vector<PathStep>> ShortestLinkPath(const std::vector<EdgeOccurrence>& occurrences, const IdKey& a,
+                                                      const IdKey& b);
 
 }  // namespace nexus::resolver

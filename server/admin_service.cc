@@ -229,8 +229,9 @@ grpc::Status AdminHandler::ListQuarantinedEdges(const v1::ListQuarantinedEdgesRe
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_token: malformed");
     }
   }
-  const std::string kind = req.kind() == v1::ENTITY_KIND_PERSON ? "person"
-                           : req.kind() == v1::ENTITY_KIND_GROUP ? "group" : "";
+  const std::string kind = req.kind() == v1::ENTITY_KIND_PERSON  ? "person"
+                           : req.kind() == v1::ENTITY_KIND_GROUP ? "group"
+                                                                 : "";
   auto rows = storage::ResolverStore::ListQuarantined(db_, kind, req.include_released(), after, limit + 1);
   const bool more = static_cast<int>(rows.size()) > limit;
   if (more) rows.resize(static_cast<size_t>(limit));
@@ -245,9 +246,8 @@ grpc::Status AdminHandler::ReleaseQuarantinedEdge(const v1::ReleaseQuarantinedEd
   if (req.quarantine_id() <= 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "quarantine_id: missing");
   std::string entity;
   try {
-    worker_->RunExclusive([&](storage::ResolverStore& s) {
-      entity = s.ReleaseQuarantined(req.quarantine_id(), *protection_.Get());
-    });
+    worker_->RunExclusive(
+        [&](storage::ResolverStore& s) { entity = s.ReleaseQuarantined(req.quarantine_id(), *protection_.Get()); });
   } catch (const storage::StorageError&) {
     throw;
   } catch (const std::exception& e) {
@@ -283,8 +283,7 @@ grpc::Status AdminServiceImpl::ListQuarantinedEdges(grpc::ServerContext*, const 
                                                     v1::ListQuarantinedEdgesResponse* o) {
   return HandleRpc(m_, "ListQuarantinedEdges", [&] { return h_.ListQuarantinedEdges(*r, o); });
 }
-grpc::Status AdminServiceImpl::ReleaseQuarantinedEdge(grpc::ServerContext*,
-                                                      const v1::ReleaseQuarantinedEdgeRequest* r,
+grpc::Status AdminServiceImpl::ReleaseQuarantinedEdge(grpc::ServerContext*, const v1::ReleaseQuarantinedEdgeRequest* r,
                                                       v1::ReleaseQuarantinedEdgeResponse* o) {
   return HandleRpc(m_, "ReleaseQuarantinedEdge", [&] { return h_.ReleaseQuarantinedEdge(*r, o); });
 }

@@ -80,8 +80,9 @@ void App::Start() {
         ResolverWorker::Options{config_.resolver_batch_events, config_.resolver_poll_interval});
   }
   ResolverWorker* worker = resolver_.get();
-  ingest_ = std::make_unique<IngestHandler>(*ingest_store_, *metrics_, config_.limits, *protection_,
-                                            [worker] { if (worker) worker->Wake(); });
+  ingest_ = std::make_unique<IngestHandler>(*ingest_store_, *metrics_, config_.limits, *protection_, [worker] {
+    if (worker) worker->Wake();
+  });
   query_ = std::make_unique<QueryHandler>(*query_store_, *metrics_);
   admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_, *metrics_);
   ingest_service_ = std::make_unique<IngestServiceImpl>(*ingest_, *metrics_);
@@ -108,11 +109,10 @@ void App::Start() {
                                               [this](const HttpRequest& r) { return http_api_->Handle(r); });
   http_port_ = http_server_->Start();
   if (resolver_) resolver_->Start();
-  log::Info("nexusd serving", {{"grpc", config_.grpc_listen.substr(0, config_.grpc_listen.rfind(':') + 1) +
-                                            std::to_string(grpc_port_)},
-                               {"http", config_.http_listen.substr(0, config_.http_listen.rfind(':') + 1) +
-                                            std::to_string(http_port_)},
-                               {"resolver", config_.resolver_enabled}});
+  log::Info("nexusd serving",
+            {{"grpc", config_.grpc_listen.substr(0, config_.grpc_listen.rfind(':') + 1) + std::to_string(grpc_port_)},
+             {"http", config_.http_listen.substr(0, config_.http_listen.rfind(':') + 1) + std::to_string(http_port_)},
+             {"resolver", config_.resolver_enabled}});
 }
 
 void App::Shutdown() {

@@ -46,18 +46,25 @@ std::string ParseDuration(const std::string& v, std::chrono::milliseconds* out) 
   }
   const std::string unit = v.substr(i);
   double ms = 0;
-  if (unit == "ms") ms = n;
-  else if (unit == "s" || unit.empty()) ms = n * 1000;
-  else if (unit == "m") ms = n * 60000;
-  else return "has an unknown unit '" + unit + "' (use ms, s or m)";
+  if (unit == "ms")
+    ms = n;
+  else if (unit == "s" || unit.empty())
+    ms = n * 1000;
+  else if (unit == "m")
+    ms = n * 60000;
+  else
+    return "has an unknown unit '" + unit + "' (use ms, s or m)";
   *out = std::chrono::milliseconds(static_cast<int64_t>(ms));
   return "";
 }
 
 std::string ParseBool(const std::string& v, bool* out) {
-  if (v == "true" || v == "1" || v == "yes" || v == "on") *out = true;
-  else if (v == "false" || v == "0" || v == "no" || v == "off") *out = false;
-  else return "is not a boolean (true/false)";
+  if (v == "true" || v == "1" || v == "yes" || v == "on")
+    *out = true;
+  else if (v == "false" || v == "0" || v == "no" || v == "off")
+    *out = false;
+  else
+    return "is not a boolean (true/false)";
   return "";
 }
 
@@ -129,9 +136,9 @@ const std::vector<Option>& Options() {
         LimitField(&IngestLimits::max_value_bytes, 16, 1 << 20));
     add("max-text-bytes", std::to_string(d.max_text_bytes), "ingest: bytes of a trait value or description",
         LimitField(&IngestLimits::max_text_bytes, 16, 1 << 24));
-    add("resolver", "true", "run the incremental resolver in this process", [](Config& c, const std::string& v) {
-      return ParseBool(v, &c.resolver_enabled);
-    }, true);
+    add(
+        "resolver", "true", "run the incremental resolver in this process",
+        [](Config& c, const std::string& v) { return ParseBool(v, &c.resolver_enabled); }, true);
     add("resolver-batch-events", "5000", "events per resolver batch",
         IntField(&Config::resolver_batch_events, 1, 1000000));
     add("resolver-poll-interval", "1s", "resolver wakes at least this often (it also wakes on new data)",
@@ -146,7 +153,8 @@ const std::vector<Option>& Options() {
       c.http_threads = static_cast<int>(n);
       return e;
     });
-    add("rebuild", "false", "recompute all resolution from the core log, then exit",
+    add(
+        "rebuild", "false", "recompute all resolution from the core log, then exit",
         [](Config& c, const std::string& v) { return ParseBool(v, &c.rebuild); }, true);
     add("rebuild-lock-wait", "30s", "--rebuild: exit (status 3) when another process holds the resolver lock this long",
         [](Config& c, const std::string& v) { return ParseDuration(v, &c.rebuild_lock_wait); });
@@ -231,8 +239,7 @@ std::string HelpText() {
   o << "nexusd: identity resolution service (gRPC + HTTP/JSON over PostgreSQL)\n\n"
     << "Usage: nexusd [--option=value ...]\nEvery option can also be set by its environment variable; flags win.\n\n";
   for (const auto& d : ConfigOptions()) {
-    o << "  " << d.flag << "\n      " << d.help << "\n      env " << d.env << ", default " << d.default_value
-      << "\n";
+    o << "  " << d.flag << "\n      " << d.help << "\n      env " << d.env << ", default " << d.default_value << "\n";
   }
   return o.str();
 }

@@ -11,19 +11,19 @@ namespace nexus::server {
 /// Limits applied to every ingest request (INVALID_ARGUMENT when broken).
 struct IngestLimits {
   int64_t max_events_per_request = 1000;
-  int64_t max_mentions_per_event = 100;      ///< persons + groups
+  int64_t max_mentions_per_event = 100;  ///< persons + groups
   int64_t max_identifiers_per_mention = 50;
   int64_t max_traits_per_mention = 100;
   int64_t max_memberships_per_event = 100;
-  int64_t max_value_bytes = 1024;            ///< identifier values, ids, names
-  int64_t max_text_bytes = 65536;            ///< trait values, descriptions
+  int64_t max_value_bytes = 1024;  ///< identifier values, ids, names
+  int64_t max_text_bytes = 65536;  ///< trait values, descriptions
 };
 
 /// Every option of nexusd, loaded and validated once in main.
 struct Config {
   std::string grpc_listen = "127.0.0.1:50051";
   std::string http_listen = "127.0.0.1:8080";
-  std::string database_url;                 ///< empty: embedded PostgreSQL under data_dir
+  std::string database_url;  ///< empty: embedded PostgreSQL under data_dir
   std::string data_dir = "./nexus-data";
   std::string pg_bindir;
   int db_pool_size = 16;
@@ -32,10 +32,10 @@ struct Config {
   bool resolver_enabled = true;
   int64_t resolver_batch_events = 5000;
   std::chrono::milliseconds resolver_poll_interval{1000};
-  std::string protection_config;            ///< path; empty: built-in defaults
+  std::string protection_config;  ///< path; empty: built-in defaults
   std::chrono::milliseconds shutdown_grace{10000};
   int http_threads = 4;
-  bool rebuild = false;                     ///< run a full rebuild and exit
+  bool rebuild = false;                                ///< run a full rebuild and exit
   std::chrono::milliseconds rebuild_lock_wait{30000};  ///< --rebuild: give up when the lock stays taken
 };
 

@@ -43,9 +43,7 @@ grpc::Status ParseJson(const std::string& body, google::protobuf::Message* m) {
 
 HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query)
     : metrics_(metrics), ready_(std::move(ready)), ingest_(ingest), admin_(admin), query_(query) {
-  Add("GET", "/healthz", [](const HttpRequest&, const PathParams&) {
-    return HttpResponse{200, "text/plain", "ok\n"};
-  });
+  Add("GET", "/healthz", [](const HttpRequest&, const PathParams&) { return HttpResponse{200, "text/plain", "ok\n"}; });
   Add("GET", "/readyz", [this](const HttpRequest&, const PathParams&) {
     std::string why;
     if (ready_ && ready_(&why)) return HttpResponse{200, "text/plain", "ready\n"};
@@ -58,14 +56,14 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
     Add("POST", "/v1/events:ingest", [this](const HttpRequest& req, const PathParams&) {
       v1::IngestEventsRequest in;
       if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
-      return JsonCall<v1::IngestEventsResponse>([&](v1::IngestEventsResponse* out) { return ingest_->Ingest(in, out); });
+      return JsonCall<v1::IngestEventsResponse>(
+          [&](v1::IngestEventsResponse* out) { return ingest_->Ingest(in, out); });
     });
   }
   if (admin_) {
     Add("GET", "/v1/admin/resolver", [this](const HttpRequest&, const PathParams&) {
-      return JsonCall<v1::ResolverStatus>([&](v1::ResolverStatus* out) {
-        return admin_->GetResolverStatus(v1::GetResolverStatusRequest(), out);
-      });
+      return JsonCall<v1::ResolverStatus>(
+          [&](v1::ResolverStatus* out) { return admin_->GetResolverStatus(v1::GetResolverStatusRequest(), out); });
     });
     Add("POST", "/v1/admin/resolver:rebuild", [this](const HttpRequest& req, const PathParams&) {
       v1::RebuildRequest in;  // body optional: {"wait": true}
@@ -87,8 +85,10 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
     Add("GET", "/v1/admin/quarantine", [this](const HttpRequest& req, const PathParams&) {
       v1::ListQuarantinedEdgesRequest in;
       if (auto it = req.query.find("kind"); it != req.query.end()) {
-        if (it->second == "person") in.set_kind(v1::ENTITY_KIND_PERSON);
-        else if (it->second == "group") in.set_kind(v1::ENTITY_KIND_GROUP);
+        if (it->second == "person")
+          in.set_kind(v1::ENTITY_KIND_PERSON);
+        else if (it->second == "group")
+          in.set_kind(v1::ENTITY_KIND_GROUP);
         else if (!it->second.empty())
           return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be person or group"));
       }
@@ -117,9 +117,8 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
           [&](v1::ReleaseQuarantinedEdgeResponse* out) { return admin_->ReleaseQuarantinedEdge(in, out); });
     });
     Add("POST", "/v1/admin/config:reload", [this](const HttpRequest&, const PathParams&) {
-      return JsonCall<v1::ReloadConfigResponse>([&](v1::ReloadConfigResponse* out) {
-        return admin_->ReloadConfig(v1::ReloadConfigRequest(), out);
-      });
+      return JsonCall<v1::ReloadConfigResponse>(
+          [&](v1::ReloadConfigResponse* out) { return admin_->ReloadConfig(v1::ReloadConfigRequest(), out); });
     });
   }
   if (query_) AddQueryRoutes();
@@ -180,8 +179,8 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) {
     }
   } else if (path_matched) {
     response = HttpResponse{405, "application/json",
-                            "{\"code\":\"UNIMPLEMENTED\",\"message\":\"method " + request.method +
-                                " not allowed on " + log::JsonEscape(request.path) + "\"}"};
+                            "{\"code\":\"UNIMPLEMENTED\",\"message\":\"method " + request.method + " not allowed on " +
+                                log::JsonEscape(request.path) + "\"}"};
   } else {
     response = HttpResponse{404, "application/json",
                             "{\"code\":\"NOT_FOUND\",\"message\":\"no route " + log::JsonEscape(request.path) + "\"}"};
@@ -191,8 +190,8 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) {
   if (response.status >= 500) {
     log::Error("http request failed", {{"route", route_label}, {"status", response.status}, {"body", response.body}});
   } else if (log::Enabled(log::Level::kDebug)) {
-    log::Debug("http", {{"method", request.method}, {"route", route_label}, {"status", response.status},
-                        {"duration_s", secs}});
+    log::Debug("http",
+               {{"method", request.method}, {"route", route_label}, {"status", response.status}, {"duration_s", secs}});
   }
   return response;
 }

@@ -1,12 +1,12 @@
 #include "server/metrics.h"
 
 #include <dirent.h>
+#include <prometheus/text_serializer.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <fstream>
-#include <prometheus/text_serializer.h>
 #include <sstream>
 
 namespace nexus::server {
@@ -53,47 +53,165 @@ double ProcessStartTime() {
 
 Metrics::Metrics(std::string version, std::string git_sha)
     : registry_(std::make_shared<prometheus::Registry>()),
-      grpc_requests_(BuildCounter().Name("nexus_grpc_requests_total").Help("gRPC requests handled, by method and status code").Register(*registry_)),
-      grpc_duration_(BuildHistogram().Name("nexus_grpc_request_duration_seconds").Help("gRPC request latency, by method and status code").Register(*registry_)),
-      http_requests_(BuildCounter().Name("nexus_http_requests_total").Help("HTTP requests handled, by route and status").Register(*registry_)),
-      http_duration_(BuildHistogram().Name("nexus_http_request_duration_seconds").Help("HTTP request latency, by route and status").Register(*registry_)),
-      ingest_events_(BuildCounter().Name("nexus_ingest_events_total").Help("Ingested events by source and result (accepted, duplicate, rejected)").Register(*registry_)),
-      ingest_rows_(BuildCounter().Name("nexus_ingest_rows_total").Help("Rows written to the core event log, by table").Register(*registry_)),
-      ingest_batch_events_(BuildHistogram().Name("nexus_ingest_batch_events").Help("Events per ingest request").Register(*registry_).Add({}, SizeBuckets())),
-      ingest_commit_seconds_(BuildHistogram().Name("nexus_ingest_commit_duration_seconds").Help("Time to write and commit one ingest batch").Register(*registry_).Add({}, LatencyBuckets())),
-      resolver_batch_seconds_(BuildHistogram().Name("nexus_resolver_batch_duration_seconds").Help("Time to resolve and commit one resolver batch").Register(*registry_).Add({}, LatencyBuckets())),
-      resolver_batch_events_(BuildHistogram().Name("nexus_resolver_batch_events").Help("Events per resolver batch").Register(*registry_).Add({}, SizeBuckets())),
-      resolver_entities_(BuildCounter().Name("nexus_resolver_entities_total").Help("Entity changes by kind (person, group) and outcome (born, accreted, merged)").Register(*registry_)),
-      resolver_repointed_(BuildCounter().Name("nexus_resolver_ids_repointed_total").Help("Entity ids absorbed by merges and repointed to the survivor").Register(*registry_)),
-      resolver_quarantined_(BuildCounter().Name("nexus_resolver_quarantined_edges_total").Help("Edges not applied because they would break a cap").Register(*registry_)),
-      resolver_errors_(BuildCounter().Name("nexus_resolver_errors_total").Help("Resolver batches that failed and were rolled back").Register(*registry_).Add({})),
-      resolver_active_(BuildGauge().Name("nexus_resolver_active").Help("1 when this replica holds the resolver lock").Register(*registry_).Add({})),
-      resolver_lag_(BuildGauge().Name("nexus_resolver_watermark_lag_seconds").Help("Age of the oldest event not yet resolved (0 when caught up)").Register(*registry_).Add({})),
-      resolver_pending_(BuildGauge().Name("nexus_resolver_events_pending").Help("Events ingested but not yet resolved").Register(*registry_).Add({})),
-      rebuild_running_(BuildGauge().Name("nexus_resolver_rebuild_running").Help("1 while a full rebuild runs in this process").Register(*registry_).Add({})),
-      graph_identifiers_(BuildGauge().Name("nexus_resolver_graph_identifiers").Help("Identifiers held by this replica's resident graph (0 when it holds none)").Register(*registry_).Add({})),
-      graph_bytes_(BuildGauge().Name("nexus_resolver_graph_bytes").Help("Approximate memory of the resident graph, taken when it was loaded or rebuilt").Register(*registry_).Add({})),
-      graph_load_seconds_(BuildGauge().Name("nexus_resolver_graph_load_seconds").Help("How long the last load of the resident graph from the database took").Register(*registry_).Add({})),
-      rebuilds_(BuildCounter().Name("nexus_resolver_rebuilds_total").Help("Full rebuilds finished in this process, by result (succeeded, failed, cancelled)").Register(*registry_)),
-      entities_(BuildGauge().Name("nexus_entities").Help("Current number of resolved entities, by kind").Register(*registry_)),
-      db_pool_size_(BuildGauge().Name("nexus_db_pool_connections").Help("Open connections in the database pool").Register(*registry_).Add({})),
-      db_pool_in_use_(BuildGauge().Name("nexus_db_pool_connections_in_use").Help("Pool connections currently lent out").Register(*registry_).Add({})),
-      db_query_duration_(BuildHistogram().Name("nexus_db_query_duration_seconds").Help("Database statement latency, by statement name").Register(*registry_)),
+      grpc_requests_(BuildCounter()
+                         .Name("nexus_grpc_requests_total")
+                         .Help("gRPC requests handled, by method and status code")
+                         .Register(*registry_)),
+      grpc_duration_(BuildHistogram()
+                         .Name("nexus_grpc_request_duration_seconds")
+                         .Help("gRPC request latency, by method and status code")
+                         .Register(*registry_)),
+      http_requests_(BuildCounter()
+                         .Name("nexus_http_requests_total")
+                         .Help("HTTP requests handled, by route and status")
+                         .Register(*registry_)),
+      http_duration_(BuildHistogram()
+                         .Name("nexus_http_request_duration_seconds")
+                         .Help("HTTP request latency, by route and status")
+                         .Register(*registry_)),
+      ingest_events_(BuildCounter()
+                         .Name("nexus_ingest_events_total")
+                         .Help("Ingested events by source and result (accepted, duplicate, rejected)")
+                         .Register(*registry_)),
+      ingest_rows_(BuildCounter()
+                       .Name("nexus_ingest_rows_total")
+                       .Help("Rows written to the core event log, by table")
+                       .Register(*registry_)),
+      ingest_batch_events_(BuildHistogram()
+                               .Name("nexus_ingest_batch_events")
+                               .Help("Events per ingest request")
+                               .Register(*registry_)
+                               .Add({}, SizeBuckets())),
+      ingest_commit_seconds_(BuildHistogram()
+                                 .Name("nexus_ingest_commit_duration_seconds")
+                                 .Help("Time to write and commit one ingest batch")
+                                 .Register(*registry_)
+                                 .Add({}, LatencyBuckets())),
+      resolver_batch_seconds_(BuildHistogram()
+                                  .Name("nexus_resolver_batch_duration_seconds")
+                                  .Help("Time to resolve and commit one resolver batch")
+                                  .Register(*registry_)
+                                  .Add({}, LatencyBuckets())),
+      resolver_batch_events_(BuildHistogram()
+                                 .Name("nexus_resolver_batch_events")
+                                 .Help("Events per resolver batch")
+                                 .Register(*registry_)
+                                 .Add({}, SizeBuckets())),
+      resolver_entities_(BuildCounter()
+                             .Name("nexus_resolver_entities_total")
+                             .Help("Entity changes by kind (person, group) and outcome (born, accreted, merged)")
+                             .Register(*registry_)),
+      resolver_repointed_(BuildCounter()
+                              .Name("nexus_resolver_ids_repointed_total")
+                              .Help("Entity ids absorbed by merges and repointed to the survivor")
+                              .Register(*registry_)),
+      resolver_quarantined_(BuildCounter()
+                                .Name("nexus_resolver_quarantined_edges_total")
+                                .Help("Edges not applied because they would break a cap")
+                                .Register(*registry_)),
+      resolver_errors_(BuildCounter()
+                           .Name("nexus_resolver_errors_total")
+                           .Help("Resolver batches that failed and were rolled back")
+                           .Register(*registry_)
+                           .Add({})),
+      resolver_active_(BuildGauge()
+                           .Name("nexus_resolver_active")
+                           .Help("1 when this replica holds the resolver lock")
+                           .Register(*registry_)
+                           .Add({})),
+      resolver_lag_(BuildGauge()
+                        .Name("nexus_resolver_watermark_lag_seconds")
+                        .Help("Age of the oldest event not yet resolved (0 when caught up)")
+                        .Register(*registry_)
+                        .Add({})),
+      resolver_pending_(BuildGauge()
+                            .Name("nexus_resolver_events_pending")
+                            .Help("Events ingested but not yet resolved")
+                            .Register(*registry_)
+                            .Add({})),
+      rebuild_running_(BuildGauge()
+                           .Name("nexus_resolver_rebuild_running")
+                           .Help("1 while a full rebuild runs in this process")
+                           .Register(*registry_)
+                           .Add({})),
+      graph_identifiers_(BuildGauge()
+                             .Name("nexus_resolver_graph_identifiers")
+                             .Help("Identifiers held by this replica's resident graph (0 when it holds none)")
+                             .Register(*registry_)
+                             .Add({})),
+      graph_bytes_(BuildGauge()
+                       .Name("nexus_resolver_graph_bytes")
+                       .Help("Approximate memory of the resident graph, taken when it was loaded or rebuilt")
+                       .Register(*registry_)
+                       .Add({})),
+      graph_load_seconds_(BuildGauge()
+                              .Name("nexus_resolver_graph_load_seconds")
+                              .Help("How long the last load of the resident graph from the database took")
+                              .Register(*registry_)
+                              .Add({})),
+      rebuilds_(BuildCounter()
+                    .Name("nexus_resolver_rebuilds_total")
+                    .Help("Full rebuilds finished in this process, by result (succeeded, failed, cancelled)")
+                    .Register(*registry_)),
+      entities_(BuildGauge()
+                    .Name("nexus_entities")
+                    .Help("Current number of resolved entities, by kind")
+                    .Register(*registry_)),
+      db_pool_size_(BuildGauge()
+                        .Name("nexus_db_pool_connections")
+                        .Help("Open connections in the database pool")
+                        .Register(*registry_)
+                        .Add({})),
+      db_pool_in_use_(BuildGauge()
+                          .Name("nexus_db_pool_connections_in_use")
+                          .Help("Pool connections currently lent out")
+                          .Register(*registry_)
+                          .Add({})),
+      db_query_duration_(BuildHistogram()
+                             .Name("nexus_db_query_duration_seconds")
+                             .Help("Database statement latency, by statement name")
+                             .Register(*registry_)),
       db_errors_(BuildCounter().Name("nexus_db_errors_total").Help("Database errors by kind").Register(*registry_)),
-      process_cpu_(BuildCounter().Name("process_cpu_seconds_total").Help("Total user and system CPU time spent in seconds").Register(*registry_).Add({})),
-      process_rss_(BuildGauge().Name("process_resident_memory_bytes").Help("Resident memory size in bytes").Register(*registry_).Add({})),
-      process_vsize_(BuildGauge().Name("process_virtual_memory_bytes").Help("Virtual memory size in bytes").Register(*registry_).Add({})),
-      process_open_fds_(BuildGauge().Name("process_open_fds").Help("Number of open file descriptors").Register(*registry_).Add({})),
-      process_max_fds_(BuildGauge().Name("process_max_fds").Help("Maximum number of open file descriptors").Register(*registry_).Add({})),
-      process_start_time_(BuildGauge().Name("process_start_time_seconds").Help("Start time of the process since the epoch in seconds").Register(*registry_).Add({})) {
-  BuildGauge().Name("nexus_build_info").Help("Build information; always 1").Register(*registry_)
-      .Add({{"version", std::move(version)}, {"git_sha", std::move(git_sha)}}).Set(1);
+      process_cpu_(BuildCounter()
+                       .Name("process_cpu_seconds_total")
+                       .Help("Total user and system CPU time spent in seconds")
+                       .Register(*registry_)
+                       .Add({})),
+      process_rss_(BuildGauge()
+                       .Name("process_resident_memory_bytes")
+                       .Help("Resident memory size in bytes")
+                       .Register(*registry_)
+                       .Add({})),
+      process_vsize_(BuildGauge()
+                         .Name("process_virtual_memory_bytes")
+                         .Help("Virtual memory size in bytes")
+                         .Register(*registry_)
+                         .Add({})),
+      process_open_fds_(
+          BuildGauge().Name("process_open_fds").Help("Number of open file descriptors").Register(*registry_).Add({})),
+      process_max_fds_(BuildGauge()
+                           .Name("process_max_fds")
+                           .Help("Maximum number of open file descriptors")
+                           .Register(*registry_)
+                           .Add({})),
+      process_start_time_(BuildGauge()
+                              .Name("process_start_time_seconds")
+                              .Help("Start time of the process since the epoch in seconds")
+                              .Register(*registry_)
+                              .Add({})) {
+  BuildGauge()
+      .Name("nexus_build_info")
+      .Help("Build information; always 1")
+      .Register(*registry_)
+      .Add({{"version", std::move(version)}, {"git_sha", std::move(git_sha)}})
+      .Set(1);
   process_start_time_.Set(ProcessStartTime());
   for (const char* kind : {"person", "group"}) {
     entities_.Add({{"kind", kind}});
     resolver_repointed_.Add({{"kind", kind}});
     resolver_quarantined_.Add({{"kind", kind}});
-    for (const char* outcome : {"born", "accreted", "merged"}) resolver_entities_.Add({{"kind", kind}, {"outcome", outcome}});
+    for (const char* outcome : {"born", "accreted", "merged"})
+      resolver_entities_.Add({{"kind", kind}, {"outcome", outcome}});
   }
   for (const char* result : {"succeeded", "failed", "cancelled"}) rebuilds_.Add({{"result", result}});
   for (const char* table : {"events", "person_identifiers", "person_traits", "group_identifiers", "group_traits",

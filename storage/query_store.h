@@ -18,7 +18,7 @@ enum class EntityKind { kPerson, kGroup };
 
 /// A resolved identifier or trait with its provenance.
 struct ResolvedValue {
-  std::string key;    ///< identifier type or trait name
+  std::string key;  ///< identifier type or trait name
   std::string value;
   std::string source;
   int64_t occurred_at_us = 0;
@@ -26,13 +26,13 @@ struct ResolvedValue {
 
 /// A person or group as the final tables hold it.
 struct EntityProfile {
-  std::string id;                               ///< the surviving id
-  std::string requested_id;                     ///< set when `redirected`
-  bool redirected = false;                      ///< the requested id was merged away into `id`
-  std::map<std::string, std::string> fields;    ///< final-table columns by name; NULL columns are absent
-  std::vector<ResolvedValue> identifiers;       ///< ordered by (type, value)
-  std::vector<ResolvedValue> traits;            ///< ordered by name
-  std::vector<std::string> merged_ids;          ///< every alias pointing here, ordered
+  std::string id;                             ///< the surviving id
+  std::string requested_id;                   ///< set when `redirected`
+  bool redirected = false;                    ///< the requested id was merged away into `id`
+  std::map<std::string, std::string> fields;  ///< final-table columns by name; NULL columns are absent
+  std::vector<ResolvedValue> identifiers;     ///< ordered by (type, value)
+  std::vector<ResolvedValue> traits;          ///< ordered by name
+  std::vector<std::string> merged_ids;        ///< every alias pointing here, ordered
   int64_t last_updated_us = 0;
 };
 
