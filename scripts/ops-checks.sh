@@ -51,6 +51,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 TMP=$(mktemp -d /tmp/nexus-ops-checks.XXXXXX)
+chmod o+x "$TMP"  # as root, the embedded PostgreSQL (user postgres) must reach $TMP/data
 chmod 755 "$TMP"
 export OPS_TMP=$TMP
 

@@ -94,6 +94,9 @@ void App::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
   builder.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  // gRPC sets SO_REUSEPORT by default: a second nexusd on the same port would bind too and take half of the
+  // traffic (half of the lookups hitting a process with another database). Binding must fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(ingest_service_.get());
   builder.RegisterService(query_service_.get());
   builder.RegisterService(admin_service_.get());

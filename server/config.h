@@ -23,7 +23,8 @@ struct IngestLimits {
 struct Config {
   std::string grpc_listen = "127.0.0.1:50051";
   std::string http_listen = "127.0.0.1:8080";
-  std::string database_url;  ///< empty: embedded PostgreSQL under data_dir
+  std::string database_url;  ///< empty: embedded PostgreSQL under data_dir (unless embedded_postgres is "off")
+  std::string embedded_postgres = "auto";  ///< auto | on | off; ParseConfig checks it against database_url
   std::string data_dir = "./nexus-data";
   std::string pg_bindir;
   int db_pool_size = 16;
@@ -52,11 +53,16 @@ struct ParseOutcome {
   std::optional<Config> config;  ///< set on success
   std::string error;             ///< set on failure: names the flag or variable and the bad value
   bool help = false;             ///< --help was asked for
+  bool version = false;          ///< --version was asked for
 };
 
 /// Parses flags (`--name=value` or `--name value`) over `NEXUS_*` environment variables over defaults.
-/// `env` is a list of "NAME=value" strings (environ). Unknown flags and invalid values fail.
+/// `env` is a list of "NAME=value" strings (environ). Unknown flags, unknown NEXUS_* variables (other than the
+/// scripts' own, see HelpText), invalid values and a flag whose value is missing fail with a message naming them.
 ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector<std::string>& env);
+
+/// "nexusd <version> (git <sha>)\n", for --version.
+std::string VersionText();
 
 /// The --help text, listing every option with its variable and default.
 std::string HelpText();

@@ -7,8 +7,8 @@ namespace nexus::storage {
 
 struct EmbeddedPostgresOptions {
   std::string data_dir = "./nexus-data";  ///< holds pgdata/, run/ (socket) and postgres.log
-  std::string bin_dir;                    ///< PostgreSQL binaries; empty: NEXUS_PG_BINDIR or the newest /usr/lib/postgresql/*/bin
-  int port = 5432;                        ///< names the unix socket only (TCP is off)
+  std::string bin_dir;  ///< PostgreSQL binaries; empty: NEXUS_PG_BINDIR or the newest /usr/lib/postgresql/*/bin
+  int port = 5432;      ///< names the unix socket only (TCP is off)
   std::vector<std::string> server_options;  ///< extra '-c name=value' settings (tests turn fsync off)
 };
 
@@ -18,6 +18,9 @@ struct EmbeddedPostgresOptions {
 /// (no TCP port, trust auth limited to that private socket), creates the `nexus` database and returns
 /// its connection string; a second Start() on the same directory reuses the data. When the process runs
 /// as root, PostgreSQL runs as the unprivileged `postgres` user. Stop() shuts it down (fast mode).
+/// One process per data dir: Start() first takes an exclusive lock on <data dir>/nexusd.lock (held until
+/// destruction, released by the kernel if the process dies) and fails, naming the holder's pid, without
+/// touching the cluster when another process holds it. Modes outside the data dir are never changed.
 /// Errors throw std::runtime_error with a message that says what to do.
 class EmbeddedPostgres final {
  public:
@@ -48,6 +51,7 @@ class EmbeddedPostgres final {
   std::string url_;
   std::string run_as_;  ///< user postgres runs as when we are root ("" otherwise)
   bool started_ = false;
+  int lock_fd_ = -1;  ///< flock on <data dir>/nexusd.lock, held until destruction
 };
 
 /// Locates the PostgreSQL server binaries (initdb, pg_ctl, postgres); "" when none are found.
