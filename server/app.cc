@@ -112,6 +112,16 @@ void App::Start() {
                                               [this](const HttpRequest& r) { return http_api_->Handle(r); });
   http_port_ = http_server_->Start();
   if (resolver_) resolver_->Start();
+  if (!config_.protection_config.empty() && config_.protection_config_watch.count() > 0) {
+    config_watcher_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(watch_mu_);
+      while (!watch_cv_.wait_for(lock, config_.protection_config_watch, [this] { return watch_stop_; })) {
+        lock.unlock();
+        protection_->ReloadIfChanged();
+        lock.lock();
+      }
+    });
+  }
   log::Info("nexusd serving",
             {{"grpc", config_.grpc_listen.substr(0, config_.grpc_listen.rfind(':') + 1) + std::to_string(grpc_port_)},
              {"http", config_.http_listen.substr(0, config_.http_listen.rfind(':') + 1) + std::to_string(http_port_)},
@@ -124,6 +134,14 @@ void App::Shutdown() {
   // First, so that draining never waits for a rebuild: it is cancelled (rolls back at its next check) and
   // queued resolver tasks fail; the batch in progress finishes.
   if (resolver_) resolver_->RequestStop();
+  if (config_watcher_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      watch_stop_ = true;
+    }
+    watch_cv_.notify_all();
+    config_watcher_.join();
+  }
   if (grpc_server_) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     // Stops accepting; in-flight RPCs get until the deadline, then are cancelled.

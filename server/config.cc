@@ -184,6 +184,10 @@ const std::vector<Option>& Options() {
         });
     add("protection-config", "(built-in defaults)", "merge-protection file: caps and blocklist (reload: SIGHUP)",
         StrField(&Config::protection_config));
+    add("protection-config-watch", "10s",
+        "check --protection-config this often and reload it when it changed (every replica picks up an edited "
+        "ConfigMap); 0 turns it off",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.protection_config_watch); });
     add("shutdown-grace", "10s", "on SIGTERM, wait at most this long for in-flight requests",
         [](Config& c, const std::string& v) { return ParseDuration(v, &c.shutdown_grace); });
     add("http-threads", "4", "HTTP worker threads", [](Config& c, const std::string& v) {

@@ -33,7 +33,8 @@ struct Config {
   bool resolver_enabled = true;
   int64_t resolver_batch_events = 5000;
   std::chrono::milliseconds resolver_poll_interval{1000};
-  std::string protection_config;  ///< path; empty: built-in defaults
+  std::string protection_config;                             ///< path; empty: built-in defaults
+  std::chrono::milliseconds protection_config_watch{10000};  ///< re-read the file when it changes; 0: off
   std::chrono::milliseconds shutdown_grace{10000};
   int http_threads = 4;
   bool rebuild = false;                                ///< run a full rebuild and exit
