@@ -87,13 +87,15 @@ constexpr const char* kDropAbsorbedTraitsSql =
     "DELETE FROM resolved_{k}_traits t USING unnest($1::text[]) AS a(id) WHERE t.{id} = a.id";
 // A participant row of an absorbed entity whose (event, role) the survivor already has, or that an absorbed
 // sibling with a smaller key also moves to the survivor, is a duplicate: drop it, move the rest. Each candidate
-// costs one probe of the (entity, event_id, role) unique index.
+// costs one probe of the timeline index (entity, occurred_at, event_id): occurred_at is the event's, the same
+// in every participant row of that event.
 constexpr const char* kDropDuplicateParticipantsSql =
-    ", c AS (SELECT p.{k}_participant_id AS pid, m.survivor AS t, p.event_id, p.role, row_number() OVER "
-    "   (PARTITION BY m.survivor, p.event_id, p.role ORDER BY p.{k}_participant_id) AS n "
+    ", c AS (SELECT p.{k}_participant_id AS pid, m.survivor AS t, p.event_id, p.occurred_at, p.role, "
+    "   row_number() OVER (PARTITION BY m.survivor, p.event_id, p.role ORDER BY p.{k}_participant_id) AS n "
     "   FROM {k}_participants p JOIN m ON p.{id} = m.absorbed) "
     "DELETE FROM {k}_participants d USING c WHERE d.{k}_participant_id = c.pid AND (c.n > 1 OR EXISTS "
-    " (SELECT 1 FROM {k}_participants s WHERE s.{id} = c.t AND s.event_id = c.event_id AND s.role = c.role))";
+    " (SELECT 1 FROM {k}_participants s WHERE s.{id} = c.t AND s.occurred_at = c.occurred_at"
+    "  AND s.event_id = c.event_id AND s.role = c.role))";
 constexpr const char* kRepointParticipantsSql =
     "UPDATE {k}_participants p SET {id} = m.survivor FROM m WHERE p.{id} = m.absorbed";
 constexpr const char* kRepointResolvedMembershipsSql =
@@ -958,6 +960,10 @@ class Rebuilder {
   void CreateShadowTables() {
     for (const auto& t : kRebuiltTables) {
       tx_.exec("CREATE TABLE " + t + kShadow + " (LIKE " + t + " INCLUDING DEFAULTS INCLUDING IDENTITY)");
+      // LIKE does not copy storage parameters (fillfactor, which keeps the resolver's updates HOT).
+      const auto opts = tx_.exec("SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = " + tx_.quote(t) +
+                                 "::regclass AND reloptions IS NOT NULL");
+      if (!opts.empty()) tx_.exec("ALTER TABLE " + t + kShadow + " SET (" + opts[0][0].as<std::string>() + ")");
     }
   }
 
