@@ -257,17 +257,22 @@ class BatchIo {
                    e->LoadIdentifier(kind, r[0].c_str(), r[1].c_str(), r[2].c_str(), r[3].c_str(), r[4].as<int64_t>(),
                                      r[5].as<int64_t>());
                  });
-      // Identifiers applied events saw under each edge_id (rows of events past the watermark excluded).
+      // Identifiers applied events saw under each edge_id (rows of events past the watermark excluded). Rows of
+      // edges local to their event are left out here, as the engine ignores them (resolver::IsEventLocalEdge):
+      // only explicit, reusable edge_ids cross the wire.
       tx_.exec_params("SET LOCAL work_mem = '256MB'");
       ForEachRow(tx_, obs, k->Stmt("load_edges"),
-                 k->Sql("SELECT i.edge_id, i.identifier_type, i.identifier_value FROM {k}_identifiers i "
-                        "WHERE NOT i.is_blocked AND i.event_id NOT IN (SELECT event_id FROM events e "
+                 k->Sql("SELECT i.event_id, i.edge_id, i.identifier_type, i.identifier_value FROM {k}_identifiers i "
+                        "WHERE NOT i.is_blocked AND left(i.edge_id, length(i.event_id) + 1) <> i.event_id || '#' "
+                        "AND i.event_id NOT IN (SELECT event_id FROM events e "
                         "WHERE e._ingest_xid >= " +
                         tx_.quote(s.watermark_xid) +
                         "::xid8 AND (e._ingest_xid, "
                         "e.event_id) > (" +
                         tx_.quote(s.watermark_xid) + "::xid8, " + tx_.quote(s.watermark_event_id) + "))"),
-                 [&](const pqxx::row& r) { e->LoadEdgeSighting(kind, r[0].c_str(), r[1].c_str(), r[2].c_str()); });
+                 [&](const pqxx::row& r) {
+                   e->LoadEdgeSighting(kind, r[0].c_str(), r[1].c_str(), r[2].c_str(), r[3].c_str());
+                 });
       ForEachRow(tx_, obs, k->Stmt("load_traits"),
                  k->Sql("SELECT {id}, trait_name, " NEXUS_TS_TO_US("occurred_at") ", " NEXUS_TS_TO_US(
                      "_ingested_at") ", trait_row_id FROM resolved_{k}_traits"),
@@ -983,7 +988,10 @@ class Rebuilder {
   }
 
   void WriteShadowTables(resolver::Engine& engine) {
-    const resolver::Engine::Snapshot snap = engine.TakeSnapshot();
+    // Each part of the snapshot is freed as soon as it is written: the rebuild's peak memory is the engine
+    // plus the snapshot, so what is written need not stay.
+    resolver::Engine::Snapshot snap = engine.TakeSnapshot();
+    auto release = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
     for (const Kind* k : {&kPerson, &kGroup}) {
       const size_t ki = Idx(k->kind);
       Copy("resolved_" + k->name + "_identifiers" + kShadow,
@@ -993,11 +1001,13 @@ class Rebuilder {
                s << std::make_tuple(i.entity_id, i.type, i.value, i.source, Us(i.first_us), Us(i.last_us));
              }
            });
+      release(snap.identifiers[ki]);
       // Trait winners and final columns take their values from the core log by row id.
       tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");
       Copy("rb_traits", {"e", "r"}, k->Stmt("rebuild_traits_stage"), [&](pqxx::stream_to& s) {
         for (const auto& t : snap.traits[ki]) s << std::make_tuple(t.entity_id, t.row_id);
       });
+      release(snap.traits[ki]);
       Exec(k->Stmt("rebuild_traits"),
            k->Sql("INSERT INTO resolved_{k}_traits" + std::string(kShadow) +
                   " ({id}, trait_name, trait_value, source, occurred_at, _ingested_at, trait_row_id) "
@@ -1041,6 +1051,8 @@ class Rebuilder {
                                                " ({id}, identifier_count, birth_seq, created_by_event_id" + names +
                                                ") " + select + " FROM rb_entities s" + joins));
       tx_.exec("DROP TABLE rb_entities");
+      release(snap.entities[ki]);
+      release(snap.finals[ki]);
       Copy(k->name + "_participants" + kShadow, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
            k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) {
              std::vector<PartRow>& parts = parts_[ki];
@@ -1058,6 +1070,7 @@ class Rebuilder {
                s << std::make_tuple(e.event_id, ids_[ki].Name(p.entity), texts_[p.role], Us(e.occurred_us),
                                     texts_[e.type], texts_[e.source]);
              }
+             release(parts);
            });
       Copy(k->name + "_id_aliases" + kShadow,
            {"old_id", "new_id", "merged_into_id", "event_id", "edge_id", "absorbed_identifier_count"},
@@ -1074,6 +1087,7 @@ class Rebuilder {
       for (const auto& m : snap.memberships)
         s << std::make_tuple(m.person_id, m.group_id, m.established_us, m.role_row_id);
     });
+    release(snap.memberships);
     Exec("resolver.rebuild_memberships",
          std::string("INSERT INTO memberships") + kShadow +
              " (id, person_id, group_id, role, source, established_at, role_occurred_at, role_ingested_at, "
@@ -1187,6 +1201,9 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
   RebuildStats out;
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<resolver::Engine> rebuilt;
+  // The resident graph is replaced by the rebuilt one; keeping it during the rebuild would hold two graphs at
+  // the peak. If the rebuild fails, the next batch loads the graph from the database as after any error.
+  impl_->DropGraph();
   OnSession(*impl_, holds_lock_, "rebuild", [&](pqxx::work& tx, detail::PooledConnection& c) {
     Rebuilder r(impl_->db.impl(), tx, c, control);
     rebuilt = r.Run(protection, &out);
