@@ -961,17 +961,31 @@ size_t Engine::MemoryBytes() const {
   return n;
 }
 
-Engine::Snapshot Engine::TakeSnapshot() const {
+void Engine::ForEachIdentifier(EntityKind kind, const std::function<void(const IdentifierChange&)>& fn) const {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  IdentifierChange row;
+  row.is_new = true;
+  for (uint32_t i = 0; i < s.idents.size(); ++i) {
+    if (s.idents[i].cluster == kNone) continue;
+    const Ident& id = s.idents[i];
+    row.type.assign(Impl::TypeOf(s, i));
+    row.value.assign(Impl::ValueOf(s, i));
+    row.entity_id = Impl::IdOf(s, x.RootOf(s, i));
+    row.source = x.sources.Name(id.source);
+    row.first_us = id.first_us;
+    row.last_us = id.last_us;
+    fn(row);
+  }
+}
+
+Engine::Snapshot Engine::TakeSnapshot(bool with_identifiers) const {
   Impl& x = *impl_;
   Snapshot out;
   for (auto& s : x.ks) {
     const size_t k = Idx(s.kind);
-    for (uint32_t i = 0; i < s.idents.size(); ++i) {
-      if (s.idents[i].cluster == kNone) continue;
-      const Ident& id = s.idents[i];
-      out.identifiers[k].push_back({std::string(Impl::TypeOf(s, i)), std::string(Impl::ValueOf(s, i)),
-                                    Impl::IdOf(s, x.RootOf(s, i)), x.sources.Name(id.source), id.first_us, id.last_us,
-                                    true});
+    if (with_identifiers) {
+      ForEachIdentifier(s.kind, [&](const IdentifierChange& c) { out.identifiers[k].push_back(c); });
     }
     for (uint32_t c = 0; c < s.clusters.size(); ++c) {
       const Cluster& cl = s.clusters[c];

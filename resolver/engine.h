@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -285,7 +286,11 @@ class Engine final {
     std::array<std::vector<FinalRow>, kKinds> finals;
     std::vector<MembershipChange> memberships;
   };
-  Snapshot TakeSnapshot() const;
+  /// `with_identifiers` false leaves Snapshot::identifiers empty: a caller that can consume them one at a time
+  /// (ForEachIdentifier) need not hold them all as strings at once.
+  Snapshot TakeSnapshot(bool with_identifiers = true) const;
+  /// Every resolved identifier of a kind, as a row of resolved_<kind>_identifiers, in interning order.
+  void ForEachIdentifier(EntityKind kind, const std::function<void(const IdentifierChange&)>& fn) const;
 
   struct Impl;
 

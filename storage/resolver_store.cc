@@ -990,18 +990,17 @@ class Rebuilder {
   void WriteShadowTables(resolver::Engine& engine) {
     // Each part of the snapshot is freed as soon as it is written: the rebuild's peak memory is the engine
     // plus the snapshot, so what is written need not stay.
-    resolver::Engine::Snapshot snap = engine.TakeSnapshot();
+    resolver::Engine::Snapshot snap = engine.TakeSnapshot(/*with_identifiers=*/false);
     auto release = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
     for (const Kind* k : {&kPerson, &kGroup}) {
       const size_t ki = Idx(k->kind);
       Copy("resolved_" + k->name + "_identifiers" + kShadow,
            {k->id, "identifier_type", "identifier_value", "source", "occurred_at", "last_seen_at"},
            k->Stmt("rebuild_identifiers"), [&](pqxx::stream_to& s) {
-             for (const auto& i : snap.identifiers[ki]) {
+             engine.ForEachIdentifier(k->kind, [&](const resolver::IdentifierChange& i) {
                s << std::make_tuple(i.entity_id, i.type, i.value, i.source, Us(i.first_us), Us(i.last_us));
-             }
+             });
            });
-      release(snap.identifiers[ki]);
       // Trait winners and final columns take their values from the core log by row id.
       tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");
       Copy("rb_traits", {"e", "r"}, k->Stmt("rebuild_traits_stage"), [&](pqxx::stream_to& s) {
