@@ -48,8 +48,9 @@ const std::vector<ColumnRule>& ColumnRules(EntityKind k) {
 class Interner {
  public:
   uint32_t Id(const std::string& s) {
-    auto [it, fresh] = index_.emplace(s, static_cast<uint32_t>(names_.size()));
-    if (fresh) names_.push_back(&it->first);
+    if (auto it = index_.find(s); it != index_.end()) return it->second;  // the usual case: no allocation
+    auto it = index_.emplace(s, static_cast<uint32_t>(names_.size())).first;
+    names_.push_back(&it->first);
     return it->second;
   }
   uint32_t Find(const std::string& s) const {
@@ -231,7 +232,10 @@ struct Engine::Impl {
   }
   uint32_t RootOf(KindState& s, uint32_t ident) { return Find(s, s.idents[ident].cluster); }
   static std::string IdOf(const KindState& s, uint32_t c) {
-    return std::string(KindPrefix(s.kind)) + std::string(s.clusters[c].id.data(), s.clusters[c].id.size());
+    std::string out;  // one allocation: prefix + 26 characters
+    out.reserve(4 + s.clusters[c].id.size());
+    out.append(KindPrefix(s.kind)).append(s.clusters[c].id.data(), s.clusters[c].id.size());
+    return out;
   }
   static std::string_view ValueOf(const KindState& s, uint32_t ident) {
     const Ident& i = s.idents[ident];
@@ -241,10 +245,13 @@ struct Engine::Impl {
     const Ident& i = s.idents[ident];
     return std::string_view(*i.key).substr(0, i.type_len);
   }
-  uint32_t Lookup(const KindState& s, const std::string& type, const std::string& value) const {
-    auto it = s.index.find(Key(type, value));
+  uint32_t Lookup(const KindState& s, const std::string& type, const std::string& value) {
+    key_.assign(type).append(1, '\x1f').append(value);
+    auto it = s.index.find(key_);
     return it == s.index.end() ? kNone : it->second;
   }
+  std::string key_;                   // scratch for index lookups (no allocation per row)
+  std::vector<uint32_t> row_idents_;  // ApplyEventRows: the interned identifier of each row (kNone: blocked)
 
   static int64_t TypeCount(const Cluster& c, uint32_t t) {
     for (const auto& [ty, n] : c.type_counts) {
@@ -266,6 +273,7 @@ struct Engine::Impl {
   std::vector<FinalValue> Finals(KindState& s, uint32_t c) {
     const Cluster& cl = s.clusters[c];
     std::vector<FinalValue> out;
+    out.reserve(ColumnRules(s.kind).size());
     for (const auto& rule : ColumnRules(s.kind)) {
       FinalValue v;
       for (const auto& t : rule.traits) {
@@ -567,10 +575,18 @@ struct Engine::Impl {
     std::vector<std::string> order;
     std::unordered_map<std::string, std::pair<std::vector<uint32_t>, std::vector<bool>>> edges;
     std::unordered_set<uint32_t> interned_here;
+    row_idents_.clear();
     for (const LogIdentifier* r = begin; r != end; ++r) {
-      if (r->blocked) continue;
-      const std::string key = Key(r->type, r->value);
-      auto [it, fresh] = s.index.emplace(key, static_cast<uint32_t>(s.idents.size()));
+      if (r->blocked) {
+        row_idents_.push_back(kNone);
+        continue;
+      }
+      // Most rows name a known identifier: look up with a reused key buffer, allocate only for new ones.
+      key_.assign(r->type).append(1, '\x1f').append(r->value);
+      auto it = s.index.find(key_);
+      const bool fresh = it == s.index.end();
+      if (fresh) it = s.index.emplace(key_, static_cast<uint32_t>(s.idents.size())).first;
+      row_idents_.push_back(it->second);
       if (fresh) {
         Ident i;
         i.key = &it->first;
@@ -610,7 +626,7 @@ struct Engine::Impl {
     // Sightings: first occurrence (ties: the first consumed) and latest.
     for (const LogIdentifier* r = begin; r != end; ++r) {
       if (r->blocked) continue;
-      const uint32_t ident = s.index.at(Key(r->type, r->value));
+      const uint32_t ident = row_idents_[static_cast<size_t>(r - begin)];
       Ident& i = s.idents[ident];
       if (interned_here.count(ident) == 0) {
         const bool earlier = event.occurred_us < i.first_us;
@@ -710,8 +726,12 @@ struct Engine::Impl {
         d.traits.push_back({IdOf(s, c), names.Name(name), it->key.row_id});
       }
       // Participants, deduplicated per (event, entity, role).
-      std::set<std::tuple<uint32_t, uint32_t, uint32_t>> parts;
-      for (const auto& [ev, c, role] : m.participants) parts.emplace(ev, Find(s, c), role);
+      std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> parts;
+      parts.reserve(m.participants.size());
+      for (const auto& [ev, c, role] : m.participants) parts.emplace_back(ev, Find(s, c), role);
+      std::sort(parts.begin(), parts.end());
+      parts.erase(std::unique(parts.begin(), parts.end()), parts.end());
+      d.participants.reserve(parts.size());
       for (const auto& [ev, c, role] : parts) d.participants.push_back({ev, IdOf(s, c), roles.Name(role)});
       // Final rows whose values changed.
       std::vector<uint32_t> touched;
@@ -771,21 +791,30 @@ Engine::~Engine() = default;
 BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protection) {
   Impl& x = *impl_;
   x.BeginBatch();
-  // Rows are grouped by event; sort copies if a caller handed them out of order.
-  auto sorted = [](auto rows) {
-    std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-      return std::tie(a.event, a.row_id) < std::tie(b.event, b.row_id);
-    });
-    return rows;
+  // Rows are grouped by event: used in place when in (event, row_id) order, as storage reads them; a sorted
+  // copy only when a caller handed them out of order.
+  auto in_order = [](const auto& rows, auto* copy) -> const auto& {
+    auto less = [](const auto& a, const auto& b) { return std::tie(a.event, a.row_id) < std::tie(b.event, b.row_id); };
+    if (std::is_sorted(rows.begin(), rows.end(), less)) return rows;
+    *copy = rows;
+    std::stable_sort(copy->begin(), copy->end(), less);
+    return *copy;
   };
-  std::array<std::vector<LogIdentifier>, kKinds> ids{sorted(in.identifiers[0]), sorted(in.identifiers[1])};
-  std::array<std::vector<LogTrait>, kKinds> traits{sorted(in.traits[0]), sorted(in.traits[1])};
-  const auto mems = sorted(in.memberships);
+  std::array<std::vector<LogIdentifier>, kKinds> id_copies;
+  std::array<std::vector<LogTrait>, kKinds> trait_copies;
+  std::vector<LogMembership> mem_copy;
+  const std::array<const std::vector<LogIdentifier>*, kKinds> id_rows{&in_order(in.identifiers[0], &id_copies[0]),
+                                                                      &in_order(in.identifiers[1], &id_copies[1])};
+  const std::array<const std::vector<LogTrait>*, kKinds> trait_rows{&in_order(in.traits[0], &trait_copies[0]),
+                                                                    &in_order(in.traits[1], &trait_copies[1])};
+  const std::vector<LogMembership>& mems = in_order(in.memberships, &mem_copy);
+  const auto& ids = id_rows;
+  const auto& traits = trait_rows;
   const size_t n = in.events.size();
-  std::array<std::vector<std::pair<size_t, size_t>>, kKinds> id_ranges{Impl::Ranges(ids[0], n),
-                                                                       Impl::Ranges(ids[1], n)};
-  std::array<std::vector<std::pair<size_t, size_t>>, kKinds> trait_ranges{Impl::Ranges(traits[0], n),
-                                                                          Impl::Ranges(traits[1], n)};
+  std::array<std::vector<std::pair<size_t, size_t>>, kKinds> id_ranges{Impl::Ranges(*ids[0], n),
+                                                                       Impl::Ranges(*ids[1], n)};
+  std::array<std::vector<std::pair<size_t, size_t>>, kKinds> trait_ranges{Impl::Ranges(*traits[0], n),
+                                                                          Impl::Ranges(*traits[1], n)};
   const auto mem_ranges = Impl::Ranges(mems, n);
   const std::array<const Caps*, kKinds> caps{&protection.person_caps, &protection.group_caps};
 
@@ -794,16 +823,16 @@ BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protectio
     for (size_t k = 0; k < kKinds; ++k) {
       KindState& s = x.ks[k];
       const auto [b, e] = id_ranges[k][ev];
-      const auto first_of_edge = x.ApplyEventRows(s, in, ev, ids[k].data() + b, ids[k].data() + e, *caps[k]);
+      const auto first_of_edge = x.ApplyEventRows(s, in, ev, ids[k]->data() + b, ids[k]->data() + e, *caps[k]);
       // Traits attach to the entity of the first non-blocked identifier row of their (event, edge_id).
       const auto [tb, te] = trait_ranges[k][ev];
       for (size_t t = tb; t < te; ++t) {
-        auto it = first_of_edge.find(traits[k][t].edge_id);
+        const LogTrait& trait = (*traits[k])[t];
+        auto it = first_of_edge.find(trait.edge_id);
         if (it == first_of_edge.end()) continue;
         const uint32_t root = x.RootOf(s, it->second);
         x.Touch(s, root);
-        x.OfferTrait(s, root, x.names.Id(traits[k][t].name),
-                     {event.occurred_us, event.ingested_us, traits[k][t].row_id});
+        x.OfferTrait(s, root, x.names.Id(trait.name), {event.occurred_us, event.ingested_us, trait.row_id});
       }
     }
     // Memberships: both sides must be resolved identifiers at the time of the event.

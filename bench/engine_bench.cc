@@ -1,0 +1,192 @@
+// nexus_engine_bench: the resolution engine alone, without PostgreSQL (issue 11).
+//
+// Feeds the benchmark world (bench/generator.h, the same seeded stream bench/run ingests) to
+// resolver::Engine in batches of --batch events, the way the resolver worker does after reading them
+// from the core log, and reports what the engine itself costs: events/s over the whole stream, the time of
+// the batches right after the 100k and 1M identifier checkpoints, and its memory (Engine::MemoryBytes and
+// the process's RSS). The difference to bench/run's batch time is what PostgreSQL costs.
+//
+//   nexus_engine_bench [--identifiers=1100000] [--batch=10000] [--seed=42] [--out=FILE.json]
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/generator.h"
+#include "resolver/engine.h"
+#include "resolver/protection.h"
+
+namespace {
+
+using nexus::bench::GenEvent;
+using nexus::bench::GenIdentifier;
+using namespace nexus::resolver;
+using Clock = std::chrono::steady_clock;
+
+std::map<std::string, std::string> Flags(int argc, char** argv) {
+  std::map<std::string, std::string> f;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0 || a.find('=') == std::string::npos) {
+      std::cerr << "usage: nexus_engine_bench [--identifiers=N] [--batch=N] [--seed=N] [--out=FILE]\n";
+      std::exit(2);
+    }
+    f[a.substr(2, a.find('=') - 2)] = a.substr(a.find('=') + 1);
+  }
+  return f;
+}
+
+double RssMiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
+}
+
+/// The core-log rows ingest would store for `events` (derived edge ids, membership-implied rows), as the
+/// resolver reads them: re-sent copies are duplicates at ingest and never reach the log.
+class LogBuilder {
+ public:
+  BatchInput Build(const std::vector<const GenEvent*>& events) {
+    BatchInput in;
+    for (const GenEvent* e : events) {
+      const uint32_t ev = static_cast<uint32_t>(in.events.size());
+      ingested_us_ += 10;
+      in.events.push_back({e->event_id, e->occurred_us, ingested_us_, e->type, e->source});
+      Mentions(in, ev, *e, e->persons, EntityKind::kPerson, "#p");
+      Mentions(in, ev, *e, e->groups, EntityKind::kGroup, "#g");
+      for (size_t m = 0; m < e->memberships.size(); ++m) {
+        const auto& ms = e->memberships[m];
+        Imply(in, ev, *e, EntityKind::kPerson, ms.person, "#m" + std::to_string(m) + "p");
+        Imply(in, ev, *e, EntityKind::kGroup, ms.group, "#m" + std::to_string(m) + "g");
+        in.memberships.push_back({ev, ++row_, ms.person.type, ms.person.norm, ms.group.type, ms.group.norm});
+      }
+    }
+    return in;
+  }
+
+ private:
+  void Mentions(BatchInput& in, uint32_t ev, const GenEvent& e, const std::vector<nexus::bench::GenMention>& ms,
+                EntityKind kind, const char* tag) {
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const std::string edge = ms[i].edge_id.empty() ? e.event_id + tag + std::to_string(i) : ms[i].edge_id;
+      for (const auto& id : ms[i].ids) {
+        if (!seen_[Idx(kind)].insert(id.type + '\x1f' + id.norm).second) continue;  // once per event, as ingest
+        in.identifiers[Idx(kind)].push_back({ev, ++row_, edge, id.type, id.norm, ms[i].role, false});
+      }
+      for (const auto& t : ms[i].traits) in.traits[Idx(kind)].push_back({ev, ++row_, edge, t.first});
+    }
+  }
+  void Imply(BatchInput& in, uint32_t ev, const GenEvent& e, EntityKind kind, const GenIdentifier& id,
+             const std::string& tag) {
+    if (!seen_[Idx(kind)].insert(id.type + '\x1f' + id.norm).second) return;
+    in.identifiers[Idx(kind)].push_back({ev, ++row_, e.event_id + tag, id.type, id.norm, std::nullopt, false});
+  }
+
+ public:
+  void NextEvent() {
+    seen_[0].clear();
+    seen_[1].clear();
+  }
+
+ private:
+  int64_t row_ = 0;
+  int64_t ingested_us_ = 1'700'000'000'000'000;
+  std::set<std::string> seen_[kKinds];
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto f = Flags(argc, argv);
+  const int64_t identifiers = std::stoll(f.count("identifiers") ? f["identifiers"] : "1100000");
+  const size_t batch = std::stoul(f.count("batch") ? f["batch"] : "10000");
+  nexus::bench::GenOptions go;
+  go.persons = nexus::bench::PersonsForIdentifiers(identifiers);
+  go.seed = std::stoull(f.count("seed") ? f["seed"] : "42");
+  const auto tg = Clock::now();
+  const nexus::bench::World w = nexus::bench::Generate(go);
+  std::vector<const GenEvent*> stream;
+  std::set<std::string> ids_seen;
+  for (size_t i = 0; i < w.events.size(); ++i) {
+    if (!w.resent[i] && ids_seen.insert(w.events[i].event_id).second) stream.push_back(&w.events[i]);
+  }
+  std::cerr << "[engine] world: " << stream.size() << " events, "
+            << std::chrono::duration<double>(Clock::now() - tg).count() << " s to generate\n";
+  const double rss_before = RssMiB();
+
+  Engine engine("bench-salt", 1);
+  const ProtectionConfig protection = ProtectionConfig::Defaults();
+  LogBuilder log;
+  double apply_s = 0;
+  std::vector<std::pair<int64_t, double>> batches;  // (identifiers before, seconds)
+  for (size_t pos = 0; pos < stream.size(); pos += batch) {
+    const size_t end = std::min(stream.size(), pos + batch);
+    BatchInput in;
+    {
+      // One event at a time so the per-event dedup matches ingest; then merge into one batch.
+      std::vector<const GenEvent*> chunk(stream.begin() + static_cast<long>(pos),
+                                         stream.begin() + static_cast<long>(end));
+      BatchInput all;
+      for (const GenEvent* e : chunk) {
+        log.NextEvent();
+        BatchInput one = log.Build({e});
+        const uint32_t base = static_cast<uint32_t>(all.events.size());
+        all.events.push_back(one.events[0]);
+        for (size_t k = 0; k < kKinds; ++k) {
+          for (auto& r : one.identifiers[k]) all.identifiers[k].push_back((r.event = base, r));
+          for (auto& r : one.traits[k]) all.traits[k].push_back((r.event = base, r));
+        }
+        for (auto& r : one.memberships) all.memberships.push_back((r.event = base, r));
+      }
+      in = std::move(all);
+    }
+    const int64_t before = static_cast<int64_t>(engine.identifier_count(EntityKind::kPerson));
+    const auto t0 = Clock::now();
+    const BatchDelta d = engine.Apply(in, protection);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    apply_s += s;
+    batches.emplace_back(before, s);
+  }
+  const double rss_after = RssMiB();
+  const int64_t persons_ids = static_cast<int64_t>(engine.identifier_count(EntityKind::kPerson));
+  const int64_t all_ids = persons_ids + static_cast<int64_t>(engine.identifier_count(EntityKind::kGroup));
+
+  // The batch right after each checkpoint, and the median of the 5 batches from there (fewer at the end).
+  std::ostringstream cps;
+  bool first = true;
+  for (int64_t cp : {100'000LL, 1'000'000LL, 10'000'000LL}) {
+    auto it = std::find_if(batches.begin(), batches.end(), [&](const auto& b) { return b.first >= cp; });
+    if (it == batches.end()) continue;
+    std::vector<double> v;
+    for (auto j = it; j != batches.end() && v.size() < 5; ++j) v.push_back(j->second);
+    std::sort(v.begin(), v.end());
+    cps << (first ? "" : ", ") << "{\"identifiers_before\": " << it->first << ", \"batches\": " << v.size()
+        << ", \"median_s\": " << v[v.size() / 2] << ", \"min_s\": " << v.front() << ", \"max_s\": " << v.back() << "}";
+    first = false;
+  }
+  std::ostringstream o;
+  o << "{\n  \"identifiers_requested\": " << identifiers << ",\n  \"batch_events\": " << batch
+    << ",\n  \"seed\": " << go.seed << ",\n  \"events\": " << stream.size()
+    << ",\n  \"person_identifiers\": " << persons_ids << ",\n  \"all_identifiers\": " << all_ids
+    << ",\n  \"apply_seconds\": " << apply_s
+    << ",\n  \"events_per_s\": " << static_cast<double>(stream.size()) / apply_s << ",\n  \"checkpoints\": ["
+    << cps.str() << "],\n  \"engine_memory_bytes\": " << engine.MemoryBytes()
+    << ",\n  \"rss_growth_mib\": " << (rss_after - rss_before)
+    << ",\n  \"bytes_per_identifier_rss\": " << (rss_after - rss_before) * 1048576.0 / static_cast<double>(all_ids)
+    << "\n}\n";
+  std::cout << o.str();
+  if (f.count("out")) std::ofstream(f["out"]) << o.str();
+  return 0;
+}
