@@ -12,6 +12,8 @@
 #include "server/protection_holder.h"
 #include "server/query_service.h"
 #include "server/resolver_worker.h"
+#include "server/auth.h"
+#include "storage/auth_store.h"
 #include "storage/database.h"
 #include "storage/embedded_postgres.h"
 #include "storage/ingest_store.h"
@@ -44,7 +46,9 @@ bool App::Ready(std::string* why) {
     }
     return true;
   } catch (const std::exception& e) {
-    *why = e.what();
+    // /readyz is open: the cause (host, user, database names) goes to the log only.
+    log::Warn("not ready", {{"cause", storage::RedactUrl(e.what())}});
+    *why = "database unavailable";
     return false;
   }
 }
@@ -72,6 +76,26 @@ void App::Start() {
                                         {"applied_now", static_cast<long long>(migrated.applied.size())},
                                         {"database", storage::RedactUrl(database_url_)}});
 
+  auth_store_ = std::make_unique<storage::AuthStore>(*db_);
+  const bool loopback = IsLoopbackListen(config_.grpc_listen) && IsLoopbackListen(config_.http_listen);
+  Authenticator::Options auth_opts;
+  auth_opts.open_allowed = loopback || config_.allow_unauthenticated;
+  auth_opts.metrics_require_key = config_.metrics_require_key;
+  if (!auth_store_->AnyUsableKey()) {
+    if (!auth_opts.open_allowed) {
+      throw std::runtime_error(
+          "no API keys exist and a listener is not on loopback (" + config_.grpc_listen + ", " +
+          config_.http_listen +
+          "): refusing to serve personal data to anyone who can reach the port. Create a key first "
+          "(nexusd keys create --name=admin --scopes=admin with the same database flags), or pass "
+          "--allow-unauthenticated");
+    }
+    log::Warn(loopback ? "no API keys exist: serving WITHOUT authentication on loopback only; create one with "
+                         "'nexusd keys create --name=admin --scopes=admin'"
+                       : "no API keys exist and --allow-unauthenticated is set: serving WITHOUT authentication",
+              {{"grpc", config_.grpc_listen}, {"http", config_.http_listen}});
+  }
+  auth_ = std::make_unique<Authenticator>(*auth_store_, metrics_.get(), auth_opts);
   ingest_store_ = std::make_unique<storage::IngestStore>(*db_);
   query_store_ = std::make_unique<storage::QueryStore>(*db_);
   if (config_.resolver_enabled) {
@@ -84,10 +108,10 @@ void App::Start() {
     if (worker) worker->Wake();
   });
   query_ = std::make_unique<QueryHandler>(*query_store_, *metrics_);
-  admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_, *metrics_);
-  ingest_service_ = std::make_unique<IngestServiceImpl>(*ingest_, *metrics_);
-  query_service_ = std::make_unique<QueryServiceImpl>(*query_, *metrics_);
-  admin_service_ = std::make_unique<AdminServiceImpl>(*admin_, *metrics_);
+  admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_, *metrics_, auth_.get());
+  ingest_service_ = std::make_unique<IngestServiceImpl>(*ingest_, *metrics_, auth_.get());
+  query_service_ = std::make_unique<QueryServiceImpl>(*query_, *metrics_, auth_.get());
+  admin_service_ = std::make_unique<AdminServiceImpl>(*admin_, *metrics_, auth_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -104,7 +128,8 @@ void App::Start() {
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
 
   http_api_ = std::make_unique<HttpApi>(
-      *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get());
+      *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get(),
+      auth_.get());
   http_server_ = std::make_unique<HttpServer>(config_.http_listen, config_.http_threads,
                                               [this](const HttpRequest& r) { return http_api_->Handle(r); });
   http_port_ = http_server_->Start();

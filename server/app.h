@@ -9,6 +9,7 @@
 #include "server/config.h"
 
 namespace nexus::storage {
+class AuthStore;
 class Database;
 class EmbeddedPostgres;
 class IngestStore;
@@ -17,6 +18,7 @@ class QueryStore;
 
 namespace nexus::server {
 
+class Authenticator;
 class Metrics;
 class ProtectionHolder;
 class ResolverWorker;
@@ -53,6 +55,7 @@ class App final {
   /// Null when --resolver=false.
   ResolverWorker* resolver() { return resolver_.get(); }
   AdminHandler& admin() { return *admin_; }
+  Authenticator& auth() { return *auth_; }
   bool Ready(std::string* why);
 
  private:
@@ -65,6 +68,8 @@ class App final {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<ProtectionHolder> protection_;
   std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::AuthStore> auth_store_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<storage::IngestStore> ingest_store_;
   std::unique_ptr<storage::QueryStore> query_store_;
   std::unique_ptr<ResolverWorker> resolver_;

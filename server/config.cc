@@ -158,6 +158,13 @@ const std::vector<Option>& Options() {
         [](Config& c, const std::string& v) { return ParseBool(v, &c.rebuild); }, true);
     add("rebuild-lock-wait", "30s", "--rebuild: exit (status 3) when another process holds the resolver lock this long",
         [](Config& c, const std::string& v) { return ParseDuration(v, &c.rebuild_lock_wait); });
+    add(
+        "allow-unauthenticated", "false",
+        "serve without API keys on a non-loopback address while no key exists (default: refuse to start)",
+        [](Config& c, const std::string& v) { return ParseBool(v, &c.allow_unauthenticated); }, true);
+    add(
+        "metrics-require-key", "false", "GET /metrics needs a valid API key (any scope)",
+        [](Config& c, const std::string& v) { return ParseBool(v, &c.metrics_require_key); }, true);
     return o;
   }();
   return kOptions;

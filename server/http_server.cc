@@ -64,6 +64,13 @@ HttpRequest ToRequest(const http::request<http::string_body>& req) {
       rest = rest.substr(amp + 1);
     }
   }
+  for (const auto field : {http::field::authorization, http::field::content_type}) {
+    if (auto it = req.find(field); it != req.end()) {
+      std::string name(it->name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(it->value());
+    }
+  }
   out.body = req.body();
   return out;
 }
@@ -124,7 +131,8 @@ struct HttpServer::Impl {
         out = impl->handler(ToRequest(req));
       } catch (const std::exception& e) {
         out.status = 500;
-        out.body = std::string("{\"code\":\"INTERNAL\",\"message\":\"") + log::JsonEscape(e.what()) + "\"}";
+        log::Error("http handler failed", {{"cause", e.what()}});
+        out.body = "{\"code\":\"INTERNAL\",\"message\":\"internal error\"}";
       }
       --impl->active;
       res = http::response<http::string_body>(static_cast<http::status>(out.status), req.version());

@@ -218,7 +218,20 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
   return p.Take();
 }
 
-grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response) {
+grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
+                                   const Principal* caller) {
+  if (caller && !caller->sources.empty()) {
+    for (int i = 0; i < request.events_size(); ++i) {
+      const std::string& source = request.events(i).source();
+      if (caller->MayWriteSource(source)) continue;
+      std::string allowed;
+      for (const auto& s : caller->sources) allowed += (allowed.empty() ? "" : ", ") + s;
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "events[" + std::to_string(i) + "].source: API key " + caller->key_id +
+                              " may not write source '" + source + "' (it is bound to: " + allowed +
+                              "); nothing was written");
+    }
+  }
   const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
                              std::chrono::system_clock::now().time_since_epoch()).count();
   std::vector<storage::EventRecord> records;
@@ -257,20 +270,21 @@ grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::I
   return grpc::Status::OK;
 }
 
-grpc::Status IngestServiceImpl::IngestEvents(grpc::ServerContext*, const v1::IngestEventsRequest* request,
+grpc::Status IngestServiceImpl::IngestEvents(grpc::ServerContext* ctx, const v1::IngestEventsRequest* request,
                                              v1::IngestEventsResponse* response) {
-  return HandleRpc(metrics_, "IngestEvents", [&] { return handler_.Ingest(*request, response); });
+  return HandleRpc(metrics_, auth_, ctx, "IngestEvents",
+                   [&](CallContext& call) { return handler_.Ingest(*request, response, &call.principal); });
 }
 
 grpc::Status IngestServiceImpl::IngestEventStream(
     grpc::ServerContext* ctx, grpc::ServerReaderWriter<v1::IngestEventsResponse, v1::IngestEventsRequest>* stream) {
-  return HandleRpc(metrics_, "IngestEventStream", [&]() -> grpc::Status {
+  return HandleRpc(metrics_, auth_, ctx, "IngestEventStream", [&](CallContext& call) -> grpc::Status {
     v1::IngestEventsRequest request;
     while (stream->Read(&request)) {
       if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the stream");
       v1::IngestEventsResponse response;
       // A bad batch ends the stream with its error: earlier batches were acknowledged and stay committed.
-      grpc::Status s = handler_.Ingest(request, &response);
+      grpc::Status s = handler_.Ingest(request, &response, &call.principal);
       if (!s.ok()) return s;
       if (!stream->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }

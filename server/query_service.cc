@@ -399,8 +399,8 @@ grpc::Status QueryHandler::History(EntityKind kind, const std::string& id, v1::E
 
 // gRPC adapters.
 #define NEXUS_QUERY_RPC(Method, Req, Resp)                                                            \
-  grpc::Status QueryServiceImpl::Method(grpc::ServerContext*, const v1::Req* r, v1::Resp* o) {        \
-    return HandleRpc(m_, #Method, [&] { return h_.Method(*r, o); });                                  \
+  grpc::Status QueryServiceImpl::Method(grpc::ServerContext* ctx, const v1::Req* r, v1::Resp* o) {    \
+    return HandleRpc(m_, auth_, ctx, #Method, [&](CallContext&) { return h_.Method(*r, o); });       \
   }
 NEXUS_QUERY_RPC(GetPerson, GetPersonRequest, Person)
 NEXUS_QUERY_RPC(LookupPerson, LookupPersonRequest, Person)

@@ -1,5 +1,7 @@
 #include "storage/database.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <thread>
 
@@ -92,30 +94,30 @@ StorageError MapException(const std::exception& e, std::string_view context, std
   }
   if (dynamic_cast<const pqxx::broken_connection*>(&e)) {
     *metric_kind = "connection";
-    return StorageError(ErrorKind::kUnavailable, where + ": database unavailable: " + e.what());
+    return StorageError(ErrorKind::kUnavailable, where + ": database unavailable", e.what());
   }
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e)) {
     *metric_kind = "connection";
-    return StorageError(ErrorKind::kUnavailable, where + ": commit outcome unknown (connection lost): " + e.what());
+    return StorageError(ErrorKind::kUnavailable, where + ": commit outcome unknown (connection lost)", e.what());
   }
   if (dynamic_cast<const pqxx::serialization_failure*>(&e)) {
     *metric_kind = "serialization";
-    return StorageError(ErrorKind::kUnavailable, where + ": serialization failure, retry: " + e.what());
+    return StorageError(ErrorKind::kUnavailable, where + ": serialization failure, retry", e.what());
   }
   if (dynamic_cast<const pqxx::deadlock_detected*>(&e)) {
     *metric_kind = "deadlock";
-    return StorageError(ErrorKind::kUnavailable, where + ": deadlock, retry: " + e.what());
+    return StorageError(ErrorKind::kUnavailable, where + ": deadlock, retry", e.what());
   }
   if (dynamic_cast<const pqxx::integrity_constraint_violation*>(&e)) {
     *metric_kind = "constraint";
-    return StorageError(ErrorKind::kInvalidArgument, where + ": " + e.what());
+    return StorageError(ErrorKind::kInvalidArgument, where + ": rejected by a database constraint", e.what());
   }
   if (dynamic_cast<const pqxx::data_exception*>(&e)) {
     *metric_kind = "data";
-    return StorageError(ErrorKind::kInvalidArgument, where + ": " + e.what());
+    return StorageError(ErrorKind::kInvalidArgument, where + ": a value was rejected by the database", e.what());
   }
   *metric_kind = "other";
-  return StorageError(ErrorKind::kInternal, where + ": " + e.what());
+  return StorageError(ErrorKind::kInternal, where + ": internal database error", e.what());
 }
 
 }  // namespace detail
@@ -128,8 +130,8 @@ std::unique_ptr<pqxx::connection> Database::Impl::Connect() {
     return c;
   } catch (const std::exception& e) {
     if (observer) observer->OnError("connection");
-    throw StorageError(ErrorKind::kUnavailable, std::string("cannot connect to PostgreSQL at ") +
-                                                    RedactUrl(options.url) + ": " + e.what());
+    throw StorageError(ErrorKind::kUnavailable, "cannot connect to PostgreSQL",
+                       "at " + RedactUrl(options.url) + ": " + RedactUrl(e.what()));
   }
 }
 
@@ -240,20 +242,36 @@ bool Database::IsMigrated() {
 
 std::string RedactUrl(std::string_view url) {
   std::string s(url);
-  // URI form: scheme://user:password@host
+  // URI userinfo: scheme://user:password@host (the authority ends at the first '/', '?' or '#').
   if (auto scheme = s.find("://"); scheme != std::string::npos) {
-    auto at = s.find('@', scheme + 3);
-    auto colon = s.find(':', scheme + 3);
-    if (at != std::string::npos && colon != std::string::npos && colon < at) {
-      s.replace(colon + 1, at - colon - 1, "***");
+    const size_t from = scheme + 3;
+    const size_t authority_end = std::min(s.find_first_of("/?#", from), s.size());
+    const size_t at = s.rfind('@', authority_end == 0 ? 0 : authority_end - 1);
+    if (at != std::string::npos && at >= from) {
+      const size_t colon = s.find(':', from);
+      if (colon != std::string::npos && colon < at) s.replace(colon + 1, at - colon - 1, "***");
     }
-    return s;
   }
-  // key=value form
-  auto p = s.find("password=");
-  if (p != std::string::npos) {
-    auto end = s.find(' ', p);
-    s.replace(p + 9, (end == std::string::npos ? s.size() : end) - p - 9, "***");
+  // password=value, as a key/value setting (password=x, password = 'a b') or a URI query parameter
+  // (?password=x&..., &sslpassword=x). Case-insensitive; quoted values may hold spaces and \' escapes.
+  std::string lower(s.size(), '\0');
+  std::transform(s.begin(), s.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (size_t p = lower.find("password"); p != std::string::npos; p = lower.find("password", p + 1)) {
+    size_t i = p + 8;
+    while (i < s.size() && s[i] == ' ') ++i;
+    if (i >= s.size() || s[i] != '=') continue;
+    ++i;
+    while (i < s.size() && s[i] == ' ') ++i;
+    size_t end = i;
+    if (end < s.size() && s[end] == '\'') {
+      ++end;
+      while (end < s.size() && s[end] != '\'') end += s[end] == '\\' ? 2 : 1;
+      end = std::min(end + 1, s.size());
+    } else {
+      while (end < s.size() && s[end] != ' ' && s[end] != '&' && s[end] != '#') ++end;
+    }
+    s.replace(i, end - i, "***");
+    lower.replace(i, end - i, "***");
   }
   return s;
 }

@@ -236,6 +236,7 @@ std::string EmbeddedPostgres::Start() {
   std::string opts = "-k " + socket_dir_ + " -p " + std::to_string(options_.port) + " -c listen_addresses=";
   for (const auto& o : options_.server_options) opts += " -c " + o;
   const bool already = RunPgCtl({"status"}, true) == 0;
+  reused_ = already;
   if (already) {
     log::Warn("embedded PostgreSQL was already running (left by an earlier nexusd); reusing it",
               {{"pgdata", pgdata_}});

@@ -29,6 +29,10 @@ class EmbeddedPostgres final {
   std::string Start();
   void Stop();
   bool running() const { return started_; }
+  /// True when Start() found the cluster already running (another nexusd uses it).
+  bool reused() const { return reused_; }
+  /// Forgets the cluster without stopping it (a short-lived tool that found it running must not stop it).
+  void Detach() { started_ = false; }
   /// libpq connection string of the `nexus` database (valid after Start()).
   const std::string& url() const { return url_; }
   /// A psql command line that opens the database, for humans.
@@ -48,6 +52,7 @@ class EmbeddedPostgres final {
   std::string url_;
   std::string run_as_;  ///< user postgres runs as when we are root ("" otherwise)
   bool started_ = false;
+  bool reused_ = false;
 };
 
 /// Locates the PostgreSQL server binaries (initdb, pg_ctl, postgres); "" when none are found.
