@@ -273,8 +273,7 @@ grpc::Status AdminServiceImpl::GetResolverStatus(grpc::ServerContext* ctx, const
                                                  v1::ResolverStatus* o) {
   return HandleRpc(m_, auth_, ctx, "GetResolverStatus", [&](CallContext&) { return h_.GetResolverStatus(*r, o); });
 }
-grpc::Status AdminServiceImpl::Rebuild(grpc::ServerContext* ctx, const v1::RebuildRequest* r,
-                                       v1::RebuildResponse* o) {
+grpc::Status AdminServiceImpl::Rebuild(grpc::ServerContext* ctx, const v1::RebuildRequest* r, v1::RebuildResponse* o) {
   return HandleRpc(m_, auth_, ctx, "Rebuild", [&](CallContext& call) {
     auto s = h_.Rebuild(*r, o);
     if (!o->operation().operation_id().empty()) call.audit_target = "operation:" + o->operation().operation_id();
@@ -285,8 +284,7 @@ grpc::Status AdminServiceImpl::GetRebuildStatus(grpc::ServerContext* ctx, const 
                                                 v1::RebuildOperation* o) {
   return HandleRpc(m_, auth_, ctx, "GetRebuildStatus", [&](CallContext&) { return h_.GetRebuildStatus(*r, o); });
 }
-grpc::Status AdminServiceImpl::ListQuarantinedEdges(grpc::ServerContext* ctx,
-                                                    const v1::ListQuarantinedEdgesRequest* r,
+grpc::Status AdminServiceImpl::ListQuarantinedEdges(grpc::ServerContext* ctx, const v1::ListQuarantinedEdgesRequest* r,
                                                     v1::ListQuarantinedEdgesResponse* o) {
   return HandleRpc(m_, auth_, ctx, "ListQuarantinedEdges",
                    [&](CallContext&) { return h_.ListQuarantinedEdges(*r, o); });
@@ -356,6 +354,7 @@ grpc::Status AdminHandler::CreateApiKey(const v1::CreateApiKeyRequest& req, v1::
   auto s = server::CreateApiKey(auth_->store(), spec, &rec, &secret);
   if (!s.ok()) return s;
   call.audit_target = "key:" + rec.key_id;
+  auth_->NoteKeyCreated();
   FillApiKey(rec, out->mutable_key());
   out->set_secret(secret);
   log::Info("API key created", {{"key_id", rec.key_id}, {"by", call.principal.key_id}});

@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "server/admin_service.h"
+#include "server/auth.h"
 #include "server/http_api.h"
 #include "server/http_server.h"
 #include "server/ingest_service.h"
@@ -12,7 +13,6 @@
 #include "server/protection_holder.h"
 #include "server/query_service.h"
 #include "server/resolver_worker.h"
-#include "server/auth.h"
 #include "storage/auth_store.h"
 #include "storage/database.h"
 #include "storage/embedded_postgres.h"
@@ -84,8 +84,7 @@ void App::Start() {
   if (!auth_store_->AnyUsableKey()) {
     if (!auth_opts.open_allowed) {
       throw std::runtime_error(
-          "no API keys exist and a listener is not on loopback (" + config_.grpc_listen + ", " +
-          config_.http_listen +
+          "no API keys exist and a listener is not on loopback (" + config_.grpc_listen + ", " + config_.http_listen +
           "): refusing to serve personal data to anyone who can reach the port. Create a key first "
           "(nexusd keys create --name=admin --scopes=admin with the same database flags), or pass "
           "--allow-unauthenticated");

@@ -214,6 +214,12 @@ bool Authenticator::OpenNow() {
   return !keys_exist_;
 }
 
+void Authenticator::NoteKeyCreated() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!keys_exist_ && options_.open_allowed) log::Info("an API key was created: every call now needs a key");
+  keys_exist_ = true;
+}
+
 void Authenticator::Invalidate(const std::string& key_id) {
   std::lock_guard<std::mutex> lock(mu_);
   cache_.erase(key_id);
@@ -293,9 +299,9 @@ grpc::Status Authenticator::Check(std::string_view method, const std::string& au
   out->scopes = key->scopes;
   out->sources = key->sources;
   if (!out->Has(need)) {
-    return Refuse(grpc::StatusCode::PERMISSION_DENIED, key->key_id, "denied",
-                  "API key " + key->key_id + " lacks the '" + ScopeName(need) + "' scope needed for " +
-                      std::string(method));
+    return Refuse(
+        grpc::StatusCode::PERMISSION_DENIED, key->key_id, "denied",
+        "API key " + key->key_id + " lacks the '" + ScopeName(need) + "' scope needed for " + std::string(method));
   }
   if (metrics_) metrics_->ObserveAuth(key->key_id, "ok");
   return grpc::Status::OK;

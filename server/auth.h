@@ -92,6 +92,8 @@ class Authenticator final {
   grpc::Status Check(std::string_view method, const std::string& authorization, Principal* out);
   /// Forgets a cached key (after a revoke through this process).
   void Invalidate(const std::string& key_id);
+  /// A key was just created through this process: open mode ends now.
+  void NoteKeyCreated();
   /// True while calls without a key are let through.
   bool OpenNow();
   storage::AuthStore& store() { return store_; }

@@ -45,7 +45,9 @@ grpc::Status ParseJson(const std::string& body, google::protobuf::Message* m) {
 HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query,
                  Authenticator* auth)
     : metrics_(metrics), ready_(std::move(ready)), ingest_(ingest), admin_(admin), query_(query), auth_(auth) {
-  Add("GET", "/healthz", "http:/healthz", [](const HttpRequest&, const PathParams&, CallContext&) { return HttpResponse{200, "text/plain", "ok\n"}; });
+  Add("GET", "/healthz", "http:/healthz", [](const HttpRequest&, const PathParams&, CallContext&) {
+    return HttpResponse{200, "text/plain", "ok\n"};
+  });
   Add("GET", "/readyz", "http:/readyz", [this](const HttpRequest&, const PathParams&, CallContext&) {
     std::string why;
     if (ready_ && ready_(&why)) return HttpResponse{200, "text/plain", "ready\n"};
@@ -55,76 +57,83 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
     return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Scrape()};
   });
   if (ingest_) {
-    Add("POST", "/v1/events:ingest", "IngestEvents", [this](const HttpRequest& req, const PathParams&, CallContext& call) {
-      v1::IngestEventsRequest in;
-      if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
-      return JsonCall<v1::IngestEventsResponse>(
-          [&](v1::IngestEventsResponse* out) { return ingest_->Ingest(in, out, &call.principal); });
-    });
+    Add("POST", "/v1/events:ingest", "IngestEvents",
+        [this](const HttpRequest& req, const PathParams&, CallContext& call) {
+          v1::IngestEventsRequest in;
+          if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+          return JsonCall<v1::IngestEventsResponse>(
+              [&](v1::IngestEventsResponse* out) { return ingest_->Ingest(in, out, &call.principal); });
+        });
   }
   if (admin_) {
     Add("GET", "/v1/admin/resolver", "GetResolverStatus", [this](const HttpRequest&, const PathParams&, CallContext&) {
       return JsonCall<v1::ResolverStatus>(
           [&](v1::ResolverStatus* out) { return admin_->GetResolverStatus(v1::GetResolverStatusRequest(), out); });
     });
-    Add("POST", "/v1/admin/resolver:rebuild", "Rebuild", [this](const HttpRequest& req, const PathParams&, CallContext& call) {
-      v1::RebuildRequest in;  // body optional: {"wait": true}
-      if (!req.body.empty()) {
-        if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
-      }
-      v1::RebuildResponse out;
-      bool already_running = false;
-      const grpc::Status s = admin_->Rebuild(in, &out, &already_running);
-      if (!out.operation().operation_id().empty()) call.audit_target = "operation:" + out.operation().operation_id();
-      if (s.ok()) return HttpResponse{200, "application/json", ToJson(out)};
-      HttpResponse r = Error(s);
-      if (already_running) r.status = 409;  // FAILED_PRECONDITION is 400 elsewhere; a running one is a conflict
-      return r;
-    });
-    Add("GET", "/v1/admin/resolver:rebuild", "GetRebuildStatus", [this](const HttpRequest&, const PathParams&, CallContext&) {
-      return JsonCall<v1::RebuildOperation>(
-          [&](v1::RebuildOperation* out) { return admin_->GetRebuildStatus(v1::GetRebuildStatusRequest(), out); });
-    });
-    Add("GET", "/v1/admin/quarantine", "ListQuarantinedEdges", [this](const HttpRequest& req, const PathParams&, CallContext&) {
-      v1::ListQuarantinedEdgesRequest in;
-      if (auto it = req.query.find("kind"); it != req.query.end()) {
-        if (it->second == "person")
-          in.set_kind(v1::ENTITY_KIND_PERSON);
-        else if (it->second == "group")
-          in.set_kind(v1::ENTITY_KIND_GROUP);
-        else if (!it->second.empty())
-          return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be person or group"));
-      }
-      if (auto it = req.query.find("include_released"); it != req.query.end()) {
-        in.set_include_released(it->second == "true" || it->second == "1");
-      }
-      if (auto it = req.query.find("page_size"); it != req.query.end()) {
-        try {
-          in.set_page_size(std::stoi(it->second));
-        } catch (const std::exception&) {
-          return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: not a number"));
-        }
-      }
-      if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
-      return JsonCall<v1::ListQuarantinedEdgesResponse>(
-          [&](v1::ListQuarantinedEdgesResponse* out) { return admin_->ListQuarantinedEdges(in, out); });
-    });
-    Add("POST", "/v1/admin/quarantine/{id}:release", "ReleaseQuarantinedEdge", [this](const HttpRequest&, const PathParams& p, CallContext& call) {
-      v1::ReleaseQuarantinedEdgeRequest in;
-      call.audit_target = "quarantine:" + p.at("id").substr(0, 32);
-      try {
-        in.set_quarantine_id(std::stoll(p.at("id")));
-      } catch (const std::exception&) {
-        return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "quarantine id: not a number"));
-      }
-      return JsonCall<v1::ReleaseQuarantinedEdgeResponse>(
-          [&](v1::ReleaseQuarantinedEdgeResponse* out) { return admin_->ReleaseQuarantinedEdge(in, out); });
-    });
-    Add("POST", "/v1/admin/config:reload", "ReloadConfig", [this](const HttpRequest&, const PathParams&, CallContext& call) {
-      call.audit_target = "protection-config";
-      return JsonCall<v1::ReloadConfigResponse>(
-          [&](v1::ReloadConfigResponse* out) { return admin_->ReloadConfig(v1::ReloadConfigRequest(), out); });
-    });
+    Add("POST", "/v1/admin/resolver:rebuild", "Rebuild",
+        [this](const HttpRequest& req, const PathParams&, CallContext& call) {
+          v1::RebuildRequest in;  // body optional: {"wait": true}
+          if (!req.body.empty()) {
+            if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+          }
+          v1::RebuildResponse out;
+          bool already_running = false;
+          const grpc::Status s = admin_->Rebuild(in, &out, &already_running);
+          if (!out.operation().operation_id().empty())
+            call.audit_target = "operation:" + out.operation().operation_id();
+          if (s.ok()) return HttpResponse{200, "application/json", ToJson(out)};
+          HttpResponse r = Error(s);
+          if (already_running) r.status = 409;  // FAILED_PRECONDITION is 400 elsewhere; a running one is a conflict
+          return r;
+        });
+    Add("GET", "/v1/admin/resolver:rebuild", "GetRebuildStatus",
+        [this](const HttpRequest&, const PathParams&, CallContext&) {
+          return JsonCall<v1::RebuildOperation>(
+              [&](v1::RebuildOperation* out) { return admin_->GetRebuildStatus(v1::GetRebuildStatusRequest(), out); });
+        });
+    Add("GET", "/v1/admin/quarantine", "ListQuarantinedEdges",
+        [this](const HttpRequest& req, const PathParams&, CallContext&) {
+          v1::ListQuarantinedEdgesRequest in;
+          if (auto it = req.query.find("kind"); it != req.query.end()) {
+            if (it->second == "person")
+              in.set_kind(v1::ENTITY_KIND_PERSON);
+            else if (it->second == "group")
+              in.set_kind(v1::ENTITY_KIND_GROUP);
+            else if (!it->second.empty())
+              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be person or group"));
+          }
+          if (auto it = req.query.find("include_released"); it != req.query.end()) {
+            in.set_include_released(it->second == "true" || it->second == "1");
+          }
+          if (auto it = req.query.find("page_size"); it != req.query.end()) {
+            try {
+              in.set_page_size(std::stoi(it->second));
+            } catch (const std::exception&) {
+              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: not a number"));
+            }
+          }
+          if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
+          return JsonCall<v1::ListQuarantinedEdgesResponse>(
+              [&](v1::ListQuarantinedEdgesResponse* out) { return admin_->ListQuarantinedEdges(in, out); });
+        });
+    Add("POST", "/v1/admin/quarantine/{id}:release", "ReleaseQuarantinedEdge",
+        [this](const HttpRequest&, const PathParams& p, CallContext& call) {
+          v1::ReleaseQuarantinedEdgeRequest in;
+          call.audit_target = "quarantine:" + p.at("id").substr(0, 32);
+          try {
+            in.set_quarantine_id(std::stoll(p.at("id")));
+          } catch (const std::exception&) {
+            return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "quarantine id: not a number"));
+          }
+          return JsonCall<v1::ReleaseQuarantinedEdgeResponse>(
+              [&](v1::ReleaseQuarantinedEdgeResponse* out) { return admin_->ReleaseQuarantinedEdge(in, out); });
+        });
+    Add("POST", "/v1/admin/config:reload", "ReloadConfig",
+        [this](const HttpRequest&, const PathParams&, CallContext& call) {
+          call.audit_target = "protection-config";
+          return JsonCall<v1::ReloadConfigResponse>(
+              [&](v1::ReloadConfigResponse* out) { return admin_->ReloadConfig(v1::ReloadConfigRequest(), out); });
+        });
     Add("POST", "/v1/admin/keys", "CreateApiKey", [this](const HttpRequest& req, const PathParams&, CallContext& call) {
       v1::CreateApiKeyRequest in;
       if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
@@ -248,8 +257,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) {
         response = Error(auth_status);
       } else if (request.method == "POST" && MediaType(Header(request, "content-type")) != "application/json") {
         // Browsers may post text/plain or form bodies cross-site without a preflight; JSON needs one.
-        response = Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                      "Content-Type must be application/json"));
+        response = Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Content-Type must be application/json"));
         response.status = 415;
       } else {
         response = found->fn(request, params, call);

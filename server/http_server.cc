@@ -2,13 +2,12 @@
 #include "server/http_server.h"
 
 #include <atomic>
-#include <utility>  // before Boost 1.74 asio: its awaitable.hpp uses std::exchange without it
-
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <stdexcept>
 #include <thread>
+#include <utility>  // before Boost 1.74 asio: its awaitable.hpp uses std::exchange without it
 #include <vector>
 
 #include "common/log.h"
@@ -143,8 +142,10 @@ struct HttpServer::Impl {
       res.prepare_payload();
       http::async_write(stream, res, [self = shared_from_this(), keep_alive](beast::error_code wec, size_t) {
         if (wec) return;
-        if (keep_alive) self->Read();
-        else self->Close();
+        if (keep_alive)
+          self->Read();
+        else
+          self->Close();
       });
     }
 
@@ -189,8 +190,8 @@ int HttpServer::Start() {
   if (!ec) impl_->acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) throw std::runtime_error("HTTP: cannot listen on " + impl_->listen + ": " + ec.message());
   const int bound = impl_->acceptor->local_endpoint().port();
-  impl_->guard = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
-      impl_->ioc.get_executor());
+  impl_->guard =
+      std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(impl_->ioc.get_executor());
   impl_->Accept();
   for (int i = 0; i < impl_->threads; ++i) impl_->workers.emplace_back([this] { impl_->ioc.run(); });
   return bound;

@@ -54,10 +54,14 @@ std::optional<int64_t> ParseDurationSeconds(const std::string& v) {
   }
   const std::string unit = v.substr(used);
   int64_t mult = 0;
-  if (unit == "s" || unit.empty()) mult = 1;
-  else if (unit == "m") mult = 60;
-  else if (unit == "h") mult = 3600;
-  else if (unit == "d") mult = 86400;
+  if (unit == "s" || unit.empty())
+    mult = 1;
+  else if (unit == "m")
+    mult = 60;
+  else if (unit == "h")
+    mult = 3600;
+  else if (unit == "d")
+    mult = 86400;
   if (mult == 0 || n <= 0) return std::nullopt;
   return n * mult;
 }
@@ -113,12 +117,18 @@ int RunKeysCommand(const std::vector<std::string>& args, const std::vector<std::
       std::fprintf(stderr, "nexusd keys %s: option '%s' only applies to create\n", cmd.c_str(), name.c_str());
       return 2;
     }
-    if (name == "--name") spec.name = value;
-    else if (name == "--scopes") spec.scopes = SplitList(value);
-    else if (name == "--sources") spec.sources = SplitList(value);
-    else if (name == "--expires-in") expires_in = value;
-    else if (a.rfind("--", 0) != 0 && cmd == "revoke" && key_id.empty()) key_id = a;
-    else rest.push_back(a);
+    if (name == "--name")
+      spec.name = value;
+    else if (name == "--scopes")
+      spec.scopes = SplitList(value);
+    else if (name == "--sources")
+      spec.sources = SplitList(value);
+    else if (name == "--expires-in")
+      expires_in = value;
+    else if (a.rfind("--", 0) != 0 && cmd == "revoke" && key_id.empty())
+      key_id = a;
+    else
+      rest.push_back(a);
   }
   if (cmd == "revoke" && key_id.empty()) {
     std::fprintf(stderr, "nexusd keys revoke: which key? (nexusd keys revoke KEY_ID; see nexusd keys list)\n");
@@ -131,10 +141,10 @@ int RunKeysCommand(const std::vector<std::string>& args, const std::vector<std::
                    expires_in.c_str());
       return 2;
     }
-    spec.expires_at_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count() +
-                         *secs * 1000000;
+    spec.expires_at_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count() +
+        *secs * 1000000;
   }
   auto parsed = ParseConfig(rest, env);
   if (!parsed.config) {
@@ -170,27 +180,28 @@ int RunKeysCommand(const std::vector<std::string>& args, const std::vector<std::
         std::fprintf(stderr, "nexusd keys create: %s\n", s.error_message().c_str());
         status = 2;
       } else {
-        std::fprintf(stderr,
-                     "created key %s (name '%s', scopes %s%s%s%s). It is shown once, below; store it now.\n",
+        std::fprintf(stderr, "created key %s (name '%s', scopes %s%s%s%s). It is shown once, below; store it now.\n",
                      rec.key_id.c_str(), rec.name.c_str(), Join(rec.scopes).c_str(),
                      rec.sources.empty() ? "" : ", sources ", Join(rec.sources).c_str(),
                      rec.expires_at_us ? (", expires " + FormatTime(*rec.expires_at_us)).c_str() : "");
         std::cout << secret << std::endl;
       }
     } else if (cmd == "list") {
-      std::printf("%-12s  %-24s  %-18s  %-20s  %-20s  %s\n", "KEY_ID", "NAME", "SCOPES", "SOURCES", "CREATED",
-                  "STATE");
-      const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+      std::printf("%-12s  %-24s  %-18s  %-20s  %-20s  %s\n", "KEY_ID", "NAME", "SCOPES", "SOURCES", "CREATED", "STATE");
+      const int64_t now =
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
       for (const auto& k : store.ListKeys()) {
         std::string state = "active";
-        if (k.revoked_at_us) state = "revoked " + FormatTime(*k.revoked_at_us);
-        else if (k.expires_at_us && *k.expires_at_us <= now) state = "expired " + FormatTime(*k.expires_at_us);
-        else if (k.expires_at_us) state = "active, expires " + FormatTime(*k.expires_at_us);
-        std::printf("%-12s  %-24s  %-18s  %-20s  %-20s  %s\n", k.key_id.c_str(), k.name.c_str(),
-                    Join(k.scopes).c_str(), k.sources.empty() ? "*" : Join(k.sources).c_str(),
-                    FormatTime(k.created_at_us).c_str(), state.c_str());
+        if (k.revoked_at_us)
+          state = "revoked " + FormatTime(*k.revoked_at_us);
+        else if (k.expires_at_us && *k.expires_at_us <= now)
+          state = "expired " + FormatTime(*k.expires_at_us);
+        else if (k.expires_at_us)
+          state = "active, expires " + FormatTime(*k.expires_at_us);
+        std::printf("%-12s  %-24s  %-18s  %-20s  %-20s  %s\n", k.key_id.c_str(), k.name.c_str(), Join(k.scopes).c_str(),
+                    k.sources.empty() ? "*" : Join(k.sources).c_str(), FormatTime(k.created_at_us).c_str(),
+                    state.c_str());
       }
     } else {
       const bool found = store.RevokeKey(key_id);

@@ -46,8 +46,8 @@ class QueryHandler final {
   grpc::Status GetGroupHistory(const v1::GetGroupHistoryRequest& req, v1::EntityHistory* out);
 
  private:
-  grpc::Status Memberships(storage::EntityKind kind, const std::string& id, int page_size,
-                           const std::string& token, v1::ListMembershipsResponse* out);
+  grpc::Status Memberships(storage::EntityKind kind, const std::string& id, int page_size, const std::string& token,
+                           v1::ListMembershipsResponse* out);
   grpc::Status Timeline(storage::EntityKind kind, const std::string& id, int page_size, const std::string& token,
                         const v1::TimelineFilter& filter, v1::TimelineResponse* out);
   grpc::Status Explain(storage::EntityKind kind, const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out);

@@ -25,8 +25,8 @@ bool IsInternalCode(grpc::StatusCode code) {
 }
 
 std::string PublicInternalMessage(grpc::StatusCode code, const std::string& request_id) {
-  const char* what = code == grpc::StatusCode::UNAVAILABLE ? "service temporarily unavailable, retry later"
-                                                           : "internal error";
+  const char* what =
+      code == grpc::StatusCode::UNAVAILABLE ? "service temporarily unavailable, retry later" : "internal error";
   return std::string(what) + " (request id " + request_id + ")";
 }
 

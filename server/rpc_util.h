@@ -61,8 +61,11 @@ grpc::Status HandleRpc(Metrics& metrics, Authenticator* auth, grpc::ServerContex
   if (IsInternalCode(status.error_code())) {
     const std::string request_id = NewRequestId();
     if (cause.empty()) cause = status.error_message();
-    log::Error("rpc failed", {{"method", std::string(method)}, {"code", CodeName(status.error_code())},
-                              {"request_id", request_id}, {"cause", storage::RedactUrl(cause)}, {"duration_s", secs}});
+    log::Error("rpc failed", {{"method", std::string(method)},
+                              {"code", CodeName(status.error_code())},
+                              {"request_id", request_id},
+                              {"cause", storage::RedactUrl(cause)},
+                              {"duration_s", secs}});
     if (ctx) ctx->AddTrailingMetadata("x-request-id", request_id);
     status = grpc::Status(status.error_code(), PublicInternalMessage(status.error_code(), request_id));
   } else if (log::Enabled(log::Level::kDebug)) {

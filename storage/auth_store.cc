@@ -13,8 +13,8 @@ constexpr const char* kInsertKeySql =
     "VALUES ($1, $2, $3, $4::text[], $5::text[], $6, "
     "CASE WHEN $7 = '' THEN NULL ELSE " NEXUS_US_TO_TS("$7::bigint") " END) "
     "ON CONFLICT (key_id) DO NOTHING";
-#define NEXUS_KEY_COLUMNS                                                                                          \
-  "key_id, name, key_sha256, scopes, sources, " NEXUS_TS_TO_US("created_at") ", created_by, " NEXUS_TS_TO_US(      \
+#define NEXUS_KEY_COLUMNS                                                                                     \
+  "key_id, name, key_sha256, scopes, sources, " NEXUS_TS_TO_US("created_at") ", created_by, " NEXUS_TS_TO_US( \
       "expires_at") ", " NEXUS_TS_TO_US("revoked_at")
 constexpr const char* kFindKey = "auth.find_key";
 constexpr const char* kFindKeySql = "SELECT " NEXUS_KEY_COLUMNS " FROM api_keys WHERE key_id = $1";

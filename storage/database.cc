@@ -53,8 +53,10 @@ std::string TextArray(const std::vector<std::optional<std::string>>& values) {
   std::string out = "{";
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out += ',';
-    if (values[i]) AppendQuoted(out, *values[i]);
-    else out += "NULL";
+    if (values[i])
+      AppendQuoted(out, *values[i]);
+    else
+      out += "NULL";
   }
   out += '}';
   return out;
@@ -183,8 +185,8 @@ void Database::Impl::Prepare(detail::PooledConnection& c, const std::string& nam
   if (c.prepared.insert(name).second) c.conn->prepare(name, sql);
 }
 
-void Database::Impl::Run(std::string_view what,
-                         const std::function<void(pqxx::work&, detail::PooledConnection&)>& fn, int attempts) {
+void Database::Impl::Run(std::string_view what, const std::function<void(pqxx::work&, detail::PooledConnection&)>& fn,
+                         int attempts) {
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<detail::PooledConnection> c;
     bool broken = false;
@@ -201,7 +203,8 @@ void Database::Impl::Run(std::string_view what,
       if (c) Release(std::move(c), broken || !c->conn->is_open());
       const bool is_storage = dynamic_cast<const StorageError*>(&e) != nullptr;
       if (!is_storage && attempt < attempts && detail::IsRetryable(e)) {
-        log::Warn("retrying transaction", {{"operation", std::string(what)}, {"attempt", attempt}, {"cause", e.what()}});
+        log::Warn("retrying transaction",
+                  {{"operation", std::string(what)}, {"attempt", attempt}, {"cause", e.what()}});
         std::this_thread::sleep_for(std::chrono::milliseconds(20 * attempt));
         continue;
       }
@@ -225,18 +228,22 @@ const DatabaseOptions& Database::options() const { return impl_->options; }
 StorageObserver* Database::observer() const { return impl_->observer; }
 
 void Database::Ping() {
-  impl_->Run("ping", [](pqxx::work& tx, detail::PooledConnection&) { tx.exec("SELECT 1"); }, 1);
+  impl_->Run(
+      "ping", [](pqxx::work& tx, detail::PooledConnection&) { tx.exec("SELECT 1"); }, 1);
 }
 
 bool Database::IsMigrated() {
   const int latest = detail::EmbeddedMigrations().empty() ? 0 : detail::EmbeddedMigrations().back().version;
   bool ok = false;
-  impl_->Run("readiness", [&](pqxx::work& tx, detail::PooledConnection&) {
-    auto r = tx.exec("SELECT to_regclass('schema_migrations') IS NOT NULL");
-    if (!r[0][0].as<bool>()) return;
-    auto v = tx.exec("SELECT coalesce(max(version), 0) FROM schema_migrations");
-    ok = v[0][0].as<int>() >= latest;
-  }, 1);
+  impl_->Run(
+      "readiness",
+      [&](pqxx::work& tx, detail::PooledConnection&) {
+        auto r = tx.exec("SELECT to_regclass('schema_migrations') IS NOT NULL");
+        if (!r[0][0].as<bool>()) return;
+        auto v = tx.exec("SELECT coalesce(max(version), 0) FROM schema_migrations");
+        ok = v[0][0].as<int>() >= latest;
+      },
+      1);
   return ok;
 }
 

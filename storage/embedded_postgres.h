@@ -7,15 +7,16 @@ namespace nexus::storage {
 
 struct EmbeddedPostgresOptions {
   std::string data_dir = "./nexus-data";  ///< holds pgdata/, run/ (socket) and postgres.log
-  std::string bin_dir;                    ///< PostgreSQL binaries; empty: NEXUS_PG_BINDIR or the newest /usr/lib/postgresql/*/bin
-  int port = 5432;                        ///< names the unix socket only (TCP is off)
+  std::string bin_dir;  ///< PostgreSQL binaries; empty: NEXUS_PG_BINDIR or the newest /usr/lib/postgresql/*/bin
+  int port = 5432;      ///< names the unix socket only (TCP is off)
   std::vector<std::string> server_options;  ///< extra '-c name=value' settings (tests turn fsync off)
 };
 
 /// A private PostgreSQL cluster under a data directory, for running nexusd without a database server.
 ///
 /// Start() creates the cluster on first use (initdb), starts it on a unix socket in its own directory
-/// (no TCP port, trust auth limited to that private socket), creates the `nexus` database and returns
+/// (no TCP port; peer authentication: only the OS user PostgreSQL runs as and the one running nexusd; data
+/// dir 0700 and log 0600 whatever the umask), creates the `nexus` database and returns
 /// its connection string; a second Start() on the same directory reuses the data. When the process runs
 /// as root, PostgreSQL runs as the unprivileged `postgres` user. Stop() shuts it down (fast mode).
 /// Errors throw std::runtime_error with a message that says what to do.
@@ -42,6 +43,7 @@ class EmbeddedPostgres final {
  private:
   int RunPgCtl(const std::vector<std::string>& args, bool quiet);
   void Prepare();
+  void WriteAccessRules();  ///< pg_hba.conf / pg_ident.conf: peer auth for our OS users only
 
   EmbeddedPostgresOptions options_;
   std::string bin_dir_;

@@ -18,7 +18,8 @@ enum class ErrorKind {
 /// client may see: it never holds database error text.
 class StorageError : public std::runtime_error {
  public:
-  StorageError(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind), public_(message) {}
+  StorageError(ErrorKind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind), public_(message) {}
   /// `detail` (the driver's or server's text) goes to what() only.
   StorageError(ErrorKind kind, const std::string& message, const std::string& detail)
       : std::runtime_error(detail.empty() ? message : message + ": " + detail), kind_(kind), public_(message) {}
