@@ -2,6 +2,9 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include "common/log.h"
 #include "server/admin_service.h"
@@ -112,10 +115,18 @@ void App::Start() {
   query_service_ = std::make_unique<QueryServiceImpl>(*query_, *metrics_, auth_.get());
   admin_service_ = std::make_unique<AdminServiceImpl>(*admin_, *metrics_, auth_.get());
 
+  // Built (TLS files loaded and checked) before any listener opens: a bad certificate stops start-up.
+  http_api_ = std::make_unique<HttpApi>(
+      *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get(),
+      auth_.get());
+  http_server_ = std::make_unique<HttpServer>(
+      config_.http_listen, config_.http_threads, [this](const HttpRequest& r) { return http_api_->Handle(r); },
+      HttpTlsOptions{config_.tls_cert, config_.tls_key, config_.tls_client_ca});
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(config_.grpc_listen, GrpcCredentials(), &grpc_port_);
   builder.SetMaxReceiveMessageSize(64 * 1024 * 1024);
   builder.RegisterService(ingest_service_.get());
   builder.RegisterService(query_service_.get());
@@ -126,17 +137,40 @@ void App::Start() {
   }
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
 
-  http_api_ = std::make_unique<HttpApi>(
-      *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get(),
-      auth_.get());
-  http_server_ = std::make_unique<HttpServer>(config_.http_listen, config_.http_threads,
-                                              [this](const HttpRequest& r) { return http_api_->Handle(r); });
   http_port_ = http_server_->Start();
   if (resolver_) resolver_->Start();
   log::Info("nexusd serving",
             {{"grpc", config_.grpc_listen.substr(0, config_.grpc_listen.rfind(':') + 1) + std::to_string(grpc_port_)},
              {"http", config_.http_listen.substr(0, config_.http_listen.rfind(':') + 1) + std::to_string(http_port_)},
-             {"resolver", config_.resolver_enabled}});
+             {"resolver", config_.resolver_enabled},
+             {"tls", config_.tls_cert.empty()        ? "off"
+                     : config_.tls_client_ca.empty() ? "on"
+                                                     : "mutual"}});
+}
+
+std::shared_ptr<grpc::ServerCredentials> App::GrpcCredentials() const {
+  if (config_.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  // The file watcher re-reads the files every kTlsRefreshSeconds: a renewed certificate needs no restart.
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider =
+      config_.tls_client_ca.empty() ? std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+                                          config_.tls_key, config_.tls_cert, kTlsRefreshSeconds)
+                                    : std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+                                          config_.tls_key, config_.tls_cert, config_.tls_client_ca, kTlsRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions opts(provider);
+  opts.watch_identity_key_cert_pairs();
+  if (config_.tls_client_ca.empty()) {
+    opts.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    opts.watch_root_certs();
+    opts.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(opts);
+}
+
+void App::ReloadTls() {
+  if (config_.tls_cert.empty() || !http_server_) return;
+  http_server_->ReloadTls();
+  log::Info("TLS certificate reloaded for HTTP (gRPC re-reads the files by itself)", {{"cert", config_.tls_cert}});
 }
 
 void App::Shutdown() {

@@ -57,8 +57,14 @@ class App final {
   AdminHandler& admin() { return *admin_; }
   Authenticator& auth() { return *auth_; }
   bool Ready(std::string* why);
+  /// Re-reads the TLS files for HTTP (SIGHUP); throws, keeping the old ones, when they cannot be loaded.
+  void ReloadTls();
+  /// How often gRPC's certificate watcher re-reads the TLS files.
+  static constexpr unsigned kTlsRefreshSeconds = 10;
 
  private:
+  std::shared_ptr<grpc::ServerCredentials> GrpcCredentials() const;
+
   Config config_;
   std::string database_url_;
   int grpc_port_ = 0;

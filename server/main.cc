@@ -172,6 +172,11 @@ int main(int argc, char** argv) {
         } catch (const std::exception& e) {
           log::Error("config reload failed; keeping the old config", {{"cause", e.what()}});
         }
+        try {
+          app.ReloadTls();
+        } catch (const std::exception& e) {
+          log::Error("TLS reload failed; keeping the old certificate", {{"cause", e.what()}});
+        }
         continue;
       }
       log::Info("signal received", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
