@@ -165,7 +165,8 @@ std::pair<v1::RebuildOperation, grpc::Status> AdminHandler::RunRebuild(const std
                        : ToStatus(e);
   } catch (const std::exception& e) {
     state = v1::RebuildOperation::FAILED;
-    status = grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+    log::Error("rebuild failed", {{"operation_id", id}, {"cause", e.what()}});
+    status = grpc::Status(grpc::StatusCode::INTERNAL, "rebuild failed: internal error (cause in the server log)");
   }
   v1::RebuildOperation op;
   {
