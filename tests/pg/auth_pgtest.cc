@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <filesystem>
@@ -649,6 +650,54 @@ TEST(EmbeddedClusterFiles, PrivateWhateverTheUmaskAndPeerOnly) {
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+}  // namespace nexus::testing
+
+namespace nexus::testing {
+namespace {
+
+/// Runs the real nexusd binary; returns its exit status, stdout in *out.
+int RunNexusd(const std::string& args, std::string* out) {
+  const std::string cmd = std::string(NEXUSD_BINARY) + " " + args + " 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  out->clear();
+  while (std::fgets(buf, sizeof buf, p)) *out += buf;
+  const int status = ::pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(AuthTest, KeysCommandCreatesListsAndRevokesOnTheDatabase) {
+  const std::string db = "--database-url='" + url_ + "'";
+  std::string key, listing, ignored;
+  ASSERT_EQ(RunNexusd("keys create --name=first-admin --scopes=admin,read " + db, &key), 0);
+  while (!key.empty() && key.back() == '\n') key.pop_back();
+  const auto id = server::ParseKeyId(key);
+  ASSERT_TRUE(id) << "stdout is the key alone: " << key;
+  EXPECT_EQ(RunNexusd("keys create --name=x --scopes=write " + db, &ignored), 2);
+  EXPECT_EQ(RunNexusd("keys create --name=x --scopes=read --expires-in=soon " + db, &ignored), 2);
+  ASSERT_EQ(RunNexusd("keys list " + db, &listing), 0);
+  EXPECT_NE(listing.find(*id), std::string::npos) << listing;
+  EXPECT_NE(listing.find("first-admin"), std::string::npos) << listing;
+  EXPECT_EQ(listing.find(key.substr(17)), std::string::npos) << "the list shows the secret";
+  EXPECT_EQ(QueryScalar(url_, "SELECT key_sha256 FROM api_keys WHERE key_id = '" + *id + "'"), server::Sha256Hex(key));
+
+  auto& app = StartApp();
+  EXPECT_EQ(HttpGet(app.http_port(), "/v1/admin/keys").status, 401);
+  EXPECT_EQ(HttpCall(app.http_port(), "GET", "/v1/admin/keys", "", "Authorization: Bearer " + key + "\r\n").status,
+            200);
+  EXPECT_EQ(RunNexusd("keys revoke " + *id + " " + db, &ignored), 0);
+  EXPECT_EQ(RunNexusd("keys revoke 000000000000 " + db, &ignored), 1);
+  app.auth().Invalidate(*id);  // or wait out the cache (tested in RevocationAndExpiryWithoutRestart)
+  EXPECT_EQ(HttpCall(app.http_port(), "GET", "/v1/admin/keys", "", "Authorization: Bearer " + key + "\r\n").status,
+            401);
+  EXPECT_EQ(QueryScalar(url_,
+                        "SELECT string_agg(operation || ' ' || target || ' ' || outcome, ', ' ORDER BY audit_id) "
+                        "FROM audit_log WHERE key_id = 'cli' AND outcome = 'OK'"),
+            "CreateApiKey key:" + *id + " OK, RevokeApiKey key:" + *id + " OK");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "nexus/v1/admin.grpc.pb.h"
 #include "nexus/v1/ingest.grpc.pb.h"
 #include "nexus/v1/query.grpc.pb.h"
+#include "server/config.h"
 #include "server/rpc_util.h"
 #include "storage/database.h"
 
@@ -130,6 +131,27 @@ TEST(Errors, InternalDetailsStayInTheLog) {
   });
   EXPECT_EQ(c.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(c.error_message(), "ingest: rejected by a database constraint");
+}
+
+}  // namespace
+}  // namespace nexus::server
+
+namespace nexus::server {
+namespace {
+
+TEST(TlsConfig, CertAndKeyGoTogetherAndMtlsNeedsTls) {
+  auto only_cert = ParseConfig({"--tls-cert=/x.pem"}, {});
+  ASSERT_FALSE(only_cert.config);
+  EXPECT_NE(only_cert.error.find("--tls-cert and --tls-key go together"), std::string::npos) << only_cert.error;
+  auto ca_only = ParseConfig({"--tls-client-ca=/ca.pem"}, {});
+  ASSERT_FALSE(ca_only.config);
+  EXPECT_NE(ca_only.error.find("--tls-client-ca needs --tls-cert"), std::string::npos) << ca_only.error;
+  auto ok = ParseConfig({"--tls-cert=/c.pem", "--tls-key=/k.pem", "--allow-unauthenticated"},
+                        {"NEXUS_TLS_CLIENT_CA=/ca.pem", "NEXUS_METRICS_REQUIRE_KEY=true"});
+  ASSERT_TRUE(ok.config) << ok.error;
+  EXPECT_EQ(ok.config->tls_client_ca, "/ca.pem");
+  EXPECT_TRUE(ok.config->allow_unauthenticated);
+  EXPECT_TRUE(ok.config->metrics_require_key);
 }
 
 }  // namespace
