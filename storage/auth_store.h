@@ -32,7 +32,7 @@ struct AuditRecord {
   std::string outcome;
 };
 
-/// API keys and the audit log (migration 003). Throws StorageError.
+/// API keys and the audit log (migration 005). Throws StorageError.
 class AuthStore final {
  public:
   explicit AuthStore(Database& db) : db_(db) {}

@@ -1,4 +1,4 @@
--- nexusd schema, migration 003: API keys and the audit log (issue 13, access control).
+-- nexusd schema, migration 005: API keys and the audit log (issue 13, access control).
 --
 -- A key is shown once at creation as nxk_<key_id>_<secret>; only the SHA-256 of the whole key is stored
 -- (hex). Keys carry 256 bits of randomness, so a plain hash is enough: there is nothing to brute-force that a
