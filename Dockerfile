@@ -8,9 +8,12 @@
 # host (same scripts, non-root user, same flags, same health check) and CI runs it. `docker build` itself has
 # not been run against this file; see docs/OPERATIONS.md.
 #
-#   docker build -t nexusd .
-#   docker run -p 50051:50051 -p 8080:8080 -v nexus-data:/var/lib/nexusd nexusd
-#   docker run -e NEXUS_DATABASE_URL='postgresql://nexus:...@db:5432/nexus' nexusd
+#   docker build -t nexusd:latest .          (the tag deploy/docker-compose.yml and deploy/kubernetes use)
+#   docker run -p 50051:50051 -p 8080:8080 -v nexus-data:/var/lib/nexusd nexusd:latest
+#   docker run -e NEXUS_DATABASE_URL='postgresql://nexus:...@db:5432/nexus' -e NEXUS_EMBEDDED_POSTGRES=off nexusd:latest
+#
+# Configuration is by NEXUS_* environment variables only (the ENTRYPOINT passes no flags, since flags would
+# win over a Kubernetes ConfigMap). The user has a fixed uid/gid (10001) that the manifests' runAsUser name.
 
 FROM debian:12 AS build
 WORKDIR /src
@@ -36,8 +39,8 @@ RUN apt-get update \
       postgresql-15 curl ca-certificates \
  && rm -f /usr/sbin/policy-rc.d \
  && rm -rf /var/lib/apt/lists/* \
- && groupadd --system nexus \
- && useradd --system --gid nexus --home-dir /var/lib/nexusd --shell /usr/sbin/nologin nexus \
+ && groupadd --system --gid 10001 nexus \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/nexusd --shell /usr/sbin/nologin nexus \
  && mkdir -p /var/lib/nexusd \
  && chown nexus:nexus /var/lib/nexusd
 COPY --from=build /src/build-image/server/nexusd /usr/local/bin/nexusd
@@ -45,11 +48,13 @@ USER nexus
 WORKDIR /var/lib/nexusd
 VOLUME ["/var/lib/nexusd"]
 EXPOSE 50051 8080
-ENV NEXUS_LOG_LEVEL=info
+ENV NEXUS_LOG_LEVEL=info \
+    NEXUS_GRPC_LISTEN=0.0.0.0:50051 \
+    NEXUS_HTTP_LISTEN=0.0.0.0:8080 \
+    NEXUS_DATA_DIR=/var/lib/nexusd
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD curl -fsS http://127.0.0.1:8080/readyz || curl -fsSk https://127.0.0.1:8080/readyz || exit 1
 # SIGTERM (docker stop) drains in-flight RPCs for --shutdown-grace and stops the embedded PostgreSQL:
 # give `docker stop -t` more than that grace.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["/usr/local/bin/nexusd", "--grpc-listen=0.0.0.0:50051", "--http-listen=0.0.0.0:8080", \
-            "--data-dir=/var/lib/nexusd"]
+ENTRYPOINT ["/usr/local/bin/nexusd"]

@@ -559,6 +559,12 @@ Obj Bench::Ingest() {
                  c0 = Metric(m0, "nexus_resolver_batch_duration_seconds_count"),
                  e0 = Metric(m0, "nexus_resolver_batch_events_sum");
     if (c == 0) batch_sum0 = s0;
+    // Write volume, which the machine's load does not change: WAL bytes of ingesting + resolving this batch,
+    // and how many row updates were HOT (no index touched). Counters are cluster-wide; nothing else writes.
+    const char* kWalPos = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint";
+    const char* kUpdates = "SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables";
+    const char* kHotUpdates = "SELECT coalesce(sum(n_tup_hot_upd), 0)::bigint FROM pg_stat_user_tables";
+    const int64_t wal0 = Count(kWalPos), upd0 = Count(kUpdates), hot0 = Count(kHotUpdates);
     v1::IngestEventsRequest req;
     for (size_t j = pos; j < pos + n; ++j) ToProto(w_.events[j], req.add_events());
     v1::IngestEventsResponse resp;
@@ -589,6 +595,9 @@ Obj Bench::Ingest() {
       Obj st;
       for (const auto& [d, name] : by) st.D(name, d);
       io.Set("statement_seconds", st.Str(6));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // backends flush table statistics when idle
+      io.I("wal_bytes", Count(kWalPos) - wal0);
+      io.I("row_updates", Count(kUpdates) - upd0).I("hot_row_updates", Count(kHotUpdates) - hot0);
       io.D("identifiers_after", static_cast<double>(Count("SELECT count(*) FROM resolved_person_identifiers")));
     }
     all.events += static_cast<int64_t>(n);

@@ -39,6 +39,11 @@ def rows(r):
         eps = inc.get("resolver_events", 0) / inc["resolver_seconds"] if inc.get("resolver_seconds") else None
         out.append((f"3. one {inc.get('events', 0):,}-event resolver batch at {inc.get('identifiers_before', 0):,} identifiers (s)",
                     f(per, "{:.2f}") + f" ({b:.0f} batch; {f(eps)} events/s)"))
+        if "wal_bytes" in inc:
+            upd = inc.get("row_updates") or 0
+            out.append((f"3. ... WAL written by ingest + resolution of that batch (MiB); HOT share of row updates",
+                        f(inc["wal_bytes"] / 2**20, "{:.1f}") + "; " +
+                        f(inc.get("hot_row_updates", 0) / upd * 100 if upd else None, "{:.0f}%")))
     resolved, streamed = ing.get("ingest_start_to_all_resolved_s"), ing.get("stream_seconds")
     out += [
         ("3. ingest start -> everything resolved (s)", f(resolved, "{:.1f}")),

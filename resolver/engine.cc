@@ -126,6 +126,11 @@ struct KindState {
 
 }  // namespace
 
+bool IsEventLocalEdge(std::string_view event_id, std::string_view edge_id) {
+  return edge_id.size() > event_id.size() && edge_id[event_id.size()] == '#' &&
+         edge_id.substr(0, event_id.size()) == event_id;
+}
+
 const char* KindName(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
 const char* KindPrefix(EntityKind k) { return k == EntityKind::kPerson ? "per_" : "grp_"; }
 
@@ -453,6 +458,8 @@ struct Engine::Impl {
         const uint32_t r = Find(s, c);
         if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
       }
+    } else if (IsEventLocalEdge(event_id, edge_id)) {
+      // Only this event's rows: nothing to look up.
     } else if (auto it = s.edges.find(edge_id); it != s.edges.end()) {
       prior.push_back(it->second.first);
       if (it->second.more != kNone) {
@@ -596,7 +603,9 @@ struct Engine::Impl {
       for (size_t i = 0; i < ids.size(); ++i) is_new[i] = s.idents[ids[i]].cluster == kNone;
       const bool force = !forced.empty() && forced.count({event.event_id, edge_id}) > 0;
       ApplyEdge(s, event.event_id, ev, edge_id, ids, is_new, force, caps);
-      for (uint32_t i : ids) RecordEdgeSighting(s, edge_id, i);
+      if (!IsEventLocalEdge(event.event_id, edge_id)) {
+        for (uint32_t i : ids) RecordEdgeSighting(s, edge_id, i);
+      }
     }
     // Sightings: first occurrence (ties: the first consumed) and latest.
     for (const LogIdentifier* r = begin; r != end; ++r) {
@@ -885,8 +894,9 @@ bool Engine::LoadIdentifier(EntityKind kind, const std::string& type, const std:
   return true;
 }
 
-void Engine::LoadEdgeSighting(EntityKind kind, const std::string& edge_id, const std::string& type,
-                              const std::string& value) {
+void Engine::LoadEdgeSighting(EntityKind kind, const std::string& event_id, const std::string& edge_id,
+                              const std::string& type, const std::string& value) {
+  if (IsEventLocalEdge(event_id, edge_id)) return;
   Impl& x = *impl_;
   KindState& s = x.ks[Idx(kind)];
   const uint32_t i = x.Lookup(s, type, value);
@@ -951,17 +961,31 @@ size_t Engine::MemoryBytes() const {
   return n;
 }
 
-Engine::Snapshot Engine::TakeSnapshot() const {
+void Engine::ForEachIdentifier(EntityKind kind, const std::function<void(const IdentifierChange&)>& fn) const {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  IdentifierChange row;
+  row.is_new = true;
+  for (uint32_t i = 0; i < s.idents.size(); ++i) {
+    if (s.idents[i].cluster == kNone) continue;
+    const Ident& id = s.idents[i];
+    row.type.assign(Impl::TypeOf(s, i));
+    row.value.assign(Impl::ValueOf(s, i));
+    row.entity_id = Impl::IdOf(s, x.RootOf(s, i));
+    row.source = x.sources.Name(id.source);
+    row.first_us = id.first_us;
+    row.last_us = id.last_us;
+    fn(row);
+  }
+}
+
+Engine::Snapshot Engine::TakeSnapshot(bool with_identifiers) const {
   Impl& x = *impl_;
   Snapshot out;
   for (auto& s : x.ks) {
     const size_t k = Idx(s.kind);
-    for (uint32_t i = 0; i < s.idents.size(); ++i) {
-      if (s.idents[i].cluster == kNone) continue;
-      const Ident& id = s.idents[i];
-      out.identifiers[k].push_back({std::string(Impl::TypeOf(s, i)), std::string(Impl::ValueOf(s, i)),
-                                    Impl::IdOf(s, x.RootOf(s, i)), x.sources.Name(id.source), id.first_us, id.last_us,
-                                    true});
+    if (with_identifiers) {
+      ForEachIdentifier(s.kind, [&](const IdentifierChange& c) { out.identifiers[k].push_back(c); });
     }
     for (uint32_t c = 0; c < s.clusters.size(); ++c) {
       const Cluster& cl = s.clusters[c];

@@ -4,10 +4,12 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -24,6 +26,12 @@ const char* KindName(EntityKind k);
 const char* KindPrefix(EntityKind k);
 /// The id a component founded by identifier (type, value) gets: KindPrefix + StableId128(salt, type, value).
 std::string MakeEntityId(EntityKind kind, const std::string& salt, const std::string& type, const std::string& value);
+
+/// Whether `edge_id` is local to event `event_id`: of the form "<event_id>#<anything>", the form ingest derives
+/// for a mention sent without an edge_id. A local edge links only what its own event says: it neither links to
+/// nor is remembered for other events, even one that names the same string explicitly. So the engine keeps no
+/// memory for the edges of ordinary mentions, only for explicit edge_ids a source may reuse.
+bool IsEventLocalEdge(std::string_view event_id, std::string_view edge_id);
 
 // ---------------------------------------------------------------------------------------------------------
 // Input: core-log rows of one batch.
@@ -205,7 +213,8 @@ const std::vector<std::string>& FinalColumns(EntityKind kind);
 ///
 /// Rules (each lives here once):
 /// - An edge is the non-blocked identifier rows of one (event, edge_id); an edge_id reused by a later event
-///   also links to every component earlier events saw under it. Edges apply in log order.
+///   also links to every component earlier events saw under it, unless it is local to either event
+///   (IsEventLocalEdge). Edges apply in log order.
 /// - An edge unites the components of its identifiers unless that breaks a cap (then it is quarantined and
 ///   its unseen identifiers each stand alone); released edges skip the caps. A union breaks a cap when its
 ///   total is over the cap and larger than its largest existing part (a part already over a lowered cap is
@@ -249,8 +258,10 @@ class Engine final {
   /// `entity_id` must have been loaded. Returns false (and ignores the row) when it was not.
   bool LoadIdentifier(EntityKind kind, const std::string& type, const std::string& value, const std::string& entity_id,
                       const std::string& source, int64_t first_us, int64_t last_us);
-  /// An identifier (already loaded) that an applied event saw under `edge_id`.
-  void LoadEdgeSighting(EntityKind kind, const std::string& edge_id, const std::string& type, const std::string& value);
+  /// An identifier (already loaded) that applied event `event_id` saw under `edge_id` (ignored when the edge is
+  /// local to that event; storage may leave those rows out).
+  void LoadEdgeSighting(EntityKind kind, const std::string& event_id, const std::string& edge_id,
+                        const std::string& type, const std::string& value);
   void LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name, int64_t occurred_us,
                        int64_t ingested_us, int64_t row_id);
   void LoadMembership(const std::string& person_id, const std::string& group_id, int64_t established_us,
@@ -275,7 +286,11 @@ class Engine final {
     std::array<std::vector<FinalRow>, kKinds> finals;
     std::vector<MembershipChange> memberships;
   };
-  Snapshot TakeSnapshot() const;
+  /// `with_identifiers` false leaves Snapshot::identifiers empty: a caller that can consume them one at a time
+  /// (ForEachIdentifier) need not hold them all as strings at once.
+  Snapshot TakeSnapshot(bool with_identifiers = true) const;
+  /// Every resolved identifier of a kind, as a row of resolved_<kind>_identifiers, in interning order.
+  void ForEachIdentifier(EntityKind kind, const std::function<void(const IdentifierChange&)>& fn) const;
 
   struct Impl;
 

@@ -112,21 +112,26 @@ for bin in initdb pg_ctl postgres; do
   [ -x "/usr/lib/postgresql/15/bin/$bin" ] || die "postgresql-15 ($bin) is missing"
 done
 
-# ---- user, as the Dockerfile's groupadd/useradd ---------------------------------------------------------
+# ---- user, as the Dockerfile's groupadd/useradd (fixed uid/gid 10001: the manifests' runAsUser) ------------
+NEXUS_UID=$(grep -oE 'useradd [^&]*--uid [0-9]+' Dockerfile | grep -oE '[0-9]+$')
+[ "$NEXUS_UID" = 10001 ] || die "the Dockerfile's useradd must set --uid 10001 (found '${NEXUS_UID}')"
 if ! id nexus >/dev/null 2>&1; then
-  getent group nexus >/dev/null || groupadd --system nexus
-  useradd --system --gid nexus --home-dir /var/lib/nexusd --shell /usr/sbin/nologin nexus
-  say "created system user nexus"
+  getent group nexus >/dev/null || groupadd --system --gid 10001 nexus
+  useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/nexusd --shell /usr/sbin/nologin nexus
+  say "created system user nexus (uid 10001)"
 fi
 chown nexus:nexus "$STAGE/var/lib/nexusd"
 
-# ---- run: ENTRYPOINT as USER nexus, loopback instead of 0.0.0.0 -----------------------------------------
+# ---- run: ENTRYPOINT as USER nexus, with the image's ENV (loopback instead of 0.0.0.0, staged data dir) ---
+# The ENTRYPOINT must pass no flags: flags win over environment variables, so a ConfigMap could not change them.
+grep -qE '^ENTRYPOINT \["/usr/local/bin/nexusd"\]$' Dockerfile ||
+  die "the Dockerfile's ENTRYPOINT must be [\"/usr/local/bin/nexusd\"] alone (configuration by NEXUS_* ENV)"
 cd "$STAGE/var/lib/nexusd"  # WORKDIR
 env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/nexusd \
-    NEXUS_LOG_LEVEL=info \
+    NEXUS_LOG_LEVEL=info NEXUS_GRPC_LISTEN=127.0.0.1:0 NEXUS_HTTP_LISTEN=127.0.0.1:0 \
+    NEXUS_DATA_DIR="$STAGE/var/lib/nexusd" \
   setpriv --reuid=nexus --regid=nexus --init-groups --inh-caps=-all \
-  "$STAGE/usr/local/bin/nexusd" --grpc-listen=127.0.0.1:0 --http-listen=127.0.0.1:0 \
-    --data-dir="$STAGE/var/lib/nexusd" >"$STAGE/nexusd.log" 2>&1 &
+  "$STAGE/usr/local/bin/nexusd" >"$STAGE/nexusd.log" 2>&1 &
 NEXUSD_PID=$!
 cd "$ROOT"
 

@@ -3,7 +3,9 @@
 #   1. promtool check config deploy/prometheus/prometheus.yml; promtool check rules deploy/prometheus/alerts.yml
 #   2. deploy/grafana/*.json parse as JSON; deploy/docker-compose.yml and deploy/kubernetes/*.yaml parse as
 #      YAML when python3-yaml is installed (otherwise says so and checks JSON only);
-#      every nexus_* name used by the dashboard and the alert rules is in tests/golden/metrics.txt.
+#      every nexus_* name used by the dashboard and the alert rules is in tests/golden/metrics.txt;
+#      the manifests agree with the Dockerfile and nexusd (no committed Secret, runAsUser = useradd --uid, one
+#      image name, every NEXUS_* key a real option, embedded PostgreSQL off).
 #   3. starts nexusd (embedded PostgreSQL in a temp dir, or --database-url=$NEXUS_TEST_DATABASE_URL),
 #      starts Debian's prometheus (temp storage, 127.0.0.1:<free port>, scraping nexusd every 1s), and waits
 #      until /api/v1/query returns up{job="nexusd"} == 1 and nexus_build_info == 1; then stops both
@@ -51,6 +53,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 TMP=$(mktemp -d /tmp/nexus-ops-checks.XXXXXX)
+chmod o+x "$TMP"  # as root, the embedded PostgreSQL (user postgres) must reach $TMP/data
 chmod 755 "$TMP"
 export OPS_TMP=$TMP
 
@@ -88,6 +91,33 @@ else:
                     with open(os.environ["OPS_TMP"] + "/protection.conf", "w") as out:
                         out.write(d["data"]["protection.conf"])
         checked.append(path)
+    # Deployment consistency (issue 12 item 14): each of these once made a manifest silently wrong.
+    def load(path):
+        with open(path) as f:
+            return [d for d in yaml.safe_load_all(f) if d is not None]
+    k8s = [d for p in sorted(glob.glob("deploy/kubernetes/*.yaml")) for d in load(p)]
+    if any(d["kind"] == "Secret" for d in k8s):
+        sys.exit("ops-checks: FAIL: deploy/kubernetes commits a Secret: `kubectl apply -f` would overwrite the real one")
+    dep = next(d for d in k8s if d["kind"] == "Deployment")
+    cm = next(d for d in k8s if d["kind"] == "ConfigMap")
+    pod = dep["spec"]["template"]["spec"]
+    dockerfile = open("Dockerfile").read()
+    uid = re.search(r"useradd [^&]*--uid (\d+)", dockerfile)
+    if not uid or pod["securityContext"].get("runAsUser") != int(uid.group(1)):
+        sys.exit("ops-checks: FAIL: runAsUser in deployment.yaml is not the Dockerfile's useradd --uid")
+    compose = load("deploy/docker-compose.yml")[0]
+    if compose["services"]["nexusd"]["image"] != pod["containers"][0]["image"]:
+        sys.exit("ops-checks: FAIL: docker-compose and Kubernetes name different images")
+    readme = open("README.md").read()
+    for key in list(cm["data"]) + [e["name"] for e in pod["containers"][0].get("env", [])]:
+        if key.startswith("NEXUS_") and ("| `" + key + "` |") not in readme:
+            sys.exit("ops-checks: FAIL: %s (deploy/kubernetes) is not a nexusd variable" % key)
+    if cm["data"].get("NEXUS_EMBEDDED_POSTGRES") != "off":
+        sys.exit("ops-checks: FAIL: the Kubernetes ConfigMap must set NEXUS_EMBEDDED_POSTGRES=off")
+    if compose["services"]["nexusd"]["environment"].get("NEXUS_EMBEDDED_POSTGRES") != "off":
+        sys.exit("ops-checks: FAIL: docker-compose must set NEXUS_EMBEDDED_POSTGRES=off")
+    print("ops-checks: manifests consistent: no committed Secret, runAsUser = Dockerfile uid, one image name, "
+          "every NEXUS_* key known, embedded PostgreSQL off")
 golden = set()
 with open("tests/golden/metrics.txt") as f:
     for line in f:

@@ -128,6 +128,9 @@ void App::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.grpc_listen, GrpcCredentials(), &grpc_port_);
   builder.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  // gRPC sets SO_REUSEPORT by default: a second nexusd on the same port would bind too and take half of the
+  // traffic (half of the lookups hitting a process with another database). Binding must fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(ingest_service_.get());
   builder.RegisterService(query_service_.get());
   builder.RegisterService(admin_service_.get());
@@ -139,6 +142,16 @@ void App::Start() {
 
   http_port_ = http_server_->Start();
   if (resolver_) resolver_->Start();
+  if (!config_.protection_config.empty() && config_.protection_config_watch.count() > 0) {
+    config_watcher_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(watch_mu_);
+      while (!watch_cv_.wait_for(lock, config_.protection_config_watch, [this] { return watch_stop_; })) {
+        lock.unlock();
+        protection_->ReloadIfChanged();
+        lock.lock();
+      }
+    });
+  }
   log::Info("nexusd serving",
             {{"grpc", config_.grpc_listen.substr(0, config_.grpc_listen.rfind(':') + 1) + std::to_string(grpc_port_)},
              {"http", config_.http_listen.substr(0, config_.http_listen.rfind(':') + 1) + std::to_string(http_port_)},
@@ -179,6 +192,14 @@ void App::Shutdown() {
   // First, so that draining never waits for a rebuild: it is cancelled (rolls back at its next check) and
   // queued resolver tasks fail; the batch in progress finishes.
   if (resolver_) resolver_->RequestStop();
+  if (config_watcher_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      watch_stop_ = true;
+    }
+    watch_cv_.notify_all();
+    config_watcher_.join();
+  }
   if (grpc_server_) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     // Stops accepting; in-flight RPCs get until the deadline, then are cancelled.

@@ -3,8 +3,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "server/config.h"
 
@@ -88,6 +90,10 @@ class App final {
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<HttpApi> http_api_;
   std::unique_ptr<HttpServer> http_server_;
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool watch_stop_ = false;
+  std::thread config_watcher_;  ///< --protection-config-watch
 };
 
 }  // namespace nexus::server

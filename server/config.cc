@@ -7,6 +7,13 @@
 
 #include "common/log.h"
 
+#ifndef NEXUS_VERSION
+#define NEXUS_VERSION "0.0.0"
+#endif
+#ifndef NEXUS_GIT_SHA
+#define NEXUS_GIT_SHA "unknown"
+#endif
+
 namespace nexus::server {
 namespace {
 
@@ -92,6 +99,17 @@ Setter ListenField(std::string Config::*f) {
   };
 }
 
+/// Variables read by the project's scripts and tests, not by nexusd: a test that starts nexusd passes its
+/// environment on, so these must not make nexusd refuse to start.
+bool IsToolVariable(const std::string& name) {
+  static const char* const kPrefixes[] = {"NEXUS_TEST_",     "NEXUS_BENCH_",  "NEXUS_BUILD_", "NEXUS_FUZZ_",
+                                          "NEXUS_PROPERTY_", "NEXUS_ENGINE_", "NEXUS_TSAN_",  "NEXUS_ASAN_"};
+  for (const char* p : kPrefixes) {
+    if (name.rfind(p, 0) == 0) return true;
+  }
+  return name == "NEXUS_SEED";
+}
+
 const std::vector<Option>& Options() {
   static const std::vector<Option> kOptions = [] {
     const IngestLimits d;
@@ -105,8 +123,23 @@ const std::vector<Option>& Options() {
         ListenField(&Config::grpc_listen));
     add("http-listen", "127.0.0.1:8080", "HTTP listen address for /v1, /healthz, /readyz, /metrics",
         ListenField(&Config::http_listen));
-    add("database-url", "(embedded)", "PostgreSQL connection string; empty runs an embedded cluster under --data-dir",
-        StrField(&Config::database_url));
+    add("database-url", "(none)", "PostgreSQL connection string; when unset, see --embedded-postgres",
+        [](Config& c, const std::string& v) -> std::string {
+          if (v.empty()) {
+            return "is set but empty. Unset it to run the embedded PostgreSQL (--embedded-postgres), or give "
+                   "the connection string";
+          }
+          c.database_url = v;
+          return "";
+        });
+    add("embedded-postgres", "auto",
+        "auto: run a private PostgreSQL under --data-dir when no --database-url is given; on: require that; "
+        "off: refuse to start without --database-url (set this in deployments)",
+        [](Config& c, const std::string& v) -> std::string {
+          if (v != "auto" && v != "on" && v != "off") return "must be auto, on or off";
+          c.embedded_postgres = v;
+          return "";
+        });
     add("data-dir", "./nexus-data", "directory of the embedded PostgreSQL cluster", StrField(&Config::data_dir, false));
     add("pg-bindir", "(auto)", "PostgreSQL server binaries for the embedded cluster", StrField(&Config::pg_bindir));
     add("db-pool-size", "16", "database connections in the pool", [](Config& c, const std::string& v) {
@@ -141,10 +174,20 @@ const std::vector<Option>& Options() {
         [](Config& c, const std::string& v) { return ParseBool(v, &c.resolver_enabled); }, true);
     add("resolver-batch-events", "5000", "events per resolver batch",
         IntField(&Config::resolver_batch_events, 1, 1000000));
-    add("resolver-poll-interval", "1s", "resolver wakes at least this often (it also wakes on new data)",
-        [](Config& c, const std::string& v) { return ParseDuration(v, &c.resolver_poll_interval); });
+    add("resolver-poll-interval", "1s", "resolver wakes at least this often (it also wakes on new data); >= 10ms",
+        [](Config& c, const std::string& v) {
+          auto e = ParseDuration(v, &c.resolver_poll_interval);
+          if (e.empty() && c.resolver_poll_interval < std::chrono::milliseconds(10)) {
+            e = "is too short: at least 10ms (shorter would spin a core)";
+          }
+          return e;
+        });
     add("protection-config", "(built-in defaults)", "merge-protection file: caps and blocklist (reload: SIGHUP)",
         StrField(&Config::protection_config));
+    add("protection-config-watch", "10s",
+        "check --protection-config this often and reload it when it changed (every replica picks up an edited "
+        "ConfigMap); 0 turns it off",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.protection_config_watch); });
     add("shutdown-grace", "10s", "on SIGTERM, wait at most this long for in-flight requests",
         [](Config& c, const std::string& v) { return ParseDuration(v, &c.shutdown_grace); });
     add("http-threads", "4", "HTTP worker threads", [](Config& c, const std::string& v) {
@@ -195,6 +238,16 @@ ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector
     const auto eq = kv.find('=');
     if (eq != std::string::npos) envmap[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
+  for (const auto& [name, value] : envmap) {
+    if (name.rfind("NEXUS_", 0) != 0 || IsToolVariable(name)) continue;
+    bool known = false;
+    for (const auto& o : Options()) known = known || o.doc.env == name;
+    if (!known) {
+      out.error = "unknown environment variable " + name + " (nexusd reads only the NEXUS_* variables listed by " +
+                  "--help; a misspelled one would be ignored silently, so it is refused)";
+      return out;
+    }
+  }
   for (const auto& o : Options()) {
     auto it = envmap.find(o.doc.env);
     if (it == envmap.end()) continue;
@@ -207,6 +260,10 @@ ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector
     const std::string& a = args[i];
     if (a == "--help" || a == "-h") {
       out.help = true;
+      return out;
+    }
+    if (a == "--version") {
+      out.version = true;
       return out;
     }
     if (a.rfind("--", 0) != 0) {
@@ -231,8 +288,12 @@ ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector
     if (!has_value) {
       if (opt->is_bool) {
         value = "true";
-      } else if (i + 1 < args.size()) {
+      } else if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
         value = args[++i];
+      } else if (i + 1 < args.size()) {
+        out.error = "option '" + name + "' needs a value, but is followed by the option '" + args[i + 1] + "' (write " +
+                    name + "=VALUE; " + name + "=" + args[i + 1] + " if that is really the value)";
+        return out;
       } else {
         out.error = "option '" + name + "' needs a value";
         return out;
@@ -251,14 +312,27 @@ ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector
     out.error = "--tls-client-ca needs --tls-cert and --tls-key (client certificates are checked over TLS)";
     return out;
   }
+  if (cfg.embedded_postgres == "off" && cfg.database_url.empty()) {
+    out.error = "no database: --embedded-postgres=off needs --database-url or NEXUS_DATABASE_URL";
+    return out;
+  }
+  if (cfg.embedded_postgres == "on" && !cfg.database_url.empty()) {
+    out.error = "--embedded-postgres=on and a --database-url were both given; choose one";
+    return out;
+  }
   out.config = cfg;
   return out;
 }
 
+std::string VersionText() { return std::string("nexusd ") + NEXUS_VERSION + " (git " + NEXUS_GIT_SHA + ")\n"; }
+
 std::string HelpText() {
   std::ostringstream o;
   o << "nexusd: identity resolution service (gRPC + HTTP/JSON over PostgreSQL)\n\n"
-    << "Usage: nexusd [--option=value ...]\nEvery option can also be set by its environment variable; flags win.\n\n";
+    << "Usage: nexusd [--option=value ...] | --version | --help\n"
+    << "Every option can also be set by its environment variable; flags win. Unknown NEXUS_* variables are\n"
+    << "refused, except those of the project's build, test and bench scripts (NEXUS_TEST_*, NEXUS_BENCH_*,\n"
+    << "NEXUS_BUILD_*, NEXUS_FUZZ_*, NEXUS_PROPERTY_*, NEXUS_ENGINE_*, NEXUS_SEED).\n\n";
   for (const auto& d : ConfigOptions()) {
     o << "  " << d.flag << "\n      " << d.help << "\n      env " << d.env << ", default " << d.default_value << "\n";
   }

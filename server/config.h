@@ -23,7 +23,8 @@ struct IngestLimits {
 struct Config {
   std::string grpc_listen = "127.0.0.1:50051";
   std::string http_listen = "127.0.0.1:8080";
-  std::string database_url;  ///< empty: embedded PostgreSQL under data_dir
+  std::string database_url;  ///< empty: embedded PostgreSQL under data_dir (unless embedded_postgres is "off")
+  std::string embedded_postgres = "auto";  ///< auto | on | off; ParseConfig checks it against database_url
   std::string data_dir = "./nexus-data";
   std::string pg_bindir;
   int db_pool_size = 16;
@@ -32,7 +33,8 @@ struct Config {
   bool resolver_enabled = true;
   int64_t resolver_batch_events = 5000;
   std::chrono::milliseconds resolver_poll_interval{1000};
-  std::string protection_config;  ///< path; empty: built-in defaults
+  std::string protection_config;                             ///< path; empty: built-in defaults
+  std::chrono::milliseconds protection_config_watch{10000};  ///< re-read the file when it changes; 0: off
   std::chrono::milliseconds shutdown_grace{10000};
   int http_threads = 4;
   bool rebuild = false;                                ///< run a full rebuild and exit
@@ -57,11 +59,16 @@ struct ParseOutcome {
   std::optional<Config> config;  ///< set on success
   std::string error;             ///< set on failure: names the flag or variable and the bad value
   bool help = false;             ///< --help was asked for
+  bool version = false;          ///< --version was asked for
 };
 
 /// Parses flags (`--name=value` or `--name value`) over `NEXUS_*` environment variables over defaults.
-/// `env` is a list of "NAME=value" strings (environ). Unknown flags and invalid values fail.
+/// `env` is a list of "NAME=value" strings (environ). Unknown flags, unknown NEXUS_* variables (other than the
+/// scripts' own, see HelpText), invalid values and a flag whose value is missing fail with a message naming them.
 ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector<std::string>& env);
+
+/// "nexusd <version> (git <sha>)\n", for --version.
+std::string VersionText();
 
 /// The --help text, listing every option with its variable and default.
 std::string HelpText();

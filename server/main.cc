@@ -142,6 +142,10 @@ int main(int argc, char** argv) {
     std::cout << server::HelpText();
     return 0;
   }
+  if (parsed.version) {
+    std::cout << server::VersionText();
+    return 0;
+  }
   if (!parsed.config) {
     std::fprintf(stderr, "nexusd: %s\n", parsed.error.c_str());
     return 2;

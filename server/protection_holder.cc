@@ -1,5 +1,7 @@
 #include "server/protection_holder.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -22,7 +24,34 @@ resolver::ProtectionConfig Load(const std::string& path) {
 }  // namespace
 
 ProtectionHolder::ProtectionHolder(std::string path)
-    : path_(std::move(path)), current_(std::make_shared<resolver::ProtectionConfig>(Load(path_))) {}
+    : path_(std::move(path)),
+      loaded_signature_(FileSignature()),
+      current_(std::make_shared<resolver::ProtectionConfig>(Load(path_))) {}
+
+std::string ProtectionHolder::FileSignature() const {
+  if (path_.empty()) return "";
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return "missing";
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+bool ProtectionHolder::ReloadIfChanged() {
+  if (path_.empty()) return false;
+  const std::string signature = FileSignature();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (signature == loaded_signature_) return false;
+    loaded_signature_ = signature;  // a bad file is reported once, not at every check
+  }
+  try {
+    Reload();
+    return true;
+  } catch (const std::exception& e) {
+    log::Error("protection config changed on disk but cannot be used; keeping the old one", {{"cause", e.what()}});
+    return false;
+  }
+}
 
 ProtectionHolder::ProtectionHolder(resolver::ProtectionConfig fixed)
     : current_(std::make_shared<resolver::ProtectionConfig>(std::move(fixed))) {}
@@ -33,11 +62,13 @@ std::shared_ptr<const resolver::ProtectionConfig> ProtectionHolder::Get() const 
 }
 
 std::string ProtectionHolder::Reload() {
+  const std::string signature = FileSignature();
   auto next = std::make_shared<resolver::ProtectionConfig>(Load(path_));
   std::string summary = resolver::Describe(*next);
   {
     std::lock_guard<std::mutex> lock(mu_);
     current_ = std::move(next);
+    loaded_signature_ = signature;
   }
   log::Info("merge protection config loaded", {{"path", path_.empty() ? "(defaults)" : path_}, {"config", summary}});
   return summary;

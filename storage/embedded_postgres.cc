@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -95,9 +97,10 @@ void ChownTree(const fs::path& root, uid_t uid, gid_t gid) {
   }
 }
 
-/// As root: the postgres user must be able to reach its data dir. Grant search (x) permission on the
-/// ancestors that lack it, and say so.
-void EnsureTraversable(const fs::path& dir, uid_t uid, gid_t gid) {
+/// As root: the postgres user must be able to reach its data dir. nexusd never changes the modes of
+/// directories outside its data dir (a checkout under /root would open /root to everyone): it says which
+/// ancestor is in the way and what would fix it.
+void CheckTraversable(const fs::path& dir, uid_t uid, gid_t gid) {
   std::vector<fs::path> chain;
   for (fs::path p = dir.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) chain.push_back(p);
   for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
@@ -106,13 +109,49 @@ void EnsureTraversable(const fs::path& dir, uid_t uid, gid_t gid) {
     const bool can = (st.st_uid == uid && (st.st_mode & S_IXUSR)) || (st.st_gid == gid && (st.st_mode & S_IXGRP)) ||
                      (st.st_mode & S_IXOTH);
     if (can) continue;
-    if (::chmod(it->c_str(), st.st_mode | S_IXOTH) != 0) {
-      throw std::runtime_error("the postgres user cannot reach " + dir.string() + " because " + it->string() +
-                               " is not searchable; choose a --data-dir outside it");
-    }
-    log::Warn("granted search permission (o+x) so the postgres user can reach the data dir",
-              {{"directory", it->string()}});
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    throw std::runtime_error(
+        "nexusd runs as root, so its embedded PostgreSQL runs as the postgres user, which cannot reach the data "
+        "dir " +
+        dir.string() + ": " + it->string() + " (mode " + mode +
+        ") does not let it search. nexusd does "
+        "not change modes outside its data dir. Choose a --data-dir the postgres user can reach (for example "
+        "under /var/lib), run nexusd as a normal user, or grant search yourself: chmod o+x " +
+        it->string());
   }
+}
+
+/// Exclusive advisory lock on <data dir>/nexusd.lock for as long as this process runs the embedded cluster;
+/// the file names the holder's pid. flock is released by the kernel when the process dies (kill -9
+/// included), and the descriptor is close-on-exec so PostgreSQL, which we fork, never inherits it.
+int LockDataDir(const std::string& data_dir) {
+  const std::string path = data_dir + "/nexusd.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    throw std::runtime_error("cannot open " + path + " to lock the data dir: " + std::strerror(errno) +
+                             ". Pass --data-dir with a writable directory, or --database-url.");
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {0};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    if (err == EWOULDBLOCK) {
+      throw std::runtime_error("the data dir " + data_dir + " is in use by another nexusd (pid " +
+                               (holder.empty() ? std::string("unknown") : holder) +
+                               "); this process did not touch its PostgreSQL. Stop that nexusd, or give this one "
+                               "its own --data-dir (or a --database-url).");
+    }
+    throw std::runtime_error("cannot lock " + path + ": " + std::strerror(err));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    log::Warn("could not write the pid into the data dir lock file", {{"path", path}, {"cause", std::strerror(errno)}});
+  }
+  return fd;
 }
 
 std::string ReadTail(const std::string& path, size_t max_bytes) {
@@ -164,6 +203,7 @@ EmbeddedPostgres::~EmbeddedPostgres() {
   } catch (const std::exception& e) {
     log::Error("stopping embedded PostgreSQL failed", {{"cause", e.what()}});
   }
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the data dir
 }
 
 void EmbeddedPostgres::Prepare() {
@@ -176,9 +216,13 @@ void EmbeddedPostgres::Prepare() {
         "to use an existing server.");
   }
   std::error_code ec;
+  // Relative paths are relative to the working directory: name both, so a wrong one is obvious.
+  const std::string shown = fs::path(options_.data_dir).is_absolute()
+                                ? options_.data_dir
+                                : options_.data_dir + " (" + fs::absolute(options_.data_dir, ec).string() + ")";
   fs::create_directories(options_.data_dir, ec);
   if (ec) {
-    throw std::runtime_error("the data dir " + options_.data_dir + " is not usable: " + ec.message() +
+    throw std::runtime_error("the data dir " + shown + " is not usable: " + ec.message() +
                              ". Pass --data-dir with a writable directory, or --database-url.");
   }
   data_dir_ = fs::canonical(options_.data_dir).string();
@@ -188,9 +232,11 @@ void EmbeddedPostgres::Prepare() {
                              " private (chmod 0700): " + std::strerror(errno));
   }
   if (::access(data_dir_.c_str(), W_OK | X_OK) != 0) {
-    throw std::runtime_error("the data dir " + data_dir_ + " is not writable (" + std::strerror(errno) +
+    throw std::runtime_error("the data dir " + shown + " is not writable (" + std::strerror(errno) +
                              "). Pass --data-dir with a writable directory, or --database-url.");
   }
+  // Before anything else touches the cluster: a second nexusd on this dir must not start, stop or reuse it.
+  if (lock_fd_ < 0) lock_fd_ = LockDataDir(data_dir_);
   pgdata_ = data_dir_ + "/pgdata";
   log_file_ = data_dir_ + "/postgres.log";
   socket_dir_ = data_dir_ + "/run";
@@ -220,7 +266,7 @@ std::string EmbeddedPostgres::Start() {
   }
   if (!run_as_.empty()) {
     const UserIds ids = LookupUser(run_as_);
-    EnsureTraversable(data_dir_, ids.uid, ids.gid);
+    CheckTraversable(data_dir_, ids.uid, ids.gid);
     // The data dir (0700), log file and socket dir must be the postgres user's; so must pgdata once it exists.
     if (::chown(data_dir_.c_str(), ids.uid, ids.gid) != 0) {
       throw std::runtime_error("cannot hand " + data_dir_ + " to the postgres user: " + std::strerror(errno));
@@ -252,7 +298,9 @@ std::string EmbeddedPostgres::Start() {
   const bool already = RunPgCtl({"status"}, true) == 0;
   reused_ = already;
   if (already) {
-    log::Warn("embedded PostgreSQL was already running (left by an earlier nexusd); reusing it", {{"pgdata", pgdata_}});
+    // We hold the data dir lock, so no live nexusd runs it: an earlier one died without stopping it.
+    log::Warn("embedded PostgreSQL was left running by an nexusd that exited without stopping it; reusing it",
+              {{"pgdata", pgdata_}});
     RunPgCtl({"reload"}, true);  // apply the access rules written above
   } else {
     log::Info("starting embedded PostgreSQL", {{"pgdata", pgdata_}, {"socket_dir", socket_dir_}});

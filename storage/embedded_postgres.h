@@ -19,6 +19,9 @@ struct EmbeddedPostgresOptions {
 /// dir 0700 and log 0600 whatever the umask), creates the `nexus` database and returns
 /// its connection string; a second Start() on the same directory reuses the data. When the process runs
 /// as root, PostgreSQL runs as the unprivileged `postgres` user. Stop() shuts it down (fast mode).
+/// One process per data dir: Start() first takes an exclusive lock on <data dir>/nexusd.lock (held until
+/// destruction, released by the kernel if the process dies) and fails, naming the holder's pid, without
+/// touching the cluster when another process holds it. Modes outside the data dir are never changed.
 /// Errors throw std::runtime_error with a message that says what to do.
 class EmbeddedPostgres final {
  public:
@@ -55,6 +58,7 @@ class EmbeddedPostgres final {
   std::string run_as_;  ///< user postgres runs as when we are root ("" otherwise)
   bool started_ = false;
   bool reused_ = false;
+  int lock_fd_ = -1;  ///< flock on <data dir>/nexusd.lock, held until destruction
 };
 
 /// Locates the PostgreSQL server binaries (initdb, pg_ctl, postgres); "" when none are found.

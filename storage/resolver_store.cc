@@ -87,13 +87,15 @@ constexpr const char* kDropAbsorbedTraitsSql =
     "DELETE FROM resolved_{k}_traits t USING unnest($1::text[]) AS a(id) WHERE t.{id} = a.id";
 // A participant row of an absorbed entity whose (event, role) the survivor already has, or that an absorbed
 // sibling with a smaller key also moves to the survivor, is a duplicate: drop it, move the rest. Each candidate
-// costs one probe of the (entity, event_id, role) unique index.
+// costs one probe of the timeline index (entity, occurred_at, event_id): occurred_at is the event's, the same
+// in every participant row of that event.
 constexpr const char* kDropDuplicateParticipantsSql =
-    ", c AS (SELECT p.{k}_participant_id AS pid, m.survivor AS t, p.event_id, p.role, row_number() OVER "
-    "   (PARTITION BY m.survivor, p.event_id, p.role ORDER BY p.{k}_participant_id) AS n "
+    ", c AS (SELECT p.{k}_participant_id AS pid, m.survivor AS t, p.event_id, p.occurred_at, p.role, "
+    "   row_number() OVER (PARTITION BY m.survivor, p.event_id, p.role ORDER BY p.{k}_participant_id) AS n "
     "   FROM {k}_participants p JOIN m ON p.{id} = m.absorbed) "
     "DELETE FROM {k}_participants d USING c WHERE d.{k}_participant_id = c.pid AND (c.n > 1 OR EXISTS "
-    " (SELECT 1 FROM {k}_participants s WHERE s.{id} = c.t AND s.event_id = c.event_id AND s.role = c.role))";
+    " (SELECT 1 FROM {k}_participants s WHERE s.{id} = c.t AND s.occurred_at = c.occurred_at"
+    "  AND s.event_id = c.event_id AND s.role = c.role))";
 constexpr const char* kRepointParticipantsSql =
     "UPDATE {k}_participants p SET {id} = m.survivor FROM m WHERE p.{id} = m.absorbed";
 constexpr const char* kRepointResolvedMembershipsSql =
@@ -255,17 +257,22 @@ class BatchIo {
                    e->LoadIdentifier(kind, r[0].c_str(), r[1].c_str(), r[2].c_str(), r[3].c_str(), r[4].as<int64_t>(),
                                      r[5].as<int64_t>());
                  });
-      // Identifiers applied events saw under each edge_id (rows of events past the watermark excluded).
+      // Identifiers applied events saw under each edge_id (rows of events past the watermark excluded). Rows of
+      // edges local to their event are left out here, as the engine ignores them (resolver::IsEventLocalEdge):
+      // only explicit, reusable edge_ids cross the wire.
       tx_.exec_params("SET LOCAL work_mem = '256MB'");
       ForEachRow(tx_, obs, k->Stmt("load_edges"),
-                 k->Sql("SELECT i.edge_id, i.identifier_type, i.identifier_value FROM {k}_identifiers i "
-                        "WHERE NOT i.is_blocked AND i.event_id NOT IN (SELECT event_id FROM events e "
+                 k->Sql("SELECT i.event_id, i.edge_id, i.identifier_type, i.identifier_value FROM {k}_identifiers i "
+                        "WHERE NOT i.is_blocked AND left(i.edge_id, length(i.event_id) + 1) <> i.event_id || '#' "
+                        "AND i.event_id NOT IN (SELECT event_id FROM events e "
                         "WHERE e._ingest_xid >= " +
                         tx_.quote(s.watermark_xid) +
                         "::xid8 AND (e._ingest_xid, "
                         "e.event_id) > (" +
                         tx_.quote(s.watermark_xid) + "::xid8, " + tx_.quote(s.watermark_event_id) + "))"),
-                 [&](const pqxx::row& r) { e->LoadEdgeSighting(kind, r[0].c_str(), r[1].c_str(), r[2].c_str()); });
+                 [&](const pqxx::row& r) {
+                   e->LoadEdgeSighting(kind, r[0].c_str(), r[1].c_str(), r[2].c_str(), r[3].c_str());
+                 });
       ForEachRow(tx_, obs, k->Stmt("load_traits"),
                  k->Sql("SELECT {id}, trait_name, " NEXUS_TS_TO_US("occurred_at") ", " NEXUS_TS_TO_US(
                      "_ingested_at") ", trait_row_id FROM resolved_{k}_traits"),
@@ -958,6 +965,10 @@ class Rebuilder {
   void CreateShadowTables() {
     for (const auto& t : kRebuiltTables) {
       tx_.exec("CREATE TABLE " + t + kShadow + " (LIKE " + t + " INCLUDING DEFAULTS INCLUDING IDENTITY)");
+      // LIKE does not copy storage parameters (fillfactor, which keeps the resolver's updates HOT).
+      const auto opts = tx_.exec("SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = " + tx_.quote(t) +
+                                 "::regclass AND reloptions IS NOT NULL");
+      if (!opts.empty()) tx_.exec("ALTER TABLE " + t + kShadow + " SET (" + opts[0][0].as<std::string>() + ")");
     }
   }
 
@@ -977,21 +988,25 @@ class Rebuilder {
   }
 
   void WriteShadowTables(resolver::Engine& engine) {
-    const resolver::Engine::Snapshot snap = engine.TakeSnapshot();
+    // Each part of the snapshot is freed as soon as it is written: the rebuild's peak memory is the engine
+    // plus the snapshot, so what is written need not stay.
+    resolver::Engine::Snapshot snap = engine.TakeSnapshot(/*with_identifiers=*/false);
+    auto release = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
     for (const Kind* k : {&kPerson, &kGroup}) {
       const size_t ki = Idx(k->kind);
       Copy("resolved_" + k->name + "_identifiers" + kShadow,
            {k->id, "identifier_type", "identifier_value", "source", "occurred_at", "last_seen_at"},
            k->Stmt("rebuild_identifiers"), [&](pqxx::stream_to& s) {
-             for (const auto& i : snap.identifiers[ki]) {
+             engine.ForEachIdentifier(k->kind, [&](const resolver::IdentifierChange& i) {
                s << std::make_tuple(i.entity_id, i.type, i.value, i.source, Us(i.first_us), Us(i.last_us));
-             }
+             });
            });
       // Trait winners and final columns take their values from the core log by row id.
       tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");
       Copy("rb_traits", {"e", "r"}, k->Stmt("rebuild_traits_stage"), [&](pqxx::stream_to& s) {
         for (const auto& t : snap.traits[ki]) s << std::make_tuple(t.entity_id, t.row_id);
       });
+      release(snap.traits[ki]);
       Exec(k->Stmt("rebuild_traits"),
            k->Sql("INSERT INTO resolved_{k}_traits" + std::string(kShadow) +
                   " ({id}, trait_name, trait_value, source, occurred_at, _ingested_at, trait_row_id) "
@@ -1035,6 +1050,8 @@ class Rebuilder {
                                                " ({id}, identifier_count, birth_seq, created_by_event_id" + names +
                                                ") " + select + " FROM rb_entities s" + joins));
       tx_.exec("DROP TABLE rb_entities");
+      release(snap.entities[ki]);
+      release(snap.finals[ki]);
       Copy(k->name + "_participants" + kShadow, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
            k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) {
              std::vector<PartRow>& parts = parts_[ki];
@@ -1052,6 +1069,7 @@ class Rebuilder {
                s << std::make_tuple(e.event_id, ids_[ki].Name(p.entity), texts_[p.role], Us(e.occurred_us),
                                     texts_[e.type], texts_[e.source]);
              }
+             release(parts);
            });
       Copy(k->name + "_id_aliases" + kShadow,
            {"old_id", "new_id", "merged_into_id", "event_id", "edge_id", "absorbed_identifier_count"},
@@ -1068,6 +1086,7 @@ class Rebuilder {
       for (const auto& m : snap.memberships)
         s << std::make_tuple(m.person_id, m.group_id, m.established_us, m.role_row_id);
     });
+    release(snap.memberships);
     Exec("resolver.rebuild_memberships",
          std::string("INSERT INTO memberships") + kShadow +
              " (id, person_id, group_id, role, source, established_at, role_occurred_at, role_ingested_at, "
@@ -1181,6 +1200,9 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
   RebuildStats out;
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<resolver::Engine> rebuilt;
+  // The resident graph is replaced by the rebuilt one; keeping it during the rebuild would hold two graphs at
+  // the peak. If the rebuild fails, the next batch loads the graph from the database as after any error.
+  impl_->DropGraph();
   OnSession(*impl_, holds_lock_, "rebuild", [&](pqxx::work& tx, detail::PooledConnection& c) {
     Rebuilder r(impl_->db.impl(), tx, c, control);
     rebuilt = r.Run(protection, &out);

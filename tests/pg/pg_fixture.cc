@@ -26,6 +26,9 @@ class ClusterEnvironment : public ::testing::Environment {
     char tmpl[] = "/tmp/nexus-pgtest-XXXXXX";
     if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
+    // As root the cluster runs as postgres, which must be able to search our (0700) temp dir; nexusd itself
+    // never changes modes outside its data dir.
+    std::filesystem::permissions(dir_, std::filesystem::perms::others_exec, std::filesystem::perm_options::add);
     storage::EmbeddedPostgresOptions o;
     o.data_dir = dir_ + "/cluster";
     // Throwaway data: durability off for speed. Connection limit up for concurrent tests.
@@ -54,6 +57,47 @@ const bool kRegistered = [] {
   ::testing::AddGlobalTestEnvironment(g_env);  // gtest owns it
   return true;
 }();
+
+// Every table the resolver writes, with the columns that are facts of the log (not wall-clock stamps or
+// surrogate keys).
+const std::vector<std::pair<std::string, std::string>> kResolvedTables = {
+    {"resolved_person_identifiers", "person_id, identifier_type, identifier_value, source, occurred_at, last_seen_at"},
+    {"resolved_group_identifiers", "group_id, identifier_type, identifier_value, source, occurred_at, last_seen_at"},
+    {"resolved_person_traits", "person_id, trait_name, trait_value, source, occurred_at, _ingested_at, trait_row_id"},
+    {"resolved_group_traits", "group_id, trait_name, trait_value, source, occurred_at, _ingested_at, trait_row_id"},
+    {"resolved_membership_identifiers",
+     "id, membership_identifier_id, person_id, group_id, role, source, occurred_at, _ingested_at"},
+    {"memberships",
+     "id, person_id, group_id, role, source, established_at, role_occurred_at, role_ingested_at, role_row_id"},
+    {"person_participants", "event_id, person_id, role, occurred_at, event_type, source"},
+    {"group_participants", "event_id, group_id, role, occurred_at, event_type, source"},
+    {"persons", "person_id, email, name, phone, title, timezone, identifier_count, birth_seq, created_by_event_id"},
+    {"groups",
+     "group_id, domain, company_name, industry, company_size, shopify_id, identifier_count, birth_seq, "
+     "created_by_event_id"},
+    {"person_id_aliases", "old_id, new_id, merged_into_id, event_id, edge_id, absorbed_identifier_count"},
+    {"group_id_aliases", "old_id, new_id, merged_into_id, event_id, edge_id, absorbed_identifier_count"},
+    {"quarantined_edges",
+     "kind, event_id, edge_id, source, occurred_at, identifier_types, identifier_values, reason, entity_ids, "
+     "released_at IS NOT NULL"},
+    {"resolver_state", "watermark_xid, watermark_event_id, next_birth_seq, persons_count, groups_count"},
+};
+
+}  // namespace
+
+std::string FirstDifference(const std::string& a, const std::string& b) {
+  std::istringstream x(a), y(b);
+  std::string l, r;
+  for (int line = 1;; ++line) {
+    const bool more_l = static_cast<bool>(std::getline(x, l)), more_r = static_cast<bool>(std::getline(y, r));
+    if (!more_l && !more_r) return "(equal)";
+    if (!more_l) l = "(end)";
+    if (!more_r) r = "(end)";
+    if (l != r) return "line " + std::to_string(line) + ":\n  incremental: " + l + "\n  rebuilt:     " + r;
+  }
+}
+
+namespace {
 
 std::string WithDbName(const std::string& admin, const std::string& db) {
   const auto p = admin.find("dbname=");
@@ -89,6 +133,15 @@ long long QueryCount(const std::string& url, const std::string& sql) {
   pqxx::connection c(url);
   pqxx::nontransaction n(c);
   return static_cast<long long>(n.exec(sql).size());
+}
+
+std::map<std::string, std::string> DumpResolvedTables(const std::string& url) {
+  std::map<std::string, std::string> out;
+  for (const auto& [table, cols] : kResolvedTables) {
+    out[table] = QueryScalar(url, "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM (SELECT " +
+                                      cols + " FROM " + table + ") t");
+  }
+  return out;
 }
 
 void PgTest::SetUp() {

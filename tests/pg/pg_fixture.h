@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -40,5 +41,11 @@ class PgTest : public ::testing::Test {
 std::string QueryScalar(const std::string& url, const std::string& sql);
 /// Row count of a query.
 long long QueryCount(const std::string& url, const std::string& sql);
+
+/// Every table the resolver writes, as sorted text (one line per row) of the columns that are facts of the
+/// log (not wall-clock stamps or surrogate keys): incremental resolution must leave exactly what a rebuild does.
+std::map<std::string, std::string> DumpResolvedTables(const std::string& url);
+/// The first line where two dumps of a table differ ("(equal)" when none), for a readable failure.
+std::string FirstDifference(const std::string& incremental, const std::string& rebuilt);
 
 }  // namespace nexus::testing

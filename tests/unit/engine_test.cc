@@ -568,8 +568,15 @@ class NaiveResolver {
   void ApplyEdge(Replay* r, EntityKind kind, const std::string& event_id, const std::string& edge_id,
                  const std::vector<Ident>& own) const {
     KindReplay& kr = r->kinds[Idx(kind)];
-    const std::set<Ident> prior = kr.seen_under[edge_id];
-    for (const auto& id : own) kr.seen_under[edge_id].insert(id);  // whatever happens to the edge
+    // "<event_id>#..." (what ingest derives for a mention without an edge_id) is the event's own: it neither
+    // sees nor leaves sightings for other events, even ones naming it explicitly.
+    const bool local = edge_id.rfind(event_id + "#", 0) == 0;
+    const std::set<Ident> prior = local ? std::set<Ident>{} : kr.seen_under[edge_id];
+    if (!local) {
+      for (const auto& id : own) kr.seen_under[edge_id].insert(id);  // whatever happens to the edge
+    } else if (kr.seen_under.count(edge_id)) {
+      ++r->coverage["an event's local edge ignores the same edge_id named by another event"];
+    }
     std::vector<Ident> fresh;
     std::vector<std::string> joined;
     auto visit = [&](const Ident& id) {
@@ -1076,12 +1083,14 @@ std::unique_ptr<Engine> LoadEngine(const State& stored, const Log& log, const Lo
         }
       });
     }
-    std::set<std::tuple<std::string, std::string, std::string>> seen;
+    std::set<std::tuple<std::string, std::string, std::string, std::string>> seen;
     for (const auto& r : log.identifiers[k]) {
-      if (r.event < n_events && !r.blocked) seen.emplace(r.edge_id, r.type, r.value);
+      if (r.event < n_events && !r.blocked) seen.emplace(log.events[r.event].event_id, r.edge_id, r.type, r.value);
     }
-    for (const auto& [edge, type, value] : seen) {
-      sightings.push_back([&engine, kind, edge, type, value] { engine->LoadEdgeSighting(kind, edge, type, value); });
+    for (const auto& [event_id, edge, type, value] : seen) {
+      sightings.push_back([&engine, kind, event_id, edge, type, value] {
+        engine->LoadEdgeSighting(kind, event_id, edge, type, value);
+      });
     }
     for (const auto& [key, row] : stored.kinds[k].traits) {
       const RowTime t = index.trait_time[k].at(row);
@@ -1414,8 +1423,11 @@ class StreamGenerator {
     for (size_t j = 0; j < n_edges; ++j) {
       // Reused edge_ids come from small pools; "crm-" ones are shared by both kinds (kept apart per kind).
       const std::string pool = person || Chance(0.5) ? "crm-" : "acct-";
-      const std::string edge_id = Chance(0.3) ? pool + std::to_string(Int(0, person ? 5 : 3))
-                                              : event_id + (person ? "#p" : "#g") + std::to_string(j);
+      // Sometimes an explicit edge_id names another event's derived one ("ev003#p0"): local to that event.
+      const std::string other = EventId(static_cast<size_t>(Int(0, 8))) + (person ? "#p0" : "#g0");
+      const std::string edge_id = Chance(0.3)    ? pool + std::to_string(Int(0, person ? 5 : 3))
+                                  : Chance(0.05) ? other
+                                                 : event_id + (person ? "#p" : "#g") + std::to_string(j);
       edge_ids.push_back(edge_id);
       const size_t rows = 1 + Weighted({30, 35, 20, 15});
       for (size_t r = 0; r < rows; ++r) {
@@ -1707,7 +1719,8 @@ TEST(EngineProperty, RandomStreamsAgreeAcrossCutsReloadsAndTheOracle) {
         "person merge", "group merge", "back-dated sighting moves first seen", "membership row resolved",
         "membership row unresolved", "trait without a linkable identifier dropped",
         "later trait row loses to an earlier one", "merge of an entity stored by an earlier batch",
-        "reload in the middle of a stream", "release of a quarantined edge"}) {
+        "reload in the middle of a stream", "release of a quarantined edge",
+        "an event's local edge ignores the same edge_id named by another event"}) {
     EXPECT_GE(coverage[what], 3) << "the generator rarely produces: " << what;
   }
   for (const auto& [what, n] : coverage) std::cout << "  coverage: " << what << ": " << n << "\n";
