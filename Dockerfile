@@ -53,7 +53,7 @@ ENV NEXUS_LOG_LEVEL=info \
     NEXUS_HTTP_LISTEN=0.0.0.0:8080 \
     NEXUS_DATA_DIR=/var/lib/nexusd
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+  CMD curl -fsS http://127.0.0.1:8080/readyz || curl -fsSk https://127.0.0.1:8080/readyz || exit 1
 # SIGTERM (docker stop) drains in-flight RPCs for --shutdown-grace and stops the embedded PostgreSQL:
 # give `docker stop -t` more than that grace.
 STOPSIGNAL SIGTERM

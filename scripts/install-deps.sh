@@ -7,6 +7,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpqxx-dev libpq-dev libboost-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev
+  libssl-dev openssl
   postgresql-15 postgresql-client-15
   prometheus
   python3 python3-yaml

@@ -165,7 +165,8 @@ std::pair<v1::RebuildOperation, grpc::Status> AdminHandler::RunRebuild(const std
                        : ToStatus(e);
   } catch (const std::exception& e) {
     state = v1::RebuildOperation::FAILED;
-    status = grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+    log::Error("rebuild failed", {{"operation_id", id}, {"cause", e.what()}});
+    status = grpc::Status(grpc::StatusCode::INTERNAL, "rebuild failed: internal error (cause in the server log)");
   }
   v1::RebuildOperation op;
   {
@@ -268,28 +269,150 @@ grpc::Status AdminHandler::ReloadConfig(const v1::ReloadConfigRequest&, v1::Relo
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::GetResolverStatus(grpc::ServerContext*, const v1::GetResolverStatusRequest* r,
+// gRPC adapters. The audit target of each admin call is set here or by the handler.
+grpc::Status AdminServiceImpl::GetResolverStatus(grpc::ServerContext* ctx, const v1::GetResolverStatusRequest* r,
                                                  v1::ResolverStatus* o) {
-  return HandleRpc(m_, "GetResolverStatus", [&] { return h_.GetResolverStatus(*r, o); });
+  return HandleRpc(m_, auth_, ctx, "GetResolverStatus", [&](CallContext&) { return h_.GetResolverStatus(*r, o); });
 }
-grpc::Status AdminServiceImpl::Rebuild(grpc::ServerContext*, const v1::RebuildRequest* r, v1::RebuildResponse* o) {
-  return HandleRpc(m_, "Rebuild", [&] { return h_.Rebuild(*r, o); });
+grpc::Status AdminServiceImpl::Rebuild(grpc::ServerContext* ctx, const v1::RebuildRequest* r, v1::RebuildResponse* o) {
+  return HandleRpc(m_, auth_, ctx, "Rebuild", [&](CallContext& call) {
+    auto s = h_.Rebuild(*r, o);
+    if (!o->operation().operation_id().empty()) call.audit_target = "operation:" + o->operation().operation_id();
+    return s;
+  });
 }
-grpc::Status AdminServiceImpl::GetRebuildStatus(grpc::ServerContext*, const v1::GetRebuildStatusRequest* r,
+grpc::Status AdminServiceImpl::GetRebuildStatus(grpc::ServerContext* ctx, const v1::GetRebuildStatusRequest* r,
                                                 v1::RebuildOperation* o) {
-  return HandleRpc(m_, "GetRebuildStatus", [&] { return h_.GetRebuildStatus(*r, o); });
+  return HandleRpc(m_, auth_, ctx, "GetRebuildStatus", [&](CallContext&) { return h_.GetRebuildStatus(*r, o); });
 }
-grpc::Status AdminServiceImpl::ListQuarantinedEdges(grpc::ServerContext*, const v1::ListQuarantinedEdgesRequest* r,
+grpc::Status AdminServiceImpl::ListQuarantinedEdges(grpc::ServerContext* ctx, const v1::ListQuarantinedEdgesRequest* r,
                                                     v1::ListQuarantinedEdgesResponse* o) {
-  return HandleRpc(m_, "ListQuarantinedEdges", [&] { return h_.ListQuarantinedEdges(*r, o); });
+  return HandleRpc(m_, auth_, ctx, "ListQuarantinedEdges",
+                   [&](CallContext&) { return h_.ListQuarantinedEdges(*r, o); });
 }
-grpc::Status AdminServiceImpl::ReleaseQuarantinedEdge(grpc::ServerContext*, const v1::ReleaseQuarantinedEdgeRequest* r,
+grpc::Status AdminServiceImpl::ReleaseQuarantinedEdge(grpc::ServerContext* ctx,
+                                                      const v1::ReleaseQuarantinedEdgeRequest* r,
                                                       v1::ReleaseQuarantinedEdgeResponse* o) {
-  return HandleRpc(m_, "ReleaseQuarantinedEdge", [&] { return h_.ReleaseQuarantinedEdge(*r, o); });
+  return HandleRpc(m_, auth_, ctx, "ReleaseQuarantinedEdge", [&](CallContext& call) {
+    call.audit_target = "quarantine:" + std::to_string(r->quarantine_id());
+    return h_.ReleaseQuarantinedEdge(*r, o);
+  });
 }
-grpc::Status AdminServiceImpl::ReloadConfig(grpc::ServerContext*, const v1::ReloadConfigRequest* r,
+grpc::Status AdminServiceImpl::ReloadConfig(grpc::ServerContext* ctx, const v1::ReloadConfigRequest* r,
                                             v1::ReloadConfigResponse* o) {
-  return HandleRpc(m_, "ReloadConfig", [&] { return h_.ReloadConfig(*r, o); });
+  return HandleRpc(m_, auth_, ctx, "ReloadConfig", [&](CallContext& call) {
+    call.audit_target = "protection-config";
+    return h_.ReloadConfig(*r, o);
+  });
+}
+grpc::Status AdminServiceImpl::CreateApiKey(grpc::ServerContext* ctx, const v1::CreateApiKeyRequest* r,
+                                            v1::CreateApiKeyResponse* o) {
+  return HandleRpc(m_, auth_, ctx, "CreateApiKey", [&](CallContext& call) { return h_.CreateApiKey(*r, o, call); });
+}
+grpc::Status AdminServiceImpl::ListApiKeys(grpc::ServerContext* ctx, const v1::ListApiKeysRequest* r,
+                                           v1::ListApiKeysResponse* o) {
+  return HandleRpc(m_, auth_, ctx, "ListApiKeys", [&](CallContext&) { return h_.ListApiKeys(*r, o); });
+}
+grpc::Status AdminServiceImpl::RevokeApiKey(grpc::ServerContext* ctx, const v1::RevokeApiKeyRequest* r,
+                                            v1::RevokeApiKeyResponse* o) {
+  return HandleRpc(m_, auth_, ctx, "RevokeApiKey", [&](CallContext& call) { return h_.RevokeApiKey(*r, o, call); });
+}
+grpc::Status AdminServiceImpl::ListAuditLog(grpc::ServerContext* ctx, const v1::ListAuditLogRequest* r,
+                                            v1::ListAuditLogResponse* o) {
+  return HandleRpc(m_, auth_, ctx, "ListAuditLog", [&](CallContext&) { return h_.ListAuditLog(*r, o); });
+}
+
+void FillApiKey(const storage::ApiKeyRecord& k, v1::ApiKey* out) {
+  out->set_key_id(k.key_id);
+  out->set_name(k.name);
+  for (const auto& s : k.scopes) out->add_scopes(s);
+  for (const auto& s : k.sources) out->add_sources(s);
+  SetTimestamp(out->mutable_created_at(), k.created_at_us);
+  out->set_created_by(k.created_by);
+  if (k.expires_at_us) SetTimestamp(out->mutable_expires_at(), *k.expires_at_us);
+  if (k.revoked_at_us) SetTimestamp(out->mutable_revoked_at(), *k.revoked_at_us);
+}
+
+namespace {
+grpc::Status NoAuth() {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "key management is not available in this process");
+}
+}  // namespace
+
+grpc::Status AdminHandler::CreateApiKey(const v1::CreateApiKeyRequest& req, v1::CreateApiKeyResponse* out,
+                                        CallContext& call) {
+  if (!auth_) return NoAuth();
+  NewApiKey spec;
+  spec.name = req.name();
+  spec.scopes.assign(req.scopes().begin(), req.scopes().end());
+  spec.sources.assign(req.sources().begin(), req.sources().end());
+  if (req.has_expires_at()) {
+    spec.expires_at_us = req.expires_at().seconds() * 1000000 + req.expires_at().nanos() / 1000;
+  }
+  spec.created_by = call.principal.key_id;
+  storage::ApiKeyRecord rec;
+  std::string secret;
+  auto s = server::CreateApiKey(auth_->store(), spec, &rec, &secret);
+  if (!s.ok()) return s;
+  call.audit_target = "key:" + rec.key_id;
+  auth_->NoteKeyCreated();
+  FillApiKey(rec, out->mutable_key());
+  out->set_secret(secret);
+  log::Info("API key created", {{"key_id", rec.key_id}, {"by", call.principal.key_id}});
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminHandler::ListApiKeys(const v1::ListApiKeysRequest&, v1::ListApiKeysResponse* out) {
+  if (!auth_) return NoAuth();
+  for (const auto& k : auth_->store().ListKeys()) FillApiKey(k, out->add_keys());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminHandler::RevokeApiKey(const v1::RevokeApiKeyRequest& req, v1::RevokeApiKeyResponse* out,
+                                        CallContext& call) {
+  if (!auth_) return NoAuth();
+  if (req.key_id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "key_id: missing");
+  if (!ParseKeyId("nxk_" + req.key_id() + "_" + std::string(64, '0'))) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "key_id: not a key id (12 lowercase hex digits)");
+  }
+  call.audit_target = "key:" + req.key_id();
+  if (!auth_->store().RevokeKey(req.key_id())) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "API key " + req.key_id() + " not found");
+  }
+  auth_->Invalidate(req.key_id());
+  if (auto k = auth_->store().FindKey(req.key_id())) FillApiKey(*k, out->mutable_key());
+  log::Info("API key revoked", {{"key_id", req.key_id()}, {"by", call.principal.key_id}});
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminHandler::ListAuditLog(const v1::ListAuditLogRequest& req, v1::ListAuditLogResponse* out) {
+  if (!auth_) return NoAuth();
+  int page = req.page_size() == 0 ? 50 : req.page_size();
+  if (page < 0 || page > 500) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: must be between 0 and 500");
+  }
+  int64_t before = 0;
+  if (!req.page_token().empty()) {
+    try {
+      size_t used = 0;
+      before = std::stoll(req.page_token(), &used);
+      if (used != req.page_token().size() || before <= 0) throw std::invalid_argument("token");
+    } catch (const std::exception&) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_token: malformed");
+    }
+  }
+  auto rows = auth_->store().ListAudit(page + 1, before);
+  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < page; ++i) {
+    auto* e = out->add_entries();
+    e->set_audit_id(rows[i].audit_id);
+    SetTimestamp(e->mutable_at(), rows[i].at_us);
+    e->set_key_id(rows[i].key_id);
+    e->set_operation(rows[i].operation);
+    e->set_target(rows[i].target);
+    e->set_outcome(rows[i].outcome);
+  }
+  if (static_cast<int>(rows.size()) > page) out->set_next_page_token(std::to_string(rows[page - 1].audit_id));
+  return grpc::Status::OK;
 }
 
 }  // namespace nexus::server

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "nexus/v1/admin.grpc.pb.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "server/protection_holder.h"
 #include "server/resolver_worker.h"
@@ -22,8 +23,10 @@ namespace nexus::server {
 /// Operator logic shared by gRPC and HTTP: resolver status, rebuild, quarantine, config reload.
 class AdminHandler final {
  public:
-  AdminHandler(storage::Database& db, ResolverWorker* worker, ProtectionHolder& protection, Metrics& metrics)
-      : db_(db), worker_(worker), protection_(protection), metrics_(metrics) {}
+  /// `auth` null: key management and the audit log answer FAILED_PRECONDITION.
+  AdminHandler(storage::Database& db, ResolverWorker* worker, ProtectionHolder& protection, Metrics& metrics,
+               Authenticator* auth = nullptr)
+      : db_(db), worker_(worker), protection_(protection), metrics_(metrics), auth_(auth) {}
 
   grpc::Status GetResolverStatus(const v1::GetResolverStatusRequest& req, v1::ResolverStatus* out);
   /// Starts a rebuild on the resolver thread and returns its RUNNING operation (see admin.proto). Sets
@@ -34,6 +37,11 @@ class AdminHandler final {
   grpc::Status ReleaseQuarantinedEdge(const v1::ReleaseQuarantinedEdgeRequest& req,
                                       v1::ReleaseQuarantinedEdgeResponse* out);
   grpc::Status ReloadConfig(const v1::ReloadConfigRequest& req, v1::ReloadConfigResponse* out);
+  /// `call` names the creator and receives the audit target (the new key's id).
+  grpc::Status CreateApiKey(const v1::CreateApiKeyRequest& req, v1::CreateApiKeyResponse* out, CallContext& call);
+  grpc::Status ListApiKeys(const v1::ListApiKeysRequest& req, v1::ListApiKeysResponse* out);
+  grpc::Status RevokeApiKey(const v1::RevokeApiKeyRequest& req, v1::RevokeApiKeyResponse* out, CallContext& call);
+  grpc::Status ListAuditLog(const v1::ListAuditLogRequest& req, v1::ListAuditLogResponse* out);
 
   /// Tests: called on the resolver thread with each progress report of a rebuild, after it was recorded.
   void SetRebuildObserverForTesting(std::function<void(const storage::RebuildProgress&)> observer);
@@ -46,6 +54,7 @@ class AdminHandler final {
   ResolverWorker* worker_;  ///< null when this process does not run the resolver
   ProtectionHolder& protection_;
   Metrics& metrics_;
+  Authenticator* auth_;
   std::mutex rebuild_mu_;                        // guards the members below
   bool rebuild_starting_ = false;                ///< a Rebuild call is waiting for its start
   std::optional<v1::RebuildOperation> rebuild_;  ///< the running or the last one
@@ -54,7 +63,7 @@ class AdminHandler final {
 
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
-  AdminServiceImpl(AdminHandler& h, Metrics& m) : h_(h), m_(m) {}
+  AdminServiceImpl(AdminHandler& h, Metrics& m, Authenticator* auth) : h_(h), m_(m), auth_(auth) {}
   grpc::Status GetResolverStatus(grpc::ServerContext*, const v1::GetResolverStatusRequest* r,
                                  v1::ResolverStatus* o) override;
   grpc::Status Rebuild(grpc::ServerContext*, const v1::RebuildRequest* r, v1::RebuildResponse* o) override;
@@ -66,11 +75,22 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                                       v1::ReleaseQuarantinedEdgeResponse* o) override;
   grpc::Status ReloadConfig(grpc::ServerContext*, const v1::ReloadConfigRequest* r,
                             v1::ReloadConfigResponse* o) override;
+  grpc::Status CreateApiKey(grpc::ServerContext*, const v1::CreateApiKeyRequest* r,
+                            v1::CreateApiKeyResponse* o) override;
+  grpc::Status ListApiKeys(grpc::ServerContext*, const v1::ListApiKeysRequest* r, v1::ListApiKeysResponse* o) override;
+  grpc::Status RevokeApiKey(grpc::ServerContext*, const v1::RevokeApiKeyRequest* r,
+                            v1::RevokeApiKeyResponse* o) override;
+  grpc::Status ListAuditLog(grpc::ServerContext*, const v1::ListAuditLogRequest* r,
+                            v1::ListAuditLogResponse* o) override;
 
  private:
   AdminHandler& h_;
   Metrics& m_;
+  Authenticator* auth_;
 };
+
+/// Fills an ApiKey message (never the secret or its hash).
+void FillApiKey(const storage::ApiKeyRecord& k, v1::ApiKey* out);
 
 /// Fills a proto Timestamp from microseconds since the epoch.
 void SetTimestamp(google::protobuf::Timestamp* ts, int64_t micros);

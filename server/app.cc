@@ -2,9 +2,13 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include "common/log.h"
 #include "server/admin_service.h"
+#include "server/auth.h"
 #include "server/http_api.h"
 #include "server/http_server.h"
 #include "server/ingest_service.h"
@@ -12,6 +16,7 @@
 #include "server/protection_holder.h"
 #include "server/query_service.h"
 #include "server/resolver_worker.h"
+#include "storage/auth_store.h"
 #include "storage/database.h"
 #include "storage/embedded_postgres.h"
 #include "storage/ingest_store.h"
@@ -44,7 +49,9 @@ bool App::Ready(std::string* why) {
     }
     return true;
   } catch (const std::exception& e) {
-    *why = e.what();
+    // /readyz is open: the cause (host, user, database names) goes to the log only.
+    log::Warn("not ready", {{"cause", storage::RedactUrl(e.what())}});
+    *why = "database unavailable";
     return false;
   }
 }
@@ -72,6 +79,25 @@ void App::Start() {
                                         {"applied_now", static_cast<long long>(migrated.applied.size())},
                                         {"database", storage::RedactUrl(database_url_)}});
 
+  auth_store_ = std::make_unique<storage::AuthStore>(*db_);
+  const bool loopback = IsLoopbackListen(config_.grpc_listen) && IsLoopbackListen(config_.http_listen);
+  Authenticator::Options auth_opts;
+  auth_opts.open_allowed = loopback || config_.allow_unauthenticated;
+  auth_opts.metrics_require_key = config_.metrics_require_key;
+  if (!auth_store_->AnyUsableKey()) {
+    if (!auth_opts.open_allowed) {
+      throw std::runtime_error(
+          "no API keys exist and a listener is not on loopback (" + config_.grpc_listen + ", " + config_.http_listen +
+          "): refusing to serve personal data to anyone who can reach the port. Create a key first "
+          "(nexusd keys create --name=admin --scopes=admin with the same database flags), or pass "
+          "--allow-unauthenticated");
+    }
+    log::Warn(loopback ? "no API keys exist: serving WITHOUT authentication on loopback only; create one with "
+                         "'nexusd keys create --name=admin --scopes=admin'"
+                       : "no API keys exist and --allow-unauthenticated is set: serving WITHOUT authentication",
+              {{"grpc", config_.grpc_listen}, {"http", config_.http_listen}});
+  }
+  auth_ = std::make_unique<Authenticator>(*auth_store_, metrics_.get(), auth_opts);
   ingest_store_ = std::make_unique<storage::IngestStore>(*db_);
   query_store_ = std::make_unique<storage::QueryStore>(*db_);
   if (config_.resolver_enabled) {
@@ -84,15 +110,23 @@ void App::Start() {
     if (worker) worker->Wake();
   });
   query_ = std::make_unique<QueryHandler>(*query_store_, *metrics_);
-  admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_, *metrics_);
-  ingest_service_ = std::make_unique<IngestServiceImpl>(*ingest_, *metrics_);
-  query_service_ = std::make_unique<QueryServiceImpl>(*query_, *metrics_);
-  admin_service_ = std::make_unique<AdminServiceImpl>(*admin_, *metrics_);
+  admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_, *metrics_, auth_.get());
+  ingest_service_ = std::make_unique<IngestServiceImpl>(*ingest_, *metrics_, auth_.get());
+  query_service_ = std::make_unique<QueryServiceImpl>(*query_, *metrics_, auth_.get());
+  admin_service_ = std::make_unique<AdminServiceImpl>(*admin_, *metrics_, auth_.get());
+
+  // Built (TLS files loaded and checked) before any listener opens: a bad certificate stops start-up.
+  http_api_ = std::make_unique<HttpApi>(
+      *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get(),
+      auth_.get());
+  http_server_ = std::make_unique<HttpServer>(
+      config_.http_listen, config_.http_threads, [this](const HttpRequest& r) { return http_api_->Handle(r); },
+      HttpTlsOptions{config_.tls_cert, config_.tls_key, config_.tls_client_ca});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(config_.grpc_listen, GrpcCredentials(), &grpc_port_);
   builder.SetMaxReceiveMessageSize(64 * 1024 * 1024);
   // gRPC sets SO_REUSEPORT by default: a second nexusd on the same port would bind too and take half of the
   // traffic (half of the lookups hitting a process with another database). Binding must fail instead.
@@ -106,10 +140,6 @@ void App::Start() {
   }
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
 
-  http_api_ = std::make_unique<HttpApi>(
-      *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get());
-  http_server_ = std::make_unique<HttpServer>(config_.http_listen, config_.http_threads,
-                                              [this](const HttpRequest& r) { return http_api_->Handle(r); });
   http_port_ = http_server_->Start();
   if (resolver_) resolver_->Start();
   if (!config_.protection_config.empty() && config_.protection_config_watch.count() > 0) {
@@ -125,7 +155,35 @@ void App::Start() {
   log::Info("nexusd serving",
             {{"grpc", config_.grpc_listen.substr(0, config_.grpc_listen.rfind(':') + 1) + std::to_string(grpc_port_)},
              {"http", config_.http_listen.substr(0, config_.http_listen.rfind(':') + 1) + std::to_string(http_port_)},
-             {"resolver", config_.resolver_enabled}});
+             {"resolver", config_.resolver_enabled},
+             {"tls", config_.tls_cert.empty()        ? "off"
+                     : config_.tls_client_ca.empty() ? "on"
+                                                     : "mutual"}});
+}
+
+std::shared_ptr<grpc::ServerCredentials> App::GrpcCredentials() const {
+  if (config_.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  // The file watcher re-reads the files every kTlsRefreshSeconds: a renewed certificate needs no restart.
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider =
+      config_.tls_client_ca.empty() ? std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+                                          config_.tls_key, config_.tls_cert, kTlsRefreshSeconds)
+                                    : std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+                                          config_.tls_key, config_.tls_cert, config_.tls_client_ca, kTlsRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions opts(provider);
+  opts.watch_identity_key_cert_pairs();
+  if (config_.tls_client_ca.empty()) {
+    opts.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    opts.watch_root_certs();
+    opts.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(opts);
+}
+
+void App::ReloadTls() {
+  if (config_.tls_cert.empty() || !http_server_) return;
+  http_server_->ReloadTls();
+  log::Info("TLS certificate reloaded for HTTP (gRPC re-reads the files by itself)", {{"cert", config_.tls_cert}});
 }
 
 void App::Shutdown() {

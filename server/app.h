@@ -11,6 +11,7 @@
 #include "server/config.h"
 
 namespace nexus::storage {
+class AuthStore;
 class Database;
 class EmbeddedPostgres;
 class IngestStore;
@@ -19,6 +20,7 @@ class QueryStore;
 
 namespace nexus::server {
 
+class Authenticator;
 class Metrics;
 class ProtectionHolder;
 class ResolverWorker;
@@ -55,9 +57,16 @@ class App final {
   /// Null when --resolver=false.
   ResolverWorker* resolver() { return resolver_.get(); }
   AdminHandler& admin() { return *admin_; }
+  Authenticator& auth() { return *auth_; }
   bool Ready(std::string* why);
+  /// Re-reads the TLS files for HTTP (SIGHUP); throws, keeping the old ones, when they cannot be loaded.
+  void ReloadTls();
+  /// How often gRPC's certificate watcher re-reads the TLS files.
+  static constexpr unsigned kTlsRefreshSeconds = 10;
 
  private:
+  std::shared_ptr<grpc::ServerCredentials> GrpcCredentials() const;
+
   Config config_;
   std::string database_url_;
   int grpc_port_ = 0;
@@ -67,6 +76,8 @@ class App final {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<ProtectionHolder> protection_;
   std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::AuthStore> auth_store_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<storage::IngestStore> ingest_store_;
   std::unique_ptr<storage::QueryStore> query_store_;
   std::unique_ptr<ResolverWorker> resolver_;

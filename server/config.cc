@@ -201,6 +201,19 @@ const std::vector<Option>& Options() {
         [](Config& c, const std::string& v) { return ParseBool(v, &c.rebuild); }, true);
     add("rebuild-lock-wait", "30s", "--rebuild: exit (status 3) when another process holds the resolver lock this long",
         [](Config& c, const std::string& v) { return ParseDuration(v, &c.rebuild_lock_wait); });
+    add(
+        "allow-unauthenticated", "false",
+        "serve without API keys on a non-loopback address while no key exists (default: refuse to start)",
+        [](Config& c, const std::string& v) { return ParseBool(v, &c.allow_unauthenticated); }, true);
+    add(
+        "metrics-require-key", "false", "GET /metrics needs a valid API key (any scope)",
+        [](Config& c, const std::string& v) { return ParseBool(v, &c.metrics_require_key); }, true);
+    add("tls-cert", "(none: plaintext)",
+        "PEM certificate (chain) for TLS on gRPC and HTTP; needs --tls-key (reload: SIGHUP for HTTP, gRPC within 10s)",
+        StrField(&Config::tls_cert));
+    add("tls-key", "(none)", "PEM private key of --tls-cert", StrField(&Config::tls_key));
+    add("tls-client-ca", "(none)", "PEM CA file: require client certificates signed by it (mTLS); needs --tls-cert",
+        StrField(&Config::tls_client_ca));
     return o;
   }();
   return kOptions;
@@ -290,6 +303,14 @@ ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector
       out.error = name + "='" + value + "' " + err;
       return out;
     }
+  }
+  if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
+    out.error = "--tls-cert and --tls-key go together: give both or neither";
+    return out;
+  }
+  if (!cfg.tls_client_ca.empty() && cfg.tls_cert.empty()) {
+    out.error = "--tls-client-ca needs --tls-cert and --tls-key (client certificates are checked over TLS)";
+    return out;
   }
   if (cfg.embedded_postgres == "off" && cfg.database_url.empty()) {
     out.error = "no database: --embedded-postgres=off needs --database-url or NEXUS_DATABASE_URL";

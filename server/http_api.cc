@@ -10,6 +10,7 @@
 #include "server/admin_service.h"
 #include "server/ingest_service.h"
 #include "server/rpc_util.h"
+#include "storage/database.h"
 #include "storage/errors.h"
 
 namespace nexus::server {
@@ -41,60 +42,117 @@ grpc::Status ParseJson(const std::string& body, google::protobuf::Message* m) {
   return grpc::Status::OK;
 }
 
-HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query)
-    : metrics_(metrics), ready_(std::move(ready)), ingest_(ingest), admin_(admin), query_(query) {
-  Add("GET", "/healthz", [](const HttpRequest&, const PathParams&) { return HttpResponse{200, "text/plain", "ok\n"}; });
-  Add("GET", "/readyz", [this](const HttpRequest&, const PathParams&) {
+HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query,
+                 Authenticator* auth)
+    : metrics_(metrics), ready_(std::move(ready)), ingest_(ingest), admin_(admin), query_(query), auth_(auth) {
+  Add("GET", "/healthz", "http:/healthz", [](const HttpRequest&, const PathParams&, CallContext&) {
+    return HttpResponse{200, "text/plain", "ok\n"};
+  });
+  Add("GET", "/readyz", "http:/readyz", [this](const HttpRequest&, const PathParams&, CallContext&) {
     std::string why;
     if (ready_ && ready_(&why)) return HttpResponse{200, "text/plain", "ready\n"};
     return HttpResponse{503, "text/plain", "not ready: " + why + "\n"};
   });
-  Add("GET", "/metrics", [this](const HttpRequest&, const PathParams&) {
+  Add("GET", "/metrics", "http:/metrics", [this](const HttpRequest&, const PathParams&, CallContext&) {
     return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Scrape()};
   });
   if (ingest_) {
-    Add("POST", "/v1/events:ingest", [this](const HttpRequest& req, const PathParams&) {
-      v1::IngestEventsRequest in;
-      if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
-      return JsonCall<v1::IngestEventsResponse>(
-          [&](v1::IngestEventsResponse* out) { return ingest_->Ingest(in, out); });
-    });
+    Add("POST", "/v1/events:ingest", "IngestEvents",
+        [this](const HttpRequest& req, const PathParams&, CallContext& call) {
+          v1::IngestEventsRequest in;
+          if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+          return JsonCall<v1::IngestEventsResponse>(
+              [&](v1::IngestEventsResponse* out) { return ingest_->Ingest(in, out, &call.principal); });
+        });
   }
   if (admin_) {
-    Add("GET", "/v1/admin/resolver", [this](const HttpRequest&, const PathParams&) {
+    Add("GET", "/v1/admin/resolver", "GetResolverStatus", [this](const HttpRequest&, const PathParams&, CallContext&) {
       return JsonCall<v1::ResolverStatus>(
           [&](v1::ResolverStatus* out) { return admin_->GetResolverStatus(v1::GetResolverStatusRequest(), out); });
     });
-    Add("POST", "/v1/admin/resolver:rebuild", [this](const HttpRequest& req, const PathParams&) {
-      v1::RebuildRequest in;  // body optional: {"wait": true}
-      if (!req.body.empty()) {
-        if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
-      }
-      v1::RebuildResponse out;
-      bool already_running = false;
-      const grpc::Status s = admin_->Rebuild(in, &out, &already_running);
-      if (s.ok()) return HttpResponse{200, "application/json", ToJson(out)};
-      HttpResponse r = Error(s);
-      if (already_running) r.status = 409;  // FAILED_PRECONDITION is 400 elsewhere; a running one is a conflict
-      return r;
+    Add("POST", "/v1/admin/resolver:rebuild", "Rebuild",
+        [this](const HttpRequest& req, const PathParams&, CallContext& call) {
+          v1::RebuildRequest in;  // body optional: {"wait": true}
+          if (!req.body.empty()) {
+            if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+          }
+          v1::RebuildResponse out;
+          bool already_running = false;
+          const grpc::Status s = admin_->Rebuild(in, &out, &already_running);
+          if (!out.operation().operation_id().empty())
+            call.audit_target = "operation:" + out.operation().operation_id();
+          if (s.ok()) return HttpResponse{200, "application/json", ToJson(out)};
+          HttpResponse r = Error(s);
+          if (already_running) r.status = 409;  // FAILED_PRECONDITION is 400 elsewhere; a running one is a conflict
+          return r;
+        });
+    Add("GET", "/v1/admin/resolver:rebuild", "GetRebuildStatus",
+        [this](const HttpRequest&, const PathParams&, CallContext&) {
+          return JsonCall<v1::RebuildOperation>(
+              [&](v1::RebuildOperation* out) { return admin_->GetRebuildStatus(v1::GetRebuildStatusRequest(), out); });
+        });
+    Add("GET", "/v1/admin/quarantine", "ListQuarantinedEdges",
+        [this](const HttpRequest& req, const PathParams&, CallContext&) {
+          v1::ListQuarantinedEdgesRequest in;
+          if (auto it = req.query.find("kind"); it != req.query.end()) {
+            if (it->second == "person")
+              in.set_kind(v1::ENTITY_KIND_PERSON);
+            else if (it->second == "group")
+              in.set_kind(v1::ENTITY_KIND_GROUP);
+            else if (!it->second.empty())
+              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be person or group"));
+          }
+          if (auto it = req.query.find("include_released"); it != req.query.end()) {
+            in.set_include_released(it->second == "true" || it->second == "1");
+          }
+          if (auto it = req.query.find("page_size"); it != req.query.end()) {
+            try {
+              in.set_page_size(std::stoi(it->second));
+            } catch (const std::exception&) {
+              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: not a number"));
+            }
+          }
+          if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
+          return JsonCall<v1::ListQuarantinedEdgesResponse>(
+              [&](v1::ListQuarantinedEdgesResponse* out) { return admin_->ListQuarantinedEdges(in, out); });
+        });
+    Add("POST", "/v1/admin/quarantine/{id}:release", "ReleaseQuarantinedEdge",
+        [this](const HttpRequest&, const PathParams& p, CallContext& call) {
+          v1::ReleaseQuarantinedEdgeRequest in;
+          call.audit_target = "quarantine:" + p.at("id").substr(0, 32);
+          try {
+            in.set_quarantine_id(std::stoll(p.at("id")));
+          } catch (const std::exception&) {
+            return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "quarantine id: not a number"));
+          }
+          return JsonCall<v1::ReleaseQuarantinedEdgeResponse>(
+              [&](v1::ReleaseQuarantinedEdgeResponse* out) { return admin_->ReleaseQuarantinedEdge(in, out); });
+        });
+    Add("POST", "/v1/admin/config:reload", "ReloadConfig",
+        [this](const HttpRequest&, const PathParams&, CallContext& call) {
+          call.audit_target = "protection-config";
+          return JsonCall<v1::ReloadConfigResponse>(
+              [&](v1::ReloadConfigResponse* out) { return admin_->ReloadConfig(v1::ReloadConfigRequest(), out); });
+        });
+    Add("POST", "/v1/admin/keys", "CreateApiKey", [this](const HttpRequest& req, const PathParams&, CallContext& call) {
+      v1::CreateApiKeyRequest in;
+      if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+      return JsonCall<v1::CreateApiKeyResponse>(
+          [&](v1::CreateApiKeyResponse* out) { return admin_->CreateApiKey(in, out, call); });
     });
-    Add("GET", "/v1/admin/resolver:rebuild", [this](const HttpRequest&, const PathParams&) {
-      return JsonCall<v1::RebuildOperation>(
-          [&](v1::RebuildOperation* out) { return admin_->GetRebuildStatus(v1::GetRebuildStatusRequest(), out); });
+    Add("GET", "/v1/admin/keys", "ListApiKeys", [this](const HttpRequest&, const PathParams&, CallContext&) {
+      return JsonCall<v1::ListApiKeysResponse>(
+          [&](v1::ListApiKeysResponse* out) { return admin_->ListApiKeys(v1::ListApiKeysRequest(), out); });
     });
-    Add("GET", "/v1/admin/quarantine", [this](const HttpRequest& req, const PathParams&) {
-      v1::ListQuarantinedEdgesRequest in;
-      if (auto it = req.query.find("kind"); it != req.query.end()) {
-        if (it->second == "person")
-          in.set_kind(v1::ENTITY_KIND_PERSON);
-        else if (it->second == "group")
-          in.set_kind(v1::ENTITY_KIND_GROUP);
-        else if (!it->second.empty())
-          return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be person or group"));
-      }
-      if (auto it = req.query.find("include_released"); it != req.query.end()) {
-        in.set_include_released(it->second == "true" || it->second == "1");
-      }
+    Add("POST", "/v1/admin/keys/{id}:revoke", "RevokeApiKey",
+        [this](const HttpRequest&, const PathParams& p, CallContext& call) {
+          v1::RevokeApiKeyRequest in;
+          in.set_key_id(p.at("id"));
+          return JsonCall<v1::RevokeApiKeyResponse>(
+              [&](v1::RevokeApiKeyResponse* out) { return admin_->RevokeApiKey(in, out, call); });
+        });
+    Add("GET", "/v1/admin/audit", "ListAuditLog", [this](const HttpRequest& req, const PathParams&, CallContext&) {
+      v1::ListAuditLogRequest in;
       if (auto it = req.query.find("page_size"); it != req.query.end()) {
         try {
           in.set_page_size(std::stoi(it->second));
@@ -103,30 +161,48 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
         }
       }
       if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
-      return JsonCall<v1::ListQuarantinedEdgesResponse>(
-          [&](v1::ListQuarantinedEdgesResponse* out) { return admin_->ListQuarantinedEdges(in, out); });
-    });
-    Add("POST", "/v1/admin/quarantine/{id}:release", [this](const HttpRequest&, const PathParams& p) {
-      v1::ReleaseQuarantinedEdgeRequest in;
-      try {
-        in.set_quarantine_id(std::stoll(p.at("id")));
-      } catch (const std::exception&) {
-        return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "quarantine id: not a number"));
-      }
-      return JsonCall<v1::ReleaseQuarantinedEdgeResponse>(
-          [&](v1::ReleaseQuarantinedEdgeResponse* out) { return admin_->ReleaseQuarantinedEdge(in, out); });
-    });
-    Add("POST", "/v1/admin/config:reload", [this](const HttpRequest&, const PathParams&) {
-      return JsonCall<v1::ReloadConfigResponse>(
-          [&](v1::ReloadConfigResponse* out) { return admin_->ReloadConfig(v1::ReloadConfigRequest(), out); });
+      return JsonCall<v1::ListAuditLogResponse>(
+          [&](v1::ListAuditLogResponse* out) { return admin_->ListAuditLog(in, out); });
     });
   }
   if (query_) AddQueryRoutes();
 }
 
-void HttpApi::Add(std::string method, std::string pattern, RouteFn fn) {
-  routes_.push_back({std::move(method), std::move(pattern), std::move(fn)});
+void HttpApi::Add(std::string method, std::string pattern, std::string rpc, RouteFn fn) {
+  routes_.push_back({std::move(method), std::move(pattern), std::move(rpc), std::move(fn)});
 }
+
+std::vector<std::string> HttpApi::RouteMethods() const {
+  std::vector<std::string> out;
+  for (const auto& r : routes_) out.push_back(r.rpc);
+  return out;
+}
+
+namespace {
+/// The media type of a Content-Type header, lower-cased, without parameters ("application/json").
+std::string MediaType(const std::string& content_type) {
+  std::string out;
+  for (char c : content_type.substr(0, content_type.find(';'))) {
+    if (c != ' ' && c != '\t') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+std::string Header(const HttpRequest& req, const char* name) {
+  auto it = req.headers.find(name);
+  return it == req.headers.end() ? std::string() : it->second;
+}
+
+/// The "code" of an error body ({"code":"X",...}), for the audit outcome; "OK" for a success.
+std::string OutcomeOf(const HttpResponse& r) {
+  if (r.status < 400) return "OK";
+  const std::string tag = "\"code\":\"";
+  const auto p = r.body.find(tag);
+  if (p == std::string::npos) return "HTTP_" + std::to_string(r.status);
+  const auto e = r.body.find('"', p + tag.size());
+  return r.body.substr(p + tag.size(), e - p - tag.size());
+}
+}  // namespace
 
 bool HttpApi::Match(const std::string& pattern, const std::string& path, PathParams* params) {
   // Segment-wise match; "{name}" matches one segment up to '/' or, when followed by ":verb", up to ':'.
@@ -168,14 +244,35 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) {
       break;
     }
   }
+  std::string cause;  // internal detail for the log only
   if (found) {
     route_label = found->pattern;
+    CallContext call;
+    bool authorized = false;
+    grpc::Status auth_status;
     try {
-      response = found->fn(request, params);
+      if (auth_) auth_status = auth_->Check(found->rpc, Header(request, "authorization"), &call.principal);
+      authorized = auth_status.ok();
+      if (!authorized) {
+        response = Error(auth_status);
+      } else if (request.method == "POST" && MediaType(Header(request, "content-type")) != "application/json") {
+        // Browsers may post text/plain or form bodies cross-site without a preflight; JSON needs one.
+        response = Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Content-Type must be application/json"));
+        response.status = 415;
+      } else {
+        response = found->fn(request, params, call);
+      }
     } catch (const storage::StorageError& e) {
       response = Error(ToStatus(e));
+      cause = e.what();
     } catch (const std::exception& e) {
-      response = Error(grpc::Status(grpc::StatusCode::INTERNAL, e.what()));
+      response = Error(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+      cause = e.what();
+    }
+    const auto scope = MethodScopes().find(found->rpc);
+    if (auth_ && scope != MethodScopes().end() && scope->second == Scope::kAdmin &&
+        (authorized || auth_status.error_code() == grpc::StatusCode::PERMISSION_DENIED)) {
+      WriteAudit(auth_->store(), call.principal.key_id, found->rpc, call.audit_target, OutcomeOf(response));
     }
   } else if (path_matched) {
     response = HttpResponse{405, "application/json",
@@ -187,8 +284,16 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) {
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics_.ObserveHttp(route_label, response.status, secs);
-  if (response.status >= 500) {
-    log::Error("http request failed", {{"route", route_label}, {"status", response.status}, {"body", response.body}});
+  if (response.status >= 500 && response.status != 501 && found && found->rpc != "http:/readyz") {
+    // Details stay in the log; the client gets a short message and the request id to quote.
+    const std::string request_id = NewRequestId();
+    log::Error("http request failed", {{"route", route_label},
+                                       {"status", response.status},
+                                       {"request_id", request_id},
+                                       {"cause", storage::RedactUrl(cause.empty() ? response.body : cause)}});
+    const auto code = response.status == 503 ? grpc::StatusCode::UNAVAILABLE : grpc::StatusCode::INTERNAL;
+    response.body = std::string("{\"code\":\"") + CodeName(code) + "\",\"message\":\"" +
+                    PublicInternalMessage(code, request_id) + "\",\"request_id\":\"" + request_id + "\"}";
   } else if (log::Enabled(log::Level::kDebug)) {
     log::Debug("http",
                {{"method", request.method}, {"route", route_label}, {"status", response.status}, {"duration_s", secs}});

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "server/auth.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
 
@@ -27,9 +28,15 @@ using PathParams = std::map<std::string, std::string>;
 class HttpApi final {
  public:
   using ReadyCheck = std::function<bool(std::string* why)>;
-  HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query);
+  /// `auth` null: no access control and no audit (tests of the routes alone).
+  HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query,
+          Authenticator* auth = nullptr);
 
+  /// Authenticates (MethodScopes() by the route's RPC), requires Content-Type: application/json on POST,
+  /// runs the route, audits admin routes, hides internal error details behind a request id.
   HttpResponse Handle(const HttpRequest& request);
+  /// The MethodScopes() key of every route (tests: each must be in the table).
+  std::vector<std::string> RouteMethods() const;
 
   /// Renders a message in the proto3 JSON mapping (proto field names, defaults printed).
   static std::string ToJson(const google::protobuf::Message& m);
@@ -37,13 +44,14 @@ class HttpApi final {
   static HttpResponse Error(const grpc::Status& status);
 
  private:
-  using RouteFn = std::function<HttpResponse(const HttpRequest&, const PathParams&)>;
+  using RouteFn = std::function<HttpResponse(const HttpRequest&, const PathParams&, CallContext&)>;
   struct Route {
     std::string method;
     std::string pattern;  ///< segments; "{name}" captures one segment
+    std::string rpc;      ///< the MethodScopes() key: the mirrored RPC or "http:/<route>"
     RouteFn fn;
   };
-  void Add(std::string method, std::string pattern, RouteFn fn);
+  void Add(std::string method, std::string pattern, std::string rpc, RouteFn fn);
   void AddQueryRoutes();
   static bool Match(const std::string& pattern, const std::string& path, PathParams* params);
 
@@ -52,6 +60,7 @@ class HttpApi final {
   IngestHandler* ingest_;
   AdminHandler* admin_;
   QueryHandler* query_;
+  Authenticator* auth_;
   std::vector<Route> routes_;
 };
 

@@ -53,87 +53,95 @@ grpc::Status FilterParams(const HttpRequest& req, v1::TimelineFilter* f) {
 void HttpApi::AddQueryRoutes() {
   QueryHandler* q = query_;
   // Persons.
-  Add("GET", "/v1/persons:lookup", [q](const HttpRequest& req, const PathParams&) {
+  Add("GET", "/v1/persons:lookup", "LookupPerson", [q](const HttpRequest& req, const PathParams&, CallContext&) {
     v1::LookupPersonRequest in;
     in.set_identifier_type(Param(req, "identifier_type"));
     in.set_identifier_value(Param(req, "identifier_value"));
     return JsonCall<v1::Person>([&](v1::Person* out) { return q->LookupPerson(in, out); });
   });
-  Add("GET", "/v1/persons:explain", [q](const HttpRequest& req, const PathParams&) {
+  Add("GET", "/v1/persons:explain", "ExplainPersonLink", [q](const HttpRequest& req, const PathParams&, CallContext&) {
     v1::ExplainLinkRequest in;
     in.mutable_a()->set_type(Param(req, "a_type"));
     in.mutable_a()->set_value(Param(req, "a_value"));
     in.mutable_b()->set_type(Param(req, "b_type"));
     in.mutable_b()->set_value(Param(req, "b_value"));
-    return JsonCall<v1::ExplainLinkResponse>([&](v1::ExplainLinkResponse* out) { return q->ExplainPersonLink(in, out); });
+    return JsonCall<v1::ExplainLinkResponse>(
+        [&](v1::ExplainLinkResponse* out) { return q->ExplainPersonLink(in, out); });
   });
-  Add("GET", "/v1/persons/{id}", [q](const HttpRequest&, const PathParams& p) {
+  Add("GET", "/v1/persons/{id}", "GetPerson", [q](const HttpRequest&, const PathParams& p, CallContext&) {
     v1::GetPersonRequest in;
     in.set_person_id(p.at("id"));
     return JsonCall<v1::Person>([&](v1::Person* out) { return q->GetPerson(in, out); });
   });
-  Add("GET", "/v1/persons/{id}/memberships", [q](const HttpRequest& req, const PathParams& p) {
-    v1::ListPersonMembershipsRequest in;
-    in.set_person_id(p.at("id"));
-    int32_t size = 0;
-    if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
-    in.set_page_size(size);
-    return JsonCall<v1::ListMembershipsResponse>(
-        [&](v1::ListMembershipsResponse* out) { return q->ListPersonMemberships(in, out); });
-  });
-  Add("GET", "/v1/persons/{id}/timeline", [q](const HttpRequest& req, const PathParams& p) {
-    v1::ListPersonTimelineRequest in;
-    in.set_person_id(p.at("id"));
-    int32_t size = 0;
-    if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
-    in.set_page_size(size);
-    if (auto s = FilterParams(req, in.mutable_filter()); !s.ok()) return Error(s);
-    return JsonCall<v1::TimelineResponse>([&](v1::TimelineResponse* out) { return q->ListPersonTimeline(in, out); });
-  });
-  Add("GET", "/v1/persons/{id}/history", [q](const HttpRequest&, const PathParams& p) {
-    v1::GetPersonHistoryRequest in;
-    in.set_person_id(p.at("id"));
-    return JsonCall<v1::EntityHistory>([&](v1::EntityHistory* out) { return q->GetPersonHistory(in, out); });
-  });
+  Add("GET", "/v1/persons/{id}/memberships", "ListPersonMemberships",
+      [q](const HttpRequest& req, const PathParams& p, CallContext&) {
+        v1::ListPersonMembershipsRequest in;
+        in.set_person_id(p.at("id"));
+        int32_t size = 0;
+        if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
+        in.set_page_size(size);
+        return JsonCall<v1::ListMembershipsResponse>(
+            [&](v1::ListMembershipsResponse* out) { return q->ListPersonMemberships(in, out); });
+      });
+  Add("GET", "/v1/persons/{id}/timeline", "ListPersonTimeline",
+      [q](const HttpRequest& req, const PathParams& p, CallContext&) {
+        v1::ListPersonTimelineRequest in;
+        in.set_person_id(p.at("id"));
+        int32_t size = 0;
+        if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
+        in.set_page_size(size);
+        if (auto s = FilterParams(req, in.mutable_filter()); !s.ok()) return Error(s);
+        return JsonCall<v1::TimelineResponse>(
+            [&](v1::TimelineResponse* out) { return q->ListPersonTimeline(in, out); });
+      });
+  Add("GET", "/v1/persons/{id}/history", "GetPersonHistory",
+      [q](const HttpRequest&, const PathParams& p, CallContext&) {
+        v1::GetPersonHistoryRequest in;
+        in.set_person_id(p.at("id"));
+        return JsonCall<v1::EntityHistory>([&](v1::EntityHistory* out) { return q->GetPersonHistory(in, out); });
+      });
   // Groups.
-  Add("GET", "/v1/groups:lookup", [q](const HttpRequest& req, const PathParams&) {
+  Add("GET", "/v1/groups:lookup", "LookupGroup", [q](const HttpRequest& req, const PathParams&, CallContext&) {
     v1::LookupGroupRequest in;
     in.set_identifier_type(Param(req, "identifier_type"));
     in.set_identifier_value(Param(req, "identifier_value"));
     return JsonCall<v1::Group>([&](v1::Group* out) { return q->LookupGroup(in, out); });
   });
-  Add("GET", "/v1/groups:explain", [q](const HttpRequest& req, const PathParams&) {
+  Add("GET", "/v1/groups:explain", "ExplainGroupLink", [q](const HttpRequest& req, const PathParams&, CallContext&) {
     v1::ExplainLinkRequest in;
     in.mutable_a()->set_type(Param(req, "a_type"));
     in.mutable_a()->set_value(Param(req, "a_value"));
     in.mutable_b()->set_type(Param(req, "b_type"));
     in.mutable_b()->set_value(Param(req, "b_value"));
-    return JsonCall<v1::ExplainLinkResponse>([&](v1::ExplainLinkResponse* out) { return q->ExplainGroupLink(in, out); });
+    return JsonCall<v1::ExplainLinkResponse>(
+        [&](v1::ExplainLinkResponse* out) { return q->ExplainGroupLink(in, out); });
   });
-  Add("GET", "/v1/groups/{id}", [q](const HttpRequest&, const PathParams& p) {
+  Add("GET", "/v1/groups/{id}", "GetGroup", [q](const HttpRequest&, const PathParams& p, CallContext&) {
     v1::GetGroupRequest in;
     in.set_group_id(p.at("id"));
     return JsonCall<v1::Group>([&](v1::Group* out) { return q->GetGroup(in, out); });
   });
-  Add("GET", "/v1/groups/{id}/members", [q](const HttpRequest& req, const PathParams& p) {
-    v1::ListGroupMembersRequest in;
-    in.set_group_id(p.at("id"));
-    int32_t size = 0;
-    if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
-    in.set_page_size(size);
-    return JsonCall<v1::ListMembershipsResponse>(
-        [&](v1::ListMembershipsResponse* out) { return q->ListGroupMembers(in, out); });
-  });
-  Add("GET", "/v1/groups/{id}/timeline", [q](const HttpRequest& req, const PathParams& p) {
-    v1::ListGroupTimelineRequest in;
-    in.set_group_id(p.at("id"));
-    int32_t size = 0;
-    if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
-    in.set_page_size(size);
-    if (auto s = FilterParams(req, in.mutable_filter()); !s.ok()) return Error(s);
-    return JsonCall<v1::TimelineResponse>([&](v1::TimelineResponse* out) { return q->ListGroupTimeline(in, out); });
-  });
-  Add("GET", "/v1/groups/{id}/history", [q](const HttpRequest&, const PathParams& p) {
+  Add("GET", "/v1/groups/{id}/members", "ListGroupMembers",
+      [q](const HttpRequest& req, const PathParams& p, CallContext&) {
+        v1::ListGroupMembersRequest in;
+        in.set_group_id(p.at("id"));
+        int32_t size = 0;
+        if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
+        in.set_page_size(size);
+        return JsonCall<v1::ListMembershipsResponse>(
+            [&](v1::ListMembershipsResponse* out) { return q->ListGroupMembers(in, out); });
+      });
+  Add("GET", "/v1/groups/{id}/timeline", "ListGroupTimeline",
+      [q](const HttpRequest& req, const PathParams& p, CallContext&) {
+        v1::ListGroupTimelineRequest in;
+        in.set_group_id(p.at("id"));
+        int32_t size = 0;
+        if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
+        in.set_page_size(size);
+        if (auto s = FilterParams(req, in.mutable_filter()); !s.ok()) return Error(s);
+        return JsonCall<v1::TimelineResponse>([&](v1::TimelineResponse* out) { return q->ListGroupTimeline(in, out); });
+      });
+  Add("GET", "/v1/groups/{id}/history", "GetGroupHistory", [q](const HttpRequest&, const PathParams& p, CallContext&) {
     v1::GetGroupHistoryRequest in;
     in.set_group_id(p.at("id"));
     return JsonCall<v1::EntityHistory>([&](v1::EntityHistory* out) { return q->GetGroupHistory(in, out); });

@@ -2,13 +2,14 @@
 #include "server/http_server.h"
 
 #include <atomic>
-#include <utility>  // before Boost 1.74 asio: its awaitable.hpp uses std::exchange without it
-
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/log.h"
@@ -18,6 +19,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+namespace ssl = asio::ssl;
 
 namespace {
 
@@ -64,6 +66,13 @@ HttpRequest ToRequest(const http::request<http::string_body>& req) {
       rest = rest.substr(amp + 1);
     }
   }
+  for (const auto field : {http::field::authorization, http::field::content_type}) {
+    if (auto it = req.find(field); it != req.end()) {
+      std::string name(it->name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(it->value());
+    }
+  }
   out.body = req.body();
   return out;
 }
@@ -80,6 +89,31 @@ struct HttpServer::Impl {
   std::atomic<int> active{0};
   std::atomic<bool> stopping{false};
   std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  HttpTlsOptions tls;
+  std::mutex tls_mu;                          // guards tls_context
+  std::shared_ptr<ssl::context> tls_context;  ///< null: plaintext; replaced by ReloadTls
+
+  /// Builds a TLS context from the files; throws std::runtime_error naming the file that failed.
+  std::shared_ptr<ssl::context> LoadTls() const {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+    auto step = [](const char* what, const std::string& file, auto&& fn) {
+      beast::error_code ec;
+      fn(ec);
+      if (ec) throw std::runtime_error(std::string("TLS: cannot load the ") + what + " " + file + ": " + ec.message());
+    };
+    step("certificate", tls.cert_file,
+         [&](beast::error_code& ec) { ctx->use_certificate_chain_file(tls.cert_file, ec); });
+    step("private key", tls.key_file,
+         [&](beast::error_code& ec) { ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec); });
+    if (!tls.client_ca_file.empty()) {
+      step("client CA", tls.client_ca_file,
+           [&](beast::error_code& ec) { ctx->load_verify_file(tls.client_ca_file, ec); });
+      ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    }
+    return ctx;
+  }
 
   void Accept() {
     acceptor->async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
@@ -87,26 +121,64 @@ struct HttpServer::Impl {
         if (!stopping) Accept();
         return;
       }
-      auto session = std::make_shared<Session>(this, std::move(socket));
-      session->Read();
+      std::shared_ptr<ssl::context> ctx;
+      {
+        std::lock_guard<std::mutex> lock(tls_mu);
+        ctx = tls_context;
+      }
+      if (ctx) {
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(this, std::move(socket), ctx)->Start();
+      } else {
+        std::make_shared<Session<beast::tcp_stream>>(this, std::move(socket), nullptr)->Start();
+      }
       if (!stopping) Accept();
     });
   }
 
-  struct Session : std::enable_shared_from_this<Session> {
-    Session(Impl* owner, tcp::socket s) : impl(owner), stream(std::move(s)) {}
+  /// One connection; Stream is beast::tcp_stream or beast::ssl_stream<beast::tcp_stream>.
+  template <class Stream>
+  struct Session : std::enable_shared_from_this<Session<Stream>> {
+    static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+    Session(Impl* owner, tcp::socket s, std::shared_ptr<ssl::context> c)
+        : impl(owner), ctx(std::move(c)), stream(MakeStream(std::move(s), ctx.get())) {}
+    static Stream MakeStream(tcp::socket s, ssl::context* c) {
+      if constexpr (kTls) {
+        return Stream(std::move(s), *c);
+      } else {
+        (void)c;
+        return Stream(std::move(s));
+      }
+    }
     Impl* impl;
-    beast::tcp_stream stream;
+    std::shared_ptr<ssl::context> ctx;  // the stream refers to it: keep it alive across a reload
+    Stream stream;
     beast::flat_buffer buffer;
     std::unique_ptr<http::request_parser<http::string_body>> parser;
     http::response<http::string_body> res;
 
+    void Start() {
+      if constexpr (kTls) {
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+        stream.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+          if (ec) {  // plaintext on a TLS port, an untrusted client certificate, a scanner: drop it
+            if (log::Enabled(log::Level::kDebug)) log::Debug("TLS handshake failed", {{"cause", ec.message()}});
+            beast::error_code ignored;
+            beast::get_lowest_layer(self->stream).socket().close(ignored);
+            return;
+          }
+          self->Read();
+        });
+      } else {
+        Read();
+      }
+    }
+
     void Read() {
       parser = std::make_unique<http::request_parser<http::string_body>>();
       parser->body_limit(64 * 1024 * 1024);
-      stream.expires_after(std::chrono::seconds(60));
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(60));
       http::async_read(stream, buffer, *parser,
-                       [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+                       [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
     }
 
     void OnRead(beast::error_code ec) {
@@ -124,7 +196,8 @@ struct HttpServer::Impl {
         out = impl->handler(ToRequest(req));
       } catch (const std::exception& e) {
         out.status = 500;
-        out.body = std::string("{\"code\":\"INTERNAL\",\"message\":\"") + log::JsonEscape(e.what()) + "\"}";
+        log::Error("http handler failed", {{"cause", e.what()}});
+        out.body = "{\"code\":\"INTERNAL\",\"message\":\"internal error\"}";
       }
       --impl->active;
       res = http::response<http::string_body>(static_cast<http::status>(out.status), req.version());
@@ -133,10 +206,12 @@ struct HttpServer::Impl {
       res.keep_alive(keep_alive);
       res.body() = std::move(out.body);
       res.prepare_payload();
-      http::async_write(stream, res, [self = shared_from_this(), keep_alive](beast::error_code wec, size_t) {
+      http::async_write(stream, res, [self = this->shared_from_this(), keep_alive](beast::error_code wec, size_t) {
         if (wec) return;
-        if (keep_alive) self->Read();
-        else self->Close();
+        if (keep_alive)
+          self->Read();
+        else
+          self->Close();
       });
     }
 
@@ -146,20 +221,30 @@ struct HttpServer::Impl {
       res.keep_alive(keep_alive);
       res.body() = std::move(body);
       res.prepare_payload();
-      http::async_write(stream, res, [self = shared_from_this()](beast::error_code, size_t) { self->Close(); });
+      http::async_write(stream, res, [self = this->shared_from_this()](beast::error_code, size_t) { self->Close(); });
     }
 
     void Close() {
       beast::error_code ec;
-      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+      beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
     }
   };
 };
 
-HttpServer::HttpServer(std::string listen, int threads, HttpHandler handler) : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(std::string listen, int threads, HttpHandler handler, HttpTlsOptions tls)
+    : impl_(std::make_unique<Impl>()) {
   impl_->listen = std::move(listen);
   impl_->threads = threads < 1 ? 1 : threads;
   impl_->handler = std::move(handler);
+  impl_->tls = std::move(tls);
+  if (!impl_->tls.cert_file.empty()) impl_->tls_context = impl_->LoadTls();
+}
+
+void HttpServer::ReloadTls() {
+  if (impl_->tls.cert_file.empty()) return;
+  auto ctx = impl_->LoadTls();  // throws: the old context stays
+  std::lock_guard<std::mutex> lock(impl_->tls_mu);
+  impl_->tls_context = std::move(ctx);
 }
 
 HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
@@ -181,8 +266,8 @@ int HttpServer::Start() {
   if (!ec) impl_->acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) throw std::runtime_error("HTTP: cannot listen on " + impl_->listen + ": " + ec.message());
   const int bound = impl_->acceptor->local_endpoint().port();
-  impl_->guard = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
-      impl_->ioc.get_executor());
+  impl_->guard =
+      std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(impl_->ioc.get_executor());
   impl_->Accept();
   for (int i = 0; i < impl_->threads; ++i) impl_->workers.emplace_back([this] { impl_->ioc.run(); });
   return bound;

@@ -11,14 +11,16 @@
 namespace nexus::server {
 namespace {
 
-constexpr int64_t kMinOccurredSeconds = 0;                     // 1970-01-01
-constexpr int64_t kMaxFutureSeconds = 366LL * 24 * 3600;        // calendars look ahead; a year is plenty
+constexpr int64_t kMinOccurredSeconds = 0;                // 1970-01-01
+constexpr int64_t kMaxFutureSeconds = 366LL * 24 * 3600;  // calendars look ahead; a year is plenty
 
 class Problems {
  public:
   void Add(const std::string& path, const std::string& what) {
-    if (list_.size() < 200) list_.push_back(path + ": " + what);
-    else truncated_ = true;
+    if (list_.size() < 200)
+      list_.push_back(path + ": " + what);
+    else
+      truncated_ = true;
   }
   std::vector<std::string> Take() {
     if (truncated_) list_.push_back("... (more problems not listed)");
@@ -76,8 +78,8 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
   const int64_t n = request.events_size();
   if (n == 0) p.Add("events", "empty (send at least one event)");
   if (n > limits.max_events_per_request) {
-    p.Add("events", std::to_string(n) + " events, at most " + std::to_string(limits.max_events_per_request) +
-                        " per request");
+    p.Add("events",
+          std::to_string(n) + " events, at most " + std::to_string(limits.max_events_per_request) + " per request");
     return p.Take();
   }
   out->clear();
@@ -128,7 +130,8 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
     std::set<std::pair<std::string, std::string>> seen_persons, seen_groups;
     auto mentions_of = [&](const google::protobuf::RepeatedPtrField<v1::EntityMention>& list, const char* field,
                            const char* tag, std::vector<storage::IdentifierRow>* ids,
-                           std::vector<storage::TraitRow>* traits, std::set<std::pair<std::string, std::string>>* seen) {
+                           std::vector<storage::TraitRow>* traits,
+                           std::set<std::pair<std::string, std::string>>* seen) {
       for (int m = 0; m < list.size(); ++m) {
         const v1::EntityMention& mention = list.Get(m);
         const std::string mp = ep + "." + field + "[" + std::to_string(m) + "]";
@@ -169,8 +172,10 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
         std::map<std::string, std::string> sorted(mention.traits().begin(), mention.traits().end());
         for (const auto& [name, value] : sorted) {
           const std::string tp = mp + ".traits[" + name.substr(0, 64) + "]";
-          if (name.empty()) p.Add(mp + ".traits", "empty trait name");
-          else CheckText(p, tp, name, limits.max_value_bytes, true);
+          if (name.empty())
+            p.Add(mp + ".traits", "empty trait name");
+          else
+            CheckText(p, tp, name, limits.max_value_bytes, true);
           CheckText(p, tp, value, limits.max_text_bytes, false);
           traits->push_back({edge, name, value});
         }
@@ -218,9 +223,23 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
   return p.Take();
 }
 
-grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response) {
-  const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                             std::chrono::system_clock::now().time_since_epoch()).count();
+grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
+                                   const Principal* caller) {
+  if (caller && !caller->sources.empty()) {
+    for (int i = 0; i < request.events_size(); ++i) {
+      const std::string& source = request.events(i).source();
+      if (caller->MayWriteSource(source)) continue;
+      std::string allowed;
+      for (const auto& s : caller->sources) allowed += (allowed.empty() ? "" : ", ") + s;
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "events[" + std::to_string(i) + "].source: API key " +
+                                                                   caller->key_id + " may not write source '" + source +
+                                                                   "' (it is bound to: " + allowed +
+                                                                   "); nothing was written");
+    }
+  }
+  const int64_t now_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   std::vector<storage::EventRecord> records;
   auto problems = ConvertIngestRequest(request, limits_, *protection_.Get(), now_us, &records);
   if (!problems.empty()) {
@@ -257,20 +276,21 @@ grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::I
   return grpc::Status::OK;
 }
 
-grpc::Status IngestServiceImpl::IngestEvents(grpc::ServerContext*, const v1::IngestEventsRequest* request,
+grpc::Status IngestServiceImpl::IngestEvents(grpc::ServerContext* ctx, const v1::IngestEventsRequest* request,
                                              v1::IngestEventsResponse* response) {
-  return HandleRpc(metrics_, "IngestEvents", [&] { return handler_.Ingest(*request, response); });
+  return HandleRpc(metrics_, auth_, ctx, "IngestEvents",
+                   [&](CallContext& call) { return handler_.Ingest(*request, response, &call.principal); });
 }
 
 grpc::Status IngestServiceImpl::IngestEventStream(
     grpc::ServerContext* ctx, grpc::ServerReaderWriter<v1::IngestEventsResponse, v1::IngestEventsRequest>* stream) {
-  return HandleRpc(metrics_, "IngestEventStream", [&]() -> grpc::Status {
+  return HandleRpc(metrics_, auth_, ctx, "IngestEventStream", [&](CallContext& call) -> grpc::Status {
     v1::IngestEventsRequest request;
     while (stream->Read(&request)) {
       if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the stream");
       v1::IngestEventsResponse response;
       // A bad batch ends the stream with its error: earlier batches were acknowledged and stay committed.
-      grpc::Status s = handler_.Ingest(request, &response);
+      grpc::Status s = handler_.Ingest(request, &response, &call.principal);
       if (!s.ok()) return s;
       if (!stream->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }

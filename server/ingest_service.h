@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nexus/v1/ingest.grpc.pb.h"
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/metrics.h"
 #include "server/protection_holder.h"
@@ -30,8 +31,10 @@ class IngestHandler final {
                 std::function<void()> on_commit)
       : store_(store), metrics_(metrics), limits_(limits), protection_(protection), on_commit_(std::move(on_commit)) {}
 
-  /// INVALID_ARGUMENT lists every offending path; nothing is written then.
-  grpc::Status Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response);
+  /// INVALID_ARGUMENT lists every offending path; PERMISSION_DENIED when `caller` is bound to sources and an
+  /// event has another one; nothing is written then. `caller` null: no source restriction.
+  grpc::Status Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
+                      const Principal* caller = nullptr);
 
  private:
   storage::IngestStore& store_;
@@ -43,7 +46,8 @@ class IngestHandler final {
 
 class IngestServiceImpl final : public v1::IngestService::Service {
  public:
-  IngestServiceImpl(IngestHandler& handler, Metrics& metrics) : handler_(handler), metrics_(metrics) {}
+  IngestServiceImpl(IngestHandler& handler, Metrics& metrics, Authenticator* auth)
+      : handler_(handler), metrics_(metrics), auth_(auth) {}
 
   grpc::Status IngestEvents(grpc::ServerContext* ctx, const v1::IngestEventsRequest* request,
                             v1::IngestEventsResponse* response) override;
@@ -54,6 +58,7 @@ class IngestServiceImpl final : public v1::IngestService::Service {
  private:
   IngestHandler& handler_;
   Metrics& metrics_;
+  Authenticator* auth_;
 };
 
 }  // namespace nexus::server

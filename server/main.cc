@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "server/app.h"
 #include "server/config.h"
+#include "server/keys_cli.h"
 #include "server/protection_holder.h"
 #include "server/resolver_worker.h"
 #include "storage/database.h"
@@ -133,6 +134,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::vector<std::string> env;
   for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+  if (!args.empty() && args[0] == "keys") {
+    return server::RunKeysCommand(std::vector<std::string>(args.begin() + 1, args.end()), env);
+  }
   auto parsed = server::ParseConfig(args, env);
   if (parsed.help) {
     std::cout << server::HelpText();
@@ -171,6 +175,11 @@ int main(int argc, char** argv) {
           app.protection().Reload();
         } catch (const std::exception& e) {
           log::Error("config reload failed; keeping the old config", {{"cause", e.what()}});
+        }
+        try {
+          app.ReloadTls();
+        } catch (const std::exception& e) {
+          log::Error("TLS reload failed; keeping the old certificate", {{"cause", e.what()}});
         }
         continue;
       }

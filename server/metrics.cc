@@ -69,6 +69,10 @@ Metrics::Metrics(std::string version, std::string git_sha)
                          .Name("nexus_http_request_duration_seconds")
                          .Help("HTTP request latency, by route and status")
                          .Register(*registry_)),
+      auth_requests_(BuildCounter()
+                         .Name("nexus_auth_requests_total")
+                         .Help("Calls by API key id (never the secret; \"\" = no or unknown key) and auth outcome")
+                         .Register(*registry_)),
       ingest_events_(BuildCounter()
                          .Name("nexus_ingest_events_total")
                          .Help("Ingested events by source and result (accepted, duplicate, rejected)")
@@ -243,6 +247,10 @@ void Metrics::ObserveHttp(std::string_view route, int status, double seconds) {
   const prometheus::Labels labels{{"route", std::string(route)}, {"status", std::to_string(status)}};
   http_requests_.Add(labels).Increment();
   http_duration_.Add(labels, LatencyBuckets()).Observe(seconds);
+}
+
+void Metrics::ObserveAuth(std::string_view key_id, std::string_view outcome) {
+  auth_requests_.Add({{"key_id", std::string(key_id)}, {"outcome", std::string(outcome)}}).Increment();
 }
 
 void Metrics::IngestEvents(std::string_view source, std::string_view result, double n) {

@@ -32,6 +32,9 @@ class Metrics final : public storage::StorageObserver {
 
   void ObserveGrpc(std::string_view method, std::string_view code, double seconds);
   void ObserveHttp(std::string_view route, int status, double seconds);
+  /// One authenticated (or refused) call: key_id is a stored key's id or "" (none/unknown: never a
+  /// caller-supplied value), outcome one of the fixed auth outcomes (server/auth.h).
+  void ObserveAuth(std::string_view key_id, std::string_view outcome);
 
   void IngestEvents(std::string_view source, std::string_view result, double n);  // accepted|duplicate|rejected
   void IngestRows(std::string_view table, double n);
@@ -66,6 +69,7 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Family<prometheus::Histogram>& grpc_duration_;
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Histogram>& http_duration_;
+  prometheus::Family<prometheus::Counter>& auth_requests_;
   prometheus::Family<prometheus::Counter>& ingest_events_;
   prometheus::Family<prometheus::Counter>& ingest_rows_;
   prometheus::Histogram& ingest_batch_events_;

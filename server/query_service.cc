@@ -66,9 +66,7 @@ grpc::Status PageSize(int requested, int* out) {
   return grpc::Status::OK;
 }
 
-int64_t Micros(const google::protobuf::Timestamp& ts) {
-  return ts.seconds() * 1000000 + ts.nanos() / 1000;
-}
+int64_t Micros(const google::protobuf::Timestamp& ts) { return ts.seconds() * 1000000 + ts.nanos() / 1000; }
 
 grpc::Status CheckTimestamp(const google::protobuf::Timestamp& ts, const char* field) {
   // The proto3 range of Timestamp: 0001-01-01 .. 9999-12-31.
@@ -164,9 +162,7 @@ std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::st
   return std::make_pair(us, rest.substr(colon + 1));
 }
 
-std::string EncodeMembershipToken(const std::string& after_id) {
-  return Base64UrlEncode(kMembershipPrefix + after_id);
-}
+std::string EncodeMembershipToken(const std::string& after_id) { return Base64UrlEncode(kMembershipPrefix + after_id); }
 
 std::optional<std::string> DecodeMembershipToken(const std::string& token) {
   auto raw = Base64UrlDecode(token);
@@ -208,14 +204,13 @@ grpc::Status QueryHandler::ListPersonMemberships(const v1::ListPersonMemberships
   return Memberships(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), out);
 }
 
-grpc::Status QueryHandler::ListGroupMembers(const v1::ListGroupMembersRequest& req,
-                                            v1::ListMembershipsResponse* out) {
+grpc::Status QueryHandler::ListGroupMembers(const v1::ListGroupMembersRequest& req, v1::ListMembershipsResponse* out) {
   if (req.group_id().empty()) return MissingId("group_id");
   return Memberships(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), out);
 }
 
-grpc::Status QueryHandler::Memberships(EntityKind kind, const std::string& id, int page_size,
-                                       const std::string& token, v1::ListMembershipsResponse* out) {
+grpc::Status QueryHandler::Memberships(EntityKind kind, const std::string& id, int page_size, const std::string& token,
+                                       v1::ListMembershipsResponse* out) {
   int limit = 0;
   if (auto s = PageSize(page_size, &limit); !s.ok()) return s;
   std::string after;
@@ -306,8 +301,8 @@ grpc::Status QueryHandler::Explain(EntityKind kind, const v1::ExplainLinkRequest
   if (auto s = NormalizeKey(req.b().type(), req.b().value(), "b.", &b); !s.ok()) return s;
   const auto data = store_.LoadExplain(kind, a, b);
   auto not_found = [&](const char* name, const resolver::IdKey& key) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, std::string(name) + ": no " + Noun(kind) +
-                                                         " has identifier " + key.type + " '" + key.value + "'");
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, std::string(name) + ": no " + Noun(kind) + " has identifier " +
+                                                         key.type + " '" + key.value + "'");
   };
   if (!data.entity_a) return not_found("a", a);
   if (!data.entity_b) return not_found("b", b);
@@ -343,8 +338,9 @@ grpc::Status QueryHandler::Explain(EntityKind kind, const v1::ExplainLinkRequest
   out->set_entity_id(*data.entity_a);
   const auto path = resolver::ShortestLinkPath(data.occurrences, a, b);
   if (!path) {
-    out->set_explanation("linked, but no path of stored edges was found (edges may have been released from "
-                         "quarantine while being read)");
+    out->set_explanation(
+        "linked, but no path of stored edges was found (edges may have been released from "
+        "quarantine while being read)");
     return grpc::Status::OK;
   }
   for (const auto& step : *path) {
@@ -398,9 +394,9 @@ grpc::Status QueryHandler::History(EntityKind kind, const std::string& id, v1::E
 }
 
 // gRPC adapters.
-#define NEXUS_QUERY_RPC(Method, Req, Resp)                                                            \
-  grpc::Status QueryServiceImpl::Method(grpc::ServerContext*, const v1::Req* r, v1::Resp* o) {        \
-    return HandleRpc(m_, #Method, [&] { return h_.Method(*r, o); });                                  \
+#define NEXUS_QUERY_RPC(Method, Req, Resp)                                                         \
+  grpc::Status QueryServiceImpl::Method(grpc::ServerContext* ctx, const v1::Req* r, v1::Resp* o) { \
+    return HandleRpc(m_, auth_, ctx, #Method, [&](CallContext&) { return h_.Method(*r, o); });     \
   }
 NEXUS_QUERY_RPC(GetPerson, GetPersonRequest, Person)
 NEXUS_QUERY_RPC(LookupPerson, LookupPersonRequest, Person)

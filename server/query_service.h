@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "nexus/v1/query.grpc.pb.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "storage/query_store.h"
 
@@ -45,8 +46,8 @@ class QueryHandler final {
   grpc::Status GetGroupHistory(const v1::GetGroupHistoryRequest& req, v1::EntityHistory* out);
 
  private:
-  grpc::Status Memberships(storage::EntityKind kind, const std::string& id, int page_size,
-                           const std::string& token, v1::ListMembershipsResponse* out);
+  grpc::Status Memberships(storage::EntityKind kind, const std::string& id, int page_size, const std::string& token,
+                           v1::ListMembershipsResponse* out);
   grpc::Status Timeline(storage::EntityKind kind, const std::string& id, int page_size, const std::string& token,
                         const v1::TimelineFilter& filter, v1::TimelineResponse* out);
   grpc::Status Explain(storage::EntityKind kind, const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out);
@@ -59,7 +60,8 @@ class QueryHandler final {
 /// gRPC QueryService: every method runs through HandleRpc (status mapping + metrics).
 class QueryServiceImpl final : public v1::QueryService::Service {
  public:
-  QueryServiceImpl(QueryHandler& h, Metrics& m) : h_(h), m_(m) {}
+  /// `auth` null: no access control (tests of the handlers alone).
+  QueryServiceImpl(QueryHandler& h, Metrics& m, Authenticator* auth) : h_(h), m_(m), auth_(auth) {}
 
   grpc::Status GetPerson(grpc::ServerContext*, const v1::GetPersonRequest* r, v1::Person* o) override;
   grpc::Status LookupPerson(grpc::ServerContext*, const v1::LookupPersonRequest* r, v1::Person* o) override;
@@ -85,6 +87,7 @@ class QueryServiceImpl final : public v1::QueryService::Service {
  private:
   QueryHandler& h_;
   Metrics& m_;
+  Authenticator* auth_;
 };
 
 }  // namespace nexus::server

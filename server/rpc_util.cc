@@ -3,19 +3,39 @@
 namespace nexus::server {
 
 grpc::Status ToStatus(const storage::StorageError& e) {
+  const std::string& msg = e.public_message();
   switch (e.kind()) {
     case storage::ErrorKind::kUnavailable:
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, e.what());
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, msg);
     case storage::ErrorKind::kNotFound:
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, e.what());
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, msg);
     case storage::ErrorKind::kInvalidArgument:
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e.what());
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg);
     case storage::ErrorKind::kCancelled:  // retryable, so ABORTED (HTTP 409) rather than CANCELLED (client gave up)
-      return grpc::Status(grpc::StatusCode::ABORTED, std::string("cancelled, nothing was changed: ") + e.what());
+      return grpc::Status(grpc::StatusCode::ABORTED, "cancelled, nothing was changed: " + msg);
     case storage::ErrorKind::kInternal:
       break;
   }
-  return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+  return grpc::Status(grpc::StatusCode::INTERNAL, msg);
+}
+
+bool IsInternalCode(grpc::StatusCode code) {
+  return code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::UNAVAILABLE ||
+         code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::DATA_LOSS;
+}
+
+std::string PublicInternalMessage(grpc::StatusCode code, const std::string& request_id) {
+  const char* what =
+      code == grpc::StatusCode::UNAVAILABLE ? "service temporarily unavailable, retry later" : "internal error";
+  return std::string(what) + " (request id " + request_id + ")";
+}
+
+std::string AuthorizationOf(const grpc::ServerContext* ctx) {
+  if (!ctx) return "";
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return "";
+  return std::string(it->second.data(), it->second.size());
 }
 
 const char* CodeName(grpc::StatusCode code) {

@@ -1,5 +1,7 @@
 #include "storage/database.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <thread>
 
@@ -51,8 +53,10 @@ std::string TextArray(const std::vector<std::optional<std::string>>& values) {
   std::string out = "{";
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out += ',';
-    if (values[i]) AppendQuoted(out, *values[i]);
-    else out += "NULL";
+    if (values[i])
+      AppendQuoted(out, *values[i]);
+    else
+      out += "NULL";
   }
   out += '}';
   return out;
@@ -92,30 +96,30 @@ StorageError MapException(const std::exception& e, std::string_view context, std
   }
   if (dynamic_cast<const pqxx::broken_connection*>(&e)) {
     *metric_kind = "connection";
-    return StorageError(ErrorKind::kUnavailable, where + ": database unavailable: " + e.what());
+    return StorageError(ErrorKind::kUnavailable, where + ": database unavailable", e.what());
   }
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e)) {
     *metric_kind = "connection";
-    return StorageError(ErrorKind::kUnavailable, where + ": commit outcome unknown (connection lost): " + e.what());
+    return StorageError(ErrorKind::kUnavailable, where + ": commit outcome unknown (connection lost)", e.what());
   }
   if (dynamic_cast<const pqxx::serialization_failure*>(&e)) {
     *metric_kind = "serialization";
-    return StorageError(ErrorKind::kUnavailable, where + ": serialization failure, retry: " + e.what());
+    return StorageError(ErrorKind::kUnavailable, where + ": serialization failure, retry", e.what());
   }
   if (dynamic_cast<const pqxx::deadlock_detected*>(&e)) {
     *metric_kind = "deadlock";
-    return StorageError(ErrorKind::kUnavailable, where + ": deadlock, retry: " + e.what());
+    return StorageError(ErrorKind::kUnavailable, where + ": deadlock, retry", e.what());
   }
   if (dynamic_cast<const pqxx::integrity_constraint_violation*>(&e)) {
     *metric_kind = "constraint";
-    return StorageError(ErrorKind::kInvalidArgument, where + ": " + e.what());
+    return StorageError(ErrorKind::kInvalidArgument, where + ": rejected by a database constraint", e.what());
   }
   if (dynamic_cast<const pqxx::data_exception*>(&e)) {
     *metric_kind = "data";
-    return StorageError(ErrorKind::kInvalidArgument, where + ": " + e.what());
+    return StorageError(ErrorKind::kInvalidArgument, where + ": a value was rejected by the database", e.what());
   }
   *metric_kind = "other";
-  return StorageError(ErrorKind::kInternal, where + ": " + e.what());
+  return StorageError(ErrorKind::kInternal, where + ": internal database error", e.what());
 }
 
 }  // namespace detail
@@ -128,8 +132,8 @@ std::unique_ptr<pqxx::connection> Database::Impl::Connect() {
     return c;
   } catch (const std::exception& e) {
     if (observer) observer->OnError("connection");
-    throw StorageError(ErrorKind::kUnavailable, std::string("cannot connect to PostgreSQL at ") +
-                                                    RedactUrl(options.url) + ": " + e.what());
+    throw StorageError(ErrorKind::kUnavailable, "cannot connect to PostgreSQL",
+                       "at " + RedactUrl(options.url) + ": " + RedactUrl(e.what()));
   }
 }
 
@@ -181,8 +185,8 @@ void Database::Impl::Prepare(detail::PooledConnection& c, const std::string& nam
   if (c.prepared.insert(name).second) c.conn->prepare(name, sql);
 }
 
-void Database::Impl::Run(std::string_view what,
-                         const std::function<void(pqxx::work&, detail::PooledConnection&)>& fn, int attempts) {
+void Database::Impl::Run(std::string_view what, const std::function<void(pqxx::work&, detail::PooledConnection&)>& fn,
+                         int attempts) {
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<detail::PooledConnection> c;
     bool broken = false;
@@ -199,7 +203,8 @@ void Database::Impl::Run(std::string_view what,
       if (c) Release(std::move(c), broken || !c->conn->is_open());
       const bool is_storage = dynamic_cast<const StorageError*>(&e) != nullptr;
       if (!is_storage && attempt < attempts && detail::IsRetryable(e)) {
-        log::Warn("retrying transaction", {{"operation", std::string(what)}, {"attempt", attempt}, {"cause", e.what()}});
+        log::Warn("retrying transaction",
+                  {{"operation", std::string(what)}, {"attempt", attempt}, {"cause", e.what()}});
         std::this_thread::sleep_for(std::chrono::milliseconds(20 * attempt));
         continue;
       }
@@ -223,37 +228,57 @@ const DatabaseOptions& Database::options() const { return impl_->options; }
 StorageObserver* Database::observer() const { return impl_->observer; }
 
 void Database::Ping() {
-  impl_->Run("ping", [](pqxx::work& tx, detail::PooledConnection&) { tx.exec("SELECT 1"); }, 1);
+  impl_->Run(
+      "ping", [](pqxx::work& tx, detail::PooledConnection&) { tx.exec("SELECT 1"); }, 1);
 }
 
 bool Database::IsMigrated() {
   const int latest = detail::EmbeddedMigrations().empty() ? 0 : detail::EmbeddedMigrations().back().version;
   bool ok = false;
-  impl_->Run("readiness", [&](pqxx::work& tx, detail::PooledConnection&) {
-    auto r = tx.exec("SELECT to_regclass('schema_migrations') IS NOT NULL");
-    if (!r[0][0].as<bool>()) return;
-    auto v = tx.exec("SELECT coalesce(max(version), 0) FROM schema_migrations");
-    ok = v[0][0].as<int>() >= latest;
-  }, 1);
+  impl_->Run(
+      "readiness",
+      [&](pqxx::work& tx, detail::PooledConnection&) {
+        auto r = tx.exec("SELECT to_regclass('schema_migrations') IS NOT NULL");
+        if (!r[0][0].as<bool>()) return;
+        auto v = tx.exec("SELECT coalesce(max(version), 0) FROM schema_migrations");
+        ok = v[0][0].as<int>() >= latest;
+      },
+      1);
   return ok;
 }
 
 std::string RedactUrl(std::string_view url) {
   std::string s(url);
-  // URI form: scheme://user:password@host
+  // URI userinfo: scheme://user:password@host (the authority ends at the first '/', '?' or '#').
   if (auto scheme = s.find("://"); scheme != std::string::npos) {
-    auto at = s.find('@', scheme + 3);
-    auto colon = s.find(':', scheme + 3);
-    if (at != std::string::npos && colon != std::string::npos && colon < at) {
-      s.replace(colon + 1, at - colon - 1, "***");
+    const size_t from = scheme + 3;
+    const size_t authority_end = std::min(s.find_first_of("/?#", from), s.size());
+    const size_t at = s.rfind('@', authority_end == 0 ? 0 : authority_end - 1);
+    if (at != std::string::npos && at >= from) {
+      const size_t colon = s.find(':', from);
+      if (colon != std::string::npos && colon < at) s.replace(colon + 1, at - colon - 1, "***");
     }
-    return s;
   }
-  // key=value form
-  auto p = s.find("password=");
-  if (p != std::string::npos) {
-    auto end = s.find(' ', p);
-    s.replace(p + 9, (end == std::string::npos ? s.size() : end) - p - 9, "***");
+  // password=value, as a key/value setting (password=x, password = 'a b') or a URI query parameter
+  // (?password=x&..., &sslpassword=x). Case-insensitive; quoted values may hold spaces and \' escapes.
+  std::string lower(s.size(), '\0');
+  std::transform(s.begin(), s.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (size_t p = lower.find("password"); p != std::string::npos; p = lower.find("password", p + 1)) {
+    size_t i = p + 8;
+    while (i < s.size() && s[i] == ' ') ++i;
+    if (i >= s.size() || s[i] != '=') continue;
+    ++i;
+    while (i < s.size() && s[i] == ' ') ++i;
+    size_t end = i;
+    if (end < s.size() && s[end] == '\'') {
+      ++end;
+      while (end < s.size() && s[end] != '\'') end += s[end] == '\\' ? 2 : 1;
+      end = std::min(end + 1, s.size());
+    } else {
+      while (end < s.size() && s[end] != ' ' && s[end] != '&' && s[end] != '#') ++end;
+    }
+    s.replace(i, end - i, "***");
+    lower.replace(i, end - i, "***");
   }
   return s;
 }

@@ -226,6 +226,11 @@ void EmbeddedPostgres::Prepare() {
                              ". Pass --data-dir with a writable directory, or --database-url.");
   }
   data_dir_ = fs::canonical(options_.data_dir).string();
+  // Personal data lives here: owner only, whatever the umask.
+  if (::chmod(data_dir_.c_str(), 0700) != 0) {
+    throw std::runtime_error("cannot make the data dir " + data_dir_ +
+                             " private (chmod 0700): " + std::strerror(errno));
+  }
   if (::access(data_dir_.c_str(), W_OK | X_OK) != 0) {
     throw std::runtime_error("the data dir " + shown + " is not writable (" + std::strerror(errno) +
                              "). Pass --data-dir with a writable directory, or --database-url.");
@@ -254,11 +259,18 @@ int EmbeddedPostgres::RunPgCtl(const std::vector<std::string>& args, bool quiet)
 std::string EmbeddedPostgres::Start() {
   if (started_) return url_;
   Prepare();
+  {  // the server log may quote statements: owner only, whatever the umask
+    const int fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) ::close(fd);
+    ::chmod(log_file_.c_str(), 0600);
+  }
   if (!run_as_.empty()) {
     const UserIds ids = LookupUser(run_as_);
     CheckTraversable(data_dir_, ids.uid, ids.gid);
-    // The log file and socket dir must be the postgres user's; so must pgdata once it exists.
-    { std::ofstream touch(log_file_, std::ios::app); }
+    // The data dir (0700), log file and socket dir must be the postgres user's; so must pgdata once it exists.
+    if (::chown(data_dir_.c_str(), ids.uid, ids.gid) != 0) {
+      throw std::runtime_error("cannot hand " + data_dir_ + " to the postgres user: " + std::strerror(errno));
+    }
     ChownTree(log_file_, ids.uid, ids.gid);
     ChownTree(socket_dir_, ids.uid, ids.gid);
     if (fs::exists(pgdata_))
@@ -268,8 +280,8 @@ std::string EmbeddedPostgres::Start() {
   }
   if (!fs::exists(fs::path(pgdata_) / "PG_VERSION")) {
     log::Info("creating embedded PostgreSQL cluster", {{"pgdata", pgdata_}, {"bin_dir", bin_dir_}});
-    std::vector<std::string> initdb{bin_dir_ + "/initdb", "-D", pgdata_, "-U",         "nexus",
-                                    "--auth=trust",       "-E", "UTF8",  "--no-locale"};
+    std::vector<std::string> initdb{bin_dir_ + "/initdb", "-D", pgdata_, "-U",         "nexus", "--auth-local=peer",
+                                    "--auth-host=reject", "-E", "UTF8",  "--no-locale"};
     if (Spawn(initdb, run_as_, log_file_) != 0) {
       throw std::runtime_error("initdb failed for " + pgdata_ + "; see " + log_file_ + ":\n" +
                                ReadTail(log_file_, 2000));
@@ -280,13 +292,16 @@ std::string EmbeddedPostgres::Start() {
          << "unix_socket_directories = '" << socket_dir_ << "'\n"
          << "port = " << options_.port << "\n";
   }
+  WriteAccessRules();
   std::string opts = "-k " + socket_dir_ + " -p " + std::to_string(options_.port) + " -c listen_addresses=";
   for (const auto& o : options_.server_options) opts += " -c " + o;
   const bool already = RunPgCtl({"status"}, true) == 0;
+  reused_ = already;
   if (already) {
     // We hold the data dir lock, so no live nexusd runs it: an earlier one died without stopping it.
     log::Warn("embedded PostgreSQL was left running by an nexusd that exited without stopping it; reusing it",
               {{"pgdata", pgdata_}});
+    RunPgCtl({"reload"}, true);  // apply the access rules written above
   } else {
     log::Info("starting embedded PostgreSQL", {{"pgdata", pgdata_}, {"socket_dir", socket_dir_}});
     if (RunPgCtl({"-l", log_file_, "-w", "-t", "120", "-o", opts, "start"}, false) != 0) {
@@ -317,6 +332,35 @@ void EmbeddedPostgres::Stop() {
     if (RunPgCtl({"status"}, true) == 0) {
       RunPgCtl({"-m", "immediate", "-w", "stop"}, false);
     }
+  }
+}
+
+void EmbeddedPostgres::WriteAccessRules() {
+  // Only the OS user PostgreSQL runs as and the one running nexusd may connect, as the database user nexus,
+  // over the private socket (peer authentication: the kernel tells the server who is on the other end).
+  // Clusters created by older versions had "trust" for every local user: rewritten here on every start.
+  std::vector<std::string> os_users;
+  if (struct passwd* me = ::getpwuid(::geteuid())) os_users.emplace_back(me->pw_name);
+  if (!run_as_.empty()) os_users.push_back(run_as_);
+  const std::string hba = pgdata_ + "/pg_hba.conf", ident = pgdata_ + "/pg_ident.conf";
+  {
+    std::ofstream out(hba, std::ios::trunc);
+    out << "# Written by nexusd on every start: socket only, peer authentication, mapped users only.\n"
+        << "local all all peer map=nexus\n";
+    if (!out) throw std::runtime_error("cannot write " + hba);
+  }
+  {
+    std::ofstream out(ident, std::ios::trunc);
+    out << "# Written by nexusd on every start: OS user -> database user.\n";
+    for (const auto& u : os_users) out << "nexus " << u << " nexus\n";
+    if (!out) throw std::runtime_error("cannot write " + ident);
+  }
+  ::chmod(hba.c_str(), 0600);
+  ::chmod(ident.c_str(), 0600);
+  if (!run_as_.empty()) {
+    const UserIds ids = LookupUser(run_as_);
+    ChownTree(hba, ids.uid, ids.gid);
+    ChownTree(ident, ids.uid, ids.gid);
   }
 }
 

@@ -15,7 +15,8 @@ struct EmbeddedPostgresOptions {
 /// A private PostgreSQL cluster under a data directory, for running nexusd without a database server.
 ///
 /// Start() creates the cluster on first use (initdb), starts it on a unix socket in its own directory
-/// (no TCP port, trust auth limited to that private socket), creates the `nexus` database and returns
+/// (no TCP port; peer authentication: only the OS user PostgreSQL runs as and the one running nexusd; data
+/// dir 0700 and log 0600 whatever the umask), creates the `nexus` database and returns
 /// its connection string; a second Start() on the same directory reuses the data. When the process runs
 /// as root, PostgreSQL runs as the unprivileged `postgres` user. Stop() shuts it down (fast mode).
 /// One process per data dir: Start() first takes an exclusive lock on <data dir>/nexusd.lock (held until
@@ -32,6 +33,10 @@ class EmbeddedPostgres final {
   std::string Start();
   void Stop();
   bool running() const { return started_; }
+  /// True when Start() found the cluster already running (another nexusd uses it).
+  bool reused() const { return reused_; }
+  /// Forgets the cluster without stopping it (a short-lived tool that found it running must not stop it).
+  void Detach() { started_ = false; }
   /// libpq connection string of the `nexus` database (valid after Start()).
   const std::string& url() const { return url_; }
   /// A psql command line that opens the database, for humans.
@@ -41,6 +46,7 @@ class EmbeddedPostgres final {
  private:
   int RunPgCtl(const std::vector<std::string>& args, bool quiet);
   void Prepare();
+  void WriteAccessRules();  ///< pg_hba.conf / pg_ident.conf: peer auth for our OS users only
 
   EmbeddedPostgresOptions options_;
   std::string bin_dir_;
@@ -51,6 +57,7 @@ class EmbeddedPostgres final {
   std::string url_;
   std::string run_as_;  ///< user postgres runs as when we are root ("" otherwise)
   bool started_ = false;
+  bool reused_ = false;
   int lock_fd_ = -1;  ///< flock on <data dir>/nexusd.lock, held until destruction
 };
 

@@ -25,7 +25,8 @@ std::string UrlEncode(const std::string& s) {
   return out;
 }
 
-HttpResult HttpCall(int port, const std::string& method, const std::string& target, const std::string& body) {
+HttpResult HttpCall(int port, const std::string& method, const std::string& target, const std::string& body,
+                    const std::string& extra_headers) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket failed");
   sockaddr_in addr{};
@@ -36,9 +37,12 @@ HttpResult HttpCall(int port, const std::string& method, const std::string& targ
     ::close(fd);
     throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + " failed");
   }
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers;
+  std::string lower_headers;
+  for (char c : extra_headers) lower_headers += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (!body.empty() || method == "POST") {
-    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    if (lower_headers.find("content-type:") == std::string::npos) req += "Content-Type: application/json\r\n";
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   }
   req += "\r\n" + body;
   for (size_t sent = 0; sent < req.size();) {

@@ -11,8 +11,10 @@ struct HttpResult {
   std::string body;
 };
 
-/// Sends one request to 127.0.0.1:port; throws std::runtime_error on socket errors.
-HttpResult HttpCall(int port, const std::string& method, const std::string& target, const std::string& body = "");
+/// Sends one request to 127.0.0.1:port; throws std::runtime_error on socket errors. `headers` are extra raw
+/// header lines ("Authorization: Bearer x\r\n"); when they hold a Content-Type, no default one is added.
+HttpResult HttpCall(int port, const std::string& method, const std::string& target, const std::string& body = "",
+                    const std::string& headers = "");
 inline HttpResult HttpGet(int port, const std::string& target) { return HttpCall(port, "GET", target); }
 inline HttpResult HttpPost(int port, const std::string& target, const std::string& body) {
   return HttpCall(port, "POST", target, body);
