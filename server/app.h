@@ -10,6 +10,7 @@
 
 namespace nexus::storage {
 class Database;
+class DatabaseProbe;
 class EmbeddedPostgres;
 class IngestStore;
 class QueryStore;
@@ -53,6 +54,8 @@ class App final {
   /// Null when --resolver=false.
   ResolverWorker* resolver() { return resolver_.get(); }
   AdminHandler& admin() { return *admin_; }
+  /// Answers from the database probe's last result, without touching the database: bounded by
+  /// --db-probe-timeout even when the database stops answering. gRPC health follows the same state.
   bool Ready(std::string* why);
 
  private:
@@ -65,6 +68,7 @@ class App final {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<ProtectionHolder> protection_;
   std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::DatabaseProbe> probe_;
   std::unique_ptr<storage::IngestStore> ingest_store_;
   std::unique_ptr<storage::QueryStore> query_store_;
   std::unique_ptr<ResolverWorker> resolver_;

@@ -1,9 +1,12 @@
 #include "server/ingest_service.h"
 
+#include <grpcpp/support/method_handler.h>
+
 #include <chrono>
 #include <cmath>
 #include <map>
 #include <set>
+#include <type_traits>
 
 #include "resolver/normalize.h"
 #include "server/rpc_util.h"
@@ -100,11 +103,12 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
       if (ts.nanos() < 0 || ts.nanos() > 999999999) {
         p.Add(ep + ".occurred_at", "nanos out of range");
       } else {
-        const int64_t us = ts.seconds() * 1000000 + ts.nanos() / 1000;
+        // Range check first: seconds * 10^6 overflows int64 for |seconds| > 9.2e12 (undefined behaviour).
         if (ts.seconds() < kMinOccurredSeconds || ts.seconds() > max_us / 1000000) {
           p.Add(ep + ".occurred_at", "absurd timestamp (must be between 1970-01-01 and one year from now)");
+        } else {
+          rec.occurred_at_us = ts.seconds() * 1000000 + ts.nanos() / 1000;
         }
-        rec.occurred_at_us = us;
       }
     }
     if (ev.has_value() && !std::isfinite(ev.value())) p.Add(ep + ".value", "not a finite number");
@@ -236,14 +240,19 @@ grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::I
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics_.IngestBatch(static_cast<double>(records.size()), secs);
   for (const auto& [table, n] : r.rows_by_table) metrics_.IngestRows(table, static_cast<double>(n));
-  std::set<std::string> dups(r.duplicate_event_ids.begin(), r.duplicate_event_ids.end());
   // Per source: accepted = written now; everything else (stored before, or repeated in the request) is a duplicate.
+  // The store lists an id once per copy it did not write: k copies in the request and k listings mean none was
+  // written; fewer listings mean the first copy was written.
+  std::map<std::string, int> copies, listed;
+  for (const auto& rec : records) ++copies[rec.event_id];
+  for (const auto& d : r.duplicate_event_ids) ++listed[d];
   std::map<std::string, std::pair<double, double>> by_source;
   std::set<std::string> counted;
   for (const auto& rec : records) {
     auto& slot = by_source[rec.source];
     const bool first = counted.insert(rec.event_id).second;
-    (first && !dups.count(rec.event_id) ? slot.first : slot.second) += 1;
+    const bool written = listed[rec.event_id] < copies[rec.event_id];
+    (first && written ? slot.first : slot.second) += 1;
   }
   for (const auto& [s, k] : by_source) {
     metrics_.IngestEvents(s, "accepted", k.first);
@@ -263,16 +272,47 @@ grpc::Status IngestServiceImpl::IngestEvents(grpc::ServerContext*, const v1::Ing
 }
 
 grpc::Status IngestServiceImpl::IngestEventStream(
-    grpc::ServerContext* ctx, grpc::ServerReaderWriter<v1::IngestEventsResponse, v1::IngestEventsRequest>* stream) {
+    grpc::ServerContext*, grpc::ServerReaderWriter<v1::IngestEventsResponse, v1::IngestEventsRequest>*) {
+  // Never called: the constructor replaces this method's handler with RawIngestEventStream.
+  return grpc::Status(grpc::StatusCode::INTERNAL, "IngestEventStream: raw handler not installed");
+}
+
+IngestServiceImpl::IngestServiceImpl(IngestHandler& handler, Metrics& metrics) : handler_(handler), metrics_(metrics) {
+  // Method index 1 is IngestEventStream (ingest.proto order). The generated service already declares it
+  // bidi-streaming; this swaps in a handler with the same wire shape that sees the undecoded bytes.
+  static_assert(std::is_base_of_v<grpc::Service, v1::IngestService::Service>);
+  MarkMethodStreamed(1, new grpc::internal::BidiStreamingHandler<IngestServiceImpl, grpc::ByteBuffer, grpc::ByteBuffer>(
+                            [](IngestServiceImpl* self, grpc::ServerContext* ctx,
+                               grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
+                              return self->RawIngestEventStream(ctx, stream);
+                            },
+                            this));
+}
+
+grpc::Status IngestServiceImpl::RawIngestEventStream(
+    grpc::ServerContext* ctx, grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
   return HandleRpc(metrics_, "IngestEventStream", [&]() -> grpc::Status {
-    v1::IngestEventsRequest request;
-    while (stream->Read(&request)) {
+    grpc::ByteBuffer raw;
+    int64_t n = 0;
+    while (stream->Read(&raw)) {
+      ++n;
       if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the stream");
+      v1::IngestEventsRequest request;
+      if (!grpc::SerializationTraits<v1::IngestEventsRequest>::Deserialize(&raw, &request).ok()) {
+        // Earlier batches were acknowledged and stay committed; this one and the rest of the stream are not.
+        return UndecodableMessage(metrics_, "IngestEventStream", "nexus.v1.IngestEventsRequest",
+                                  "stream message " + std::to_string(n) + " (" + std::to_string(n - 1) +
+                                      " earlier batches were acknowledged and committed; nothing after them was)");
+      }
       v1::IngestEventsResponse response;
       // A bad batch ends the stream with its error: earlier batches were acknowledged and stay committed.
       grpc::Status s = handler_.Ingest(request, &response);
       if (!s.ok()) return s;
-      if (!stream->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      grpc::ByteBuffer out;
+      bool own = false;
+      grpc::Status ser = grpc::SerializationTraits<v1::IngestEventsResponse>::Serialize(response, &out, &own);
+      if (!ser.ok()) return ser;
+      if (!stream->Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }
     return grpc::Status::OK;
   });

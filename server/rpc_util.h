@@ -1,8 +1,10 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -18,6 +20,18 @@ grpc::Status ToStatus(const storage::StorageError& e);
 const char* CodeName(grpc::StatusCode code);
 /// The HTTP status a gRPC code maps to (NOT_FOUND -> 404, INVALID_ARGUMENT -> 400, ...).
 int HttpStatusFor(grpc::StatusCode code);
+
+/// The status for a request message that could not be decoded (broken wire format, a string field that is not
+/// UTF-8, random bytes): INVALID_ARGUMENT naming the method and message type, never echoing the bytes.
+/// Counts it (nexus_grpc_undecodable_messages_total) and writes one warning log line.
+grpc::Status UndecodableMessage(Metrics& metrics, std::string_view method, std::string_view type,
+                                std::string_view where = {});
+
+/// A server interceptor factory that turns gRPC's own answer to an undecodable unary request (INTERNAL with an
+/// empty message, seen by no handler) into UndecodableMessage(): logged, counted, and recorded in the request
+/// metrics like any other RPC. Streaming methods decode their messages themselves (see IngestServiceImpl).
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeDecodeFailureInterceptorFactory(
+    Metrics& metrics);
 
 /// Runs one RPC body: maps exceptions to a status, records metrics and a debug log line.
 template <typename F>

@@ -541,7 +541,7 @@ bool ResolverStore::TryAcquireLock() {
     if (!impl_->session || !impl_->session->conn->is_open()) {
       Release();
       impl_->session = std::make_unique<detail::PooledConnection>();
-      impl_->session->conn = impl_->db.impl().Connect();
+      impl_->session->conn = impl_->db.impl().Connect(/*pooled=*/false);  // no statement_timeout: long batches
     }
     pqxx::nontransaction n(*impl_->session->conn);
     holds_lock_ = n.exec("SELECT pg_try_advisory_lock(" + std::to_string(kResolverLockKey) + ")")[0][0].as<bool>();
