@@ -123,9 +123,7 @@ struct HttpServer::Impl {
     void OnHeader(beast::error_code ec) {
       if (ec == http::error::header_limit) {
         // Which part is too long: the request line (414) or the header fields (431).
-        const std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
-        const auto eol = seen.find("\r\n");
-        if (eol == std::string_view::npos || eol > kMaxHeaderBytes) {
+        if (parser->get().target().empty()) {  // the start line never completed
           Refuse(414, "INVALID_ARGUMENT",
                  "request line longer than " + std::to_string(kMaxHeaderBytes) + " bytes (URL too long)");
         } else {

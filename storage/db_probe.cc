@@ -39,10 +39,17 @@ void DatabaseProbe::Stop() {
 
 bool DatabaseProbe::AwaitFirstResult(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [this] { return have_result_ || stop_; }) && have_result_;
+  return cv_.wait_for(lock, timeout + std::chrono::milliseconds(200), [this] { return have_applied_ || stop_; }) &&
+         have_applied_;
 }
 
 ProbeResult DatabaseProbe::Current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!have_applied_) return ProbeResult{false, "no answer from the database yet", 0, 0, "", false};
+  return applied_;
+}
+
+ProbeResult DatabaseProbe::Evaluate() const {
   std::lock_guard<std::mutex> lock(mu_);
   if (!have_result_) return ProbeResult{false, "no answer from the database yet", 0, 0, ""};
   if (pending_since_ != std::chrono::steady_clock::time_point{}) {
@@ -115,8 +122,15 @@ void DatabaseProbe::WatchLoop() {
       if (stop_) return;
       if (!have_result_) continue;
     }
-    const ProbeResult r = Current();
+    const ProbeResult r = Evaluate();
+    // Gate, readiness and health change together: readiness reads what was applied here.
     db_.SetUnavailable(r.reachable ? "" : r.why);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      applied_ = r;
+      have_applied_ = true;
+    }
+    cv_.notify_all();
     const bool changed = !reported || r.up != was_up;
     reported = true;
     was_up = r.up;

@@ -51,6 +51,7 @@ class DatabaseProbe final {
   ProbeResult Current() const;
 
  private:
+  ProbeResult Evaluate() const;  ///< from the last result and the pending probe's age
   void ProbeLoop();
   void WatchLoop();
 
@@ -64,6 +65,8 @@ class DatabaseProbe final {
   bool stop_ = false;
   ProbeResult last_;                                     ///< guarded by mu_
   bool have_result_ = false;                             ///< guarded by mu_
+  ProbeResult applied_;                                  ///< guarded by mu_: what the watcher last applied
+  bool have_applied_ = false;                            ///< guarded by mu_
   std::chrono::steady_clock::time_point pending_since_;  ///< guarded by mu_; epoch = no probe pending
   std::atomic<int> socket_{-1};
   std::thread prober_, watcher_;

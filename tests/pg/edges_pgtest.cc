@@ -1,17 +1,26 @@
 // Reliability at the edges (issue 12): undecodable gRPC messages, corrupt stream messages, metric counts of
 // in-request duplicates. Raw bytes go through the real gRPC stack, as a broken client would send them.
+#include <dirent.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/codegen/client_unary_call.h>
 #include <grpcpp/support/sync_stream.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
-#include <regex>
+#include <chrono>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "http_client.h"
 #include "nexus/v1/ingest.grpc.pb.h"
 #include "nexus/v1/query.grpc.pb.h"
 #include "pg_fixture.h"
+#include "server/metrics.h"
+#include "server/resolver_worker.h"
+#include "storage/database.h"
 
 namespace nexus::testing {
 namespace {
@@ -44,15 +53,77 @@ std::string BadUtf8Request() {
   return wire;
 }
 
+using Clock = std::chrono::steady_clock;
+
+int ParentPid(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto rp = content.rfind(')');
+  if (rp == std::string::npos) return 0;
+  int ppid = 0;
+  char state = 0;
+  std::sscanf(content.c_str() + rp + 2, "%c %d", &state, &ppid);
+  return ppid;
+}
+
+/// Freezes the test PostgreSQL (postmaster and every child) with SIGSTOP: a database that stops answering, as
+/// in a network partition. Thaws (SIGCONT) when destroyed, whatever the test did.
+class FrozenDatabase {
+ public:
+  explicit FrozenDatabase(const std::string& url) {
+    // The checkpointer lives as long as the cluster; its parent is the postmaster.
+    const std::string cp = QueryScalar(url, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
+    postmaster_ = cp.empty() ? 0 : ParentPid(std::stoi(cp));
+    if (postmaster_ <= 1) return;
+    pids_.push_back(postmaster_);
+    if (DIR* d = opendir("/proc")) {
+      while (dirent* e = readdir(d)) {
+        const int pid = std::atoi(e->d_name);
+        if (pid > 0 && ParentPid(pid) == postmaster_) pids_.push_back(pid);
+      }
+      closedir(d);
+    }
+    for (int pid : pids_) ::kill(pid, SIGSTOP);
+  }
+  ~FrozenDatabase() { Thaw(); }
+  void Thaw() {
+    for (int pid : pids_) ::kill(pid, SIGCONT);
+    pids_.clear();
+  }
+  bool frozen() const { return !pids_.empty(); }
+
+ private:
+  int postmaster_ = 0;
+  std::vector<int> pids_;
+};
+
 class EdgesTest : public PgTest {
  protected:
   void SetUp() override {
     PgTest::SetUp();
     auto cfg = BaseConfig();
     cfg.resolver_enabled = false;
+    Configure(cfg);
     StartApp(cfg);
     channel_ =
         grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials());
+  }
+  virtual void Configure(server::Config&) {}
+  /// grpc.health.v1.Health/Check for the whole server: 1 SERVING, 2 NOT_SERVING, -1 on error.
+  int Health() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::ByteBuffer resp;
+    const auto st = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+        channel_.get(),
+        grpc::internal::RpcMethod("/grpc.health.v1.Health/Check", grpc::internal::RpcMethod::NORMAL_RPC), &ctx,
+        Bytes(""), &resp);
+    if (!st.ok()) return -1;
+    std::vector<grpc::Slice> slices;
+    if (!resp.Dump(&slices).ok()) return -1;
+    std::string bytes;
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    return bytes.size() == 2 && bytes[0] == '\x08' ? bytes[1] : -1;
   }
   grpc::Status RawUnary(const std::string& method, const std::string& body) {
     grpc::ClientContext ctx;
@@ -160,6 +231,166 @@ TEST_F(EdgesTest, InRequestDuplicateCountsOneAcceptedAndOneDuplicate) {
   EXPECT_EQ(resp.accepted(), 1);
   EXPECT_EQ(Metric("nexus_ingest_events_total{result=\"accepted\",source=\"edge\"}"), 1);
   EXPECT_EQ(Metric("nexus_ingest_events_total{result=\"duplicate\",source=\"edge\"}"), 1);
+}
+
+// Item 1: a database that stops answering. Before: /readyz and every request hung until the client's deadline,
+// gRPC health said SERVING throughout.
+class FrozenDatabaseTest : public EdgesTest {
+ protected:
+  void Configure(server::Config& c) override { c.db_probe_timeout = std::chrono::milliseconds(1000); }
+};
+
+TEST_F(FrozenDatabaseTest, ReadinessHealthAndRequestsAnswerWithinABoundAndRecover) {
+  ASSERT_EQ(HttpGet(app_->http_port(), "/readyz").status, 200);
+  ASSERT_EQ(Health(), 1);
+  auto stub = v1::IngestService::NewStub(channel_);
+  FrozenDatabase frozen(url_);
+  ASSERT_TRUE(frozen.frozen()) << "cannot find the test PostgreSQL's processes";
+  // Readiness turns 503 within probe interval (1 s) + probe timeout (1 s) + slack; every answer is quick.
+  const auto start = Clock::now();
+  HttpResult ready;
+  for (;;) {
+    const auto t = Clock::now();
+    ready = HttpGet(app_->http_port(), "/readyz");
+    EXPECT_LT(Clock::now() - t, std::chrono::milliseconds(500)) << "/readyz took too long";
+    if (ready.status == 503 || Clock::now() - start > std::chrono::seconds(6)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(ready.body.find("database"), std::string::npos) << ready.body;
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(4));
+  EXPECT_EQ(Health(), 2);  // NOT_SERVING while the database is down
+  // New requests fail fast with UNAVAILABLE instead of waiting for the client's deadline.
+  {
+    v1::IngestEventsRequest req;
+    *req.add_events() = Ev("frozen-1", "f@example.com");
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::IngestEventsResponse resp;
+    const auto t = Clock::now();
+    const auto st = stub->IngestEvents(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+    EXPECT_LT(Clock::now() - t, std::chrono::seconds(1));
+  }
+  EXPECT_EQ(Metric("nexus_db_up"), 0);
+  frozen.Thaw();
+  const auto thawed = Clock::now();
+  while (HttpGet(app_->http_port(), "/readyz").status != 200 && Clock::now() - thawed < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(HttpGet(app_->http_port(), "/readyz").status, 200);
+  EXPECT_EQ(Health(), 1);
+  v1::IngestEventsRequest req;
+  *req.add_events() = Ev("thawed-1", "t@example.com");
+  grpc::ClientContext ctx;
+  v1::IngestEventsResponse resp;
+  EXPECT_TRUE(stub->IngestEvents(&ctx, req, &resp).ok());
+}
+
+TEST_F(EdgesTest, ConnectionStringGetsTimeoutsUnlessItSetsThemItself) {
+  storage::DatabaseOptions o;
+  const std::string kv = storage::WithConnectionSettings("host=db dbname=x", o);
+  EXPECT_NE(kv.find(" connect_timeout=5"), std::string::npos) << kv;
+  EXPECT_NE(kv.find(" keepalives=1"), std::string::npos) << kv;
+  EXPECT_NE(kv.find(" tcp_user_timeout=15000"), std::string::npos) << kv;
+  const std::string uri = storage::WithConnectionSettings("postgresql://db/x?connect_timeout=9", o);
+  EXPECT_NE(uri.find("?connect_timeout=9&keepalives=1"), std::string::npos) << uri;
+  EXPECT_EQ(uri.find("connect_timeout=5"), std::string::npos) << uri;
+}
+
+// Item 9: a huge body is refused from its Content-Length, before it is read (no memory spent on it).
+TEST_F(EdgesTest, OversizedIngestBodyIsRefusedWith413BeforeItIsRead) {
+  const auto r = HttpRaw(app_->http_port(),
+                         "POST /v1/events:ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         "Content-Length: 59000000\r\n\r\n{\"events\":[");
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("59000000 bytes is over the limit of 16777216 bytes for POST /v1/events:ingest"),
+            std::string::npos)
+      << r.body;
+  // Other routes take small bodies only.
+  const auto admin =
+      HttpRaw(app_->http_port(), "POST /v1/admin/config:reload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+  EXPECT_EQ(admin.status, 413) << admin.body;
+}
+
+// Item 10: long URLs and headers got no answer at all (the connection closed).
+TEST_F(EdgesTest, LongUrlsAndHeadersGetAnAnswer) {
+  const auto url = HttpGet(app_->http_port(), "/v1/persons/p1/timeline?page_token=" + std::string(100000, 'A'));
+  EXPECT_EQ(url.status, 414) << url.body;
+  EXPECT_NE(url.body.find("URL too long"), std::string::npos) << url.body;
+  const auto url9k = HttpGet(app_->http_port(), "/v1/persons/" + std::string(9000, 'p'));
+  EXPECT_EQ(url9k.status, 414) << url9k.body;
+  const auto hdr = HttpRaw(app_->http_port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'h') +
+                                                  "\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(hdr.status, 431) << hdr.body;
+  const auto garbage = HttpRaw(app_->http_port(), "NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_EQ(garbage.status, 400) << garbage.body;
+}
+
+// Item 4: the oldest writing transaction in the cluster holds back resolver progress: it is exported.
+TEST_F(EdgesTest, IdleInTransactionWriterIsExportedWithPidAndAge) {
+  pqxx::connection other(url_);
+  pqxx::work tx(other);
+  const int pid = tx.exec("SELECT pg_backend_pid()")[0][0].as<int>();
+  tx.exec("SELECT pg_current_xact_id()");  // takes a transaction id: a writer, now idle in transaction
+  const auto start = Clock::now();
+  while (Metric("nexus_db_oldest_write_transaction_pid") != pid && Clock::now() - start < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(Metric("nexus_db_oldest_write_transaction_pid"), pid);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_GE(Metric("nexus_db_oldest_write_transaction_age_seconds"), 1.0);
+  tx.abort();
+  const auto after = Clock::now();
+  while (Metric("nexus_db_oldest_write_transaction_pid") == pid && Clock::now() - after < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(Metric("nexus_db_oldest_write_transaction_pid"), 0);
+}
+
+// Item 4: a batch that keeps failing was retried every poll interval forever, with no signal.
+class ResolverStuckTest : public EdgesTest {
+ protected:
+  void Configure(server::Config& c) override {
+    c.resolver_enabled = true;
+    c.resolver_poll_interval = std::chrono::milliseconds(100);
+  }
+};
+
+TEST_F(ResolverStuckTest, FailingBatchesBackOffAndRaiseTheStuckGauge) {
+  EXPECT_EQ(server::ResolverWorker::Backoff(std::chrono::milliseconds(100), 1).count(), 100);
+  EXPECT_EQ(server::ResolverWorker::Backoff(std::chrono::milliseconds(100), 4).count(), 800);
+  EXPECT_EQ(server::ResolverWorker::Backoff(std::chrono::milliseconds(1000), 40).count(), 60000);
+  QueryScalar(url_,
+              "CREATE FUNCTION fail_always() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+              "RAISE EXCEPTION 'injected failure'; END $$");
+  QueryScalar(url_,
+              "CREATE TRIGGER fail_always BEFORE INSERT ON person_participants FOR EACH STATEMENT EXECUTE "
+              "FUNCTION fail_always()");
+  auto stub = v1::IngestService::NewStub(channel_);
+  v1::IngestEventsRequest req;
+  *req.add_events() = Ev("stuck-1", "s@example.com");
+  grpc::ClientContext ctx;
+  v1::IngestEventsResponse resp;
+  ASSERT_TRUE(stub->IngestEvents(&ctx, req, &resp).ok());
+  // Backoff 0.1, 0.2, 0.4, 0.8, 1.6 s: five failures take ~3.1 s; without backoff there were ~10 per second.
+  const auto start = Clock::now();
+  while (Metric("nexus_resolver_stuck") != 1 && Clock::now() - start < std::chrono::seconds(15)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(Metric("nexus_resolver_stuck"), 1);
+  EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(1400));
+  const double errors = Metric("nexus_resolver_errors_total");
+  EXPECT_GE(errors, server::Metrics::kStuckAfterFailures);
+  EXPECT_LE(errors, server::Metrics::kStuckAfterFailures + 1);
+  EXPECT_GE(Metric("nexus_resolver_consecutive_failures"), server::Metrics::kStuckAfterFailures);
+  QueryScalar(url_, "DROP TRIGGER fail_always ON person_participants");
+  const auto fixed = Clock::now();
+  while (Metric("nexus_resolver_stuck") != 0 && Clock::now() - fixed < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(Metric("nexus_resolver_stuck"), 0);
+  EXPECT_EQ(Metric("nexus_resolver_consecutive_failures"), 0);
 }
 
 }  // namespace
