@@ -5,6 +5,7 @@
 #include "resolver/explain.h"
 #include "resolver/normalize.h"
 #include "server/admin_service.h"
+#include "server/request_parse.h"
 #include "server/rpc_util.h"
 
 namespace nexus::server {
@@ -131,13 +132,13 @@ grpc::Status NormalizeKey(const std::string& type, const std::string& value, con
   if (type.empty()) return Invalid(field + "type: missing");
   if (!resolver::IsValidIdentifierType(type)) return Invalid(field + "type: must match [a-z0-9_]{1,64}");
   if (value.empty()) return Invalid(field + "value: missing");
+  if (value.find('\0') != std::string::npos) return Invalid(field + "value: contains a NUL byte");
+  if (value.size() > 4096) return Invalid(field + "value: longer than 4096 bytes");
   out->type = type;
   out->value = resolver::NormalizeIdentifier(type, value);
   if (out->value.empty()) return Invalid(field + "value: empty after normalization");
   return grpc::Status::OK;
 }
-
-grpc::Status MissingId(const char* field) { return Invalid(std::string(field) + ": missing"); }
 
 const char* Noun(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
 
@@ -177,7 +178,7 @@ std::optional<std::string> DecodeMembershipToken(const std::string& token) {
 }
 
 grpc::Status QueryHandler::GetPerson(const v1::GetPersonRequest& req, v1::Person* out) {
-  if (req.person_id().empty()) return MissingId("person_id");
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
   FillPerson(store_.GetEntity(EntityKind::kPerson, req.person_id()), out);
   return grpc::Status::OK;
 }
@@ -190,7 +191,7 @@ grpc::Status QueryHandler::LookupPerson(const v1::LookupPersonRequest& req, v1::
 }
 
 grpc::Status QueryHandler::GetGroup(const v1::GetGroupRequest& req, v1::Group* out) {
-  if (req.group_id().empty()) return MissingId("group_id");
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
   FillGroup(store_.GetEntity(EntityKind::kGroup, req.group_id()), out);
   return grpc::Status::OK;
 }
@@ -204,18 +205,17 @@ grpc::Status QueryHandler::LookupGroup(const v1::LookupGroupRequest& req, v1::Gr
 
 grpc::Status QueryHandler::ListPersonMemberships(const v1::ListPersonMembershipsRequest& req,
                                                  v1::ListMembershipsResponse* out) {
-  if (req.person_id().empty()) return MissingId("person_id");
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
   return Memberships(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), out);
 }
 
-grpc::Status QueryHandler::ListGroupMembers(const v1::ListGroupMembersRequest& req,
-                                            v1::ListMembershipsResponse* out) {
-  if (req.group_id().empty()) return MissingId("group_id");
+grpc::Status QueryHandler::ListGroupMembers(const v1::ListGroupMembersRequest& req, v1::ListMembershipsResponse* out) {
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
   return Memberships(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), out);
 }
 
-grpc::Status QueryHandler::Memberships(EntityKind kind, const std::string& id, int page_size,
-                                       const std::string& token, v1::ListMembershipsResponse* out) {
+grpc::Status QueryHandler::Memberships(EntityKind kind, const std::string& id, int page_size, const std::string& token,
+                                       v1::ListMembershipsResponse* out) {
   int limit = 0;
   if (auto s = PageSize(page_size, &limit); !s.ok()) return s;
   std::string after;
@@ -245,12 +245,12 @@ grpc::Status QueryHandler::Memberships(EntityKind kind, const std::string& id, i
 }
 
 grpc::Status QueryHandler::ListPersonTimeline(const v1::ListPersonTimelineRequest& req, v1::TimelineResponse* out) {
-  if (req.person_id().empty()) return MissingId("person_id");
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
   return Timeline(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), req.filter(), out);
 }
 
 grpc::Status QueryHandler::ListGroupTimeline(const v1::ListGroupTimelineRequest& req, v1::TimelineResponse* out) {
-  if (req.group_id().empty()) return MissingId("group_id");
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
   return Timeline(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), req.filter(), out);
 }
 
@@ -371,12 +371,12 @@ grpc::Status QueryHandler::Explain(EntityKind kind, const v1::ExplainLinkRequest
 }
 
 grpc::Status QueryHandler::GetPersonHistory(const v1::GetPersonHistoryRequest& req, v1::EntityHistory* out) {
-  if (req.person_id().empty()) return MissingId("person_id");
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
   return History(EntityKind::kPerson, req.person_id(), out);
 }
 
 grpc::Status QueryHandler::GetGroupHistory(const v1::GetGroupHistoryRequest& req, v1::EntityHistory* out) {
-  if (req.group_id().empty()) return MissingId("group_id");
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
   return History(EntityKind::kGroup, req.group_id(), out);
 }
 

@@ -189,7 +189,9 @@ std::vector<std::string> ParseTextArray(const pqxx::field& f) {
 void Snapshot(pqxx::work& tx) { tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"); }
 
 StorageError NotFound(EntityKind k, const std::string& id) {
-  return StorageError(ErrorKind::kNotFound, std::string(Noun(k)) + " " + id + " not found");
+  // Ids are bounded by the server (128 bytes); cut them anyway so an error never carries a huge value.
+  const std::string shown = id.size() > 40 ? id.substr(0, 40) + "..." : id;
+  return StorageError(ErrorKind::kNotFound, std::string(Noun(k)) + " " + shown + " not found");
 }
 
 /// The current id for `id` (itself or the survivor it was merged into); throws kNotFound.
@@ -257,7 +259,7 @@ EntityProfile QueryStore::LookupEntity(EntityKind kind, const std::string& type,
     auto id = EntityOf(db_.impl(), tx, c, kind, type, value);
     if (!id) {
       throw StorageError(ErrorKind::kNotFound,
-                         std::string("no ") + Noun(kind) + " has identifier " + type + " '" + value + "'");
+                         std::string("no ") + Noun(kind) + " has this " + type + " identifier");  // value not echoed
     }
     out = LoadProfile(db_.impl(), tx, c, kind, *id);
     out.redirected = false;

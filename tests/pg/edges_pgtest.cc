@@ -15,10 +15,12 @@
 #include <thread>
 
 #include "http_client.h"
+#include "nexus/v1/admin.grpc.pb.h"
 #include "nexus/v1/ingest.grpc.pb.h"
 #include "nexus/v1/query.grpc.pb.h"
 #include "pg_fixture.h"
 #include "server/metrics.h"
+#include "server/request_parse.h"
 #include "server/resolver_worker.h"
 #include "storage/database.h"
 
@@ -325,6 +327,89 @@ TEST_F(EdgesTest, LongUrlsAndHeadersGetAnAnswer) {
   EXPECT_EQ(hdr.status, 431) << hdr.body;
   const auto garbage = HttpRaw(app_->http_port(), "NOT HTTP AT ALL\r\n\r\n");
   EXPECT_EQ(garbage.status, 400) << garbage.body;
+}
+
+// Item 10: query ids are checked strictly; a NUL used to cut the id short in SQL and return the person.
+TEST_F(EdgesTest, QueryIdsWithNulOrHugeLengthAreRejectedAndNotEchoed) {
+  auto ingest = v1::IngestService::NewStub(channel_);
+  {
+    v1::IngestEventsRequest req;
+    *req.add_events() = Ev("id-1", "nul@example.com");
+    grpc::ClientContext ctx;
+    v1::IngestEventsResponse resp;
+    ASSERT_TRUE(ingest->IngestEvents(&ctx, req, &resp).ok());
+  }
+  auto query = v1::QueryService::NewStub(channel_);
+  auto get = [&](const std::string& id, v1::Person* out) {
+    v1::GetPersonRequest r;
+    r.set_person_id(id);
+    grpc::ClientContext ctx;
+    return query->GetPerson(&ctx, r, out);
+  };
+  v1::Person p;
+  const auto nul = get(std::string("p_anything\0junk", 15), &p);
+  EXPECT_EQ(nul.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << nul.error_message();
+  EXPECT_NE(nul.error_message().find("person_id"), std::string::npos);
+  const auto huge = get(std::string(100000, 'z'), &p);
+  EXPECT_EQ(huge.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(huge.error_message().size(), 200u);
+  const auto missing = get("p_" + std::string(100, 'y'), &p);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_LT(missing.error_message().size(), 100u) << missing.error_message();
+  // Lookup NOT_FOUND does not echo the identifier value (personal data).
+  v1::LookupPersonRequest lr;
+  lr.set_identifier_type("email");
+  lr.set_identifier_value("secret.person@example.com");
+  grpc::ClientContext ctx;
+  const auto lk = query->LookupPerson(&ctx, lr, &p);
+  EXPECT_EQ(lk.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(lk.error_message().find("secret.person"), std::string::npos) << lk.error_message();
+  const auto http = HttpGet(app_->http_port(), "/v1/persons/p_x%00junk");
+  EXPECT_EQ(http.status, 400) << http.body;
+}
+
+// Item 10: lenient numbers, enums and non-standard JSON were accepted.
+TEST_F(EdgesTest, AdminListsAndJsonBodiesAreParsedStrictly) {
+  for (const char* bad : {"-1", "5abc", "0x10", "1e3", "-2147483648", "%205"}) {
+    const auto r = HttpGet(app_->http_port(), std::string("/v1/admin/quarantine?page_size=") + bad);
+    EXPECT_EQ(r.status, 400) << bad << ": " << r.body;
+    EXPECT_NE(r.body.find("page_size"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(HttpGet(app_->http_port(), "/v1/admin/quarantine?page_size=5").status, 200);
+  EXPECT_EQ(HttpGet(app_->http_port(), "/v1/persons/p1/timeline?page_size=1e3").status, 400);
+  EXPECT_EQ(HttpGet(app_->http_port(), "/v1/admin/quarantine?include_released=maybe").status, 400);
+  auto admin = v1::AdminService::NewStub(channel_);
+  {
+    v1::ListQuarantinedEdgesRequest r;
+    r.set_kind(static_cast<v1::EntityKind>(99));
+    grpc::ClientContext ctx;
+    v1::ListQuarantinedEdgesResponse out;
+    EXPECT_EQ(admin->ListQuarantinedEdges(&ctx, r, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    v1::ListQuarantinedEdgesRequest r;
+    r.set_page_size(-1);
+    grpc::ClientContext ctx;
+    v1::ListQuarantinedEdgesResponse out;
+    EXPECT_EQ(admin->ListQuarantinedEdges(&ctx, r, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  const std::string event =
+      "{\"event_id\":\"j1\",\"occurred_at\":\"2024-01-01T00:00:00Z\",\"event_name\":\"n\",\"event_type\":\"t\","
+      "\"source\":\"s\",\"persons\":[{\"identifiers\":[{\"type\":\"email\",\"value\":\"j@example.com\"}]}]}";
+  for (const std::string& body :
+       {"{'events':[" + event + "]}", "{events:[" + event + "]}", "{\"events\":[" + event + ",]}",
+        std::string("{\"events\":[{\"event_id\":\"j2\",\"persons\":[null]}]}")}) {
+    const auto r = HttpPost(app_->http_port(), "/v1/events:ingest", body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+    EXPECT_NE(r.body.find("invalid JSON body"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(Events(), 0);
+  EXPECT_EQ(HttpPost(app_->http_port(), "/v1/events:ingest", "{\"events\":[" + event + "]}").status, 200);
+  // A 400 that names raw non-UTF-8 input is still valid JSON (valid UTF-8).
+  const auto raw = HttpPost(app_->http_port(), "/v1/events:ingest", "{\"events\":[{\"event_id\":\"\xff\xfe\"}]}");
+  EXPECT_EQ(raw.status, 400);
+  EXPECT_TRUE(server::IsValidUtf8(raw.body)) << raw.body;
+  EXPECT_TRUE(server::CheckStrictJson(raw.body).ok()) << raw.body;
 }
 
 // Item 4: the oldest writing transaction in the cluster holds back resolver progress: it is exported.
