@@ -9,19 +9,13 @@
 
 #include "nexus/v1/ingest.grpc.pb.h"
 #include "server/config.h"
+#include "server/ingest_convert.h"
 #include "server/metrics.h"
 #include "server/protection_holder.h"
 #include "storage/ingest_store.h"
 #include "storage/model.h"
 
 namespace nexus::server {
-
-/// Validates a request and turns it into storage records: normalizes identifiers, derives missing
-/// edge_ids, marks junk/blocklisted identifiers, adds the identifiers a membership implies.
-/// Returns the list of problems, each as "<path>: <what>", empty when the request is valid.
-std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& request, const IngestLimits& limits,
-                                              const resolver::ProtectionConfig& protection, int64_t now_us,
-                                              std::vector<storage::EventRecord>* out);
 
 /// Ingest logic shared by gRPC and HTTP.
 class IngestHandler final {

@@ -1,7 +1,5 @@
 #include "server/query_service.h"
 
-#include <array>
-
 #include "resolver/explain.h"
 #include "resolver/normalize.h"
 #include "server/admin_service.h"
@@ -13,49 +11,6 @@ namespace {
 
 using storage::EntityKind;
 
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// base64url without padding.
-std::string Base64UrlEncode(const std::string& in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char ch : in) {
-    acc = (acc << 8) | ch;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
-  return out;
-}
-
-std::optional<std::string> Base64UrlDecode(const std::string& in) {
-  std::array<int, 256> value{};
-  value.fill(-1);
-  for (int i = 0; i < 64; ++i) value[static_cast<unsigned char>(kAlphabet[i])] = i;
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char ch : in) {
-    const int v = value[ch];
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  // A canonical encoding leaves fewer than 6 zero bits over.
-  if (bits >= 6 || (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
-  return out;
-}
-
-constexpr char kTimelinePrefix[] = "t1:";
-constexpr char kMembershipPrefix[] = "m1:";
 
 grpc::Status Invalid(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
 
@@ -143,39 +98,6 @@ grpc::Status NormalizeKey(const std::string& type, const std::string& value, con
 const char* Noun(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
 
 }  // namespace
-
-std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event_id) {
-  return Base64UrlEncode(kTimelinePrefix + std::to_string(occurred_at_us) + ":" + event_id);
-}
-
-std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token) {
-  auto raw = Base64UrlDecode(token);
-  if (!raw || raw->rfind(kTimelinePrefix, 0) != 0) return std::nullopt;
-  const std::string rest = raw->substr(sizeof(kTimelinePrefix) - 1);
-  const size_t colon = rest.find(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= rest.size()) return std::nullopt;
-  int64_t us = 0;
-  try {
-    size_t used = 0;
-    us = std::stoll(rest.substr(0, colon), &used);
-    if (used != colon) return std::nullopt;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  return std::make_pair(us, rest.substr(colon + 1));
-}
-
-std::string EncodeMembershipToken(const std::string& after_id) {
-  return Base64UrlEncode(kMembershipPrefix + after_id);
-}
-
-std::optional<std::string> DecodeMembershipToken(const std::string& token) {
-  auto raw = Base64UrlDecode(token);
-  if (!raw || raw->rfind(kMembershipPrefix, 0) != 0 || raw->size() == sizeof(kMembershipPrefix) - 1) {
-    return std::nullopt;
-  }
-  return raw->substr(sizeof(kMembershipPrefix) - 1);
-}
 
 grpc::Status QueryHandler::GetPerson(const v1::GetPersonRequest& req, v1::Person* out) {
   if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;

@@ -1,7 +1,54 @@
 #include "server/request_parse.h"
 
+#include <array>
+#include <cctype>
+
 namespace nexus::server {
 namespace {
+
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding.
+std::string Base64UrlEncode(const std::string& in) {
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char ch : in) {
+    acc = (acc << 8) | ch;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += kAlphabet[(acc >> bits) & 0x3f];
+    }
+  }
+  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
+  return out;
+}
+
+std::optional<std::string> Base64UrlDecode(const std::string& in) {
+  std::array<int, 256> value{};
+  value.fill(-1);
+  for (int i = 0; i < 64; ++i) value[static_cast<unsigned char>(kAlphabet[i])] = i;
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char ch : in) {
+    const int v = value[ch];
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  // A canonical encoding leaves fewer than 6 zero bits over.
+  if (bits >= 6 || (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+  return out;
+}
+
+constexpr char kTimelinePrefix[] = "t1:";
+constexpr char kMembershipPrefix[] = "m1:";
 
 grpc::Status Invalid(std::string msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(msg)); }
 
@@ -238,6 +285,45 @@ grpc::Status CheckEntityId(std::string_view field, std::string_view id) {
   }
   if (!IsValidUtf8(id)) return Invalid(f + ": not valid UTF-8");
   return grpc::Status::OK;
+}
+
+std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event_id) {
+  return Base64UrlEncode(kTimelinePrefix + std::to_string(occurred_at_us) + ":" + event_id);
+}
+
+std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token) {
+  if (token.size() > kMaxPageTokenBytes) return std::nullopt;
+  auto raw = Base64UrlDecode(token);
+  if (!raw || raw->rfind(kTimelinePrefix, 0) != 0) return std::nullopt;
+  const std::string rest = raw->substr(sizeof(kTimelinePrefix) - 1);
+  const size_t colon = rest.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= rest.size()) return std::nullopt;
+  // Strict: an optional '-' and 1..19 digits (no spaces, '+', hex); stoll cannot overflow then except at the
+  // very edge, which the catch covers.
+  const std::string num = rest.substr(0, colon);
+  const size_t digits_from = num[0] == '-' ? 1 : 0;
+  if (num.size() == digits_from || num.size() - digits_from > 19 ||
+      num.find_first_not_of("0123456789", digits_from) != std::string::npos) {
+    return std::nullopt;
+  }
+  int64_t us = 0;
+  try {
+    us = std::stoll(num);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return std::make_pair(us, rest.substr(colon + 1));
+}
+
+std::string EncodeMembershipToken(const std::string& after_id) { return Base64UrlEncode(kMembershipPrefix + after_id); }
+
+std::optional<std::string> DecodeMembershipToken(const std::string& token) {
+  if (token.size() > kMaxPageTokenBytes) return std::nullopt;
+  auto raw = Base64UrlDecode(token);
+  if (!raw || raw->rfind(kMembershipPrefix, 0) != 0 || raw->size() == sizeof(kMembershipPrefix) - 1) {
+    return std::nullopt;
+  }
+  return raw->substr(sizeof(kMembershipPrefix) - 1);
 }
 
 std::string ShortId(std::string_view id) {

@@ -5,8 +5,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace nexus::server {
 
@@ -29,6 +31,17 @@ grpc::Status ParsePageSizeParam(std::string_view text, int32_t* out);
 /// An entity id (person_id, group_id): present, at most kMaxEntityIdBytes, valid UTF-8, no control characters
 /// (a NUL used to truncate the id silently in SQL and return another entity).
 grpc::Status CheckEntityId(std::string_view field, std::string_view id);
+
+/// Longest page token accepted (tokens nexusd hands out are far shorter).
+constexpr size_t kMaxPageTokenBytes = 1024;
+
+/// Opaque keyset page tokens (base64url of a versioned key). A token is a position, not a snapshot:
+/// later pages never repeat or skip rows that existed when the first page was read.
+std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event_id);
+/// nullopt when the token is malformed.
+std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token);
+std::string EncodeMembershipToken(const std::string& after_id);
+std::optional<std::string> DecodeMembershipToken(const std::string& token);
 
 /// `id` cut to 40 bytes (at a UTF-8 boundary) with "..." when longer: for error messages.
 std::string ShortId(std::string_view id);
