@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include <google/protobuf/util/json_util.h>
 #include <pqxx/pqxx>
 
@@ -207,7 +209,13 @@ TEST_F(MigrationTest, AppliedTwiceAndConcurrentlyFromTwoProcesses) {
   auto again = storage::Migrate(db);
   EXPECT_TRUE(again.applied.empty());
   EXPECT_TRUE(db.IsMigrated());
-  EXPECT_EQ(QueryScalar(url, "SELECT count(*) FROM schema_migrations"),
+  // Every migration file applied once (versions need not be contiguous: branches number theirs apart).
+  size_t files = 0;
+  for (const auto& f : std::filesystem::directory_iterator(std::string(NEXUS_SOURCE_DIR) + "/storage/migrations")) {
+    if (f.path().extension() == ".sql") ++files;
+  }
+  EXPECT_EQ(QueryScalar(url, "SELECT count(*) FROM schema_migrations"), std::to_string(files));
+  EXPECT_EQ(QueryScalar(url, "SELECT max(version) FROM schema_migrations"),
             std::to_string(storage::LatestMigrationVersion()));
   for (const char* t : {"events", "person_identifiers", "person_traits", "group_identifiers", "group_traits",
                         "membership_identifiers", "resolved_person_identifiers", "resolved_person_traits",
