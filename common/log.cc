@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -47,9 +48,32 @@ Level GetLevel() { return static_cast<Level>(g_level.load()); }
 bool Enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
 
 std::string JsonEscape(std::string_view s) {
+  // Output is always valid UTF-8 (so always valid JSON): a byte that does not start a well-formed sequence
+  // becomes U+FFFD. Error messages and log fields may carry raw client input.
   std::string out;
   out.reserve(s.size() + 8);
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      size_t n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+      uint32_t cp = n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
+      bool ok = n != 0 && i + n <= s.size();
+      for (size_t k = 1; ok && k < n; ++k) {
+        const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+        ok = (cc & 0xC0) == 0x80;
+        cp = (cp << 6) | (cc & 0x3F);
+      }
+      ok = ok && !((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000)) && cp <= 0x10FFFF &&
+           !(cp >= 0xD800 && cp <= 0xDFFF);
+      if (ok) {
+        out.append(s.substr(i, n));
+        i += n;
+      } else {
+        out += "\ufffd";
+        ++i;
+      }
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -57,7 +81,7 @@ std::string JsonEscape(std::string_view s) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7f) {
           char buf[8];
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           out += buf;
@@ -65,6 +89,7 @@ std::string JsonEscape(std::string_view s) {
           out += static_cast<char>(c);
         }
     }
+    ++i;
   }
   return out;
 }

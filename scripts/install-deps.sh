@@ -11,6 +11,7 @@ PACKAGES=(
   postgresql-15 postgresql-client-15
   prometheus
   python3 python3-yaml
+  clang libclang-rt-14-dev
 )
 
 missing=()

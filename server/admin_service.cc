@@ -218,17 +218,19 @@ void AdminHandler::SetRebuildObserverForTesting(std::function<void(const storage
 
 grpc::Status AdminHandler::ListQuarantinedEdges(const v1::ListQuarantinedEdgesRequest& req,
                                                 v1::ListQuarantinedEdgesResponse* out) {
-  int limit = req.page_size() <= 0 ? 50 : req.page_size();
+  if (req.page_size() < 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: must not be negative");
+  if (!v1::EntityKind_IsValid(req.kind())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be ENTITY_KIND_PERSON or ENTITY_KIND_GROUP");
+  }
+  int limit = req.page_size() == 0 ? 50 : req.page_size();
   if (limit > 500) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: at most 500");
   int64_t after = 0;
   if (!req.page_token().empty()) {
-    try {
-      size_t used = 0;
-      after = std::stoll(req.page_token(), &used);
-      if (used != req.page_token().size() || after < 0) throw std::invalid_argument("token");
-    } catch (const std::exception&) {
+    const std::string& t = req.page_token();
+    if (t.size() > 18 || t.find_first_not_of("0123456789") != std::string::npos) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_token: malformed");
     }
+    after = std::stoll(t);
   }
   const std::string kind = req.kind() == v1::ENTITY_KIND_PERSON  ? "person"
                            : req.kind() == v1::ENTITY_KIND_GROUP ? "group"

@@ -16,8 +16,10 @@
 #include "server/protection_holder.h"
 #include "server/query_service.h"
 #include "server/resolver_worker.h"
+#include "server/rpc_util.h"
 #include "storage/auth_store.h"
 #include "storage/database.h"
+#include "storage/db_probe.h"
 #include "storage/embedded_postgres.h"
 #include "storage/ingest_store.h"
 #include "storage/migrations.h"
@@ -37,23 +39,14 @@ App::App(Config config) : config_(std::move(config)) {}
 App::~App() { Shutdown(); }
 
 bool App::Ready(std::string* why) {
-  try {
-    if (!db_) {
-      *why = "starting";
-      return false;
-    }
-    db_->Ping();
-    if (!db_->IsMigrated()) {
-      *why = "database schema not migrated";
-      return false;
-    }
-    return true;
-  } catch (const std::exception& e) {
-    // /readyz is open: the cause (host, user, database names) goes to the log only.
-    log::Warn("not ready", {{"cause", storage::RedactUrl(e.what())}});
-    *why = "database unavailable";
+  if (!db_ || !probe_) {
+    *why = "starting";
     return false;
   }
+  const storage::ProbeResult r = probe_->Current();
+  // /readyz is open: the cause (host, user, database names) goes to the log only (the probe logs it).
+  if (!r.up) *why = "database unavailable";
+  return r.up;
 }
 
 void App::Start() {
@@ -73,6 +66,9 @@ void App::Start() {
   storage::DatabaseOptions dbo;
   dbo.url = database_url_;
   dbo.pool_size = config_.db_pool_size;
+  dbo.connect_timeout = config_.db_connect_timeout;
+  dbo.statement_timeout = config_.db_statement_timeout;
+  dbo.tcp_user_timeout = config_.db_tcp_user_timeout;
   db_ = std::make_unique<storage::Database>(dbo, metrics_.get());
   const auto migrated = storage::Migrate(*db_);
   log::Info("database schema current", {{"version", migrated.version},
@@ -119,26 +115,49 @@ void App::Start() {
   http_api_ = std::make_unique<HttpApi>(
       *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get(),
       auth_.get());
+  const uint64_t ingest_body = static_cast<uint64_t>(config_.limits.max_request_bytes);
   http_server_ = std::make_unique<HttpServer>(
       config_.http_listen, config_.http_threads, [this](const HttpRequest& r) { return http_api_->Handle(r); },
-      HttpTlsOptions{config_.tls_cert, config_.tls_key, config_.tls_client_ca});
+      HttpTlsOptions{config_.tls_cert, config_.tls_key, config_.tls_client_ca},
+      [ingest_body](std::string_view method, std::string_view target) -> uint64_t {
+        const bool ingest = method == "POST" && target.substr(0, target.find('?')) == "/v1/events:ingest";
+        return ingest ? ingest_body : HttpServer::kDefaultBodyLimit;
+      });
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.grpc_listen, GrpcCredentials(), &grpc_port_);
-  builder.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.limits.max_request_bytes));
   // gRPC sets SO_REUSEPORT by default: a second nexusd on the same port would bind too and take half of the
   // traffic (half of the lookups hitting a process with another database). Binding must fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(ingest_service_.get());
   builder.RegisterService(query_service_.get());
   builder.RegisterService(admin_service_.get());
+  {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(MakeDecodeFailureInterceptorFactory(*metrics_));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   grpc_server_ = builder.BuildAndStart();
   if (!grpc_server_ || grpc_port_ == 0) {
     throw std::runtime_error("cannot listen for gRPC on " + config_.grpc_listen + " (address in use or invalid)");
   }
-  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  grpc_server_->GetHealthCheckService()->SetServingStatus(true);  // migrations just ran: the database answers
+  probe_ = std::make_unique<storage::DatabaseProbe>(
+      *db_, storage::DatabaseProbe::Options{std::chrono::milliseconds(1000), config_.db_probe_timeout},
+      [this](const storage::ProbeResult& r, bool changed) {
+        metrics_->DatabaseProbe(r.up, r.oldest_writer_pid, r.oldest_writer_age_seconds);
+        if (!changed) return;
+        if (!stopped_) grpc_server_->GetHealthCheckService()->SetServingStatus(r.up);
+        if (r.up)
+          log::Info("database answers: ready");
+        else
+          log::Error("database down: not ready, requests fail fast with UNAVAILABLE", {{"cause", r.why}});
+      });
+  probe_->Start();
+  probe_->AwaitFirstResult(config_.db_probe_timeout);  // so that /readyz is right from the first request
 
   http_port_ = http_server_->Start();
   if (resolver_) resolver_->Start();
@@ -200,6 +219,7 @@ void App::Shutdown() {
     watch_cv_.notify_all();
     config_watcher_.join();
   }
+  if (probe_) probe_->Stop();  // before health goes NOT_SERVING for good
   if (grpc_server_) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     // Stops accepting; in-flight RPCs get until the deadline, then are cancelled.

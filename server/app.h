@@ -13,6 +13,7 @@
 namespace nexus::storage {
 class AuthStore;
 class Database;
+class DatabaseProbe;
 class EmbeddedPostgres;
 class IngestStore;
 class QueryStore;
@@ -58,6 +59,8 @@ class App final {
   ResolverWorker* resolver() { return resolver_.get(); }
   AdminHandler& admin() { return *admin_; }
   Authenticator& auth() { return *auth_; }
+  /// Answers from the database probe's last result, without touching the database: bounded by
+  /// --db-probe-timeout even when the database stops answering. gRPC health follows the same state.
   bool Ready(std::string* why);
   /// Re-reads the TLS files for HTTP (SIGHUP); throws, keeping the old ones, when they cannot be loaded.
   void ReloadTls();
@@ -78,6 +81,7 @@ class App final {
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::AuthStore> auth_store_;
   std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<storage::DatabaseProbe> probe_;
   std::unique_ptr<storage::IngestStore> ingest_store_;
   std::unique_ptr<storage::QueryStore> query_store_;
   std::unique_ptr<ResolverWorker> resolver_;

@@ -148,6 +148,14 @@ const std::vector<Option>& Options() {
       c.db_pool_size = static_cast<int>(n);
       return e;
     });
+    add("db-connect-timeout", "5s", "give up connecting to PostgreSQL after this long (libpq connect_timeout)",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.db_connect_timeout); });
+    add("db-statement-timeout", "30s", "cancel a request's SQL statement after this long (0: never)",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.db_statement_timeout); });
+    add("db-tcp-user-timeout", "15s", "drop a database connection whose sent data stays unacknowledged this long",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.db_tcp_user_timeout); });
+    add("db-probe-timeout", "2s", "readiness: the database counts as down when its probe gets no answer this long",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.db_probe_timeout); });
     add("log-level", "info", "debug | info | warn | error", [](Config& c, const std::string& v) -> std::string {
       log::Level l;
       if (!log::ParseLevel(v, &l)) return "must be debug, info, warn or error";
@@ -169,6 +177,9 @@ const std::vector<Option>& Options() {
         LimitField(&IngestLimits::max_value_bytes, 16, 1 << 20));
     add("max-text-bytes", std::to_string(d.max_text_bytes), "ingest: bytes of a trait value or description",
         LimitField(&IngestLimits::max_text_bytes, 16, 1 << 24));
+    add("max-request-bytes", std::to_string(d.max_request_bytes),
+        "ingest: bytes of one request (HTTP body or gRPC message); larger ones get 413 / RESOURCE_EXHAUSTED unread",
+        LimitField(&IngestLimits::max_request_bytes, 1024, 1LL << 30));
     add(
         "resolver", "true", "run the incremental resolver in this process",
         [](Config& c, const std::string& v) { return ParseBool(v, &c.resolver_enabled); }, true);

@@ -15,8 +15,9 @@ struct IngestLimits {
   int64_t max_identifiers_per_mention = 50;
   int64_t max_traits_per_mention = 100;
   int64_t max_memberships_per_event = 100;
-  int64_t max_value_bytes = 1024;  ///< identifier values, ids, names
-  int64_t max_text_bytes = 65536;  ///< trait values, descriptions
+  int64_t max_value_bytes = 1024;        ///< identifier values, ids, names
+  int64_t max_text_bytes = 65536;        ///< trait values, descriptions
+  int64_t max_request_bytes = 16 << 20;  ///< one ingest request on the wire (HTTP body, gRPC message)
 };
 
 /// Every option of nexusd, loaded and validated once in main.
@@ -28,6 +29,10 @@ struct Config {
   std::string data_dir = "./nexus-data";
   std::string pg_bindir;
   int db_pool_size = 16;
+  std::chrono::milliseconds db_connect_timeout{5000};     ///< libpq connect_timeout
+  std::chrono::milliseconds db_statement_timeout{30000};  ///< pool sessions; 0 = none
+  std::chrono::milliseconds db_tcp_user_timeout{15000};   ///< also sets TCP keepalives (idle = 1/3 of it)
+  std::chrono::milliseconds db_probe_timeout{2000};       ///< readiness: the database is down past this
   std::string log_level = "info";
   IngestLimits limits;
   bool resolver_enabled = true;

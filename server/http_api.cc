@@ -9,6 +9,7 @@
 #include "nexus/v1/ingest.pb.h"
 #include "server/admin_service.h"
 #include "server/ingest_service.h"
+#include "server/request_parse.h"
 #include "server/rpc_util.h"
 #include "storage/database.h"
 #include "storage/errors.h"
@@ -33,6 +34,8 @@ HttpResponse HttpApi::Error(const grpc::Status& status) {
 }
 
 grpc::Status ParseJson(const std::string& body, google::protobuf::Message* m) {
+  // protobuf's JSON parser accepts single quotes, unquoted keys and trailing commas, and drops `null` list items.
+  if (auto s = CheckStrictJson(body); !s.ok()) return s;
   google::protobuf::util::JsonParseOptions opts;
   opts.ignore_unknown_fields = false;
   auto st = google::protobuf::util::JsonStringToMessage(body, m, opts);
@@ -103,14 +106,15 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
               return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be person or group"));
           }
           if (auto it = req.query.find("include_released"); it != req.query.end()) {
-            in.set_include_released(it->second == "true" || it->second == "1");
+            if (it->second == "true" || it->second == "1")
+              in.set_include_released(true);
+            else if (it->second != "false" && it->second != "0" && !it->second.empty())
+              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "include_released: must be true or false"));
           }
           if (auto it = req.query.find("page_size"); it != req.query.end()) {
-            try {
-              in.set_page_size(std::stoi(it->second));
-            } catch (const std::exception&) {
-              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: not a number"));
-            }
+            int32_t n = 0;
+            if (auto s = ParsePageSizeParam(it->second, &n); !s.ok()) return Error(s);
+            in.set_page_size(n);
           }
           if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
           return JsonCall<v1::ListQuarantinedEdgesResponse>(
@@ -120,11 +124,12 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
         [this](const HttpRequest&, const PathParams& p, CallContext& call) {
           v1::ReleaseQuarantinedEdgeRequest in;
           call.audit_target = "quarantine:" + p.at("id").substr(0, 32);
-          try {
-            in.set_quarantine_id(std::stoll(p.at("id")));
-          } catch (const std::exception&) {
-            return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "quarantine id: not a number"));
+          const std::string& id = p.at("id");
+          if (id.empty() || id.size() > 18 || id.find_first_not_of("0123456789") != std::string::npos) {
+            return Error(
+                grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "quarantine id: must be a positive whole number"));
           }
+          in.set_quarantine_id(std::stoll(id));
           return JsonCall<v1::ReleaseQuarantinedEdgeResponse>(
               [&](v1::ReleaseQuarantinedEdgeResponse* out) { return admin_->ReleaseQuarantinedEdge(in, out); });
         });
@@ -154,11 +159,9 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
     Add("GET", "/v1/admin/audit", "ListAuditLog", [this](const HttpRequest& req, const PathParams&, CallContext&) {
       v1::ListAuditLogRequest in;
       if (auto it = req.query.find("page_size"); it != req.query.end()) {
-        try {
-          in.set_page_size(std::stoi(it->second));
-        } catch (const std::exception&) {
-          return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size: not a number"));
-        }
+        int32_t n = 0;
+        if (auto s = ParsePageSizeParam(it->second, &n); !s.ok()) return Error(s);
+        in.set_page_size(n);
       }
       if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
       return JsonCall<v1::ListAuditLogResponse>(

@@ -3,6 +3,7 @@
 
 #include "server/http_api.h"
 #include "server/query_service.h"
+#include "server/request_parse.h"
 
 namespace nexus::server {
 namespace {
@@ -16,17 +17,8 @@ std::string Param(const HttpRequest& req, const char* name) {
 
 /// page_size and page_token from the query string.
 grpc::Status PageParams(const HttpRequest& req, int32_t* size, std::string* token) {
-  const std::string s = Param(req, "page_size");
-  if (!s.empty()) {
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(s, &used);
-      if (used != s.size()) throw std::invalid_argument("trailing");
-      if (v > 1000000 || v < -1000000) return BadParam("page_size: at most " + std::to_string(kMaxPageSize));
-      *size = static_cast<int32_t>(v);
-    } catch (const std::exception&) {
-      return BadParam("page_size: not a number");
-    }
+  if (auto it = req.query.find("page_size"); it != req.query.end()) {
+    if (auto s = ParsePageSizeParam(it->second, size); !s.ok()) return s;
   }
   *token = Param(req, "page_token");
   return grpc::Status::OK;

@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -83,6 +84,7 @@ struct HttpServer::Impl {
   std::string listen;
   int threads;
   HttpHandler handler;
+  HttpBodyLimit body_limit;
   asio::io_context ioc;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::vector<std::thread> workers;
@@ -154,6 +156,7 @@ struct HttpServer::Impl {
     Stream stream;
     beast::flat_buffer buffer;
     std::unique_ptr<http::request_parser<http::string_body>> parser;
+    uint64_t body_limit = kDefaultBodyLimit;
     http::response<http::string_body> res;
 
     void Start() {
@@ -175,16 +178,71 @@ struct HttpServer::Impl {
 
     void Read() {
       parser = std::make_unique<http::request_parser<http::string_body>>();
-      parser->body_limit(64 * 1024 * 1024);
+      // Any Content-Length passes the header phase; OnHeader applies the route's limit before the body is read.
+      // (Not boost::none: Beast 1.74 compares `length > optional`, and anything is greater than none.)
+      parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+      parser->header_limit(static_cast<uint32_t>(kMaxHeaderBytes * 2));
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(60));
+      http::async_read_header(stream, buffer, *parser,
+                              [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    }
+
+    /// Answers a request the server cannot take, then closes the connection (the rest of it is not read).
+    void Refuse(int status, const std::string& code, const std::string& message) {
+      Reply(status, "{\"code\":\"" + code + "\",\"message\":\"" + log::JsonEscape(message) + "\"}", false);
+    }
+
+    void OnHeader(beast::error_code ec) {
+      if (ec == http::error::header_limit) {
+        // Which part is too long: the request line (414) or the header fields (431).
+        if (parser->get().target().empty()) {  // the start line never completed
+          Refuse(414, "INVALID_ARGUMENT",
+                 "request line longer than " + std::to_string(kMaxHeaderBytes) + " bytes (URL too long)");
+        } else {
+          Refuse(431, "INVALID_ARGUMENT", "request headers longer than " + std::to_string(kMaxHeaderBytes) + " bytes");
+        }
+        return;
+      }
+      if (ec) {
+        if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != asio::error::eof &&
+            ec != asio::error::connection_reset && ec != asio::error::operation_aborted) {
+          Refuse(400, "INVALID_ARGUMENT", "malformed HTTP request: " + ec.message());
+        }
+        return;
+      }
+      const auto& h = parser->get();
+      const std::string_view target(h.target().data(), h.target().size());
+      if (target.size() > kMaxHeaderBytes) {
+        Refuse(414, "INVALID_ARGUMENT",
+               "request line longer than " + std::to_string(kMaxHeaderBytes) + " bytes (URL too long)");
+        return;
+      }
+      const uint64_t limit =
+          impl->body_limit
+              ? impl->body_limit(std::string_view(h.method_string().data(), h.method_string().size()), target)
+              : kDefaultBodyLimit;
+      const auto length = parser->content_length();
+      if (length && *length > limit) {
+        Refuse(413, "RESOURCE_EXHAUSTED",
+               "request body of " + std::to_string(*length) + " bytes is over the limit of " + std::to_string(limit) +
+                   " bytes for " + std::string(h.method_string()) + " " +
+                   std::string(target.substr(0, target.find('?'))) +
+                   (limit > kDefaultBodyLimit ? " (--max-request-bytes)" : ""));
+        return;
+      }
+      parser->body_limit(limit);  // chunked bodies: checked as they arrive
+      body_limit = limit;
       http::async_read(stream, buffer, *parser,
-                       [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+                       [self = this->shared_from_this()](beast::error_code rec, size_t) { self->OnRead(rec); });
     }
 
     void OnRead(beast::error_code ec) {
       if (ec) {
         if (ec == http::error::body_limit) {
-          Reply(413, "{\"code\":\"RESOURCE_EXHAUSTED\",\"message\":\"request body too large\"}", false);
+          Refuse(413, "RESOURCE_EXHAUSTED", "request body over the limit of " + std::to_string(body_limit) + " bytes");
+        } else if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != asio::error::eof &&
+                   ec != asio::error::connection_reset && ec != asio::error::operation_aborted) {
+          Refuse(400, "INVALID_ARGUMENT", "malformed HTTP request: " + ec.message());
         }
         return;  // closed or timed out
       }
@@ -231,9 +289,11 @@ struct HttpServer::Impl {
   };
 };
 
-HttpServer::HttpServer(std::string listen, int threads, HttpHandler handler, HttpTlsOptions tls)
+HttpServer::HttpServer(std::string listen, int threads, HttpHandler handler, HttpTlsOptions tls,
+                       HttpBodyLimit body_limit)
     : impl_(std::make_unique<Impl>()) {
   impl_->listen = std::move(listen);
+  impl_->body_limit = std::move(body_limit);
   impl_->threads = threads < 1 ? 1 : threads;
   impl_->handler = std::move(handler);
   impl_->tls = std::move(tls);

@@ -1,10 +1,12 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>  // Boost 1.74 asio (awaitable.hpp) uses std::exchange without including it
 
 namespace nexus::server {
@@ -25,6 +27,9 @@ struct HttpResponse {
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+/// The most body bytes a request may carry, by method and raw target (path + query). Bodies above it are
+/// refused with 413 before they are read, so a huge body never reaches memory.
+using HttpBodyLimit = std::function<uint64_t(std::string_view method, std::string_view target)>;
 
 /// TLS for the HTTP listener: PEM files. Empty cert_file: plaintext. client_ca_file set: clients must present
 /// a certificate signed by that CA (mTLS).
@@ -35,11 +40,15 @@ struct HttpTlsOptions {
 };
 
 /// HTTP/1.1 server (Boost.Beast; the only translation unit that includes it). Keep-alive, a fixed
-/// number of worker threads; handlers may block.
+/// number of worker threads; handlers may block. Every malformed request gets an answer before the connection
+/// closes: 413 (body over the route's limit), 414 (request line over 8 KiB), 431 (headers over 8 KiB), 400.
 class HttpServer final {
  public:
+  static constexpr uint64_t kDefaultBodyLimit = 64 * 1024;
+  static constexpr size_t kMaxHeaderBytes = 8 * 1024;
   /// Throws std::runtime_error when the TLS files cannot be loaded.
-  HttpServer(std::string listen, int threads, HttpHandler handler, HttpTlsOptions tls = {});
+  HttpServer(std::string listen, int threads, HttpHandler handler, HttpTlsOptions tls = {},
+             HttpBodyLimit body_limit = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -1,227 +1,17 @@
 #include "server/ingest_service.h"
 
+#include <grpcpp/support/method_handler.h>
+
 #include <chrono>
 #include <cmath>
 #include <map>
 #include <set>
+#include <type_traits>
 
 #include "resolver/normalize.h"
 #include "server/rpc_util.h"
 
 namespace nexus::server {
-namespace {
-
-constexpr int64_t kMinOccurredSeconds = 0;                // 1970-01-01
-constexpr int64_t kMaxFutureSeconds = 366LL * 24 * 3600;  // calendars look ahead; a year is plenty
-
-class Problems {
- public:
-  void Add(const std::string& path, const std::string& what) {
-    if (list_.size() < 200)
-      list_.push_back(path + ": " + what);
-    else
-      truncated_ = true;
-  }
-  std::vector<std::string> Take() {
-    if (truncated_) list_.push_back("... (more problems not listed)");
-    return std::move(list_);
-  }
-  bool empty() const { return list_.empty(); }
-
- private:
-  std::vector<std::string> list_;
-  bool truncated_ = false;
-};
-
-bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
-
-void CheckText(Problems& p, const std::string& path, const std::string& v, int64_t max, bool required) {
-  if (v.empty()) {
-    if (required) p.Add(path, "missing");
-    return;
-  }
-  if (static_cast<int64_t>(v.size()) > max) p.Add(path, "longer than " + std::to_string(max) + " bytes");
-  if (HasNul(v)) p.Add(path, "contains a NUL byte");
-}
-
-/// Validates and normalizes one identifier; returns false when it is invalid (problem recorded).
-bool CheckIdentifier(Problems& p, const std::string& path, const v1::Identifier& id, const IngestLimits& limits,
-                     std::string* normalized) {
-  bool ok = true;
-  if (id.type().empty()) {
-    p.Add(path + ".type", "empty");
-    ok = false;
-  } else if (!resolver::IsValidIdentifierType(id.type())) {
-    p.Add(path + ".type", "'" + id.type().substr(0, 80) + "' must match [a-z0-9_]{1,64}");
-    ok = false;
-  }
-  if (id.value().empty()) {
-    p.Add(path + ".value", "empty");
-    ok = false;
-  } else if (static_cast<int64_t>(id.value().size()) > limits.max_value_bytes) {
-    p.Add(path + ".value", "longer than " + std::to_string(limits.max_value_bytes) + " bytes");
-    ok = false;
-  } else if (HasNul(id.value())) {
-    p.Add(path + ".value", "contains a NUL byte");
-    ok = false;
-  }
-  if (ok) *normalized = resolver::NormalizeIdentifier(id.type(), id.value());
-  return ok;
-}
-
-}  // namespace
-
-std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& request, const IngestLimits& limits,
-                                              const resolver::ProtectionConfig& protection, int64_t now_us,
-                                              std::vector<storage::EventRecord>* out) {
-  Problems p;
-  const int64_t n = request.events_size();
-  if (n == 0) p.Add("events", "empty (send at least one event)");
-  if (n > limits.max_events_per_request) {
-    p.Add("events",
-          std::to_string(n) + " events, at most " + std::to_string(limits.max_events_per_request) + " per request");
-    return p.Take();
-  }
-  out->clear();
-  out->reserve(static_cast<size_t>(n));
-  const int64_t max_us = now_us + kMaxFutureSeconds * 1000000;
-  for (int i = 0; i < request.events_size(); ++i) {
-    const v1::Event& ev = request.events(i);
-    const std::string ep = "events[" + std::to_string(i) + "]";
-    storage::EventRecord rec;
-    CheckText(p, ep + ".event_id", ev.event_id(), limits.max_value_bytes, true);
-    CheckText(p, ep + ".event_name", ev.event_name(), limits.max_value_bytes, true);
-    CheckText(p, ep + ".event_type", ev.event_type(), limits.max_value_bytes, true);
-    CheckText(p, ep + ".source", ev.source(), limits.max_value_bytes, true);
-    CheckText(p, ep + ".event_description", ev.event_description(), limits.max_text_bytes, false);
-    CheckText(p, ep + ".value_unit", ev.value_unit(), limits.max_value_bytes, false);
-    if (!ev.has_occurred_at()) {
-      p.Add(ep + ".occurred_at", "missing");
-    } else {
-      const auto& ts = ev.occurred_at();
-      if (ts.nanos() < 0 || ts.nanos() > 999999999) {
-        p.Add(ep + ".occurred_at", "nanos out of range");
-      } else {
-        const int64_t us = ts.seconds() * 1000000 + ts.nanos() / 1000;
-        if (ts.seconds() < kMinOccurredSeconds || ts.seconds() > max_us / 1000000) {
-          p.Add(ep + ".occurred_at", "absurd timestamp (must be between 1970-01-01 and one year from now)");
-        }
-        rec.occurred_at_us = us;
-      }
-    }
-    if (ev.has_value() && !std::isfinite(ev.value())) p.Add(ep + ".value", "not a finite number");
-    const int64_t mentions = ev.persons_size() + ev.groups_size();
-    if (mentions > limits.max_mentions_per_event) {
-      p.Add(ep, std::to_string(mentions) + " persons + groups, at most " +
-                    std::to_string(limits.max_mentions_per_event) + " per event");
-    }
-    if (ev.memberships_size() > limits.max_memberships_per_event) {
-      p.Add(ep + ".memberships", std::to_string(ev.memberships_size()) + " memberships, at most " +
-                                     std::to_string(limits.max_memberships_per_event) + " per event");
-    }
-    rec.event_id = ev.event_id();
-    rec.event_name = ev.event_name();
-    if (!ev.event_description().empty()) rec.event_description = ev.event_description();
-    rec.event_type = ev.event_type();
-    rec.source = ev.source();
-    if (ev.has_value()) rec.value = ev.value();
-    if (!ev.value_unit().empty()) rec.value_unit = ev.value_unit();
-
-    std::set<std::pair<std::string, std::string>> seen_persons, seen_groups;
-    auto mentions_of = [&](const google::protobuf::RepeatedPtrField<v1::EntityMention>& list, const char* field,
-                           const char* tag, std::vector<storage::IdentifierRow>* ids,
-                           std::vector<storage::TraitRow>* traits,
-                           std::set<std::pair<std::string, std::string>>* seen) {
-      for (int m = 0; m < list.size(); ++m) {
-        const v1::EntityMention& mention = list.Get(m);
-        const std::string mp = ep + "." + field + "[" + std::to_string(m) + "]";
-        CheckText(p, mp + ".edge_id", mention.edge_id(), limits.max_value_bytes, false);
-        CheckText(p, mp + ".role", mention.role(), limits.max_value_bytes, false);
-        const std::string edge =
-            mention.edge_id().empty() ? ev.event_id() + "#" + tag + std::to_string(m) : mention.edge_id();
-        if (mention.identifiers_size() == 0) p.Add(mp + ".identifiers", "empty (a mention needs an identifier)");
-        if (mention.identifiers_size() > limits.max_identifiers_per_mention) {
-          p.Add(mp + ".identifiers", std::to_string(mention.identifiers_size()) + " identifiers, at most " +
-                                         std::to_string(limits.max_identifiers_per_mention));
-          continue;
-        }
-        for (int k = 0; k < mention.identifiers_size(); ++k) {
-          const auto& id = mention.identifiers(k);
-          std::string norm;
-          if (!CheckIdentifier(p, mp + ".identifiers[" + std::to_string(k) + "]", id, limits, &norm)) continue;
-          storage::IdentifierRow row;
-          row.edge_id = edge;
-          row.type = id.type();
-          row.value = norm;
-          row.raw_value = id.value();
-          row.role = mention.role();
-          if (auto why = protection.BlockReason(row.type, row.value)) {
-            row.blocked = true;
-            row.blocked_reason = *why;
-            if (row.value.empty()) row.value = resolver::Trim(id.value());
-          }
-          seen->insert({row.type, row.value});
-          ids->push_back(std::move(row));
-        }
-        if (mention.traits_size() > limits.max_traits_per_mention) {
-          p.Add(mp + ".traits", std::to_string(mention.traits_size()) + " traits, at most " +
-                                    std::to_string(limits.max_traits_per_mention));
-          continue;
-        }
-        // map order is unspecified: sort by name so stored row order (and tie-breaks) are deterministic
-        std::map<std::string, std::string> sorted(mention.traits().begin(), mention.traits().end());
-        for (const auto& [name, value] : sorted) {
-          const std::string tp = mp + ".traits[" + name.substr(0, 64) + "]";
-          if (name.empty())
-            p.Add(mp + ".traits", "empty trait name");
-          else
-            CheckText(p, tp, name, limits.max_value_bytes, true);
-          CheckText(p, tp, value, limits.max_text_bytes, false);
-          traits->push_back({edge, name, value});
-        }
-      }
-    };
-    mentions_of(ev.persons(), "persons", "p", &rec.person_identifiers, &rec.person_traits, &seen_persons);
-    mentions_of(ev.groups(), "groups", "g", &rec.group_identifiers, &rec.group_traits, &seen_groups);
-
-    for (int m = 0; m < ev.memberships_size(); ++m) {
-      const auto& ms = ev.memberships(m);
-      const std::string mp = ep + ".memberships[" + std::to_string(m) + "]";
-      std::string pn, gn;
-      const bool pok = CheckIdentifier(p, mp + ".person", ms.person(), limits, &pn);
-      const bool gok = CheckIdentifier(p, mp + ".group", ms.group(), limits, &gn);
-      CheckText(p, mp + ".role", ms.role(), limits.max_value_bytes, false);
-      if (!pok || !gok) continue;
-      storage::MembershipRow row{ms.person().type(), pn, ms.group().type(), gn,
-                                 ms.role().empty() ? std::nullopt : std::optional<std::string>(ms.role())};
-      // A membership names identifiers the event may not mention: store them too (own edge, no role), so
-      // that both sides always resolve to an entity.
-      auto imply = [&](const v1::Identifier& id, const std::string& norm, std::vector<storage::IdentifierRow>* ids,
-                       std::set<std::pair<std::string, std::string>>* seen, const char* side) {
-        if (seen->count({id.type(), norm})) return;
-        storage::IdentifierRow r;
-        r.edge_id = ev.event_id() + "#m" + std::to_string(m) + side;
-        r.type = id.type();
-        r.value = norm;
-        r.raw_value = id.value();
-        if (auto why = protection.BlockReason(r.type, r.value)) {
-          r.blocked = true;
-          r.blocked_reason = *why;
-          if (r.value.empty()) r.value = resolver::Trim(id.value());
-        }
-        seen->insert({r.type, r.value});
-        ids->push_back(std::move(r));
-      };
-      imply(ms.person(), pn, &rec.person_identifiers, &seen_persons, "p");
-      imply(ms.group(), gn, &rec.group_identifiers, &seen_groups, "g");
-      if (row.person_value.empty()) row.person_value = resolver::Trim(ms.person().value());
-      if (row.group_value.empty()) row.group_value = resolver::Trim(ms.group().value());
-      rec.memberships.push_back(std::move(row));
-    }
-    out->push_back(std::move(rec));
-  }
-  return p.Take();
-}
 
 grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
                                    const Principal* caller) {
@@ -255,14 +45,19 @@ grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::I
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics_.IngestBatch(static_cast<double>(records.size()), secs);
   for (const auto& [table, n] : r.rows_by_table) metrics_.IngestRows(table, static_cast<double>(n));
-  std::set<std::string> dups(r.duplicate_event_ids.begin(), r.duplicate_event_ids.end());
   // Per source: accepted = written now; everything else (stored before, or repeated in the request) is a duplicate.
+  // The store lists an id once per copy it did not write: k copies in the request and k listings mean none was
+  // written; fewer listings mean the first copy was written.
+  std::map<std::string, int> copies, listed;
+  for (const auto& rec : records) ++copies[rec.event_id];
+  for (const auto& d : r.duplicate_event_ids) ++listed[d];
   std::map<std::string, std::pair<double, double>> by_source;
   std::set<std::string> counted;
   for (const auto& rec : records) {
     auto& slot = by_source[rec.source];
     const bool first = counted.insert(rec.event_id).second;
-    (first && !dups.count(rec.event_id) ? slot.first : slot.second) += 1;
+    const bool written = listed[rec.event_id] < copies[rec.event_id];
+    (first && written ? slot.first : slot.second) += 1;
   }
   for (const auto& [s, k] : by_source) {
     metrics_.IngestEvents(s, "accepted", k.first);
@@ -283,16 +78,48 @@ grpc::Status IngestServiceImpl::IngestEvents(grpc::ServerContext* ctx, const v1:
 }
 
 grpc::Status IngestServiceImpl::IngestEventStream(
-    grpc::ServerContext* ctx, grpc::ServerReaderWriter<v1::IngestEventsResponse, v1::IngestEventsRequest>* stream) {
+    grpc::ServerContext*, grpc::ServerReaderWriter<v1::IngestEventsResponse, v1::IngestEventsRequest>*) {
+  // Never called: the constructor replaces this method's handler with RawIngestEventStream.
+  return grpc::Status(grpc::StatusCode::INTERNAL, "IngestEventStream: raw handler not installed");
+}
+
+IngestServiceImpl::IngestServiceImpl(IngestHandler& handler, Metrics& metrics, Authenticator* auth)
+    : handler_(handler), metrics_(metrics), auth_(auth) {
+  // Method index 1 is IngestEventStream (ingest.proto order). The generated service already declares it
+  // bidi-streaming; this swaps in a handler with the same wire shape that sees the undecoded bytes.
+  static_assert(std::is_base_of_v<grpc::Service, v1::IngestService::Service>);
+  MarkMethodStreamed(1, new grpc::internal::BidiStreamingHandler<IngestServiceImpl, grpc::ByteBuffer, grpc::ByteBuffer>(
+                            [](IngestServiceImpl* self, grpc::ServerContext* ctx,
+                               grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
+                              return self->RawIngestEventStream(ctx, stream);
+                            },
+                            this));
+}
+
+grpc::Status IngestServiceImpl::RawIngestEventStream(
+    grpc::ServerContext* ctx, grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
   return HandleRpc(metrics_, auth_, ctx, "IngestEventStream", [&](CallContext& call) -> grpc::Status {
-    v1::IngestEventsRequest request;
-    while (stream->Read(&request)) {
+    grpc::ByteBuffer raw;
+    int64_t n = 0;
+    while (stream->Read(&raw)) {
+      ++n;
       if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the stream");
+      v1::IngestEventsRequest request;
+      if (!grpc::SerializationTraits<v1::IngestEventsRequest>::Deserialize(&raw, &request).ok()) {
+        // Earlier batches were acknowledged and stay committed; this one and the rest of the stream are not.
+        return UndecodableMessage(metrics_, "IngestEventStream", "nexus.v1.IngestEventsRequest",
+                                  "stream message " + std::to_string(n) + " (" + std::to_string(n - 1) +
+                                      " earlier batches were acknowledged and committed; nothing after them was)");
+      }
       v1::IngestEventsResponse response;
       // A bad batch ends the stream with its error: earlier batches were acknowledged and stay committed.
       grpc::Status s = handler_.Ingest(request, &response, &call.principal);
       if (!s.ok()) return s;
-      if (!stream->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      grpc::ByteBuffer out;
+      bool own = false;
+      grpc::Status ser = grpc::SerializationTraits<v1::IngestEventsResponse>::Serialize(response, &out, &own);
+      if (!ser.ok()) return ser;
+      if (!stream->Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }
     return grpc::Status::OK;
   });

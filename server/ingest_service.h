@@ -10,19 +10,13 @@
 #include "nexus/v1/ingest.grpc.pb.h"
 #include "server/auth.h"
 #include "server/config.h"
+#include "server/ingest_convert.h"
 #include "server/metrics.h"
 #include "server/protection_holder.h"
 #include "storage/ingest_store.h"
 #include "storage/model.h"
 
 namespace nexus::server {
-
-/// Validates a request and turns it into storage records: normalizes identifiers, derives missing
-/// edge_ids, marks junk/blocklisted identifiers, adds the identifiers a membership implies.
-/// Returns the list of problems, each as "<path>: <what>", empty when the request is valid.
-std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& request, const IngestLimits& limits,
-                                              const resolver::ProtectionConfig& protection, int64_t now_us,
-                                              std::vector<storage::EventRecord>* out);
 
 /// Ingest logic shared by gRPC and HTTP.
 class IngestHandler final {
@@ -44,10 +38,12 @@ class IngestHandler final {
   std::function<void()> on_commit_;
 };
 
+/// IngestEventStream reads raw bytes and decodes each message itself: gRPC's own decoding reports a corrupt
+/// message exactly like the end of the stream (Read() returns false), so the stream would end OK with data
+/// lost. Here a corrupt message ends the stream with INVALID_ARGUMENT naming the message's position.
 class IngestServiceImpl final : public v1::IngestService::Service {
  public:
-  IngestServiceImpl(IngestHandler& handler, Metrics& metrics, Authenticator* auth)
-      : handler_(handler), metrics_(metrics), auth_(auth) {}
+  IngestServiceImpl(IngestHandler& handler, Metrics& metrics, Authenticator* auth);
 
   grpc::Status IngestEvents(grpc::ServerContext* ctx, const v1::IngestEventsRequest* request,
                             v1::IngestEventsResponse* response) override;
@@ -56,6 +52,9 @@ class IngestServiceImpl final : public v1::IngestService::Service {
       grpc::ServerReaderWriter<v1::IngestEventsResponse, v1::IngestEventsRequest>* stream) override;
 
  private:
+  grpc::Status RawIngestEventStream(grpc::ServerContext* ctx,
+                                    grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream);
+
   IngestHandler& handler_;
   Metrics& metrics_;
   Authenticator* auth_;

@@ -1,6 +1,7 @@
 #include "server/metrics.h"
 
 #include <dirent.h>
+#include <google/protobuf/descriptor.h>
 #include <prometheus/text_serializer.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -61,6 +62,10 @@ Metrics::Metrics(std::string version, std::string git_sha)
                          .Name("nexus_grpc_request_duration_seconds")
                          .Help("gRPC request latency, by method and status code")
                          .Register(*registry_)),
+      grpc_undecodable_(BuildCounter()
+                            .Name("nexus_grpc_undecodable_messages_total")
+                            .Help("gRPC request messages that could not be decoded (answered INVALID_ARGUMENT)")
+                            .Register(*registry_)),
       http_requests_(BuildCounter()
                          .Name("nexus_http_requests_total")
                          .Help("HTTP requests handled, by route and status")
@@ -118,6 +123,16 @@ Metrics::Metrics(std::string version, std::string git_sha)
                            .Help("Resolver batches that failed and were rolled back")
                            .Register(*registry_)
                            .Add({})),
+      resolver_failures_(BuildGauge()
+                             .Name("nexus_resolver_consecutive_failures")
+                             .Help("Resolver batches failed in a row (0 after a successful batch)")
+                             .Register(*registry_)
+                             .Add({})),
+      resolver_stuck_(BuildGauge()
+                          .Name("nexus_resolver_stuck")
+                          .Help("1 when the resolver failed 5 or more batches in a row and is backing off")
+                          .Register(*registry_)
+                          .Add({})),
       resolver_active_(BuildGauge()
                            .Name("nexus_resolver_active")
                            .Help("1 when this replica holds the resolver lock")
@@ -161,6 +176,21 @@ Metrics::Metrics(std::string version, std::string git_sha)
                     .Name("nexus_entities")
                     .Help("Current number of resolved entities, by kind")
                     .Register(*registry_)),
+      db_up_(BuildGauge()
+                 .Name("nexus_db_up")
+                 .Help("1 while the database answers the readiness probe within --db-probe-timeout")
+                 .Register(*registry_)
+                 .Add({})),
+      db_oldest_writer_pid_(BuildGauge()
+                                .Name("nexus_db_oldest_write_transaction_pid")
+                                .Help("Backend pid of the oldest open writing transaction in the cluster (0: none)")
+                                .Register(*registry_)
+                                .Add({})),
+      db_oldest_writer_age_(BuildGauge()
+                                .Name("nexus_db_oldest_write_transaction_age_seconds")
+                                .Help("Age of the oldest open writing transaction; resolver progress waits for it")
+                                .Register(*registry_)
+                                .Add({})),
       db_pool_size_(BuildGauge()
                         .Name("nexus_db_pool_connections")
                         .Help("Open connections in the database pool")
@@ -217,6 +247,12 @@ Metrics::Metrics(std::string version, std::string git_sha)
     for (const char* outcome : {"born", "accreted", "merged"})
       resolver_entities_.Add({{"kind", kind}, {"outcome", outcome}});
   }
+  // Every method of every service, at 0 from the start (one series per method: bounded).
+  for (const char* service : {"nexus.v1.IngestService", "nexus.v1.QueryService", "nexus.v1.AdminService"}) {
+    if (const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service)) {
+      for (int i = 0; i < d->method_count(); ++i) grpc_undecodable_.Add({{"method", d->method(i)->name()}});
+    }
+  }
   for (const char* result : {"succeeded", "failed", "cancelled"}) rebuilds_.Add({{"result", result}});
   for (const char* table : {"events", "person_identifiers", "person_traits", "group_identifiers", "group_traits",
                             "membership_identifiers"}) {
@@ -238,15 +274,26 @@ std::string Metrics::SourceLabel(std::string_view source) {
 }
 
 void Metrics::ObserveGrpc(std::string_view method, std::string_view code, double seconds) {
-  const prometheus::Labels labels{{"method", std::string(method)}, {"code", std::string(code)}};
-  grpc_requests_.Add(labels).Increment();
-  grpc_duration_.Add(labels, LatencyBuckets()).Observe(seconds);
+  std::string key = std::string(method) + '\x1f' + std::string(code);
+  auto labels = [&] { return prometheus::Labels{{"method", std::string(method)}, {"code", std::string(code)}}; };
+  counters_.Get("g" + key, grpc_requests_, labels).Increment();
+  histograms_.Get("g" + key, grpc_duration_, labels, LatencyBuckets()).Observe(seconds);
+}
+
+void Metrics::GrpcUndecodable(std::string_view method) {
+  counters_
+      .Get("u" + std::string(method), grpc_undecodable_,
+           [&] {
+             return prometheus::Labels{{"method", std::string(method)}};
+           })
+      .Increment();
 }
 
 void Metrics::ObserveHttp(std::string_view route, int status, double seconds) {
-  const prometheus::Labels labels{{"route", std::string(route)}, {"status", std::to_string(status)}};
-  http_requests_.Add(labels).Increment();
-  http_duration_.Add(labels, LatencyBuckets()).Observe(seconds);
+  std::string key = std::string(route) + '\x1f' + std::to_string(status);
+  auto labels = [&] { return prometheus::Labels{{"route", std::string(route)}, {"status", std::to_string(status)}}; };
+  counters_.Get("h" + key, http_requests_, labels).Increment();
+  histograms_.Get("h" + key, http_duration_, labels, LatencyBuckets()).Observe(seconds);
 }
 
 void Metrics::ObserveAuth(std::string_view key_id, std::string_view outcome) {
@@ -255,11 +302,22 @@ void Metrics::ObserveAuth(std::string_view key_id, std::string_view outcome) {
 
 void Metrics::IngestEvents(std::string_view source, std::string_view result, double n) {
   if (n <= 0) return;
-  ingest_events_.Add({{"source", SourceLabel(source)}, {"result", std::string(result)}}).Increment(n);
+  const std::string label = SourceLabel(source);
+  counters_
+      .Get("i" + label + '\x1f' + std::string(result), ingest_events_,
+           [&] {
+             return prometheus::Labels{{"source", label}, {"result", std::string(result)}};
+           })
+      .Increment(n);
 }
 
 void Metrics::IngestRows(std::string_view table, double n) {
-  ingest_rows_.Add({{"table", std::string(table)}}).Increment(n);
+  counters_
+      .Get("r" + std::string(table), ingest_rows_,
+           [&] {
+             return prometheus::Labels{{"table", std::string(table)}};
+           })
+      .Increment(n);
 }
 
 void Metrics::IngestBatch(double events, double commit_seconds) {
@@ -273,26 +331,49 @@ void Metrics::ResolverBatch(double seconds, double events) {
 }
 
 void Metrics::ResolverEntities(std::string_view kind, std::string_view outcome, double n) {
-  if (n > 0) resolver_entities_.Add({{"kind", std::string(kind)}, {"outcome", std::string(outcome)}}).Increment(n);
+  if (n <= 0) return;
+  counters_
+      .Get("e" + std::string(kind) + '\x1f' + std::string(outcome), resolver_entities_,
+           [&] {
+             return prometheus::Labels{{"kind", std::string(kind)}, {"outcome", std::string(outcome)}};
+           })
+      .Increment(n);
 }
 
 void Metrics::ResolverRepointed(std::string_view kind, double n) {
-  if (n > 0) resolver_repointed_.Add({{"kind", std::string(kind)}}).Increment(n);
+  if (n > 0)
+    counters_
+        .Get("p" + std::string(kind), resolver_repointed_,
+             [&] {
+               return prometheus::Labels{{"kind", std::string(kind)}};
+             })
+        .Increment(n);
 }
 
 void Metrics::ResolverQuarantined(std::string_view kind, double n) {
-  if (n > 0) resolver_quarantined_.Add({{"kind", std::string(kind)}}).Increment(n);
+  if (n > 0)
+    counters_
+        .Get("q" + std::string(kind), resolver_quarantined_,
+             [&] {
+               return prometheus::Labels{{"kind", std::string(kind)}};
+             })
+        .Increment(n);
 }
 
 void Metrics::ResolverStatus(bool active, double lag_seconds, double events_pending, double persons, double groups) {
   resolver_active_.Set(active ? 1 : 0);
   resolver_lag_.Set(lag_seconds);
   resolver_pending_.Set(events_pending);
-  entities_.Add({{"kind", "person"}}).Set(persons);
-  entities_.Add({{"kind", "group"}}).Set(groups);
+  gauges_.Get("person", entities_, [] { return prometheus::Labels{{"kind", "person"}}; }).Set(persons);
+  gauges_.Get("group", entities_, [] { return prometheus::Labels{{"kind", "group"}}; }).Set(groups);
 }
 
 void Metrics::ResolverError() { resolver_errors_.Increment(); }
+
+void Metrics::ResolverFailures(int64_t consecutive) {
+  resolver_failures_.Set(static_cast<double>(consecutive));
+  resolver_stuck_.Set(consecutive >= kStuckAfterFailures ? 1 : 0);
+}
 
 void Metrics::ResolverGraph(double identifiers, double bytes, double load_seconds) {
   graph_identifiers_.Set(identifiers);
@@ -304,14 +385,38 @@ void Metrics::RebuildStarted() { rebuild_running_.Set(1); }
 
 void Metrics::RebuildFinished(std::string_view result) {
   rebuild_running_.Set(0);
-  rebuilds_.Add({{"result", std::string(result)}}).Increment();
+  counters_
+      .Get("b" + std::string(result), rebuilds_,
+           [&] {
+             return prometheus::Labels{{"result", std::string(result)}};
+           })
+      .Increment();
 }
 
 void Metrics::OnStatement(std::string_view name, double seconds, bool /*ok*/) {
-  db_query_duration_.Add({{"statement", std::string(name)}}, LatencyBuckets()).Observe(seconds);
+  histograms_
+      .Get(
+          "s" + std::string(name), db_query_duration_,
+          [&] {
+            return prometheus::Labels{{"statement", std::string(name)}};
+          },
+          LatencyBuckets())
+      .Observe(seconds);
 }
 
-void Metrics::OnError(std::string_view kind) { db_errors_.Add({{"kind", std::string(kind)}}).Increment(); }
+void Metrics::OnError(std::string_view kind) {
+  counters_.Get("d" + std::string(kind), db_errors_,
+                [&] {
+                  return prometheus::Labels{{"kind", std::string(kind)}};
+                })
+      .Increment();
+}
+
+void Metrics::DatabaseProbe(bool up, int oldest_writer_pid, double oldest_writer_age_seconds) {
+  db_up_.Set(up ? 1 : 0);
+  db_oldest_writer_pid_.Set(oldest_writer_pid);
+  db_oldest_writer_age_.Set(oldest_writer_age_seconds);
+}
 
 void Metrics::OnPoolChange(int size, int in_use) {
   db_pool_size_.Set(size);

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "storage/database.h"
 
@@ -31,6 +32,8 @@ class Metrics final : public storage::StorageObserver {
   std::string Scrape();
 
   void ObserveGrpc(std::string_view method, std::string_view code, double seconds);
+  /// A request message that could not be decoded (counted by method; the RPC itself is in ObserveGrpc).
+  void GrpcUndecodable(std::string_view method);
   void ObserveHttp(std::string_view route, int status, double seconds);
   /// One authenticated (or refused) call: key_id is a stored key's id or "" (none/unknown: never a
   /// caller-supplied value), outcome one of the fixed auth outcomes (server/auth.h).
@@ -46,10 +49,17 @@ class Metrics final : public storage::StorageObserver {
   void ResolverQuarantined(std::string_view kind, double n);
   void ResolverStatus(bool active, double lag_seconds, double events_pending, double persons, double groups);
   void ResolverError();
+  /// Consecutive failed batches (0 after a success); the stuck gauge is 1 from kStuckAfterFailures on.
+  void ResolverFailures(int64_t consecutive);
+  static constexpr int64_t kStuckAfterFailures = 5;
   /// The resident graph of this replica: identifiers held, approximate bytes, last load time (0 when none).
   void ResolverGraph(double identifiers, double bytes, double load_seconds);
   void RebuildStarted();
   void RebuildFinished(std::string_view result);  // succeeded|failed|cancelled
+
+  /// The readiness probe's view: database answering (1/0), and the oldest writing transaction in the cluster
+  /// (pid 0 and age 0 when none), which holds back resolver progress.
+  void DatabaseProbe(bool up, int oldest_writer_pid, double oldest_writer_age_seconds);
 
   // storage::StorageObserver
   void OnStatement(std::string_view name, double seconds, bool ok) override;
@@ -59,6 +69,27 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Registry& registry() { return *registry_; }
 
  private:
+  /// Label set -> metric handle, filled on first use. prometheus-cpp's Family::Add builds a whole metric (a
+  /// histogram with its buckets) under the family mutex on every call, even when the label set exists, so hot
+  /// paths look handles up here instead: one short critical section and no allocation on a hit.
+  template <typename T>
+  class HandleCache {
+   public:
+    template <typename MakeLabels, typename... Args>
+    T& Get(const std::string& key, prometheus::Family<T>& family, MakeLabels make_labels, Args&&... args) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = handles_.find(key);
+      if (it != handles_.end()) return *it->second;
+      T& handle = family.Add(make_labels(), std::forward<Args>(args)...);
+      handles_.emplace(key, &handle);
+      return handle;
+    }
+
+   private:
+    std::mutex mu_;
+    std::unordered_map<std::string, T*> handles_;
+  };
+
   std::string SourceLabel(std::string_view source);
   void RefreshProcess();
 
@@ -67,6 +98,7 @@ class Metrics final : public storage::StorageObserver {
 
   prometheus::Family<prometheus::Counter>& grpc_requests_;
   prometheus::Family<prometheus::Histogram>& grpc_duration_;
+  prometheus::Family<prometheus::Counter>& grpc_undecodable_;
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Histogram>& http_duration_;
   prometheus::Family<prometheus::Counter>& auth_requests_;
@@ -80,6 +112,8 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Family<prometheus::Counter>& resolver_repointed_;
   prometheus::Family<prometheus::Counter>& resolver_quarantined_;
   prometheus::Counter& resolver_errors_;
+  prometheus::Gauge& resolver_failures_;
+  prometheus::Gauge& resolver_stuck_;
   prometheus::Gauge& resolver_active_;
   prometheus::Gauge& resolver_lag_;
   prometheus::Gauge& resolver_pending_;
@@ -89,6 +123,9 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Gauge& graph_load_seconds_;
   prometheus::Family<prometheus::Counter>& rebuilds_;
   prometheus::Family<prometheus::Gauge>& entities_;
+  prometheus::Gauge& db_up_;
+  prometheus::Gauge& db_oldest_writer_pid_;
+  prometheus::Gauge& db_oldest_writer_age_;
   prometheus::Gauge& db_pool_size_;
   prometheus::Gauge& db_pool_in_use_;
   prometheus::Family<prometheus::Histogram>& db_query_duration_;
@@ -99,6 +136,9 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Gauge& process_open_fds_;
   prometheus::Gauge& process_max_fds_;
   prometheus::Gauge& process_start_time_;
+  HandleCache<prometheus::Counter> counters_;  // keys start with the family's name
+  HandleCache<prometheus::Histogram> histograms_;
+  HandleCache<prometheus::Gauge> gauges_;
   double cpu_reported_ = 0;
   std::map<std::string, bool, std::less<>> sources_;
 };

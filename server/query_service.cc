@@ -1,10 +1,9 @@
 #include "server/query_service.h"
 
-#include <array>
-
 #include "resolver/explain.h"
 #include "resolver/normalize.h"
 #include "server/admin_service.h"
+#include "server/request_parse.h"
 #include "server/rpc_util.h"
 
 namespace nexus::server {
@@ -12,49 +11,6 @@ namespace {
 
 using storage::EntityKind;
 
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// base64url without padding.
-std::string Base64UrlEncode(const std::string& in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char ch : in) {
-    acc = (acc << 8) | ch;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
-  return out;
-}
-
-std::optional<std::string> Base64UrlDecode(const std::string& in) {
-  std::array<int, 256> value{};
-  value.fill(-1);
-  for (int i = 0; i < 64; ++i) value[static_cast<unsigned char>(kAlphabet[i])] = i;
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char ch : in) {
-    const int v = value[ch];
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  // A canonical encoding leaves fewer than 6 zero bits over.
-  if (bits >= 6 || (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
-  return out;
-}
-
-constexpr char kTimelinePrefix[] = "t1:";
-constexpr char kMembershipPrefix[] = "m1:";
 
 grpc::Status Invalid(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
 
@@ -129,51 +85,20 @@ grpc::Status NormalizeKey(const std::string& type, const std::string& value, con
   if (type.empty()) return Invalid(field + "type: missing");
   if (!resolver::IsValidIdentifierType(type)) return Invalid(field + "type: must match [a-z0-9_]{1,64}");
   if (value.empty()) return Invalid(field + "value: missing");
+  if (value.find('\0') != std::string::npos) return Invalid(field + "value: contains a NUL byte");
+  if (value.size() > 4096) return Invalid(field + "value: longer than 4096 bytes");
   out->type = type;
   out->value = resolver::NormalizeIdentifier(type, value);
   if (out->value.empty()) return Invalid(field + "value: empty after normalization");
   return grpc::Status::OK;
 }
 
-grpc::Status MissingId(const char* field) { return Invalid(std::string(field) + ": missing"); }
-
 const char* Noun(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
 
 }  // namespace
 
-std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event_id) {
-  return Base64UrlEncode(kTimelinePrefix + std::to_string(occurred_at_us) + ":" + event_id);
-}
-
-std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token) {
-  auto raw = Base64UrlDecode(token);
-  if (!raw || raw->rfind(kTimelinePrefix, 0) != 0) return std::nullopt;
-  const std::string rest = raw->substr(sizeof(kTimelinePrefix) - 1);
-  const size_t colon = rest.find(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= rest.size()) return std::nullopt;
-  int64_t us = 0;
-  try {
-    size_t used = 0;
-    us = std::stoll(rest.substr(0, colon), &used);
-    if (used != colon) return std::nullopt;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  return std::make_pair(us, rest.substr(colon + 1));
-}
-
-std::string EncodeMembershipToken(const std::string& after_id) { return Base64UrlEncode(kMembershipPrefix + after_id); }
-
-std::optional<std::string> DecodeMembershipToken(const std::string& token) {
-  auto raw = Base64UrlDecode(token);
-  if (!raw || raw->rfind(kMembershipPrefix, 0) != 0 || raw->size() == sizeof(kMembershipPrefix) - 1) {
-    return std::nullopt;
-  }
-  return raw->substr(sizeof(kMembershipPrefix) - 1);
-}
-
 grpc::Status QueryHandler::GetPerson(const v1::GetPersonRequest& req, v1::Person* out) {
-  if (req.person_id().empty()) return MissingId("person_id");
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
   FillPerson(store_.GetEntity(EntityKind::kPerson, req.person_id()), out);
   return grpc::Status::OK;
 }
@@ -186,7 +111,7 @@ grpc::Status QueryHandler::LookupPerson(const v1::LookupPersonRequest& req, v1::
 }
 
 grpc::Status QueryHandler::GetGroup(const v1::GetGroupRequest& req, v1::Group* out) {
-  if (req.group_id().empty()) return MissingId("group_id");
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
   FillGroup(store_.GetEntity(EntityKind::kGroup, req.group_id()), out);
   return grpc::Status::OK;
 }
@@ -200,12 +125,12 @@ grpc::Status QueryHandler::LookupGroup(const v1::LookupGroupRequest& req, v1::Gr
 
 grpc::Status QueryHandler::ListPersonMemberships(const v1::ListPersonMembershipsRequest& req,
                                                  v1::ListMembershipsResponse* out) {
-  if (req.person_id().empty()) return MissingId("person_id");
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
   return Memberships(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), out);
 }
 
 grpc::Status QueryHandler::ListGroupMembers(const v1::ListGroupMembersRequest& req, v1::ListMembershipsResponse* out) {
-  if (req.group_id().empty()) return MissingId("group_id");
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
   return Memberships(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), out);
 }
 
@@ -240,12 +165,12 @@ grpc::Status QueryHandler::Memberships(EntityKind kind, const std::string& id, i
 }
 
 grpc::Status QueryHandler::ListPersonTimeline(const v1::ListPersonTimelineRequest& req, v1::TimelineResponse* out) {
-  if (req.person_id().empty()) return MissingId("person_id");
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
   return Timeline(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), req.filter(), out);
 }
 
 grpc::Status QueryHandler::ListGroupTimeline(const v1::ListGroupTimelineRequest& req, v1::TimelineResponse* out) {
-  if (req.group_id().empty()) return MissingId("group_id");
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
   return Timeline(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), req.filter(), out);
 }
 
@@ -367,12 +292,12 @@ grpc::Status QueryHandler::Explain(EntityKind kind, const v1::ExplainLinkRequest
 }
 
 grpc::Status QueryHandler::GetPersonHistory(const v1::GetPersonHistoryRequest& req, v1::EntityHistory* out) {
-  if (req.person_id().empty()) return MissingId("person_id");
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
   return History(EntityKind::kPerson, req.person_id(), out);
 }
 
 grpc::Status QueryHandler::GetGroupHistory(const v1::GetGroupHistoryRequest& req, v1::EntityHistory* out) {
-  if (req.group_id().empty()) return MissingId("group_id");
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
   return History(EntityKind::kGroup, req.group_id(), out);
 }
 

@@ -10,6 +10,7 @@
 #include "nexus/v1/query.grpc.pb.h"
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "server/request_parse.h"
 #include "storage/query_store.h"
 
 namespace nexus::server {
@@ -17,14 +18,6 @@ namespace nexus::server {
 /// List page sizes: 0 means the default; more than the maximum is INVALID_ARGUMENT.
 inline constexpr int kDefaultPageSize = 50;
 inline constexpr int kMaxPageSize = 500;
-
-/// Opaque keyset page tokens (base64url of a versioned key). A token is a position, not a snapshot:
-/// later pages never repeat or skip rows that existed when the first page was read.
-std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event_id);
-/// nullopt when the token is malformed.
-std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token);
-std::string EncodeMembershipToken(const std::string& after_id);
-std::optional<std::string> DecodeMembershipToken(const std::string& token);
 
 /// Query logic shared by gRPC and HTTP: validates requests, reads QueryStore, builds responses.
 /// Storage errors propagate as StorageError (HandleRpc / the HTTP router map them).

@@ -1,5 +1,7 @@
 #include "server/resolver_worker.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "storage/errors.h"
 
@@ -15,6 +17,13 @@ ResolverWorker::ResolverWorker(storage::Database& db, std::string url, Metrics& 
       store_(std::make_unique<storage::ResolverStore>(db, url_)) {}
 
 ResolverWorker::~ResolverWorker() { Stop(); }
+
+std::chrono::milliseconds ResolverWorker::Backoff(std::chrono::milliseconds poll_interval, int64_t failures) {
+  constexpr std::chrono::milliseconds kMax{60000};
+  auto d = std::max(poll_interval, std::chrono::milliseconds(100));
+  for (int64_t i = 1; i < failures && d < kMax; ++i) d *= 2;
+  return std::min(d, kMax);
+}
 
 void ResolverWorker::Start() {
   if (thread_.joinable()) return;
@@ -62,6 +71,8 @@ void ResolverWorker::Record(const storage::BatchStats& s) {
 }
 
 void ResolverWorker::PublishStatus(bool force) {
+  // Called from the worker loop and from ResolveNow's caller (an admin RPC thread): one at a time.
+  std::lock_guard<std::mutex> lock(status_mu_);
   const auto now = std::chrono::steady_clock::now();
   // Counting a large backlog is not free: while busy, publish every 5 s; when idle, every loop.
   if (!force && now - last_status_ < std::chrono::seconds(5)) return;
@@ -103,10 +114,24 @@ void ResolverWorker::Loop() {
           did_work = true;
         }
       }
+      failures_ = 0;
+      metrics_.ResolverFailures(0);
     } catch (const std::exception& e) {
       metrics_.ResolverError();
-      log::Error("resolver batch failed; rolled back, will retry", {{"cause", e.what()}});
+      ++failures_;
+      metrics_.ResolverFailures(failures_);
+      const auto backoff = Backoff(options_.poll_interval, failures_);
+      log::Error("resolver batch failed; rolled back, will retry",
+                 {{"cause", e.what()},
+                  {"consecutive_failures", static_cast<long long>(failures_)},
+                  {"retry_in_ms", static_cast<long long>(backoff.count())}});
       active_ = store_->holds_lock();
+      PublishStatus(false);
+      // Back off: neither new ingest nor the poll interval wakes the retry, only stop and queued tasks.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, backoff, [this] { return stop_ || !jobs_.empty(); });
+      woken_ = false;
+      continue;
     }
     PublishStatus(did_work == false);
     if (did_work) continue;  // drain the backlog before sleeping

@@ -60,6 +60,9 @@ class ResolverWorker final {
                       std::function<void(storage::ResolverStore&)> then, std::chrono::milliseconds wait_for_lock);
   /// Resolves until nothing is pending (tests, admin). Returns the events resolved.
   int64_t ResolveNow();
+  /// Wait before retrying after `failures` consecutive failed batches: the poll interval (at least 100 ms),
+  /// doubled per further failure, at most 60 s.
+  static std::chrono::milliseconds Backoff(std::chrono::milliseconds poll_interval, int64_t failures);
 
  private:
   struct Job {
@@ -87,7 +90,9 @@ class ResolverWorker final {
   bool woken_ = false;
   bool accepting_ = false;  ///< guarded by mu_: the loop runs and takes jobs
   std::deque<Job> jobs_;
-  std::chrono::steady_clock::time_point last_status_{};
+  int64_t failures_ = 0;                                 ///< consecutive failed batches; worker thread only
+  std::mutex status_mu_;                                 ///< serializes PublishStatus
+  std::chrono::steady_clock::time_point last_status_{};  ///< guarded by status_mu_
 };
 
 }  // namespace nexus::server

@@ -1,6 +1,74 @@
 #include "server/rpc_util.h"
 
 namespace nexus::server {
+namespace {
+
+/// Short method name ("IngestEvents") from the full one ("/nexus.v1.IngestService/IngestEvents").
+std::string ShortMethod(const char* full) {
+  std::string_view m(full ? full : "");
+  const auto slash = m.rfind('/');
+  return std::string(slash == std::string_view::npos ? m : m.substr(slash + 1));
+}
+
+class DecodeFailureInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  DecodeFailureInterceptor(Metrics& metrics, grpc::experimental::ServerRpcInfo* info)
+      : metrics_(metrics), info_(info), start_(std::chrono::steady_clock::now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (info_->type() == grpc::experimental::ServerRpcInfo::Type::UNARY) {
+      if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
+          methods->GetRecvMessage() == nullptr) {
+        undecodable_ = true;  // gRPC answers INTERNAL with an empty message and never calls the handler
+      }
+      if (undecodable_ && methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+        const std::string method = ShortMethod(info_->method());
+        grpc::Status s = UndecodableMessage(metrics_, method, "request");
+        metrics_.ObserveGrpc(method, CodeName(s.error_code()),
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+        methods->ModifySendStatus(s);
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  Metrics& metrics_;
+  grpc::experimental::ServerRpcInfo* info_;
+  std::chrono::steady_clock::time_point start_;
+  bool undecodable_ = false;
+};
+
+class DecodeFailureInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit DecodeFailureInterceptorFactory(Metrics& metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    return new DecodeFailureInterceptor(metrics_, info);
+  }
+
+ private:
+  Metrics& metrics_;
+};
+
+}  // namespace
+
+grpc::Status UndecodableMessage(Metrics& metrics, std::string_view method, std::string_view type,
+                                std::string_view where) {
+  metrics.GrpcUndecodable(method);
+  log::Warn("undecodable gRPC message", {{"method", std::string(method)}, {"message", std::string(where)}});
+  std::string msg = std::string(method) + ": ";
+  if (!where.empty()) msg += std::string(where) + ": ";
+  msg += "the " + std::string(type) +
+         " message could not be decoded (broken protobuf wire format, wrong message type, or a string field "
+         "that is not valid UTF-8)";
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg);
+}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeDecodeFailureInterceptorFactory(
+    Metrics& metrics) {
+  return std::make_unique<DecodeFailureInterceptorFactory>(metrics);
+}
 
 grpc::Status ToStatus(const storage::StorageError& e) {
   const std::string& msg = e.public_message();

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -27,6 +29,18 @@ bool IsInternalCode(grpc::StatusCode code);
 std::string PublicInternalMessage(grpc::StatusCode code, const std::string& request_id);
 /// The authorization metadata of a call ("" when absent).
 std::string AuthorizationOf(const grpc::ServerContext* ctx);
+
+/// The status for a request message that could not be decoded (broken wire format, a string field that is not
+/// UTF-8, random bytes): INVALID_ARGUMENT naming the method and message type, never echoing the bytes.
+/// Counts it (nexus_grpc_undecodable_messages_total) and writes one warning log line.
+grpc::Status UndecodableMessage(Metrics& metrics, std::string_view method, std::string_view type,
+                                std::string_view where = {});
+
+/// A server interceptor factory that turns gRPC's own answer to an undecodable unary request (INTERNAL with an
+/// empty message, seen by no handler) into UndecodableMessage(): logged, counted, and recorded in the request
+/// metrics like any other RPC. Streaming methods decode their messages themselves (see IngestServiceImpl).
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeDecodeFailureInterceptorFactory(
+    Metrics& metrics);
 
 /// Runs one RPC: authenticates and authorizes it against MethodScopes() (when `auth` is set), runs the body
 /// with the caller in a CallContext, maps exceptions to a status, writes the audit row of admin-scope methods,

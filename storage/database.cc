@@ -124,11 +124,44 @@ StorageError MapException(const std::exception& e, std::string_view context, std
 
 }  // namespace detail
 
-std::unique_ptr<pqxx::connection> Database::Impl::Connect() {
+std::string WithConnectionSettings(const std::string& url, const DatabaseOptions& o) {
+  using std::chrono::duration_cast;
+  using std::chrono::seconds;
+  const long long connect_s = std::max<long long>(2, duration_cast<seconds>(o.connect_timeout).count());
+  const long long user_ms = o.tcp_user_timeout.count();
+  const long long idle_s = std::max<long long>(1, user_ms / 3000);
+  const std::vector<std::pair<std::string, std::string>> wanted = {
+      {"connect_timeout", std::to_string(connect_s)},
+      {"keepalives", "1"},
+      {"keepalives_idle", std::to_string(idle_s)},
+      {"keepalives_interval", std::to_string(std::max<long long>(1, idle_s / 3))},
+      {"keepalives_count", "3"},
+      {"tcp_user_timeout", std::to_string(user_ms)}};
+  const bool uri = url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+  std::string out = url;
+  for (const auto& [k, v] : wanted) {
+    if (url.find(k + "=") != std::string::npos) continue;  // the operator's own setting wins
+    if (k == "tcp_user_timeout" && user_ms <= 0) continue;
+    if (uri)
+      out += (out.find('?') == std::string::npos ? "?" : "&") + k + "=" + v;
+    else
+      out += (out.empty() ? "" : " ") + k + "=" + v;
+  }
+  return out;
+}
+
+void Database::SetUnavailable(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->unavailable = reason;
+}
+
+std::unique_ptr<pqxx::connection> Database::Impl::Connect(bool pooled) {
   try {
-    auto c = std::make_unique<pqxx::connection>(options.url);
+    auto c = std::make_unique<pqxx::connection>(WithConnectionSettings(options.url, options));
     pqxx::nontransaction n(*c);
     n.exec("SET TIME ZONE 'UTC'");
+    n.exec("SET idle_in_transaction_session_timeout = " + std::to_string(options.idle_in_transaction_timeout.count()));
+    if (pooled) n.exec("SET statement_timeout = " + std::to_string(options.statement_timeout.count()));
     return c;
   } catch (const std::exception& e) {
     if (observer) observer->OnError("connection");
@@ -139,6 +172,7 @@ std::unique_ptr<pqxx::connection> Database::Impl::Connect() {
 
 std::unique_ptr<detail::PooledConnection> Database::Impl::Acquire() {
   std::unique_lock<std::mutex> lock(mu);
+  if (!unavailable.empty()) throw StorageError(ErrorKind::kUnavailable, "database unavailable: " + unavailable);
   const auto deadline = std::chrono::steady_clock::now() + options.acquire_timeout;
   while (idle.empty() && open >= options.pool_size) {
     if (cv.wait_until(lock, deadline) == std::cv_status::timeout && idle.empty() && open >= options.pool_size) {
@@ -200,7 +234,12 @@ void Database::Impl::Run(std::string_view what, const std::function<void(pqxx::w
     } catch (const std::exception& e) {
       broken = dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
                dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr;
-      if (c) Release(std::move(c), broken || !c->conn->is_open());
+      if (c) {
+        // Read the state before the move: argument evaluation order is unspecified, and a moved-from `c`
+        // is null (Clang evaluates left to right and crashed here).
+        const bool drop = broken || !c->conn || !c->conn->is_open();
+        Release(std::move(c), drop);
+      }
       const bool is_storage = dynamic_cast<const StorageError*>(&e) != nullptr;
       if (!is_storage && attempt < attempts && detail::IsRetryable(e)) {
         log::Warn("retrying transaction",

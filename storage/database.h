@@ -22,7 +22,16 @@ struct DatabaseOptions {
   std::string url;                                   ///< libpq connection string or URI
   int pool_size = 8;                                 ///< connections kept open
   std::chrono::milliseconds acquire_timeout{10000};  ///< wait for a free connection at most this long
+  // Added to the connection string unless it sets them itself (see docs/OPERATIONS.md "Timeouts").
+  std::chrono::milliseconds connect_timeout{5000};     ///< libpq connect_timeout (whole seconds, at least 2)
+  std::chrono::milliseconds tcp_user_timeout{15000};   ///< libpq tcp_user_timeout; keepalives idle = 1/3 of it
+  std::chrono::milliseconds statement_timeout{30000};  ///< SET statement_timeout on pool sessions; 0 = none
+  std::chrono::milliseconds idle_in_transaction_timeout{60000};  ///< SET idle_in_transaction_session_timeout
 };
+
+/// `url` with connect_timeout, keepalives and tcp_user_timeout added (URI or key=value form); a parameter the
+/// url already sets is left alone.
+std::string WithConnectionSettings(const std::string& url, const DatabaseOptions& options);
 
 /// A small pool of PostgreSQL connections (one connection is one libpqxx "world", used by one thread
 /// at a time). Thread-safe. Statements are prepared lazily per connection.
@@ -37,6 +46,9 @@ class Database final {
   void Ping();
   /// True when every embedded migration is applied.
   bool IsMigrated();
+  /// While set, taking a pool connection fails at once with kUnavailable naming `reason` (set by the readiness
+  /// probe when the database stops answering, so callers fail fast instead of hanging); "" clears it.
+  void SetUnavailable(const std::string& reason);
   const DatabaseOptions& options() const;
   StorageObserver* observer() const;
 

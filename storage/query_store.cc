@@ -91,11 +91,15 @@ constexpr Templates kBlockedBy{
     " q.identifier_types, q.identifier_values, q.reason, q.entity_ids, " NEXUS_TS_TO_US("q.quarantined_at")
     " FROM quarantined_edges q"
     " WHERE q.kind = '@E' AND q.released_at IS NULL"
-    "  AND (EXISTS (SELECT 1 FROM unnest(q.identifier_types, q.identifier_values) AS u(t, v)"
-    "               WHERE (u.t = $1 AND u.v = $2) OR (u.t = $3 AND u.v = $4))"
-    "   OR (SELECT count(DISTINCT coalesce(a.new_id, x.id)) FROM unnest(q.entity_ids) AS x(id)"
-    "       LEFT JOIN @E_id_aliases a ON a.old_id = x.id"
-    "       WHERE coalesce(a.new_id, x.id) IN ($5, $6)) = 2)"
+    // Array-overlap pre-filters first (GIN indexes, migration 004), then the exact conditions.
+    "  AND ((q.identifier_values && ARRAY[$2, $4]::text[]"
+    "        AND EXISTS (SELECT 1 FROM unnest(q.identifier_types, q.identifier_values) AS u(t, v)"
+    "                    WHERE (u.t = $1 AND u.v = $2) OR (u.t = $3 AND u.v = $4)))"
+    "   OR (q.entity_ids && (SELECT array_agg(i) FROM (SELECT $5::text UNION ALL SELECT $6::text UNION ALL"
+    "                         SELECT old_id FROM @E_id_aliases WHERE new_id IN ($5, $6)) ids(i))"
+    "       AND (SELECT count(DISTINCT coalesce(a.new_id, x.id)) FROM unnest(q.entity_ids) AS x(id)"
+    "            LEFT JOIN @E_id_aliases a ON a.old_id = x.id"
+    "            WHERE coalesce(a.new_id, x.id) IN ($5, $6)) = 2))"
     " ORDER BY q.quarantine_id LIMIT 100"};
 constexpr Templates kCreated{
     "query_@E_created",
@@ -189,7 +193,9 @@ std::vector<std::string> ParseTextArray(const pqxx::field& f) {
 void Snapshot(pqxx::work& tx) { tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"); }
 
 StorageError NotFound(EntityKind k, const std::string& id) {
-  return StorageError(ErrorKind::kNotFound, std::string(Noun(k)) + " " + id + " not found");
+  // Ids are bounded by the server (128 bytes); cut them anyway so an error never carries a huge value.
+  const std::string shown = id.size() > 40 ? id.substr(0, 40) + "..." : id;
+  return StorageError(ErrorKind::kNotFound, std::string(Noun(k)) + " " + shown + " not found");
 }
 
 /// The current id for `id` (itself or the survivor it was merged into); throws kNotFound.
@@ -257,7 +263,7 @@ EntityProfile QueryStore::LookupEntity(EntityKind kind, const std::string& type,
     auto id = EntityOf(db_.impl(), tx, c, kind, type, value);
     if (!id) {
       throw StorageError(ErrorKind::kNotFound,
-                         std::string("no ") + Noun(kind) + " has identifier " + type + " '" + value + "'");
+                         std::string("no ") + Noun(kind) + " has this " + type + " identifier");  // value not echoed
     }
     out = LoadProfile(db_.impl(), tx, c, kind, *id);
     out.redirected = false;

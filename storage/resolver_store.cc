@@ -453,9 +453,14 @@ class BatchIo {
         qv.push_back(JoinUnit(vs));
         qr.push_back(q.reason);
         qn.push_back(JoinUnit(q.entity_ids));
-        log::Warn("edge quarantined",
-                  {{"kind", k.name}, {"event_id", qe.back()}, {"edge_id", q.edge_id}, {"reason", q.reason}});
       }
+      // One line per batch, not per edge (a burst of junk data logged thousands of lines a second): the count,
+      // and the first edge as an example; every edge is in quarantined_edges / ListQuarantinedEdges.
+      log::Warn("edges quarantined", {{"kind", k.name},
+                                      {"count", static_cast<long long>(qe.size())},
+                                      {"first_event_id", qe.front()},
+                                      {"first_edge_id", qd.front()},
+                                      {"first_reason", qr.front()}});
       impl_.Exec(tx_, c_, "resolver.insert_quarantine", kInsertQuarantineSql, k.name, detail::TextArray(qe),
                  detail::TextArray(qd), detail::TextArray(qt), detail::TextArray(qv), detail::TextArray(qr),
                  detail::TextArray(qn));
@@ -548,7 +553,7 @@ bool ResolverStore::TryAcquireLock() {
     if (!impl_->session || !impl_->session->conn->is_open()) {
       Release();
       impl_->session = std::make_unique<detail::PooledConnection>();
-      impl_->session->conn = impl_->db.impl().Connect();
+      impl_->session->conn = impl_->db.impl().Connect(/*pooled=*/false);  // no statement_timeout: long batches
     }
     pqxx::nontransaction n(*impl_->session->conn);
     holds_lock_ = n.exec("SELECT pg_try_advisory_lock(" + std::to_string(kResolverLockKey) + ")")[0][0].as<bool>();

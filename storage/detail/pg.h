@@ -78,7 +78,10 @@ struct Database::Impl {
 
   std::unique_ptr<detail::PooledConnection> Acquire();
   void Release(std::unique_ptr<detail::PooledConnection> c, bool broken);
-  std::unique_ptr<pqxx::connection> Connect();
+  std::string unavailable;  ///< guarded by mu: see Database::SetUnavailable
+  /// A new connection with the options' timeouts; `pooled` sessions also get statement_timeout (the resolver's
+  /// lock session runs long batches and rebuilds, and is not pooled).
+  std::unique_ptr<pqxx::connection> Connect(bool pooled = true);
 
   /// Prepares `name` with `sql` on the connection the first time it is used there.
   static void Prepare(detail::PooledConnection& c, const std::string& name, const std::string& sql);

@@ -27,6 +27,18 @@ std::string UrlEncode(const std::string& s) {
 
 HttpResult HttpCall(int port, const std::string& method, const std::string& target, const std::string& body,
                     const std::string& extra_headers) {
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers;
+  std::string lower_headers;
+  for (char c : extra_headers) lower_headers += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!body.empty() || method == "POST") {
+    if (lower_headers.find("content-type:") == std::string::npos) req += "Content-Type: application/json\r\n";
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  req += "\r\n" + body;
+  return HttpRaw(port, req);
+}
+
+HttpResult HttpRaw(int port, const std::string& req) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket failed");
   sockaddr_in addr{};
@@ -37,20 +49,9 @@ HttpResult HttpCall(int port, const std::string& method, const std::string& targ
     ::close(fd);
     throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + " failed");
   }
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers;
-  std::string lower_headers;
-  for (char c : extra_headers) lower_headers += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (!body.empty() || method == "POST") {
-    if (lower_headers.find("content-type:") == std::string::npos) req += "Content-Type: application/json\r\n";
-    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  }
-  req += "\r\n" + body;
   for (size_t sent = 0; sent < req.size();) {
     const ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      ::close(fd);
-      throw std::runtime_error("send failed");
-    }
+    if (n <= 0) break;  // the server may answer and close before reading everything (413, 414, 431)
     sent += static_cast<size_t>(n);
   }
   std::string raw;
@@ -63,7 +64,9 @@ HttpResult HttpCall(int port, const std::string& method, const std::string& targ
   ::close(fd);
   HttpResult r;
   const auto header_end = raw.find("\r\n\r\n");
-  if (raw.size() < 12 || header_end == std::string::npos) throw std::runtime_error("malformed HTTP response");
+  if (raw.size() < 12 || header_end == std::string::npos) {
+    throw std::runtime_error("malformed or no HTTP response (" + std::to_string(raw.size()) + " bytes)");
+  }
   r.status = std::stoi(raw.substr(9, 3));
   const std::string headers = raw.substr(0, header_end);
   std::string lower;

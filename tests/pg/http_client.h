@@ -19,6 +19,8 @@ inline HttpResult HttpGet(int port, const std::string& target) { return HttpCall
 inline HttpResult HttpPost(int port, const std::string& target, const std::string& body) {
   return HttpCall(port, "POST", target, body);
 }
+/// Sends `request` (raw bytes, as written) and reads the answer until the server closes.
+HttpResult HttpRaw(int port, const std::string& request);
 /// Percent-encodes a query parameter value.
 std::string UrlEncode(const std::string& s);
 

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+
+#include <google/protobuf/util/json_util.h>
 #include <pqxx/pqxx>
 
 #include "http_client.h"
