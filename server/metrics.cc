@@ -250,7 +250,13 @@ Metrics::Metrics(std::string version, std::string git_sha)
   // Every method of every service, at 0 from the start (one series per method: bounded).
   for (const char* service : {"nexus.v1.IngestService", "nexus.v1.QueryService", "nexus.v1.AdminService"}) {
     if (const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service)) {
-      for (int i = 0; i < d->method_count(); ++i) grpc_undecodable_.Add({{"method", d->method(i)->name()}});
+      for (int i = 0; i < d->method_count(); ++i) {
+        const std::string& m = d->method(i)->name();
+        grpc_undecodable_.Add({{"method", m}});
+        // Requests and latency by (method, OK) exist before the first call, so the families are visible and
+        // rate() sees the first request; other codes appear when they happen.
+        ObserveGrpcSeries(m, "OK");
+      }
     }
   }
   for (const char* result : {"succeeded", "failed", "cancelled"}) rebuilds_.Add({{"result", result}});
@@ -274,10 +280,17 @@ std::string Metrics::SourceLabel(std::string_view source) {
 }
 
 void Metrics::ObserveGrpc(std::string_view method, std::string_view code, double seconds) {
+  auto [requests, duration] = ObserveGrpcSeries(method, code);
+  requests->Increment();
+  duration->Observe(seconds);
+}
+
+std::pair<prometheus::Counter*, prometheus::Histogram*> Metrics::ObserveGrpcSeries(std::string_view method,
+                                                                                   std::string_view code) {
   std::string key = std::string(method) + '\x1f' + std::string(code);
   auto labels = [&] { return prometheus::Labels{{"method", std::string(method)}, {"code", std::string(code)}}; };
-  counters_.Get("g" + key, grpc_requests_, labels).Increment();
-  histograms_.Get("g" + key, grpc_duration_, labels, LatencyBuckets()).Observe(seconds);
+  return {&counters_.Get("g" + key, grpc_requests_, labels),
+          &histograms_.Get("g" + key, grpc_duration_, labels, LatencyBuckets())};
 }
 
 void Metrics::GrpcUndecodable(std::string_view method) {

@@ -69,6 +69,9 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Registry& registry() { return *registry_; }
 
  private:
+  /// The (cached) request counter and latency histogram of one (method, code).
+  std::pair<prometheus::Counter*, prometheus::Histogram*> ObserveGrpcSeries(std::string_view method,
+                                                                            std::string_view code);
   /// Label set -> metric handle, filled on first use. prometheus-cpp's Family::Add builds a whole metric (a
   /// histogram with its buckets) under the family mutex on every call, even when the label set exists, so hot
   /// paths look handles up here instead: one short critical section and no allocation on a hit.
