@@ -21,7 +21,7 @@ class Problems {
       truncated_ = true;
   }
   std::vector<std::string> Take() {
-    if (truncated_) list_.push_back("... (more problems not listed)");
+    if (truncated_) list_.push_back("request: more problems not listed (only the first 200 are)");
     return std::move(list_);
   }
   bool empty() const { return list_.empty(); }

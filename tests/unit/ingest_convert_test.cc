@@ -53,5 +53,21 @@ TEST(IngestConvert, EdgesOfTheAcceptedRangeConvertExactly) {
                    .empty());
 }
 
+// Found by fuzz_ingest_convert: past 200 problems the list ended with a line that named no path, unlike every
+// other problem ("<path>: <what>").
+TEST(IngestConvert, TruncatedProblemListStillNamesWhereEachLineApplies) {
+  v1::IngestEventsRequest req;
+  for (int i = 0; i < 150; ++i) {
+    auto* e = req.add_events();  // each: event_id, event_name, event_type, source and occurred_at missing
+    e->add_persons()->add_identifiers();
+  }
+  std::vector<storage::EventRecord> out;
+  const auto problems =
+      ConvertIngestRequest(req, IngestLimits{}, resolver::ProtectionConfig::Unlimited(), kNowUs, &out);
+  ASSERT_EQ(problems.size(), 201u);
+  for (const auto& p : problems) EXPECT_NE(p.find(": "), std::string::npos) << p;
+  EXPECT_EQ(problems.back(), "request: more problems not listed (only the first 200 are)");
+}
+
 }  // namespace
 }  // namespace nexus::server
