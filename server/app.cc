@@ -17,6 +17,7 @@
 #include "server/query_service.h"
 #include "server/resolver_worker.h"
 #include "server/rpc_util.h"
+#include "server/version.h"
 #include "storage/auth_store.h"
 #include "storage/database.h"
 #include "storage/db_probe.h"
@@ -24,13 +25,6 @@
 #include "storage/ingest_store.h"
 #include "storage/migrations.h"
 #include "storage/query_store.h"
-
-#ifndef NEXUS_VERSION
-#define NEXUS_VERSION "0.0.0"
-#endif
-#ifndef NEXUS_GIT_SHA
-#define NEXUS_GIT_SHA "unknown"
-#endif
 
 namespace nexus::server {
 
@@ -50,7 +44,7 @@ bool App::Ready(std::string* why) {
 }
 
 void App::Start() {
-  metrics_ = std::make_unique<Metrics>(NEXUS_VERSION, NEXUS_GIT_SHA);
+  metrics_ = std::make_unique<Metrics>(Version(), GitSha());
   protection_ = std::make_unique<ProtectionHolder>(config_.protection_config);
   log::Info("merge protection", {{"config", resolver::Describe(*protection_->Get())}});
 

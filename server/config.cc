@@ -6,13 +6,7 @@
 #include <sstream>
 
 #include "common/log.h"
-
-#ifndef NEXUS_VERSION
-#define NEXUS_VERSION "0.0.0"
-#endif
-#ifndef NEXUS_GIT_SHA
-#define NEXUS_GIT_SHA "unknown"
-#endif
+#include "server/version.h"
 
 namespace nexus::server {
 namespace {
@@ -335,7 +329,7 @@ ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector
   return out;
 }
 
-std::string VersionText() { return std::string("nexusd ") + NEXUS_VERSION + " (git " + NEXUS_GIT_SHA + ")\n"; }
+std::string VersionText() { return std::string("nexusd ") + Version() + " (git " + GitSha() + ")\n"; }
 
 std::string HelpText() {
   std::ostringstream o;
