@@ -35,7 +35,7 @@ RUN apt-get update \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libre2-9 libc-ares2 libssl3 zlib1g \
-      libpqxx-6.4 libpq5 libprometheus-cpp-core1.0 \
+      libpqxx-6.4 libpq5 libprometheus-cpp-core1.0 libicu72 \
       postgresql-15 curl ca-certificates \
  && rm -f /usr/sbin/policy-rc.d \
  && rm -rf /var/lib/apt/lists/* \

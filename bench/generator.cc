@@ -54,6 +54,19 @@ struct Person {
 
 // A raw variant of an identifier that normalizes to the same value.
 std::string Variant(const GenIdentifier& id, Rng& r) {
+  if (id.type == "email" && id.norm.size() > 10 && id.norm.compare(id.norm.size() - 10, 10, "@gmail.com") == 0) {
+    // Gmail ignores dots and +tags, and googlemail.com is gmail.com: the provider rules must undo these.
+    const std::string local = id.norm.substr(0, id.norm.size() - 10);
+    switch (r.Below(4)) {
+      case 0: {
+        const size_t at = 1 + r.Below(local.size() - 1);
+        return Cap(local.substr(0, at)) + "." + local.substr(at) + "@gmail.com";
+      }
+      case 1: return local + "+news@gmail.com";
+      case 2: return Upper(local) + "@GoogleMail.com";
+      default: return id.norm;
+    }
+  }
   if (id.type == "email") {
     switch (r.Below(5)) {
       case 0: return Upper(id.norm);
@@ -66,13 +79,25 @@ std::string Variant(const GenIdentifier& id, Rng& r) {
       default: return id.norm;
     }
   }
-  if (id.type == "phone") {  // norm = +1 + 10 digits
+  if (id.type == "phone" && id.norm.rfind("+44", 0) == 0) {  // London: +44 20 + 8 digits
+    const std::string d = id.norm.substr(5);
+    switch (r.Below(4)) {
+      case 0: return "+44 20 " + d.substr(0, 4) + " " + d.substr(4);
+      case 1: return "+44 (0)20 " + d.substr(0, 4) + " " + d.substr(4);
+      case 2: return "011 44 20 " + d.substr(0, 4) + "-" + d.substr(4);  // dialled from the US (default region)
+      default: return id.norm;
+    }
+  }
+  if (id.type == "phone") {  // norm = +1 + 10 digits; the national forms rely on the default region (US)
     const std::string d = id.norm.substr(2);
-    switch (r.Below(5)) {
+    switch (r.Below(8)) {
       case 0: return "+1 (" + d.substr(0, 3) + ") " + d.substr(3, 3) + "-" + d.substr(6);
       case 1: return "+1-" + d.substr(0, 3) + "-" + d.substr(3, 3) + "-" + d.substr(6);
       case 2: return "+1." + d.substr(0, 3) + "." + d.substr(3, 3) + "." + d.substr(6);
       case 3: return " +1 " + d.substr(0, 3) + " " + d.substr(3, 3) + " " + d.substr(6) + "\t";
+      case 4: return "(" + d.substr(0, 3) + ") " + d.substr(3, 3) + "-" + d.substr(6);
+      case 5: return d.substr(0, 3) + "-" + d.substr(3, 3) + "-" + d.substr(6);
+      case 6: return "1 " + d.substr(0, 3) + " " + d.substr(3, 3) + " " + d.substr(6);
       default: return id.norm;
     }
   }
@@ -89,6 +114,21 @@ std::string Variant(const GenIdentifier& id, Rng& r) {
 }
 
 GenIdentifier Canon(std::string type, std::string norm) { return GenIdentifier{type, norm, norm}; }
+
+/// The n-th distinct phone number, valid for libphonenumber: every tenth a London number, the others in a set of
+/// US area codes with exchanges 200-999 (both mappings are one-to-one, so numbers never collide).
+std::string PhoneNumber(int64_t n) {
+  static const int kAreas[] = {201, 202, 206, 212, 213, 214, 303, 305, 312, 404, 415,
+                               503, 512, 602, 617, 646, 702, 713, 718, 805, 917, 919};
+  constexpr int64_t kAreaCount = sizeof kAreas / sizeof kAreas[0];
+  if (n % 10 == 9) return "+4420" + std::to_string(70000000 + (n / 10) % 20000000);
+  const int64_t rest = n / kAreaCount;
+  const int64_t exchange = 200 + (rest / 10000) % 800, line = rest % 10000;
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "+1%d%03lld%04lld", kAreas[n % kAreaCount], static_cast<long long>(exchange),
+                static_cast<long long>(line));
+  return buf;
+}
 GenIdentifier WithVariant(const GenIdentifier& id, Rng& r) { return GenIdentifier{id.type, Variant(id, r), id.norm}; }
 
 struct Task {
@@ -139,10 +179,9 @@ World Generate(const GenOptions& opt) {
     p.work_email = p.first + "." + p.last + "." + std::to_string(i) + "@company" + std::to_string(p.company) + ".example";
     p.ids.push_back(Canon("email", p.work_email));
     if (!fresh && r.Chance(0.5))
-      p.ids.push_back(Canon("email", p.first + std::to_string(i) + "@mail" + std::to_string(r.Below(5)) + ".example"));
+      p.ids.push_back(Canon("email", p.first + p.last + std::to_string(i) + "@gmail.com"));
     const int phones = fresh ? 0 : static_cast<int>(r.Below(3));
-    for (int j = 0; j < phones; ++j)
-      p.ids.push_back(Canon("phone", "+1" + std::to_string(2000000000LL + i * 3 + j)));
+    for (int j = 0; j < phones; ++j) p.ids.push_back(Canon("phone", PhoneNumber(i * 3 + j)));
     if (fresh || r.Chance(0.7)) p.ids.push_back(Canon("user_id", "usr-" + std::to_string(100000 + i)));
     for (const auto& id : p.ids) {
       if (!w.person_truth.emplace(IdKey(id.type, id.norm), i).second)
@@ -307,9 +346,10 @@ World Generate(const GenOptions& opt) {
   // and every person stays within the default caps.
   const auto prot = resolver::ProtectionConfig::Defaults();
   auto check = [&](const GenIdentifier& id) {
-    if (resolver::NormalizeIdentifier(id.type, id.raw) != id.norm)
-      throw std::logic_error("generator: '" + id.raw + "' does not normalize to '" + id.norm + "'");
-    if (prot.BlockReason(id.type, id.norm)) throw std::logic_error("generator: junk value " + id.norm);
+    const auto got = prot.Classify(id.type, id.raw);
+    if (got.value != id.norm)
+      throw std::logic_error("generator: '" + id.raw + "' normalizes to '" + got.value + "', not '" + id.norm + "'");
+    if (got.not_linkable) throw std::logic_error("generator: " + id.norm + " would not link: " + *got.not_linkable);
   };
   for (const auto& e : w.events) {
     for (const auto& m : e.persons)

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <sstream>
 
+#include "common/hash.h"
 #include "resolver/normalize.h"
 
 namespace nexus::resolver {
@@ -59,10 +60,20 @@ ProtectionConfig ProtectionConfig::Unlimited() { return ProtectionConfig{}; }
 
 std::optional<std::string> ProtectionConfig::BlockReason(const std::string& type, const std::string& value) const {
   if (auto r = BuiltInJunkReason(value)) return r;
+  if (type == "email") {
+    const auto at = value.rfind('@');
+    if (at != std::string::npos && at > 0 && identifiers.IsRoleAccount(std::string_view(value).substr(0, at))) {
+      std::string local = value.substr(0, at);
+      if (auto plus = local.find('+'); plus != std::string::npos && plus > 0) local.erase(plus);
+      return "role account '" + local + "@'";
+    }
+  } else if (type == "domain" && identifiers.IsFreeMailDomain(value)) {
+    return "free-mail domain '" + value + "'";
+  }
   for (const std::string& key : {type, std::string("*")}) {
     if (auto it = blocked_values.find(key); it != blocked_values.end()) {
       for (const auto& v : it->second) {
-        if (v == value) return "blocklist value '" + v + "'";
+        if (v == value) return std::string("on the blocklist (exact value for '") + key + "')";
       }
     }
     if (auto it = blocked_patterns.find(key); it != blocked_patterns.end()) {
@@ -74,8 +85,41 @@ std::optional<std::string> ProtectionConfig::BlockReason(const std::string& type
   return std::nullopt;
 }
 
-std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std::string* error) {
+NormalizedIdentifier ProtectionConfig::Classify(const std::string& type, std::string_view raw) const {
+  NormalizedIdentifier out = NormalizeIdentifierChecked(type, raw, identifiers);
+  if (!out.not_linkable) out.not_linkable = BlockReason(type, out.value);
+  if (out.value.empty()) out.value = Trim(raw);
+  return out;
+}
+
+std::string ProtectionConfig::ClassifyFingerprint() const {
+  std::ostringstream o;
+  const IdentifierRules& r = identifiers;
+  o << "v" << kIdentifierRulesVersion << "|region=" << r.default_phone_region << "|role=" << r.role_accounts
+    << "|prov=" << r.provider_rules << "|free=" << r.free_mail_builtin;
+  auto list = [&](const char* name, const std::set<std::string>& v) {
+    o << "|" << name << "=";
+    for (const auto& x : v) o << x.size() << ":" << x;
+  };
+  list("roles", r.extra_role_accounts);
+  list("plus", r.plus_tag_providers);
+  list("freemail", r.extra_free_mail_domains);
+  for (const auto& [type, values] : blocked_values) {
+    o << "|bv:" << type << "=";
+    for (const auto& v : values) o << v.size() << ":" << v;
+  }
+  for (const auto& [type, patterns] : blocked_patterns) {
+    o << "|bp:" << type << "=";
+    for (const auto& p : patterns) o << p.source.size() << ":" << p.source;
+  }
+  return "v" + std::to_string(kIdentifierRulesVersion) + "-" + StableId128(o.str());
+}
+
+std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std::string* error,
+                                                      std::string_view default_phone_region) {
   ProtectionConfig cfg = ProtectionConfig::Defaults();
+  cfg.identifiers.default_phone_region = std::string(default_phone_region);
+  std::vector<std::pair<std::string, std::string>> exact;  // (key, value): normalized once the rules are known
   std::string section;
   std::istringstream in{std::string(text)};
   std::string raw;
@@ -91,8 +135,10 @@ std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std
     if (line.front() == '[') {
       if (line.back() != ']') return fail("unterminated section header '" + line + "'");
       section = Trim(std::string_view(line).substr(1, line.size() - 2));
-      if (section != "person_caps" && section != "group_caps" && section != "blocklist")
-        return fail("unknown section [" + section + "] (expected person_caps, group_caps or blocklist)");
+      if (section != "person_caps" && section != "group_caps" && section != "blocklist" && section != "email" &&
+          section != "free_mail")
+        return fail("unknown section [" + section +
+                    "] (expected person_caps, group_caps, blocklist, email or free_mail)");
       continue;
     }
     const auto eq = line.find('=');
@@ -113,7 +159,54 @@ std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std
         }
       } else {
         if (value.empty()) return fail("empty blocklist value for '" + key + "'");
-        cfg.blocked_values[key].push_back(key == "*" ? Trim(value) : NormalizeIdentifier(key, value));
+        exact.emplace_back(key, value);
+      }
+      continue;
+    }
+    auto on_off = [&](bool* out) -> bool {
+      if (value == "on" || value == "true")
+        *out = true;
+      else if (value == "off" || value == "false")
+        *out = false;
+      else
+        return false;
+      return true;
+    };
+    auto lower_word = [&](std::string* out) -> bool {
+      *out = value;
+      for (auto& ch : *out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      return !out->empty() && out->find_first_of(" \t@") == std::string::npos;
+    };
+    if (section == "email") {
+      std::string word;
+      if (key == "role_accounts" || key == "provider_rules") {
+        if (!on_off(key == "role_accounts" ? &cfg.identifiers.role_accounts : &cfg.identifiers.provider_rules))
+          return fail("'" + key + "' must be on or off, got '" + value + "'");
+      } else if (key == "role_account") {
+        if (!lower_word(&word))
+          return fail("role_account needs a local part without '@' or spaces, got '" + value + "'");
+        cfg.identifiers.extra_role_accounts.insert(word);
+      } else if (key == "plus_tag_provider") {
+        if (!lower_word(&word) || word.find('.') == std::string::npos)
+          return fail("plus_tag_provider needs a mail domain such as example.com, got '" + value + "'");
+        cfg.identifiers.plus_tag_providers.insert(word);
+      } else {
+        return fail("unknown [email] setting '" + key +
+                    "' (expected role_accounts, role_account, provider_rules or plus_tag_provider)");
+      }
+      continue;
+    }
+    if (section == "free_mail") {
+      std::string word;
+      if (key == "builtin") {
+        if (!on_off(&cfg.identifiers.free_mail_builtin))
+          return fail("'builtin' must be on or off, got '" + value + "'");
+      } else if (key == "domain") {
+        if (!lower_word(&word) || word.find('.') == std::string::npos)
+          return fail("[free_mail] domain needs a domain such as example.com, got '" + value + "'");
+        cfg.identifiers.extra_free_mail_domains.insert(word);
+      } else {
+        return fail("unknown [free_mail] setting '" + key + "' (expected builtin or domain)");
       }
       continue;
     }
@@ -130,6 +223,9 @@ std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std
     else if (key == "max_entity_size") caps.max_entity_size = n;
     else if (IsValidIdentifierType(key)) caps.per_type[key] = n;
     else return fail("'" + key + "' is not an identifier type, 'default' or 'max_entity_size'");
+  }
+  for (const auto& [key, value] : exact) {
+    cfg.blocked_values[key].push_back(key == "*" ? Trim(value) : NormalizeIdentifier(key, value, cfg.identifiers));
   }
   return cfg;
 }
@@ -148,6 +244,12 @@ std::string Describe(const ProtectionConfig& c) {
   for (const auto& [t, v] : c.blocked_values) values += v.size();
   for (const auto& [t, v] : c.blocked_patterns) patterns += v.size();
   o << " blocklist{values=" << values << ", patterns=" << patterns << "}";
+  const IdentifierRules& r = c.identifiers;
+  o << " identifiers{phone_region=" << r.default_phone_region << ", role_accounts="
+    << (r.role_accounts ? "on(+" + std::to_string(r.extra_role_accounts.size()) + ")" : std::string("off"))
+    << ", provider_rules=" << (r.provider_rules ? "on" : "off")
+    << ", plus_tag_providers=" << r.plus_tag_providers.size()
+    << ", free_mail=" << (r.free_mail_builtin ? "builtin" : "off") << "+" << r.extra_free_mail_domains.size() << "}";
   return o.str();
 }
 

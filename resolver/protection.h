@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "resolver/normalize.h"
+
 namespace nexus::resolver {
 
 /// Why an identifier value is blocked from linking, or nullopt when it may link.
@@ -39,6 +41,7 @@ struct ProtectionConfig {
   std::map<std::string, std::vector<Pattern>> blocked_patterns;    ///< type ('*' = any) -> regexes
   Caps person_caps;
   Caps group_caps;
+  IdentifierRules identifiers;  ///< normalization and role/free-mail rules ([email], [free_mail], phone region)
 
   /// Defaults: persons user_id 1, anonymous_id 50, other types 10, at most 500 identifiers;
   /// groups: 20 of a type, at most 1000 identifiers. No blocklist.
@@ -46,16 +49,35 @@ struct ProtectionConfig {
   /// No caps, no blocklist (built-in junk values are always blocked).
   static ProtectionConfig Unlimited();
 
-  /// Why (type, normalized value) is blocked (built-in junk or blocklist), or nullopt.
+  /// Why (type, normalized value) is blocked, or nullopt: built-in junk, the blocklist, a role-account email
+  /// (identifiers.role_accounts) or a free-mail `domain` (identifiers.IsFreeMailDomain).
   std::optional<std::string> BlockReason(const std::string& type, const std::string& value) const;
+
+  /// What ingest (and a rebuild, from the raw value) stores for an identifier as received: its normalized value
+  /// and, when it must not link, why (the value's own verdict, e.g. an invalid phone, else BlockReason). An empty
+  /// normalized value is blocked as "empty value" and keeps the trimmed raw value, so nothing is lost.
+  NormalizedIdentifier Classify(const std::string& type, std::string_view raw) const;
+
+  /// Identifies everything Classify depends on (identifier rules, blocklist, the built-in lists' version): two
+  /// configs with the same fingerprint classify every value alike. A rebuild re-applies the rules to stored rows
+  /// only when the stored data may have been classified under another fingerprint.
+  std::string ClassifyFingerprint() const;
 };
+
+/// Bumped whenever a built-in list or a normalization rule changes in code (stored rows then need a rebuild).
+inline constexpr int kIdentifierRulesVersion = 1;
 
 /// Parses the merge-protection config file. Format, one setting per line, '#' comments:
 ///   [person_caps] / [group_caps]   then   default = 10 | max_entity_size = 500 | <type> = <n>
 ///   [blocklist]                    then   <type|*> = <exact value>  or  <type|*> = /<regex>/
-/// Sections start from the built-in defaults (Defaults()). On error returns nullopt and sets *error
-/// to a message naming the line.
-std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std::string* error);
+///   [email]                        then   role_accounts = on|off | role_account = <local part>
+///                                         provider_rules = on|off | plus_tag_provider = <domain>
+///   [free_mail]                    then   builtin = on|off | domain = <domain>
+/// Sections start from the built-in defaults (Defaults()); blocklist values are normalized with the file's
+/// identifier rules and `default_phone_region`. On error returns nullopt and sets *error to a message naming
+/// the line.
+std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std::string* error,
+                                                      std::string_view default_phone_region = "US");
 
 /// A human-readable one-line summary (for logs and the reload RPC).
 std::string Describe(const ProtectionConfig& config);

@@ -45,7 +45,7 @@ bool App::Ready(std::string* why) {
 
 void App::Start() {
   metrics_ = std::make_unique<Metrics>(Version(), GitSha());
-  protection_ = std::make_unique<ProtectionHolder>(config_.protection_config);
+  protection_ = std::make_unique<ProtectionHolder>(config_.protection_config, config_.default_phone_region);
   log::Info("merge protection", {{"config", resolver::Describe(*protection_->Get())}});
 
   database_url_ = config_.database_url;
@@ -89,6 +89,8 @@ void App::Start() {
   }
   auth_ = std::make_unique<Authenticator>(*auth_store_, metrics_.get(), auth_opts);
   ingest_store_ = std::make_unique<storage::IngestStore>(*db_);
+  NoteIdentifierRules(*protection_->Get());
+  protection_->OnLoaded([this](const resolver::ProtectionConfig& c) { NoteIdentifierRules(c); });
   query_store_ = std::make_unique<storage::QueryStore>(*db_);
   if (config_.resolver_enabled) {
     resolver_ = std::make_unique<ResolverWorker>(
@@ -99,7 +101,7 @@ void App::Start() {
   ingest_ = std::make_unique<IngestHandler>(*ingest_store_, *metrics_, config_.limits, *protection_, [worker] {
     if (worker) worker->Wake();
   });
-  query_ = std::make_unique<QueryHandler>(*query_store_, *metrics_);
+  query_ = std::make_unique<QueryHandler>(*query_store_, *metrics_, protection_.get());
   admin_ = std::make_unique<AdminHandler>(*db_, worker, *protection_, *metrics_, auth_.get());
   ingest_service_ = std::make_unique<IngestServiceImpl>(*ingest_, *metrics_, auth_.get());
   query_service_ = std::make_unique<QueryServiceImpl>(*query_, *metrics_, auth_.get());
@@ -160,7 +162,8 @@ void App::Start() {
       std::unique_lock<std::mutex> lock(watch_mu_);
       while (!watch_cv_.wait_for(lock, config_.protection_config_watch, [this] { return watch_stop_; })) {
         lock.unlock();
-        protection_->ReloadIfChanged();
+        // A rebuild elsewhere may have adopted other rules since: say again which ones this process uses.
+        if (!protection_->ReloadIfChanged()) NoteIdentifierRules(*protection_->Get());
         lock.lock();
       }
     });
@@ -191,6 +194,26 @@ std::shared_ptr<grpc::ServerCredentials> App::GrpcCredentials() const {
     opts.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   }
   return grpc::experimental::TlsServerCredentials(opts);
+}
+
+void App::NoteIdentifierRules(const resolver::ProtectionConfig& config) {
+  const std::string fingerprint = config.ClassifyFingerprint();
+  try {
+    const bool stale = ingest_store_->NoteClassifyRules(fingerprint);
+    std::lock_guard<std::mutex> lock(rules_mu_);
+    if (stale && rules_warned_ != fingerprint) {
+      rules_warned_ = fingerprint;
+      log::Warn(
+          "stored identifiers may have been normalized under other identifier rules (phone region, [email], "
+          "[free_mail], blocklist) than this process's: run a rebuild to re-apply the current ones",
+          {{"rules", fingerprint}});
+    } else if (!stale) {
+      rules_warned_.clear();
+    }
+  } catch (const std::exception& e) {
+    log::Warn("could not record the identifier rules in the database (retried at the next config check)",
+              {{"cause", e.what()}});
+  }
 }
 
 void App::ReloadTls() {

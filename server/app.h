@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "resolver/protection.h"
 #include "server/config.h"
 
 namespace nexus::storage {
@@ -69,6 +70,9 @@ class App final {
 
  private:
   std::shared_ptr<grpc::ServerCredentials> GrpcCredentials() const;
+  /// Tells the database which identifier rules this process ingests with (a rebuild re-applies them when the
+  /// stored data follows others); warns once per rules change when the stored data is stale.
+  void NoteIdentifierRules(const resolver::ProtectionConfig& config);
 
   Config config_;
   std::string database_url_;
@@ -98,6 +102,8 @@ class App final {
   std::condition_variable watch_cv_;
   bool watch_stop_ = false;
   std::thread config_watcher_;  ///< --protection-config-watch
+  std::mutex rules_mu_;
+  std::string rules_warned_;  ///< fingerprint last warned about; guarded by rules_mu_
 };
 
 }  // namespace nexus::server

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/log.h"
+#include "resolver/normalize.h"
 #include "server/version.h"
 
 namespace nexus::server {
@@ -193,6 +194,16 @@ const std::vector<Option>& Options() {
         "check --protection-config this often and reload it when it changed (every replica picks up an edited "
         "ConfigMap); 0 turns it off",
         [](Config& c, const std::string& v) { return ParseDuration(v, &c.protection_config_watch); });
+    add("default-phone-region", "US",
+        "region (ISO 3166, e.g. US, GB, DE) that phone numbers without a country code are read in; a rebuild "
+        "re-reads stored numbers with it",
+        [](Config& c, const std::string& v) -> std::string {
+          std::string r = v;
+          for (auto& ch : r) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+          if (!resolver::IsKnownPhoneRegion(r)) return "is not a region libphonenumber knows (e.g. US, GB, DE)";
+          c.default_phone_region = r;
+          return "";
+        });
     add("shutdown-grace", "10s", "on SIGTERM, wait at most this long for in-flight requests",
         [](Config& c, const std::string& v) { return ParseDuration(v, &c.shutdown_grace); });
     add("http-threads", "4", "HTTP worker threads", [](Config& c, const std::string& v) {

@@ -40,6 +40,7 @@ struct Config {
   std::chrono::milliseconds resolver_poll_interval{1000};
   std::string protection_config;                             ///< path; empty: built-in defaults
   std::chrono::milliseconds protection_config_watch{10000};  ///< re-read the file when it changes; 0: off
+  std::string default_phone_region = "US";  ///< libphonenumber region for numbers without a country code
   std::chrono::milliseconds shutdown_grace{10000};
   int http_threads = 4;
   bool rebuild = false;                                ///< run a full rebuild and exit

@@ -44,7 +44,7 @@ void CheckText(Problems& p, const std::string& path, const std::string& v, int64
 
 /// Validates and normalizes one identifier; returns false when it is invalid (problem recorded).
 bool CheckIdentifier(Problems& p, const std::string& path, const v1::Identifier& id, const IngestLimits& limits,
-                     std::string* normalized) {
+                     const resolver::ProtectionConfig& protection, resolver::NormalizedIdentifier* normalized) {
   bool ok = true;
   if (id.type().empty()) {
     p.Add(path + ".type", "empty");
@@ -63,7 +63,7 @@ bool CheckIdentifier(Problems& p, const std::string& path, const v1::Identifier&
     p.Add(path + ".value", "contains a NUL byte");
     ok = false;
   }
-  if (ok) *normalized = resolver::NormalizeIdentifier(id.type(), id.value());
+  if (ok) *normalized = protection.Classify(id.type(), id.value());
   return ok;
 }
 
@@ -146,18 +146,19 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
         }
         for (int k = 0; k < mention.identifiers_size(); ++k) {
           const auto& id = mention.identifiers(k);
-          std::string norm;
-          if (!CheckIdentifier(p, mp + ".identifiers[" + std::to_string(k) + "]", id, limits, &norm)) continue;
+          resolver::NormalizedIdentifier norm;
+          if (!CheckIdentifier(p, mp + ".identifiers[" + std::to_string(k) + "]", id, limits, protection, &norm))
+            continue;
           storage::IdentifierRow row;
           row.edge_id = edge;
           row.type = id.type();
-          row.value = norm;
+          row.value = norm.value;
           row.raw_value = id.value();
           row.role = mention.role();
-          if (auto why = protection.BlockReason(row.type, row.value)) {
+          row.path = mp + ".identifiers[" + std::to_string(k) + "]";
+          if (norm.not_linkable) {
             row.blocked = true;
-            row.blocked_reason = *why;
-            if (row.value.empty()) row.value = resolver::Trim(id.value());
+            row.blocked_reason = *norm.not_linkable;
           }
           seen->insert({row.type, row.value});
           ids->push_back(std::move(row));
@@ -186,35 +187,34 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
     for (int m = 0; m < ev.memberships_size(); ++m) {
       const auto& ms = ev.memberships(m);
       const std::string mp = ep + ".memberships[" + std::to_string(m) + "]";
-      std::string pn, gn;
-      const bool pok = CheckIdentifier(p, mp + ".person", ms.person(), limits, &pn);
-      const bool gok = CheckIdentifier(p, mp + ".group", ms.group(), limits, &gn);
+      resolver::NormalizedIdentifier pn, gn;
+      const bool pok = CheckIdentifier(p, mp + ".person", ms.person(), limits, protection, &pn);
+      const bool gok = CheckIdentifier(p, mp + ".group", ms.group(), limits, protection, &gn);
       CheckText(p, mp + ".role", ms.role(), limits.max_value_bytes, false);
       if (!pok || !gok) continue;
-      storage::MembershipRow row{ms.person().type(), pn, ms.group().type(), gn,
+      storage::MembershipRow row{ms.person().type(), pn.value, ms.group().type(), gn.value,
                                  ms.role().empty() ? std::nullopt : std::optional<std::string>(ms.role())};
       // A membership names identifiers the event may not mention: store them too (own edge, no role), so
       // that both sides always resolve to an entity.
-      auto imply = [&](const v1::Identifier& id, const std::string& norm, std::vector<storage::IdentifierRow>* ids,
-                       std::set<std::pair<std::string, std::string>>* seen, const char* side) {
-        if (seen->count({id.type(), norm})) return;
+      auto imply = [&](const v1::Identifier& id, const resolver::NormalizedIdentifier& norm,
+                       std::vector<storage::IdentifierRow>* ids, std::set<std::pair<std::string, std::string>>* seen,
+                       const char* side) {
+        if (seen->count({id.type(), norm.value})) return;
         storage::IdentifierRow r;
         r.edge_id = ev.event_id() + "#m" + std::to_string(m) + side;
         r.type = id.type();
-        r.value = norm;
+        r.value = norm.value;
         r.raw_value = id.value();
-        if (auto why = protection.BlockReason(r.type, r.value)) {
+        r.path = mp + "." + (side[0] == 'p' ? "person" : "group");
+        if (norm.not_linkable) {
           r.blocked = true;
-          r.blocked_reason = *why;
-          if (r.value.empty()) r.value = resolver::Trim(id.value());
+          r.blocked_reason = *norm.not_linkable;
         }
         seen->insert({r.type, r.value});
         ids->push_back(std::move(r));
       };
       imply(ms.person(), pn, &rec.person_identifiers, &seen_persons, "p");
       imply(ms.group(), gn, &rec.group_identifiers, &seen_groups, "g");
-      if (row.person_value.empty()) row.person_value = resolver::Trim(ms.person().value());
-      if (row.group_value.empty()) row.group_value = resolver::Trim(ms.group().value());
       rec.memberships.push_back(std::move(row));
     }
     out->push_back(std::move(rec));

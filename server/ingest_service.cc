@@ -12,6 +12,10 @@
 #include "server/rpc_util.h"
 
 namespace nexus::server {
+namespace {
+/// Bounds the response: a request of 1,000 events full of junk values need not list every row.
+constexpr int kMaxBlockedListed = 100;
+}  // namespace
 
 grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
                                    const Principal* caller) {
@@ -67,6 +71,14 @@ grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::I
   response->set_duplicates(static_cast<int64_t>(r.duplicate_event_ids.size()));
   for (const auto& d : r.duplicate_event_ids) response->add_duplicate_event_ids(d);
   response->set_blocked_identifiers(r.blocked_identifiers);
+  for (const auto& rec : records) {
+    for (const auto* rows : {&rec.person_identifiers, &rec.group_identifiers}) {
+      for (const auto& row : *rows) {
+        if (row.blocked && response->blocked_size() < kMaxBlockedListed)
+          response->add_blocked(row.path + " (" + row.type + "): " + row.blocked_reason);
+      }
+    }
+  }
   if (r.accepted > 0 && on_commit_) on_commit_();
   return grpc::Status::OK;
 }

@@ -71,7 +71,7 @@ int RunRebuild(const nexus::server::Config& cfg) {
     embedded = std::make_unique<storage::EmbeddedPostgres>(o);
     url = embedded->Start();
   }
-  server::ProtectionHolder protection(cfg.protection_config);
+  server::ProtectionHolder protection(cfg.protection_config, cfg.default_phone_region);
   storage::Database db({url, 2, std::chrono::milliseconds(10000)}, nullptr);
   storage::Migrate(db);
   storage::ResolverStore store(db, url);

@@ -10,23 +10,28 @@
 
 namespace nexus::server {
 namespace {
-resolver::ProtectionConfig Load(const std::string& path) {
-  if (path.empty()) return resolver::ProtectionConfig::Defaults();
+resolver::ProtectionConfig Load(const std::string& path, const std::string& phone_region) {
+  if (path.empty()) {
+    auto cfg = resolver::ProtectionConfig::Defaults();
+    cfg.identifiers.default_phone_region = phone_region;
+    return cfg;
+  }
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot read protection config " + path);
   std::stringstream ss;
   ss << in.rdbuf();
   std::string error;
-  auto cfg = resolver::ParseProtectionConfig(ss.str(), &error);
+  auto cfg = resolver::ParseProtectionConfig(ss.str(), &error, phone_region);
   if (!cfg) throw std::runtime_error("protection config " + path + ": " + error);
   return std::move(*cfg);
 }
 }  // namespace
 
-ProtectionHolder::ProtectionHolder(std::string path)
+ProtectionHolder::ProtectionHolder(std::string path, std::string phone_region)
     : path_(std::move(path)),
+      phone_region_(std::move(phone_region)),
       loaded_signature_(FileSignature()),
-      current_(std::make_shared<resolver::ProtectionConfig>(Load(path_))) {}
+      current_(std::make_shared<resolver::ProtectionConfig>(Load(path_, phone_region_))) {}
 
 std::string ProtectionHolder::FileSignature() const {
   if (path_.empty()) return "";
@@ -63,21 +68,34 @@ std::shared_ptr<const resolver::ProtectionConfig> ProtectionHolder::Get() const 
 
 std::string ProtectionHolder::Reload() {
   const std::string signature = FileSignature();
-  auto next = std::make_shared<resolver::ProtectionConfig>(Load(path_));
+  auto next = std::make_shared<resolver::ProtectionConfig>(Load(path_, phone_region_));
   std::string summary = resolver::Describe(*next);
+  std::function<void(const resolver::ProtectionConfig&)> listener;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    current_ = std::move(next);
+    current_ = next;
     loaded_signature_ = signature;
+    listener = listener_;
   }
+  if (listener) listener(*next);
   log::Info("merge protection config loaded", {{"path", path_.empty() ? "(defaults)" : path_}, {"config", summary}});
   return summary;
 }
 
+void ProtectionHolder::OnLoaded(std::function<void(const resolver::ProtectionConfig&)> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listener_ = std::move(listener);
+}
+
 void ProtectionHolder::Set(resolver::ProtectionConfig config) {
   auto next = std::make_shared<resolver::ProtectionConfig>(std::move(config));
-  std::lock_guard<std::mutex> lock(mu_);
-  current_ = std::move(next);
+  std::function<void(const resolver::ProtectionConfig&)> listener;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = next;
+    listener = listener_;
+  }
+  if (listener) listener(*next);
 }
 
 }  // namespace nexus::server

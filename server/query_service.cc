@@ -79,23 +79,26 @@ void FillGroup(const storage::EntityProfile& p, v1::Group* out) {
   FillCommon(p, out);
 }
 
-/// Validates and normalizes a lookup/explain identifier; `field` names it in errors.
-grpc::Status NormalizeKey(const std::string& type, const std::string& value, const std::string& field,
-                          resolver::IdKey* out) {
+const char* Noun(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
+
+}  // namespace
+
+grpc::Status QueryHandler::NormalizeKey(const std::string& type, const std::string& value, const std::string& field,
+                                        resolver::IdKey* out) const {
   if (type.empty()) return Invalid(field + "type: missing");
   if (!resolver::IsValidIdentifierType(type)) return Invalid(field + "type: must match [a-z0-9_]{1,64}");
   if (value.empty()) return Invalid(field + "value: missing");
   if (value.find('\0') != std::string::npos) return Invalid(field + "value: contains a NUL byte");
   if (value.size() > 4096) return Invalid(field + "value: longer than 4096 bytes");
   out->type = type;
-  out->value = resolver::NormalizeIdentifier(type, value);
+  if (protection_) {
+    out->value = resolver::NormalizeIdentifier(type, value, protection_->Get()->identifiers);
+  } else {
+    out->value = resolver::NormalizeIdentifier(type, value);
+  }
   if (out->value.empty()) return Invalid(field + "value: empty after normalization");
   return grpc::Status::OK;
 }
-
-const char* Noun(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
-
-}  // namespace
 
 grpc::Status QueryHandler::GetPerson(const v1::GetPersonRequest& req, v1::Person* out) {
   if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;

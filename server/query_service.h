@@ -8,8 +8,10 @@
 #include <utility>
 
 #include "nexus/v1/query.grpc.pb.h"
+#include "resolver/id_key.h"
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "server/protection_holder.h"
 #include "server/request_parse.h"
 #include "storage/query_store.h"
 
@@ -23,7 +25,9 @@ inline constexpr int kMaxPageSize = 500;
 /// Storage errors propagate as StorageError (HandleRpc / the HTTP router map them).
 class QueryHandler final {
  public:
-  QueryHandler(storage::QueryStore& store, Metrics& metrics) : store_(store), metrics_(metrics) {}
+  /// `protection` supplies the identifier rules lookups normalize with (the same as ingest); null: defaults.
+  QueryHandler(storage::QueryStore& store, Metrics& metrics, const ProtectionHolder* protection = nullptr)
+      : store_(store), metrics_(metrics), protection_(protection) {}
 
   grpc::Status GetPerson(const v1::GetPersonRequest& req, v1::Person* out);
   grpc::Status LookupPerson(const v1::LookupPersonRequest& req, v1::Person* out);
@@ -46,8 +50,13 @@ class QueryHandler final {
   grpc::Status Explain(storage::EntityKind kind, const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out);
   grpc::Status History(storage::EntityKind kind, const std::string& id, v1::EntityHistory* out);
 
+  /// Validates and normalizes a lookup/explain identifier; `field` names it in errors.
+  grpc::Status NormalizeKey(const std::string& type, const std::string& value, const std::string& field,
+                            resolver::IdKey* out) const;
+
   storage::QueryStore& store_;
   [[maybe_unused]] Metrics& metrics_;
+  const ProtectionHolder* protection_;
 };
 
 /// gRPC QueryService: every method runs through HandleRpc (status mapping + metrics).

@@ -148,4 +148,23 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
   return result;
 }
 
+bool IngestStore::NoteClassifyRules(const std::string& fingerprint) {
+  bool stale = false;
+  auto& impl = db_.impl();
+  impl.Run("note identifier rules", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    // A database without events has nothing to re-classify: it simply follows these rules from now on.
+    impl.Exec(tx, c, "ingest.adopt_identifier_rules",
+              "UPDATE resolver_state SET identifier_rules = $1, identifier_rules_dirty = false "
+              "WHERE identifier_rules IS DISTINCT FROM $1 AND NOT EXISTS (SELECT 1 FROM events)",
+              fingerprint);
+    impl.Exec(tx, c, "ingest.mark_identifier_rules",
+              "UPDATE resolver_state SET identifier_rules_dirty = true "
+              "WHERE identifier_rules IS DISTINCT FROM $1 AND NOT identifier_rules_dirty",
+              fingerprint);
+    auto r = impl.Exec(tx, c, "ingest.identifier_rules_dirty", "SELECT identifier_rules_dirty FROM resolver_state");
+    stale = r[0][0].as<bool>();
+  });
+  return stale;
+}
+
 }  // namespace nexus::storage

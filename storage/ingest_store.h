@@ -19,6 +19,12 @@ class IngestStore final {
   /// Throws StorageError.
   IngestResult Ingest(const std::vector<EventRecord>& events);
 
+  /// Records that this process classifies identifiers with rules `fingerprint`
+  /// (resolver::ProtectionConfig::ClassifyFingerprint). A fresh database adopts them; when the stored data
+  /// follows other rules, it is marked for re-classification by the next rebuild. Returns true when the
+  /// stored data may not follow these rules (until a rebuild re-applies them). Throws StorageError.
+  bool NoteClassifyRules(const std::string& fingerprint);
+
  private:
   Database& db_;
 };

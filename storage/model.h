@@ -18,6 +18,7 @@ struct IdentifierRow {
   std::optional<std::string> role;  ///< nullopt: implied by a membership, not a participant
   bool blocked = false;
   std::string blocked_reason;
+  std::string path;  ///< where the request named it, e.g. "events[0].persons[1].identifiers[0]" (not stored)
 };
 
 struct TraitRow {

@@ -796,6 +796,15 @@ class Rebuilder {
     tx_.exec("SET LOCAL maintenance_work_mem = '512MB'");
     BatchIo io(impl_, tx_, c_);
     const State s = io.LoadState();
+    // Re-classify identifier rows from their raw values only when the stored data may follow other rules
+    // (libphonenumber costs tens of microseconds per number: a rebuild under unchanged rules skips it).
+    const std::string fingerprint = protection.ClassifyFingerprint();
+    {
+      const auto rules = impl_.Exec(tx_, c_, "resolver.rebuild_identifier_rules",
+                                    "SELECT identifier_rules, identifier_rules_dirty FROM resolver_state");
+      reclassify_ = rules[0][1].as<bool>() || fingerprint != rules[0][0].c_str();
+      out->identifier_rules_reapplied = reclassify_;
+    }
     const std::string horizon = tx_.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0].c_str();
     const std::string below = "_ingest_xid < " + tx_.quote(horizon) + "::xid8";
     progress_.phase = "reading";
@@ -821,7 +830,10 @@ class Rebuilder {
       return "SELECT x.event_id, " + cols + " FROM " + table + " x JOIN events e ON e.event_id = x.event_id WHERE e." +
              below + " ORDER BY e._ingest_xid, e.event_id, x.id";
     };
-    const std::string id_cols = "x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role, x.is_blocked";
+    // The raw value and the verdict too: the current identifier rules are applied again (re-normalization).
+    const std::string id_cols =
+        "x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role, x.is_blocked, x.identifier_value_raw, "
+        "coalesce(x.blocked_reason, '')";
     CursorStream pids(tx_, "nexus_rb_pids", joined(id_cols, "person_identifiers"));
     CursorStream gids(tx_, "nexus_rb_gids", joined(id_cols, "group_identifiers"));
     CursorStream ptraits(tx_, "nexus_rb_ptraits", joined("x.id, x.edge_id, x.trait_name", "person_traits"));
@@ -859,15 +871,33 @@ class Rebuilder {
       };
       for (size_t k = 0; k < resolver::kKinds; ++k) {
         take(k == 0 ? pids : gids, [&](uint32_t ev, const pqxx::row& r) {
-          in.identifiers[k].push_back(
-              {ev, r[1].as<int64_t>(), r[2].c_str(), r[3].c_str(), r[4].c_str(), OptText(r[5]), r[6].as<bool>()});
+          const std::string type = r[3].c_str();
+          if (!reclassify_) {
+            in.identifiers[k].push_back(
+                {ev, r[1].as<int64_t>(), r[2].c_str(), type, r[4].c_str(), OptText(r[5]), r[6].as<bool>()});
+            return;
+          }
+          const resolver::NormalizedIdentifier now = protection.Classify(type, r[7].c_str());
+          const bool blocked = now.not_linkable.has_value();
+          const std::string reason = blocked ? *now.not_linkable : std::string();
+          const int64_t row_id = r[1].as<int64_t>();
+          if (now.value != r[4].c_str() || blocked != r[6].as<bool>() || reason != r[8].c_str()) {
+            renormalized_[k].push_back({row_id, now.value, blocked, reason});
+          }
+          in.identifiers[k].push_back({ev, row_id, r[2].c_str(), type, now.value, OptText(r[5]), blocked});
         });
         take(k == 0 ? ptraits : gtraits, [&](uint32_t ev, const pqxx::row& r) {
           in.traits[k].push_back({ev, r[1].as<int64_t>(), r[2].c_str(), r[3].c_str()});
         });
       }
       take(mems, [&](uint32_t ev, const pqxx::row& r) {
-        in.memberships.push_back({ev, r[1].as<int64_t>(), r[2].c_str(), r[3].c_str(), r[4].c_str(), r[5].c_str()});
+        // Membership rows keep only the normalized values (no raw): normalizing them again is what ingest would
+        // give under the current rules (every rule is idempotent on its own output).
+        const std::string pt = r[2].c_str(), gt = r[4].c_str();
+        std::string pv = r[3].c_str(), gv = r[5].c_str();
+        if (reclassify_) pv = protection.Classify(pt, pv).value, gv = protection.Classify(gt, gv).value;
+        if (pv != r[3].c_str() || gv != r[5].c_str()) membership_renormalized_.push_back({r[1].as<int64_t>(), pv, gv});
+        in.memberships.push_back({ev, r[1].as<int64_t>(), pt, std::move(pv), gt, std::move(gv)});
       });
       const resolver::BatchDelta d = engine->Apply(in, protection);
       Collect(in, pos, d);
@@ -879,6 +909,7 @@ class Rebuilder {
     CheckCancelled();
     progress_.phase = "writing";
     Report();
+    out->renormalized = WriteRenormalized();
     WriteShadowTables(*engine);
     CheckCancelled();
     progress_.phase = "indexing";
@@ -901,6 +932,10 @@ class Rebuilder {
           tx_, c_, "resolver.rebuild_state_empty",
           "UPDATE resolver_state SET watermark_xid = '0', watermark_event_id = '', watermark_ingested_at = NULL, "
           "next_birth_seq = 1, persons_count = 0, groups_count = 0");
+    }
+    if (reclassify_) {
+      impl_.Exec(tx_, c_, "resolver.rebuild_identifier_rules_applied",
+                 "UPDATE resolver_state SET identifier_rules = $1, identifier_rules_dirty = false", fingerprint);
     }
     out->persons = persons;
     out->groups = groups;
@@ -990,6 +1025,42 @@ class Rebuilder {
     detail::StatementTimer t(impl_.observer, stmt);
     tx_.exec(sql);
     t.Ok();
+  }
+
+  /// Writes the core-log rows whose normalized value or verdict the current identifier rules changed (same
+  /// transaction as the swap: readers see the old values with the old state, the new ones with the new).
+  int64_t WriteRenormalized() {
+    int64_t n = 0;
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      auto& rows = renormalized_[static_cast<size_t>(k->kind)];
+      if (rows.empty()) continue;
+      n += static_cast<int64_t>(rows.size());
+      tx_.exec("CREATE TEMP TABLE rb_renorm (i bigint, v text, b boolean, r text) ON COMMIT DROP");
+      Copy("rb_renorm", {"i", "v", "b", "r"}, k->Stmt("rebuild_renormalize_stage"), [&](pqxx::stream_to& s) {
+        for (const auto& x : rows) {
+          s << std::make_tuple(x.row_id, x.value, x.blocked,
+                               x.blocked ? std::optional<std::string>(x.reason) : std::optional<std::string>());
+        }
+      });
+      Exec(k->Stmt("rebuild_renormalize"),
+           k->Sql("UPDATE {k}_identifiers x SET identifier_value = t.v, is_blocked = t.b, blocked_reason = t.r "
+                  "FROM rb_renorm t WHERE x.id = t.i"));
+      tx_.exec("DROP TABLE rb_renorm");
+      std::vector<Renormalized>().swap(rows);
+    }
+    if (!membership_renormalized_.empty()) {
+      n += static_cast<int64_t>(membership_renormalized_.size());
+      tx_.exec("CREATE TEMP TABLE rb_renorm_m (i bigint, p text, g text) ON COMMIT DROP");
+      Copy("rb_renorm_m", {"i", "p", "g"}, "resolver.rebuild_renormalize_memberships_stage", [&](pqxx::stream_to& s) {
+        for (const auto& [id, p, g] : membership_renormalized_) s << std::make_tuple(id, p, g);
+      });
+      Exec("resolver.rebuild_renormalize_memberships",
+           "UPDATE membership_identifiers x SET person_identifier = t.p, group_identifier = t.g "
+           "FROM rb_renorm_m t WHERE x.id = t.i");
+      tx_.exec("DROP TABLE rb_renorm_m");
+      decltype(membership_renormalized_)().swap(membership_renormalized_);
+    }
+    return n;
   }
 
   void WriteShadowTables(resolver::Engine& engine) {
@@ -1197,6 +1268,15 @@ class Rebuilder {
   std::array<std::vector<resolver::QuarantineRecord>, resolver::kKinds> quarantined_;
   std::vector<std::tuple<int64_t, uint32_t, uint32_t>> rmis_;
   std::vector<std::string> renames_;
+  struct Renormalized {
+    int64_t row_id;
+    std::string value;
+    bool blocked;
+    std::string reason;
+  };
+  bool reclassify_ = false;
+  std::array<std::vector<Renormalized>, resolver::kKinds> renormalized_;
+  std::vector<std::tuple<int64_t, std::string, std::string>> membership_renormalized_;
 };
 
 }  // namespace
@@ -1218,6 +1298,8 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
   log::Info("rebuild committed", {{"events", static_cast<long long>(out.events)},
                                   {"persons", static_cast<long long>(out.persons)},
                                   {"groups", static_cast<long long>(out.groups)},
+                                  {"identifier_rules_reapplied", out.identifier_rules_reapplied},
+                                  {"renormalized", static_cast<long long>(out.renormalized)},
                                   {"seconds", out.seconds}});
   return out;
 }

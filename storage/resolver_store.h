@@ -47,6 +47,11 @@ struct RebuildStats {
   int64_t groups = 0;
   int64_t identifiers = 0;
   int64_t events = 0;
+  /// Core-log identifier and membership rows whose normalized value or blocked verdict changed because the
+  /// identifier rules (phone region, [email], [free_mail], blocklist) changed since they were ingested.
+  int64_t renormalized = 0;
+  /// Whether the identifier rules were re-applied (the stored data was marked as following other rules).
+  bool identifier_rules_reapplied = false;
   double seconds = 0;
 };
 

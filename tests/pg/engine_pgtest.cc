@@ -94,7 +94,7 @@ class EngineDbTest : public PgTest {
           i->set_value("u" + std::to_string(v % 12));
         } else if (v % 7 == 0) {
           i->set_type("phone");
-          i->set_value("+1555000" + std::to_string(v % 9));
+          i->set_value("+1 415 555 010" + std::to_string(v % 9));
         } else {
           i->set_type("email");
           i->set_value("m" + std::to_string(v) + "@x.io");

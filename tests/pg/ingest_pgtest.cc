@@ -37,7 +37,7 @@ v1::Event Rich(const std::string& id) {
   i1->set_value("  Jane.Doe@ACME.io ");
   auto* i2 = p->add_identifiers();
   i2->set_type("phone");
-  i2->set_value("+1 (555) 010-1234");
+  i2->set_value("+1 (415) 555-1234");
   auto* i3 = p->add_identifiers();
   i3->set_type("user_id");
   i3->set_value(" U-77 ");
@@ -92,7 +92,7 @@ TEST_F(IngestTest, BatchLandsInEveryTableWithNormalizedValues) {
                         "FROM person_identifiers WHERE identifier_type = 'email'"),
             "jane.doe@acme.io|  Jane.Doe@ACME.io |organizer|ev-1#p0");
   EXPECT_EQ(QueryScalar(url_, "SELECT identifier_value FROM person_identifiers WHERE identifier_type = 'phone'"),
-            "+15550101234");
+            "+14155551234");
   EXPECT_EQ(QueryScalar(url_, "SELECT identifier_value FROM person_identifiers WHERE identifier_type = 'user_id'"),
             "U-77");
   EXPECT_EQ(QueryScalar(url_, "SELECT identifier_value FROM group_identifiers"), "acme.io");

@@ -58,5 +58,89 @@ TEST(Protection, DefaultsAreDocumented) {
   EXPECT_EQ(d.person_caps.max_entity_size, 500);
 }
 
+TEST(Protection, ClassifyAppliesIdentifierRules) {
+  const auto cfg = ProtectionConfig::Defaults();
+  auto c = cfg.Classify("email", " Support+EU@Acme.io ");
+  EXPECT_EQ(c.value, "support+eu@acme.io");
+  ASSERT_TRUE(c.not_linkable);
+  EXPECT_EQ(*c.not_linkable, "role account 'support@'");
+  EXPECT_FALSE(cfg.Classify("email", "jane@acme.io").not_linkable);
+  c = cfg.Classify("domain", "https://www.Gmail.com/");
+  EXPECT_EQ(c.value, "gmail.com");
+  ASSERT_TRUE(c.not_linkable);
+  EXPECT_EQ(*c.not_linkable, "free-mail domain 'gmail.com'");
+  EXPECT_FALSE(cfg.Classify("domain", "acme.io").not_linkable);
+  EXPECT_FALSE(cfg.Classify("email", "jane@gmail.com").not_linkable);  // free mail is fine for a person's email
+  c = cfg.Classify("phone", "415-555-0199");
+  EXPECT_EQ(c.value, "+14155550199");
+  EXPECT_FALSE(c.not_linkable);
+  c = cfg.Classify("phone", "1234567890");
+  ASSERT_TRUE(c.not_linkable);
+  EXPECT_EQ(*c.not_linkable, "placeholder phone number");
+  c = cfg.Classify("phone", "n/a");  // nothing left: the raw value is kept, blocked as empty
+  EXPECT_EQ(c.value, "n/a");
+  EXPECT_EQ(c.not_linkable.value_or(""), "empty value");
+  c = cfg.Classify("user_id", "anonymous");
+  EXPECT_TRUE(c.not_linkable);
+}
+
+TEST(Protection, ParsesEmailAndFreeMailSections) {
+  std::string err;
+  auto cfg = ParseProtectionConfig(R"(
+[email]
+role_account = frontdesk
+plus_tag_provider = acme.io
+[blocklist]
+email = Jane.Doe+x@Gmail.com
+phone = 020 7946 0958
+[free_mail]
+domain = mail.example
+)",
+                                   &err, "GB");
+  ASSERT_TRUE(cfg) << err;
+  EXPECT_EQ(cfg->identifiers.default_phone_region, "GB");
+  EXPECT_TRUE(cfg->Classify("email", "frontdesk@acme.io").not_linkable);
+  EXPECT_EQ(cfg->Classify("email", "jane+x@acme.io").value, "jane@acme.io");
+  EXPECT_TRUE(cfg->Classify("domain", "mail.example").not_linkable);
+  // Blocklist values are normalized by the file's own rules, even when [email] or the region come first or later.
+  EXPECT_TRUE(cfg->Classify("email", "janedoe@gmail.com").not_linkable);
+  EXPECT_TRUE(cfg->Classify("phone", "+44 20 7946 0958").not_linkable);
+  EXPECT_FALSE(cfg->Classify("phone", "+44 20 7946 0959").not_linkable);
+
+  cfg = ParseProtectionConfig("[email]\nrole_accounts = off\nprovider_rules = off\n[free_mail]\nbuiltin = off\n", &err);
+  ASSERT_TRUE(cfg) << err;
+  EXPECT_FALSE(cfg->Classify("email", "support@acme.io").not_linkable);
+  EXPECT_EQ(cfg->Classify("email", "Jane.Doe+x@gmail.com").value, "jane.doe+x@gmail.com");
+  EXPECT_FALSE(cfg->Classify("domain", "gmail.com").not_linkable);
+
+  for (const char* bad :
+       {"[email]\nrole_accounts = maybe\n", "[email]\nrole_account = a@b\n", "[email]\nplus_tag_provider = nodot\n",
+        "[email]\ncolour = blue\n", "[free_mail]\ndomain = \n", "[free_mail]\nbuiltin = 2\n", "[phones]\nx = 1\n"}) {
+    err.clear();
+    EXPECT_FALSE(ParseProtectionConfig(bad, &err)) << bad;
+    EXPECT_EQ(err.rfind("line ", 0), 0u) << bad << " -> " << err;
+  }
+}
+
+TEST(Protection, ClassifyFingerprintFollowsWhatDecidesAValue) {
+  const std::string base = ProtectionConfig::Defaults().ClassifyFingerprint();
+  EXPECT_EQ(ProtectionConfig::Unlimited().ClassifyFingerprint(), base);  // caps act at resolution, not here
+  std::string err;
+  auto same = ParseProtectionConfig("[person_caps]\nuser_id = 3\n", &err);
+  ASSERT_TRUE(same) << err;
+  EXPECT_EQ(same->ClassifyFingerprint(), base);
+  for (const char* text :
+       {"[email]\nrole_accounts = off\n", "[email]\nrole_account = frontdesk\n", "[email]\nprovider_rules = off\n",
+        "[email]\nplus_tag_provider = acme.io\n", "[free_mail]\nbuiltin = off\n",
+        "[free_mail]\ndomain = mail.example\n", "[blocklist]\nemail = a@b.c\n", "[blocklist]\nemail = /^x@/\n"}) {
+    auto cfg = ParseProtectionConfig(text, &err);
+    ASSERT_TRUE(cfg) << err;
+    EXPECT_NE(cfg->ClassifyFingerprint(), base) << text;
+  }
+  auto gb = ParseProtectionConfig("", &err, "GB");
+  ASSERT_TRUE(gb) << err;
+  EXPECT_NE(gb->ClassifyFingerprint(), base);
+}
+
 }  // namespace
 }  // namespace nexus::resolver
