@@ -1,5 +1,6 @@
-// Trait rules (issue 14) end to end: events go in over HTTP/JSON (and gRPC), the rules come from a real config
-// file, the resolver runs synchronously (ResolveNow) and profiles are read back over HTTP and gRPC.
+// Trait rules (issue 14) end to end (and migration 006 on an existing database): events go in over HTTP/JSON (and
+// gRPC), the rules come from a real config file, the resolver runs synchronously (ResolveNow) and profiles are read
+// back over HTTP and gRPC.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -8,7 +9,10 @@
 #include <chrono>
 #include <fstream>
 #include <optional>
+#include <pqxx/pqxx>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "http_client.h"
 #include "nexus/v1/ingest.grpc.pb.h"
@@ -17,6 +21,8 @@
 #include "server/app.h"
 #include "server/protection_holder.h"
 #include "server/resolver_worker.h"
+#include "storage/database.h"
+#include "storage/migrations.h"
 
 namespace nexus::testing {
 namespace {
@@ -235,6 +241,57 @@ TEST_F(TraitsTest, AfterChangingTheRulesARebuildGivesTheDataTheNewRules) {
   for (const auto& [table, rows] : rebuilt) {
     EXPECT_EQ(incremental.at(table), rows) << table << ": " << FirstDifference(incremental.at(table), rows);
   }
+}
+
+// Migration 006 upgrades a database in place: rows written before it stay strings with their values, and the new
+// constraint ties value_type 'null' to a NULL value.
+TEST(TraitsMigration, ExistingDatabaseUpgradesInPlace) {
+  const std::string url = CreateTestDatabase();
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    tx.exec(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+        "applied_at timestamptz NOT NULL DEFAULT now())");
+    for (const char* name : {"001_core_schema", "002_engine_schema", "003_engine_write_path",
+                             "004_quarantine_explain_indexes", "005_api_keys_audit"}) {
+      std::ifstream in(std::string(NEXUS_SOURCE_DIR) + "/storage/migrations/" + name + ".sql");
+      ASSERT_TRUE(in) << name;
+      std::stringstream sql;
+      sql << in.rdbuf();
+      tx.exec(sql.str());
+      tx.exec("INSERT INTO schema_migrations (version, name) VALUES (" + std::string(name).substr(0, 3) + ", " +
+              tx.quote(name) + ")");
+    }
+    tx.exec(
+        "INSERT INTO events (event_id, occurred_at, event_name, event_type, source) "
+        "VALUES ('e1', now(), 'n', 't', 'crm')");
+    tx.exec(
+        "INSERT INTO person_traits (event_id, edge_id, trait_name, trait_value, source, occurred_at) "
+        "VALUES ('e1', 'e1#p0', 'title', 'CFO', 'crm', now())");
+    tx.exec(
+        "INSERT INTO resolved_person_traits (person_id, trait_name, trait_value, source, occurred_at, _ingested_at, "
+        "trait_row_id) VALUES ('per_x', 'title', 'CFO', 'crm', now(), now(), 1)");
+    tx.commit();
+  }
+  storage::Database db({url, 1, std::chrono::milliseconds(5000)}, nullptr);
+  const storage::MigrationResult result = storage::Migrate(db);
+  ASSERT_FALSE(result.applied.empty());
+  EXPECT_EQ(result.applied.front(), "006_typed_trait_values");  // later migrations may follow it
+  EXPECT_EQ(QueryScalar(url, "SELECT trait_value || ':' || value_type FROM person_traits"), "CFO:string");
+  EXPECT_EQ(QueryScalar(url, "SELECT trait_value || ':' || value_type FROM resolved_person_traits"), "CFO:string");
+  pqxx::connection c(url);
+  {
+    pqxx::work tx(c);
+    tx.exec(
+        "INSERT INTO person_traits (event_id, edge_id, trait_name, trait_value, value_type, source, occurred_at) "
+        "VALUES ('e1', 'e1#p0', 'title', NULL, 'null', 'crm', now())");
+    tx.commit();
+  }
+  pqxx::work tx(c);
+  EXPECT_THROW(tx.exec("INSERT INTO person_traits (event_id, edge_id, trait_name, trait_value, source, occurred_at) "
+                       "VALUES ('e1', 'e1#p0', 'title', NULL, 'crm', now())"),
+               pqxx::check_violation);
 }
 
 }  // namespace
