@@ -86,6 +86,8 @@ struct Ident {
 struct TraitWin {
   uint32_t name;
   RowKey key;
+  uint32_t source = 0;  // interned source of the row's event
+  bool is_null = false;
 };
 
 struct Cluster {
@@ -200,6 +202,8 @@ struct Engine::Impl {
     EntityKind kind;
     std::string entity_id, name;
     RowKey key;
+    std::string source;
+    bool is_null = false;
   };
   struct PendingMem {
     std::string person_id, group_id;
@@ -280,7 +284,7 @@ struct Engine::Impl {
         const uint32_t n = names.Find(t);
         if (n == kNone) continue;
         auto it = std::find_if(cl.traits.begin(), cl.traits.end(), [&](const TraitWin& w) { return w.name == n; });
-        if (it != cl.traits.end()) {
+        if (it != cl.traits.end() && !it->is_null) {  // a cleared trait counts as absent
           v.trait_row = it->key.row_id;
           break;
         }
@@ -320,18 +324,50 @@ struct Engine::Impl {
     c.latest.emplace_back(t, ident);
   }
 
-  void OfferTrait(KindState& s, uint32_t c, uint32_t name, const RowKey& key) {
+  // ---------------- trait rules ----------------
+  TraitRules rules;
+  std::vector<const TraitRule*> rule_of_name;  // interned name -> its rule (nullptr: not looked up yet)
+  void SetRules(const TraitRules& r) {
+    if (r == rules) return;
+    rules = r;
+    rule_of_name.clear();
+  }
+  const TraitRule& RuleOf(uint32_t name) {
+    if (name >= rule_of_name.size()) rule_of_name.resize(static_cast<size_t>(name) + 1, nullptr);
+    if (rule_of_name[name] == nullptr) rule_of_name[name] = &rules.For(names.Name(name));
+    return *rule_of_name[name];
+  }
+  /// Whether row `a` beats row `b` (same entity and name) under `rule`: a strict total order on rows.
+  bool TraitBeats(const TraitRule& rule, const TraitWin& a, const TraitWin& b) const {
+    switch (rule.kind) {
+      case TraitRule::Kind::kLatest:
+        return b.key < a.key;
+      case TraitRule::Kind::kFirst:
+        if (a.is_null != b.is_null) return b.is_null;  // any value beats a null
+        return a.key < b.key;
+      case TraitRule::Kind::kPriority: {
+        if (a.source != b.source) {
+          const size_t ra = rule.Rank(sources.Name(a.source)), rb = rule.Rank(sources.Name(b.source));
+          if (ra != rb) return ra < rb;
+        }
+        return b.key < a.key;
+      }
+    }
+    return false;
+  }
+
+  void OfferTrait(KindState& s, uint32_t c, const TraitWin& row) {
     Cluster& cl = s.clusters[c];
     for (auto& w : cl.traits) {
-      if (w.name != name) continue;
-      if (w.key < key) {
-        w.key = key;
-        marks[Idx(s.kind)].trait_marks.emplace_back(c, name);
+      if (w.name != row.name) continue;
+      if (w.key.row_id != row.key.row_id && TraitBeats(RuleOf(row.name), row, w)) {
+        w = row;
+        marks[Idx(s.kind)].trait_marks.emplace_back(c, row.name);
       }
       return;
     }
-    cl.traits.push_back({name, key});
-    marks[Idx(s.kind)].trait_marks.emplace_back(c, name);
+    cl.traits.push_back(row);
+    marks[Idx(s.kind)].trait_marks.emplace_back(c, row.name);
   }
 
   // ---------------- memberships ----------------
@@ -538,7 +574,7 @@ struct Engine::Impl {
       c.latest = {};
       const std::vector<TraitWin> absorbed_traits = std::move(c.traits);
       c.traits = {};
-      for (const auto& w : absorbed_traits) OfferTrait(s, survivor, w.name, w.key);
+      for (const auto& w : absorbed_traits) OfferTrait(s, survivor, w);
       FoldMemberships(s.kind, r, survivor);
     }
   }
@@ -790,6 +826,7 @@ Engine::~Engine() = default;
 
 BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protection) {
   Impl& x = *impl_;
+  x.SetRules(protection.traits);
   x.BeginBatch();
   // Rows are grouped by event: used in place when in (event, row_id) order, as storage reads them; a sorted
   // copy only when a caller handed them out of order.
@@ -832,7 +869,11 @@ BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protectio
         if (it == first_of_edge.end()) continue;
         const uint32_t root = x.RootOf(s, it->second);
         x.Touch(s, root);
-        x.OfferTrait(s, root, x.names.Id(trait.name), {event.occurred_us, event.ingested_us, trait.row_id});
+        x.OfferTrait(s, root,
+                     {x.names.Id(trait.name),
+                      {event.occurred_us, event.ingested_us, trait.row_id},
+                      x.sources.Id(event.source),
+                      trait.is_null});
       }
     }
     // Memberships: both sides must be resolved identifiers at the time of the event.
@@ -933,9 +974,12 @@ void Engine::LoadEdgeSighting(EntityKind kind, const std::string& event_id, cons
   x.RecordEdgeSighting(s, edge_id, i);
 }
 
+void Engine::SetTraitRules(const TraitRules& rules) { impl_->SetRules(rules); }
+
 void Engine::LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name,
-                             int64_t occurred_us, int64_t ingested_us, int64_t row_id) {
-  impl_->pending_traits.push_back({kind, entity_id, name, {occurred_us, ingested_us, row_id}});
+                             int64_t occurred_us, int64_t ingested_us, int64_t row_id, const std::string& source,
+                             bool is_null) {
+  impl_->pending_traits.push_back({kind, entity_id, name, {occurred_us, ingested_us, row_id}, source, is_null});
 }
 
 void Engine::LoadMembership(const std::string& person_id, const std::string& group_id, int64_t established_us,
@@ -950,7 +994,9 @@ void Engine::FinishLoad() {
   for (const auto& t : x.pending_traits) {
     KindState& s = x.ks[Idx(t.kind)];
     auto ent = s.load_ids.find(t.entity_id);
-    if (ent != s.load_ids.end()) x.OfferTrait(s, ent->second, x.names.Id(t.name), t.key);
+    if (ent != s.load_ids.end()) {
+      x.OfferTrait(s, ent->second, {x.names.Id(t.name), t.key, x.sources.Id(t.source), t.is_null});
+    }
   }
   for (const auto& m : x.pending_mems) {
     auto p = x.ks[0].load_ids.find(m.person_id);

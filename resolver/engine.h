@@ -57,12 +57,14 @@ struct LogIdentifier {
   bool blocked = false;
 };
 
-/// One row of person_traits / group_traits. The value stays in the database: the engine picks winners by row.
+/// One row of person_traits / group_traits. The value stays in the database: the engine picks winners by row
+/// (its source is the event's); it only needs to know whether the value is a JSON null (an unset).
 struct LogTrait {
   uint32_t event = 0;
   int64_t row_id = 0;
   std::string edge_id;
   std::string name;
+  bool is_null = false;
 };
 
 /// One row of membership_identifiers. The role stays in the database: the engine picks the winning row.
@@ -116,7 +118,8 @@ struct MergeRecord {
   bool absorbed_existing = false;
 };
 
-/// The winning trait row of (entity, trait name): latest by (occurred_at, _ingested_at, row id).
+/// The winning trait row of (entity, trait name) under the trait rules. A null winner (the row's value is a
+/// JSON null) is stored like any other: the trait is cleared, and the row keeps beating what it cleared.
 struct TraitWinner {
   std::string entity_id;
   std::string name;
@@ -196,8 +199,9 @@ struct BatchDelta {
 };
 
 /// The final-table columns of a kind, in FinalRow::columns order: persons (email, name, phone, title,
-/// timezone), groups (domain, company_name, industry, company_size, shopify_id). Each is the latest trait of
-/// its name(s), else (email, phone, domain, shopify_id) the most recently seen identifier of that type.
+/// timezone), groups (domain, company_name, industry, company_size, shopify_id). Each is the winning trait of
+/// its name(s) (a null winner counts as absent), else (email, phone, domain, shopify_id) the most recently seen
+/// identifier of that type.
 const std::vector<std::string>& FinalColumns(EntityKind kind);
 
 // ---------------------------------------------------------------------------------------------------------
@@ -223,8 +227,15 @@ const std::vector<std::string>& FinalColumns(EntityKind kind);
 /// - Survivor of a union: more identifiers, then older (smaller birth_seq). A new component's id is
 ///   KindPrefix + StableId128(salt, its first identifier).
 /// - An identifier's first occurrence: smallest occurred_at, ties to the first consumed; last seen: largest.
-/// - Trait winner per (entity, name) and membership role: largest (occurred_at, _ingested_at, row id);
-///   a trait belongs to the entity of the first non-blocked identifier row of its (event, edge_id).
+/// - Trait winner per (entity, name): by the name's TraitRule (ProtectionConfig::traits), where "latest" is the
+///   largest (occurred_at, _ingested_at, row id) and a row's source is its event's: kLatest the latest row;
+///   kFirst the earliest non-null row (a null row only wins when there is no value); kPriority the row with
+///   the best source rank, equal ranks the latest. A null row that wins clears the trait. Each rule is a total
+///   order, so the winner is the same whatever the batch cuts and merge order. Rules act here, at resolution:
+///   a changed rule applies to rows resolved afterwards (against the winners already chosen) and a rebuild
+///   re-applies it to the whole log.
+/// - Membership role: largest (occurred_at, _ingested_at, row id).
+/// - A trait belongs to the entity of the first non-blocked identifier row of its (event, edge_id).
 /// - Participants: one per (event, entity, role) for rows with a role; memberships: per (person, group)
 ///   with the earliest occurrence as established_at.
 /// Every decision depends only on the log order, never on batch boundaries: any cut of the log into batches
@@ -240,8 +251,12 @@ class Engine final {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  /// Resolves one batch with the given merge protection. Never throws for data reasons.
+  /// Resolves one batch with the given merge protection and trait rules. Never throws for data reasons.
   BatchDelta Apply(const BatchInput& batch, const ProtectionConfig& protection);
+
+  /// The trait rules used from now on (Apply sets those of its ProtectionConfig; ApplyReleased and loading use
+  /// the last ones set, the built-in "latest" at first).
+  void SetTraitRules(const TraitRules& rules);
 
   /// Applies a quarantined edge an operator released, as a merge without caps: its identifiers and the
   /// entities it would have joined when it was quarantined (QuarantineRecord::entity_ids, followed to where
@@ -262,8 +277,9 @@ class Engine final {
   /// local to that event; storage may leave those rows out).
   void LoadEdgeSighting(EntityKind kind, const std::string& event_id, const std::string& edge_id,
                         const std::string& type, const std::string& value);
+  /// A stored trait winner: its row's time, source (its event's) and whether its value is a JSON null.
   void LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name, int64_t occurred_us,
-                       int64_t ingested_us, int64_t row_id);
+                       int64_t ingested_us, int64_t row_id, const std::string& source, bool is_null);
   void LoadMembership(const std::string& person_id, const std::string& group_id, int64_t established_us,
                       int64_t role_occurred_us, int64_t role_ingested_us, int64_t role_row_id);
   void FinishLoad();

@@ -85,6 +85,67 @@ std::optional<std::string> ProtectionConfig::BlockReason(const std::string& type
   return std::nullopt;
 }
 
+size_t TraitRule::Rank(std::string_view source) const {
+  size_t star = sources.size();
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (sources[i] == source) return i;
+    if (sources[i] == "*") star = i;
+  }
+  return star;
+}
+
+std::string Describe(const TraitRule& rule) {
+  switch (rule.kind) {
+    case TraitRule::Kind::kLatest:
+      return "latest";
+    case TraitRule::Kind::kFirst:
+      return "first";
+    case TraitRule::Kind::kPriority:
+      break;
+  }
+  std::string out = "priority:";
+  for (size_t i = 0; i < rule.sources.size(); ++i) out += (i ? ", " : " ") + rule.sources[i];
+  return out;
+}
+
+namespace {
+/// Parses the right-hand side of a [traits] setting; on error returns false with *why set.
+bool ParseTraitRule(const std::string& value, TraitRule* rule, std::string* why) {
+  if (value == "latest") {
+    *rule = {TraitRule::Kind::kLatest, {}};
+    return true;
+  }
+  if (value == "first") {
+    *rule = {TraitRule::Kind::kFirst, {}};
+    return true;
+  }
+  const std::string prefix = "priority:";
+  if (value.compare(0, prefix.size(), prefix) != 0) {
+    *why = "unknown trait rule '" + value + "' (expected latest, first or priority: <source>, ..., *)";
+    return false;
+  }
+  rule->kind = TraitRule::Kind::kPriority;
+  rule->sources.clear();
+  std::string_view rest = std::string_view(value).substr(prefix.size());
+  while (true) {
+    const size_t comma = rest.find(',');
+    const std::string source = Trim(rest.substr(0, comma));
+    if (source.empty()) {
+      *why = "empty source in priority list '" + value + "'";
+      return false;
+    }
+    if (std::find(rule->sources.begin(), rule->sources.end(), source) != rule->sources.end()) {
+      *why = "source '" + source + "' listed twice in priority list";
+      return false;
+    }
+    rule->sources.push_back(source);
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  return true;
+}
+}  // namespace
+
 NormalizedIdentifier ProtectionConfig::Classify(const std::string& type, std::string_view raw) const {
   NormalizedIdentifier out = NormalizeIdentifierChecked(type, raw, identifiers);
   if (!out.not_linkable) out.not_linkable = BlockReason(type, out.value);
@@ -124,6 +185,7 @@ std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std
   std::istringstream in{std::string(text)};
   std::string raw;
   int lineno = 0;
+  std::map<std::string, int> trait_lines;  // [traits] key -> line it was set on
   auto fail = [&](const std::string& why) {
     if (error) *error = "line " + std::to_string(lineno) + ": " + why;
     return std::nullopt;
@@ -136,9 +198,9 @@ std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std
       if (line.back() != ']') return fail("unterminated section header '" + line + "'");
       section = Trim(std::string_view(line).substr(1, line.size() - 2));
       if (section != "person_caps" && section != "group_caps" && section != "blocklist" && section != "email" &&
-          section != "free_mail")
+          section != "free_mail" && section != "traits")
         return fail("unknown section [" + section +
-                    "] (expected person_caps, group_caps, blocklist, email or free_mail)");
+                    "] (expected person_caps, group_caps, blocklist, email, free_mail or traits)");
       continue;
     }
     const auto eq = line.find('=');
@@ -147,6 +209,22 @@ std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std
     const std::string value = Trim(std::string_view(line).substr(eq + 1));
     if (section.empty()) return fail("setting '" + key + "' outside of a section");
     if (key.empty()) return fail("empty key");
+    if (section == "traits") {
+      TraitRule rule;
+      std::string why;
+      if (!ParseTraitRule(value, &rule, &why)) return fail("trait '" + key + "': " + why);
+      if (key == "default") {
+        if (trait_lines.count(key))
+          return fail("default trait rule already set on line " + std::to_string(trait_lines[key]));
+        cfg.traits.default_rule = rule;
+      } else {
+        if (trait_lines.count(key))
+          return fail("trait '" + key + "' already has a rule (line " + std::to_string(trait_lines[key]) + ")");
+        cfg.traits.named[key] = rule;
+      }
+      trait_lines[key] = lineno;
+      continue;
+    }
     if (section == "blocklist") {
       if (key != "*" && !IsValidIdentifierType(key))
         return fail("blocklist key '" + key + "' is not an identifier type ([a-z0-9_]{1,64}) or '*'");
@@ -250,6 +328,9 @@ std::string Describe(const ProtectionConfig& c) {
     << ", provider_rules=" << (r.provider_rules ? "on" : "off")
     << ", plus_tag_providers=" << r.plus_tag_providers.size()
     << ", free_mail=" << (r.free_mail_builtin ? "builtin" : "off") << "+" << r.extra_free_mail_domains.size() << "}";
+  o << " traits{default=" << Describe(c.traits.default_rule);
+  for (const auto& [name, rule] : c.traits.named) o << ", " << name << "=" << Describe(rule);
+  o << "}";
   return o.str();
 }
 

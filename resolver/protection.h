@@ -31,7 +31,40 @@ struct Caps {
   bool Unlimited() const;
 };
 
-/// Merge protection: operator blocklist (exact values and regexes per identifier type) and caps.
+/// How the winning value of one trait name is chosen among the rows of an entity (engine rule; see Engine).
+/// Every rule is a total order on rows, so the winner does not depend on the order rows arrive or entities
+/// merge. "Latest" is the largest (occurred_at, _ingested_at, row id); "earliest" the smallest.
+struct TraitRule {
+  enum class Kind : uint8_t {
+    kLatest,    ///< the latest row wins (a null row clears the trait)
+    kFirst,     ///< the earliest non-null row wins; null rows never win over a value (they do not clear)
+    kPriority,  ///< the row of the best-ranked source wins; equal rank: the latest (a null row clears)
+  };
+  Kind kind = Kind::kLatest;
+  /// kPriority: sources, best first. "*" ranks every source not listed; without "*" unlisted sources rank
+  /// after all listed ones.
+  std::vector<std::string> sources;
+  /// The rank of `source` under kPriority (smaller is better).
+  size_t Rank(std::string_view source) const;
+  bool operator==(const TraitRule&) const = default;
+};
+
+/// Trait rules per trait name, and the rule of every other name.
+struct TraitRules {
+  TraitRule default_rule;                  ///< built-in: latest
+  std::map<std::string, TraitRule> named;  ///< trait name -> rule
+  const TraitRule& For(const std::string& name) const {
+    auto it = named.find(name);
+    return it == named.end() ? default_rule : it->second;
+  }
+  bool operator==(const TraitRules&) const = default;
+};
+
+/// "latest" | "first" | "priority: a, b, *"
+std::string Describe(const TraitRule& rule);
+
+/// Merge protection: operator blocklist (exact values and regexes per identifier type) and caps; and the
+/// trait rules (they live in the same file and reload the same way).
 struct ProtectionConfig {
   struct Pattern {
     std::string source;  ///< the regex as written
@@ -42,6 +75,7 @@ struct ProtectionConfig {
   Caps person_caps;
   Caps group_caps;
   IdentifierRules identifiers;  ///< normalization and role/free-mail rules ([email], [free_mail], phone region)
+  TraitRules traits;            ///< how a trait's winning value is picked ([traits])
 
   /// Defaults: persons user_id 1, anonymous_id 50, other types 10, at most 500 identifiers;
   /// groups: 20 of a type, at most 1000 identifiers. No blocklist.
@@ -73,6 +107,7 @@ inline constexpr int kIdentifierRulesVersion = 1;
 ///   [email]                        then   role_accounts = on|off | role_account = <local part>
 ///                                         provider_rules = on|off | plus_tag_provider = <domain>
 ///   [free_mail]                    then   builtin = on|off | domain = <domain>
+///   [traits]                       then   default | <trait name> = latest | first | priority: <source>, ..., *
 /// Sections start from the built-in defaults (Defaults()); blocklist values are normalized with the file's
 /// identifier rules and `default_phone_region`. On error returns nullopt and sets *error to a message naming
 /// the line.

@@ -188,7 +188,8 @@ const std::vector<Option>& Options() {
           }
           return e;
         });
-    add("protection-config", "(built-in defaults)", "merge-protection file: caps and blocklist (reload: SIGHUP)",
+    add("protection-config", "(built-in defaults)",
+        "merge-protection file: caps, blocklist and [traits] rules (reload: SIGHUP)",
         StrField(&Config::protection_config));
     add("protection-config-watch", "10s",
         "check --protection-config this often and reload it when it changed (every replica picks up an edited "

@@ -1,5 +1,6 @@
 #include "server/ingest_convert.h"
 
+#include <charconv>
 #include <cmath>
 #include <map>
 #include <set>
@@ -65,6 +66,46 @@ bool CheckIdentifier(Problems& p, const std::string& path, const v1::Identifier&
   }
   if (ok) *normalized = protection.Classify(id.type(), id.value());
   return ok;
+}
+
+/// A typed trait value to its stored form; false (problem recorded, never the value) when it is not one.
+bool ConvertTraitValue(Problems& p, const std::string& path, const google::protobuf::Value& v, storage::TraitRow* row) {
+  switch (v.kind_case()) {
+    case google::protobuf::Value::kNullValue:
+      row->type = storage::TraitType::kNull;
+      row->value = std::nullopt;
+      return true;
+    case google::protobuf::Value::kNumberValue: {
+      if (!std::isfinite(v.number_value())) {
+        p.Add(path, "not a finite number");
+        return false;
+      }
+      char buf[64];
+      // Shortest form that reads back as the same double: 42 stays "42", 0.1 stays "0.1".
+      const auto r = std::to_chars(buf, buf + sizeof buf, v.number_value());
+      row->type = storage::TraitType::kNumber;
+      row->value = std::string(buf, r.ptr);
+      return true;
+    }
+    case google::protobuf::Value::kBoolValue:
+      row->type = storage::TraitType::kBoolean;
+      row->value = v.bool_value() ? "true" : "false";
+      return true;
+    case google::protobuf::Value::kStringValue:
+      row->type = storage::TraitType::kString;
+      row->value = v.string_value();
+      return true;
+    case google::protobuf::Value::kStructValue:
+      p.Add(path, "a nested object is not a trait value (send a string, number, boolean or null)");
+      return false;
+    case google::protobuf::Value::kListValue:
+      p.Add(path, "a list is not a trait value (send a string, number, boolean or null)");
+      return false;
+    case google::protobuf::Value::KIND_NOT_SET:
+      break;
+  }
+  p.Add(path, "no value (set one of null, number, bool or string)");
+  return false;
 }
 
 }  // namespace
@@ -163,21 +204,35 @@ std::vector<std::string> ConvertIngestRequest(const v1::IngestEventsRequest& req
           seen->insert({row.type, row.value});
           ids->push_back(std::move(row));
         }
-        if (mention.traits_size() > limits.max_traits_per_mention) {
-          p.Add(mp + ".traits", std::to_string(mention.traits_size()) + " traits, at most " +
-                                    std::to_string(limits.max_traits_per_mention));
+        const int64_t n_traits = mention.traits_size() + mention.trait_values_size();
+        if (n_traits > limits.max_traits_per_mention) {
+          p.Add(mp + ".traits",
+                std::to_string(n_traits) + " traits, at most " + std::to_string(limits.max_traits_per_mention));
           continue;
         }
-        // map order is unspecified: sort by name so stored row order (and tie-breaks) are deterministic
-        std::map<std::string, std::string> sorted(mention.traits().begin(), mention.traits().end());
-        for (const auto& [name, value] : sorted) {
+        // map order is unspecified: sort by name so stored row order (and tie-breaks) are deterministic.
+        // String traits (field `traits`) and typed ones (`trait_values`, JSON "traits") together.
+        std::map<std::string, storage::TraitRow> sorted;
+        for (const auto& [name, value] : mention.traits())
+          sorted[name] = {edge, name, value, storage::TraitType::kString};
+        for (const auto& [name, value] : mention.trait_values()) {
+          const std::string tp = mp + ".traits[" + name.substr(0, 64) + "]";
+          if (sorted.count(name)) {
+            p.Add(tp, "set both as a string trait and as a typed trait value (send it once)");
+            continue;
+          }
+          storage::TraitRow row{edge, name, std::nullopt, storage::TraitType::kNull};
+          if (ConvertTraitValue(p, tp, value, &row)) sorted[name] = std::move(row);
+        }
+        for (auto& [name, row] : sorted) {
           const std::string tp = mp + ".traits[" + name.substr(0, 64) + "]";
           if (name.empty())
             p.Add(mp + ".traits", "empty trait name");
           else
             CheckText(p, tp, name, limits.max_value_bytes, true);
-          CheckText(p, tp, value, limits.max_text_bytes, false);
-          traits->push_back({edge, name, value});
+          // An empty string is a value (it replaces the previous one); only null unsets.
+          if (row.type == storage::TraitType::kString) CheckText(p, tp, *row.value, limits.max_text_bytes, false);
+          traits->push_back(std::move(row));
         }
       }
     };

@@ -1,5 +1,7 @@
 #include "server/query_service.h"
 
+#include <charconv>
+
 #include "resolver/explain.h"
 #include "resolver/normalize.h"
 #include "server/admin_service.h"
@@ -44,7 +46,17 @@ void FillCommon(const storage::EntityProfile& p, Msg* out) {
   for (const auto& t : p.traits) {
     auto* tr = out->add_traits();
     tr->set_name(t.key);
-    tr->set_value(t.value);
+    tr->set_text_value(t.value);
+    auto* v = tr->mutable_value();
+    if (t.value_type == "number") {
+      double d = 0;  // stored by ingest in shortest round-trip form; from_chars ignores the locale
+      std::from_chars(t.value.data(), t.value.data() + t.value.size(), d);
+      v->set_number_value(d);
+    } else if (t.value_type == "boolean") {
+      v->set_bool_value(t.value == "true");
+    } else {
+      v->set_string_value(t.value);
+    }
     tr->set_source(t.source);
     SetTimestamp(tr->mutable_occurred_at(), t.occurred_at_us);
   }

@@ -102,13 +102,13 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
                                                                 : "ingest.copy_group_traits");
         int64_t n = 0;
         pqxx::stream_to s(tx, table,
-                          std::vector<std::string>{"event_id", "edge_id", "trait_name", "trait_value", "source",
-                                                   "occurred_at"});
+                          std::vector<std::string>{"event_id", "edge_id", "trait_name", "trait_value", "value_type",
+                                                   "source", "occurred_at"});
         for (const auto* e : order) {
           if (!inserted.count(e->event_id)) continue;
           const std::string ts = detail::FormatTimestamp(e->occurred_at_us);
           for (const TraitRow& row : e->*member) {
-            s << std::make_tuple(e->event_id, row.edge_id, row.name, row.value, e->source, ts);
+            s << std::make_tuple(e->event_id, row.edge_id, row.name, row.value, TraitTypeName(row.type), e->source, ts);
             ++n;
           }
         }

@@ -21,10 +21,30 @@ struct IdentifierRow {
   std::string path;  ///< where the request named it, e.g. "events[0].persons[1].identifiers[0]" (not stored)
 };
 
+/// The JSON type of a trait value (stored in value_type).
+enum class TraitType : uint8_t { kString, kNumber, kBoolean, kNull };
+/// "string" | "number" | "boolean" | "null" (the stored value_type)
+inline const char* TraitTypeName(TraitType t) {
+  switch (t) {
+    case TraitType::kNumber:
+      return "number";
+    case TraitType::kBoolean:
+      return "boolean";
+    case TraitType::kNull:
+      return "null";
+    case TraitType::kString:
+      break;
+  }
+  return "string";
+}
+
+/// One trait of a mention. `value` is the text form: a string as sent, a number in shortest round-trip form,
+/// "true"/"false"; nullopt exactly when the type is kNull (a JSON null: unsets the trait).
 struct TraitRow {
   std::string edge_id;
   std::string name;
-  std::string value;
+  std::optional<std::string> value;
+  TraitType type = TraitType::kString;
 };
 
 struct MembershipRow {

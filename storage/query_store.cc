@@ -51,7 +51,7 @@ constexpr Templates kIdentifiers{
 constexpr Templates kTraits{
     "query_@E_traits",
     "SELECT trait_name, trait_value, source, " NEXUS_TS_TO_US("occurred_at")
-    " FROM resolved_@E_traits WHERE @E_id = $1 ORDER BY trait_name"};
+    ", value_type FROM resolved_@E_traits WHERE @E_id = $1 AND value_type <> 'null' ORDER BY trait_name"};
 constexpr Templates kMergedIds{"query_@E_merged_ids",
                                "SELECT old_id FROM @E_id_aliases WHERE new_id = $1 ORDER BY old_id"};
 // Keyset page of a timeline: one row per event (all the entity's roles), newest first. The upper bound
@@ -228,8 +228,8 @@ EntityProfile LoadProfile(Database::Impl& impl, pqxx::work& tx, PooledConnection
         {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<int64_t>()});
   }
   for (const auto& row : impl.Exec(tx, c, st.traits.name, st.traits.sql, p.id)) {
-    p.traits.push_back(
-        {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<int64_t>()});
+    p.traits.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                        row[3].as<int64_t>(), row[4].as<std::string>()});
   }
   for (const auto& row : impl.Exec(tx, c, st.merged_ids.name, st.merged_ids.sql, p.id)) {
     p.merged_ids.push_back(row[0].as<std::string>());

@@ -22,6 +22,8 @@ struct ResolvedValue {
   std::string value;
   std::string source;
   int64_t occurred_at_us = 0;
+  /// Traits: the JSON type of `value` ("string", "number" or "boolean"; cleared traits are not listed).
+  std::string value_type = "string";
 };
 
 /// A person or group as the final tables hold it.

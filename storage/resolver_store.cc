@@ -67,7 +67,7 @@ constexpr const char* kBatchIdentifiersSql =
     "SELECT x.event_id, x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role, x.is_blocked "
     "FROM unnest($1::text[]) AS b(event_id) JOIN {k}_identifiers x ON x.event_id = b.event_id ORDER BY x.id";
 constexpr const char* kBatchTraitsSql =
-    "SELECT x.event_id, x.id, x.edge_id, x.trait_name FROM unnest($1::text[]) AS b(event_id) "
+    "SELECT x.event_id, x.id, x.edge_id, x.trait_name, x.value_type = 'null' FROM unnest($1::text[]) AS b(event_id) "
     "JOIN {k}_traits x ON x.event_id = b.event_id ORDER BY x.id";
 constexpr const char* kBatchMembershipsSql =
     "SELECT x.event_id, x.id, x.person_identifier_type, x.person_identifier, x.group_identifier_type, "
@@ -112,13 +112,15 @@ constexpr const char* kUpdateIdentifiersSql =
     "WHERE r.identifier_type = u.t AND r.identifier_value = u.v";
 constexpr const char* kUpdateCountsSql =
     "UPDATE {E} x SET identifier_count = u.n FROM unnest($1::text[], $2::bigint[]) AS u(i, n) WHERE x.{id} = u.i";
-// Trait winners: the engine picked the row; its value comes from the core log by row id.
+// Trait winners: the engine picked the row; its value (and value type: a null winner is a cleared trait) comes
+// from the core log by row id.
 constexpr const char* kUpsertTraitsSql =
-    "INSERT INTO resolved_{k}_traits AS t ({id}, trait_name, trait_value, source, occurred_at, _ingested_at, "
-    "trait_row_id) SELECT u.i, x.trait_name, x.trait_value, x.source, x.occurred_at, x._ingested_at, x.id "
-    "FROM unnest($1::text[], $2::bigint[]) AS u(i, r) JOIN {k}_traits x ON x.id = u.r "
-    "ON CONFLICT ({id}, trait_name) DO UPDATE SET trait_value = EXCLUDED.trait_value, source = EXCLUDED.source, "
-    "occurred_at = EXCLUDED.occurred_at, _ingested_at = EXCLUDED._ingested_at, trait_row_id = EXCLUDED.trait_row_id";
+    "INSERT INTO resolved_{k}_traits AS t ({id}, trait_name, trait_value, value_type, source, occurred_at, "
+    "_ingested_at, trait_row_id) SELECT u.i, x.trait_name, x.trait_value, x.value_type, x.source, x.occurred_at, "
+    "x._ingested_at, x.id FROM unnest($1::text[], $2::bigint[]) AS u(i, r) JOIN {k}_traits x ON x.id = u.r "
+    "ON CONFLICT ({id}, trait_name) DO UPDATE SET trait_value = EXCLUDED.trait_value, "
+    "value_type = EXCLUDED.value_type, source = EXCLUDED.source, occurred_at = EXCLUDED.occurred_at, "
+    "_ingested_at = EXCLUDED._ingested_at, trait_row_id = EXCLUDED.trait_row_id";
 constexpr const char* kInsertQuarantineSql =
     "INSERT INTO quarantined_edges (kind, event_id, edge_id, source, occurred_at, identifier_types, "
     "identifier_values, reason, entity_ids) SELECT $1, u.e, u.d, ev.source, ev.occurred_at, "
@@ -231,7 +233,7 @@ class BatchIo {
       }
       for (const auto& row : impl_.Exec(tx_, c_, k->Stmt("batch_traits"), k->Sql(kBatchTraitsSql), arr)) {
         in->traits[Idx(k->kind)].push_back(
-            {pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str()});
+            {pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(), row[4].as<bool>()});
       }
     }
     for (const auto& row : impl_.Exec(tx_, c_, "resolver.batch_memberships", kBatchMembershipsSql, arr)) {
@@ -275,10 +277,10 @@ class BatchIo {
                  });
       ForEachRow(tx_, obs, k->Stmt("load_traits"),
                  k->Sql("SELECT {id}, trait_name, " NEXUS_TS_TO_US("occurred_at") ", " NEXUS_TS_TO_US(
-                     "_ingested_at") ", trait_row_id FROM resolved_{k}_traits"),
+                     "_ingested_at") ", trait_row_id, source, value_type = 'null' FROM resolved_{k}_traits"),
                  [&](const pqxx::row& r) {
                    e->LoadTraitWinner(kind, r[0].c_str(), r[1].c_str(), r[2].as<int64_t>(), r[3].as<int64_t>(),
-                                      r[4].as<int64_t>());
+                                      r[4].as<int64_t>(), r[5].c_str(), r[6].as<bool>());
                  });
     }
     ForEachRow(tx_, obs, "resolver.load_memberships",
@@ -661,7 +663,7 @@ BatchStats ResolverStore::RunBatch(int64_t max_events, const resolver::Protectio
 }
 
 std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resolver::ProtectionConfig& protection) {
-  (void)protection;  // a released edge is applied without caps
+  // A released edge is applied without caps; a merge it causes folds trait winners by the current rules.
   std::string entity;
   OnSession(*impl_, holds_lock_, "release quarantined edge", [&](pqxx::work& tx, detail::PooledConnection& c) {
     auto q = impl_->db.impl().Exec(
@@ -691,6 +693,7 @@ std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resol
     BatchIo io(impl_->db.impl(), tx, c);
     const State s = io.LoadState();
     EnsureGraph(*impl_, io, s);
+    impl_->engine->SetTraitRules(protection.traits);
     const resolver::BatchDelta d =
         impl_->engine->ApplyReleased(k.kind, q[0][1].c_str(), q[0][2].c_str(), ids, parse(q[0][6]), &entity);
     io.WriteDelta(d, {});
@@ -836,8 +839,9 @@ class Rebuilder {
         "coalesce(x.blocked_reason, '')";
     CursorStream pids(tx_, "nexus_rb_pids", joined(id_cols, "person_identifiers"));
     CursorStream gids(tx_, "nexus_rb_gids", joined(id_cols, "group_identifiers"));
-    CursorStream ptraits(tx_, "nexus_rb_ptraits", joined("x.id, x.edge_id, x.trait_name", "person_traits"));
-    CursorStream gtraits(tx_, "nexus_rb_gtraits", joined("x.id, x.edge_id, x.trait_name", "group_traits"));
+    const std::string trait_cols = "x.id, x.edge_id, x.trait_name, x.value_type = 'null'";
+    CursorStream ptraits(tx_, "nexus_rb_ptraits", joined(trait_cols, "person_traits"));
+    CursorStream gtraits(tx_, "nexus_rb_gtraits", joined(trait_cols, "group_traits"));
     CursorStream mems(tx_, "nexus_rb_mems",
                       joined("x.id, x.person_identifier_type, x.person_identifier, x.group_identifier_type, "
                              "x.group_identifier",
@@ -887,7 +891,7 @@ class Rebuilder {
           in.identifiers[k].push_back({ev, row_id, r[2].c_str(), type, now.value, OptText(r[5]), blocked});
         });
         take(k == 0 ? ptraits : gtraits, [&](uint32_t ev, const pqxx::row& r) {
-          in.traits[k].push_back({ev, r[1].as<int64_t>(), r[2].c_str(), r[3].c_str()});
+          in.traits[k].push_back({ev, r[1].as<int64_t>(), r[2].c_str(), r[3].c_str(), r[4].as<bool>()});
         });
       }
       take(mems, [&](uint32_t ev, const pqxx::row& r) {
@@ -1085,8 +1089,9 @@ class Rebuilder {
       release(snap.traits[ki]);
       Exec(k->Stmt("rebuild_traits"),
            k->Sql("INSERT INTO resolved_{k}_traits" + std::string(kShadow) +
-                  " ({id}, trait_name, trait_value, source, occurred_at, _ingested_at, trait_row_id) "
-                  "SELECT s.e, x.trait_name, x.trait_value, x.source, x.occurred_at, x._ingested_at, x.id "
+                  " ({id}, trait_name, trait_value, value_type, source, occurred_at, _ingested_at, trait_row_id) "
+                  "SELECT s.e, x.trait_name, x.trait_value, x.value_type, x.source, x.occurred_at, x._ingested_at, "
+                  "x.id "
                   "FROM rb_traits s JOIN {k}_traits x ON x.id = s.r"));
       tx_.exec("DROP TABLE rb_traits");
       const auto& cols = resolver::FinalColumns(k->kind);

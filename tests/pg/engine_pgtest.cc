@@ -105,6 +105,15 @@ class EngineDbTest : public PgTest {
       if (pick(1)) (*m->mutable_traits())["name"] = "n" + std::to_string(pick(20));
       if (pick(3) == 0) (*m->mutable_traits())["title"] = "t" + std::to_string(pick(5));
       if (pick(5) == 0) (*m->mutable_traits())["email"] = "trait" + std::to_string(pick(5)) + "@x.io";
+      if (typed_traits_) {  // typed values and nulls (unsets) next to the string traits
+        auto& tv = *m->mutable_trait_values();
+        if (pick(3) == 0 && !m->traits().count("title")) tv["title"].set_null_value(google::protobuf::NULL_VALUE);
+        if (pick(3) == 0) tv["age"].set_number_value(20 + pick(3));
+        if (pick(3) == 0) tv["vip"].set_bool_value(pick(1) == 0);
+        if (pick(4) == 0) tv["signup"].set_string_value("s" + std::to_string(pick(4)));
+        if (pick(6) == 0) tv["signup"].set_null_value(google::protobuf::NULL_VALUE);
+        if (pick(5) == 0 && !m->traits().count("name")) tv["name"].set_null_value(google::protobuf::NULL_VALUE);
+      }
     }
     if (pick(2) == 0) {
       auto* g = e.add_groups();
@@ -174,6 +183,7 @@ class EngineDbTest : public PgTest {
   }
 
   resolver::ProtectionConfig protection_ = resolver::ProtectionConfig::Unlimited();
+  bool typed_traits_ = false;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::IngestService::Stub> ingest_;
   std::unique_ptr<storage::Database> db_;
@@ -190,6 +200,25 @@ TEST_F(EngineDbTest, IncrementalWithReloadsEqualsRebuildUnderTightCaps) {
   p.person_caps.max_entity_size = 8;
   p.group_caps.default_per_type = 2;
   IncrementalEqualsRebuild(p);
+}
+
+// Trait rules (issue 14) with typed values and nulls: stored winners carry their source and null flag through
+// graph reloads, and the incremental result equals a rebuild's under the same rules.
+TEST_F(EngineDbTest, IncrementalWithReloadsEqualsRebuildUnderTraitRules) {
+  std::string error;
+  auto p = resolver::ParseProtectionConfig(R"([person_caps]
+default = 4
+[traits]
+default = latest
+name = priority: hubspot, *
+company_name = priority: gmail
+title = first
+signup = first
+)",
+                                           &error);
+  ASSERT_TRUE(p) << error;
+  typed_traits_ = true;
+  IncrementalEqualsRebuild(*p);
 }
 
 TEST_F(EngineDbTest, FailedBatchDropsTheGraphAndTheReloadAgreesWithTheDatabase) {

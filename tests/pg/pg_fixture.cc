@@ -63,8 +63,10 @@ const bool kRegistered = [] {
 const std::vector<std::pair<std::string, std::string>> kResolvedTables = {
     {"resolved_person_identifiers", "person_id, identifier_type, identifier_value, source, occurred_at, last_seen_at"},
     {"resolved_group_identifiers", "group_id, identifier_type, identifier_value, source, occurred_at, last_seen_at"},
-    {"resolved_person_traits", "person_id, trait_name, trait_value, source, occurred_at, _ingested_at, trait_row_id"},
-    {"resolved_group_traits", "group_id, trait_name, trait_value, source, occurred_at, _ingested_at, trait_row_id"},
+    {"resolved_person_traits",
+     "person_id, trait_name, trait_value, value_type, source, occurred_at, _ingested_at, trait_row_id"},
+    {"resolved_group_traits",
+     "group_id, trait_name, trait_value, value_type, source, occurred_at, _ingested_at, trait_row_id"},
     {"resolved_membership_identifiers",
      "id, membership_identifier_id, person_id, group_id, role, source, occurred_at, _ingested_at"},
     {"memberships",

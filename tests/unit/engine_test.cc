@@ -144,6 +144,8 @@ struct LogIndex {
         traits[k][t.event].push_back(i);
         const LogEvent& e = log.events[t.event];
         trait_time[k][t.row_id] = {e.occurred_us, e.ingested_us, t.row_id};
+        trait_source[k][t.row_id] = e.source;
+        trait_null[k][t.row_id] = t.is_null;
       }
     }
     for (size_t i = 0; i < log.memberships.size(); ++i) {
@@ -157,8 +159,37 @@ struct LogIndex {
   std::array<std::vector<std::vector<size_t>>, kKinds> traits;  // event -> trait rows
   std::vector<std::vector<size_t>> memberships;                 // event -> membership rows
   std::array<std::map<int64_t, RowTime>, kKinds> trait_time;
+  std::array<std::map<int64_t, std::string>, kKinds> trait_source;  // the row's event's source
+  std::array<std::map<int64_t, bool>, kKinds> trait_null;           // the row's value is a JSON null
   std::map<int64_t, RowTime> membership_time;
 };
+
+/// The trait rules as resolver/protection.h states them, in plain code (no engine or TraitRule::Rank code):
+/// does trait row `a` beat row `b` of the same entity and name?
+bool OracleTraitBeats(const TraitRules& rules, const std::string& name, const LogIndex& index, size_t k, int64_t a,
+                      int64_t b) {
+  auto named = rules.named.find(name);
+  const TraitRule& rule = named == rules.named.end() ? rules.default_rule : named->second;
+  const RowTime ta = index.trait_time[k].at(a), tb = index.trait_time[k].at(b);
+  const bool null_a = index.trait_null[k].at(a), null_b = index.trait_null[k].at(b);
+  if (rule.kind == TraitRule::Kind::kFirst) {
+    if (null_a != null_b) return null_b;  // a value beats a null; a null never clears
+    return ta < tb;                       // earliest
+  }
+  if (rule.kind == TraitRule::Kind::kPriority) {
+    auto rank = [&](const std::string& source) {
+      size_t star = rule.sources.size();  // unlisted sources without '*': after every listed one
+      for (size_t i = 0; i < rule.sources.size(); ++i) {
+        if (rule.sources[i] == source) return i;
+        if (rule.sources[i] == "*") star = i;
+      }
+      return star;
+    };
+    const size_t ra = rank(index.trait_source[k].at(a)), rb = rank(index.trait_source[k].at(b));
+    if (ra != rb) return ra < rb;
+  }
+  return tb < ta;  // latest
+}
 
 // =========================================================================================================
 // The resolved state, shaped like the database tables. Filled by the sink (from deltas), the oracle and
@@ -697,8 +728,8 @@ class NaiveResolver {
         ks.entities[id] = {static_cast<int64_t>(c.members.size()), c.birth_seq, c.created_by};
       }
       // Trait winners: the trait goes to the entity of the first non-blocked identifier row of its
-      // (event, edge_id); per (entity, name) the largest (occurred, ingested, row id) wins.
-      std::map<std::pair<std::string, std::string>, RowTime> best;
+      // (event, edge_id); per (entity, name) the row that beats every other under the name's rule.
+      std::map<std::pair<std::string, std::string>, int64_t> best;
       for (size_t e = 0; e < n_events; ++e) {
         for (size_t t : index_.traits[k][e]) {
           const LogTrait& trait = log_.traits[k][t];
@@ -715,13 +746,23 @@ class NaiveResolver {
             continue;
           }
           const std::string entity = kr.entity_of.at({first->type, first->value});
-          const RowTime when{log_.events[e].occurred_us, log_.events[e].ingested_us, trait.row_id};
-          auto [it, fresh] = best.try_emplace({entity, trait.name}, when);
-          if (!fresh && it->second < when) it->second = when;
-          if (!fresh && it->second.row_id != when.row_id) ++out.coverage["later trait row loses to an earlier one"];
+          auto [it, fresh] = best.try_emplace({entity, trait.name}, trait.row_id);
+          if (fresh) continue;
+          const int64_t before = it->second;
+          const bool wins = OracleTraitBeats(log_.protection.traits, trait.name, index_, k, trait.row_id, before);
+          if (wins) it->second = trait.row_id;
+          const bool later = index_.trait_time[k].at(before) < index_.trait_time[k].at(trait.row_id);
+          if (!wins && later) ++out.coverage["later trait row loses to an earlier one"];
+          const auto& rule = log_.protection.traits.For(trait.name);
+          if (!wins && later && rule.kind == TraitRule::Kind::kPriority)
+            ++out.coverage["trait: a later row of a lower-priority source loses"];
+          if (wins && !later && rule.kind == TraitRule::Kind::kPriority)
+            ++out.coverage["trait: an earlier row of a higher-priority source wins"];
+          if (!wins && later && rule.kind == TraitRule::Kind::kFirst) ++out.coverage["trait: first value kept"];
+          if (wins && index_.trait_null[k].at(trait.row_id)) ++out.coverage["trait: null row clears"];
         }
       }
-      for (const auto& [key, when] : best) ks.traits[key] = when.row_id;
+      for (const auto& [key, row] : best) ks.traits[key] = row;
       // Final columns: the winning trait of the column's name(s), else the identifier of the fallback type
       // with the latest last sighting (ties: the smallest value), else NULL.
       for (const auto& [id, c] : kr.entities) {
@@ -730,7 +771,7 @@ class NaiveResolver {
           FinalValue v;
           for (const auto& name : col.traits) {
             auto it = ks.traits.find({id, name});
-            if (it != ks.traits.end()) {
+            if (it != ks.traits.end() && !index_.trait_null[k].at(it->second)) {  // cleared: as if absent
               v.trait_row = it->second;
               break;
             }
@@ -891,7 +932,10 @@ class Sink {
         if (strict && it->second == t.row_id) {
           Unchanged(kn + " trait winner " + t.entity_id + ":" + t.name + " = row " + Str(t.row_id) + " (as stored)");
         }
-        if (mode_ == Mode::kDeltaOnly || index_->trait_time[k].at(it->second) < when->second) it->second = t.row_id;
+        if (mode_ == Mode::kDeltaOnly ||
+            OracleTraitBeats(log_->protection.traits, t.name, *index_, k, t.row_id, it->second)) {
+          it->second = t.row_id;
+        }
       }
       for (const Participant& p : kd.participants) ks.participants.emplace(event_id(p.event), p.entity_id, p.role);
       for (const FinalRow& f : kd.finals) {
@@ -964,7 +1008,8 @@ class Sink {
       }
       if (mode_ == Mode::kFold) {
         auto [slot, fresh] = ks.traits.try_emplace({s, it->first.second}, it->second);
-        if (!fresh && index_->trait_time[k].at(slot->second) < index_->trait_time[k].at(it->second)) {
+        if (!fresh &&
+            OracleTraitBeats(log_->protection.traits, it->first.second, *index_, k, it->second, slot->second)) {
           slot->second = it->second;
         }
       }
@@ -1094,8 +1139,10 @@ std::unique_ptr<Engine> LoadEngine(const State& stored, const Log& log, const Lo
     }
     for (const auto& [key, row] : stored.kinds[k].traits) {
       const RowTime t = index.trait_time[k].at(row);
-      rest.push_back([&engine, kind, key, t] {
-        engine->LoadTraitWinner(kind, key.first, key.second, t.occurred_us, t.ingested_us, t.row_id);
+      const std::string source = index.trait_source[k].at(row);
+      const bool is_null = index.trait_null[k].at(row);
+      rest.push_back([&engine, kind, key, t, source, is_null] {
+        engine->LoadTraitWinner(kind, key.first, key.second, t.occurred_us, t.ingested_us, t.row_id, source, is_null);
       });
     }
   }
@@ -1371,6 +1418,7 @@ class StreamGenerator {
       }
     }
     log.protection = Protection();
+    log.protection.traits = Traits();
     const double cut = Pick(std::vector<double>{0.0, 0.1, 0.3, 0.6, 1.0});
     c.batch_start.assign(static_cast<size_t>(n), false);
     for (size_t i = 0; i < c.batch_start.size(); ++i) c.batch_start[i] = i == 0 || Chance(cut);
@@ -1472,10 +1520,14 @@ class StreamGenerator {
                                           "company_size", "shopify_id",   "title",    "other"};
     for (const auto& edge_id : edge_ids) {
       if (!Chance(0.5)) continue;
-      for (int t = Int(1, 3); t > 0; --t) log->traits[k].push_back({ev, next_row_++, edge_id, Pick(names)});
+      for (int t = Int(1, 3); t > 0; --t) {
+        log->traits[k].push_back({ev, next_row_++, edge_id, Pick(names), Chance(0.12)});
+      }
     }
-    if (Chance(0.04)) log->traits[k].push_back({ev, next_row_++, event_id + "#nothing", Pick(names)});
-    if (Chance(0.04)) log->traits[k].push_back({ev, next_row_++, "crm-" + std::to_string(Int(0, 5)), Pick(names)});
+    if (Chance(0.04)) log->traits[k].push_back({ev, next_row_++, event_id + "#nothing", Pick(names), Chance(0.1)});
+    if (Chance(0.04)) {
+      log->traits[k].push_back({ev, next_row_++, "crm-" + std::to_string(Int(0, 5)), Pick(names), Chance(0.1)});
+    }
   }
 
   void AddMemberships(Log* log, uint32_t ev) {
@@ -1530,6 +1582,36 @@ class StreamGenerator {
     return p;
   }
 
+  TraitRule Rule() {
+    TraitRule r;
+    switch (Weighted({50, 20, 30})) {
+      case 0:
+        return r;
+      case 1:
+        r.kind = TraitRule::Kind::kFirst;
+        return r;
+      default:
+        break;
+    }
+    r.kind = TraitRule::Kind::kPriority;
+    std::vector<std::string> sources{"web", "crm", "shop", "app"};
+    std::shuffle(sources.begin(), sources.end(), rng_);
+    sources.resize(static_cast<size_t>(Int(1, 4)));
+    if (Chance(0.5)) sources.insert(sources.begin() + Int(0, static_cast<int>(sources.size())), "*");
+    if (Chance(0.1)) sources.push_back("nobody");  // a source that never sends
+    r.sources = sources;
+    return r;
+  }
+  TraitRules Traits() {
+    TraitRules t;
+    if (Chance(0.3)) return t;  // today's rule everywhere
+    t.default_rule = Rule();
+    for (const char* name : {"name", "title", "company_name", "email", "domain"}) {
+      if (Chance(0.4)) t.named[name] = Rule();
+    }
+    return t;
+  }
+
   std::mt19937_64 rng_;
   int64_t next_row_ = 1;
   int emails_ = 40, user_ids_ = 10, phones_ = 10, domains_ = 10, shops_ = 6;
@@ -1573,7 +1655,8 @@ std::string Dump(const Case& c) {
       }
       for (size_t i : index.traits[k][e]) {
         const LogTrait& t = log.traits[k][i];
-        o << "    " << KindName(kind) << " trait row " << t.row_id << " edge " << t.edge_id << " " << t.name << "\n";
+        o << "    " << KindName(kind) << " trait row " << t.row_id << " edge " << t.edge_id << " " << t.name
+          << (t.is_null ? " = null" : "") << "\n";
       }
     }
     for (size_t i : index.memberships[e]) {
@@ -1670,6 +1753,12 @@ Case Shrink(Case c, const std::function<Problems(const Case&)>& check) {
     if (!c.log.protection.person_caps.Unlimited() || !c.log.protection.group_caps.Unlimited()) {
       Case t = c;
       t.log.protection = ProtectionConfig::Unlimited();
+      t.log.protection.traits = c.log.protection.traits;
+      progress |= attempt(std::move(t));
+    }
+    if (!(c.log.protection.traits == TraitRules{})) {
+      Case t = c;
+      t.log.protection.traits = TraitRules{};
       progress |= attempt(std::move(t));
     }
   }
@@ -1712,15 +1801,29 @@ TEST(EngineProperty, RandomStreamsAgreeAcrossCutsReloadsAndTheOracle) {
   const uint64_t checked = ForEachStream([&](const Case& c) { return CheckCase(c, &coverage); });
   // The generator must keep producing every situation the rules distinguish.
   if (checked < 100) return;
-  for (const char* what :
-       {"edge_id reused by a later event links an entity", "released edge over a cap applied", "quarantine person type",
-        "quarantine person max_entity_size", "quarantine group type", "quarantine of a reused edge_id",
-        "survivor by birth_seq (equal sizes)", "unseen identifiers outnumber every part: a new entity absorbs",
-        "person merge", "group merge", "back-dated sighting moves first seen", "membership row resolved",
-        "membership row unresolved", "trait without a linkable identifier dropped",
-        "later trait row loses to an earlier one", "merge of an entity stored by an earlier batch",
-        "reload in the middle of a stream", "release of a quarantined edge",
-        "an event's local edge ignores the same edge_id named by another event"}) {
+  for (const char* what : {"edge_id reused by a later event links an entity",
+                           "released edge over a cap applied",
+                           "quarantine person type",
+                           "quarantine person max_entity_size",
+                           "quarantine group type",
+                           "quarantine of a reused edge_id",
+                           "survivor by birth_seq (equal sizes)",
+                           "unseen identifiers outnumber every part: a new entity absorbs",
+                           "person merge",
+                           "group merge",
+                           "back-dated sighting moves first seen",
+                           "membership row resolved",
+                           "membership row unresolved",
+                           "trait without a linkable identifier dropped",
+                           "later trait row loses to an earlier one",
+                           "merge of an entity stored by an earlier batch",
+                           "reload in the middle of a stream",
+                           "release of a quarantined edge",
+                           "an event's local edge ignores the same edge_id named by another event",
+                           "trait: a later row of a lower-priority source loses",
+                           "trait: an earlier row of a higher-priority source wins",
+                           "trait: first value kept",
+                           "trait: null row clears"}) {
     EXPECT_GE(coverage[what], 3) << "the generator rarely produces: " << what;
   }
   for (const auto& [what, n] : coverage) std::cout << "  coverage: " << what << ": " << n << "\n";
@@ -1762,8 +1865,11 @@ class Script {
   Script& Group(const std::string& edge, const std::string& type, const std::string& value) {
     return Row(kGroups, edge, type, value, false);
   }
-  int64_t PersonTrait(const std::string& edge, const std::string& name) { return Trait(kPersons, edge, name); }
+  int64_t PersonTrait(const std::string& edge, const std::string& name, bool is_null = false) {
+    return Trait(kPersons, edge, name, is_null);
+  }
   int64_t GroupTrait(const std::string& edge, const std::string& name) { return Trait(kGroups, edge, name); }
+  int64_t GroupTraitNull(const std::string& edge, const std::string& name) { return Trait(kGroups, edge, name, true); }
   int64_t Membership(const Ident& person, const Ident& group) {
     LogMembership m;
     m.event = Last();
@@ -1782,6 +1888,10 @@ class Script {
     log_.protection = p;
     return *this;
   }
+  Script& Rules(const TraitRules& r) {
+    log_.protection.traits = r;
+    return *this;
+  }
   const Log& log() const { return log_; }
 
  private:
@@ -1798,8 +1908,8 @@ class Script {
     log_.identifiers[k].push_back(r);
     return *this;
   }
-  int64_t Trait(size_t k, const std::string& edge, const std::string& name) {
-    log_.traits[k].push_back({Last(), next_row_, edge, name});
+  int64_t Trait(size_t k, const std::string& edge, const std::string& name, bool is_null = false) {
+    log_.traits[k].push_back({Last(), next_row_, edge, name, is_null});
     return next_row_++;
   }
 
@@ -1891,6 +2001,142 @@ TEST(EngineRules, BackDatedTraitDoesNotOverride) {
     EXPECT_EQ(snap.identifiers[kPersons][0].last_us, kT0 + 2000 * 1000);
   }
   EXPECT_EQ(Join(CheckAllCuts(s.log())), "");
+}
+
+TraitRule Latest() { return {}; }
+TraitRule First() { return {TraitRule::Kind::kFirst, {}}; }
+TraitRule Priority(std::vector<std::string> sources) { return {TraitRule::Kind::kPriority, std::move(sources)}; }
+
+// Every trait rule, as a table: rows of one person's "title" (in log order: occurred ms, source, null?) and
+// the row that must win (-1: the trait stays cleared, the final column falls back to NULL). Each case also
+// runs through every batch cut and reload against the oracle, and once with the rows split over two entities
+// that a later event merges (the winner must compose across the merge).
+TEST(EngineRules, TraitRulesTable) {
+  struct Row {
+    int64_t occurred_ms;
+    std::string source;
+    bool is_null = false;
+  };
+  struct TraitCase {
+    std::string what;
+    TraitRule rule;
+    std::vector<Row> rows;
+    int winner;  // index into rows; -1: cleared
+  };
+  const std::vector<TraitCase> cases = {
+      {"latest: the newest occurrence wins", Latest(), {{1, "crm"}, {3, "mail"}, {2, "web"}}, 1},
+      {"latest: equal occurred_at, the later ingested wins", Latest(), {{5, "crm"}, {5, "mail"}}, 1},
+      {"latest: null clears", Latest(), {{1, "crm"}, {2, "mail", true}}, -1},
+      {"latest: an older null does not clear", Latest(), {{2, "crm"}, {1, "mail", true}}, 0},
+      {"latest: a value after the null sets it again", Latest(), {{1, "crm"}, {2, "mail", true}, {3, "web"}}, 2},
+      {"first: the earliest occurrence wins", First(), {{5, "crm"}, {2, "web"}, {9, "mail"}}, 1},
+      {"first: a later import does not replace it", First(), {{1, "crm"}, {100, "import"}}, 0},
+      {"first: null does not clear", First(), {{1, "crm"}, {2, "mail", true}}, 0},
+      {"first: an earlier null does not win over a value", First(), {{2, "crm"}, {1, "mail", true}}, 0},
+      {"first: only nulls: cleared", First(), {{2, "crm", true}, {1, "mail", true}}, -1},
+      {"priority: the CRM beats a newer mail client",
+       Priority({"hubspot", "salesforce", "*"}),
+       {{1, "hubspot"}, {5, "mail"}},
+       0},
+      {"priority: the second source beats '*'",
+       Priority({"hubspot", "salesforce", "*"}),
+       {{9, "mail"}, {1, "salesforce"}},
+       1},
+      {"priority: equal rank falls back to latest",
+       Priority({"hubspot", "*"}),
+       {{2, "hubspot"}, {3, "hubspot"}, {1, "hubspot"}},
+       1},
+      {"priority: '*' ranks all unlisted sources equally", Priority({"hubspot", "*"}), {{2, "mail"}, {3, "web"}}, 1},
+      {"priority: '*' before a listed source", Priority({"*", "import"}), {{2, "mail"}, {3, "import"}}, 0},
+      {"priority: without '*' unlisted sources rank last", Priority({"hubspot"}), {{1, "hubspot"}, {3, "web"}}, 0},
+      {"priority: a higher-priority null clears", Priority({"hubspot", "*"}), {{5, "mail"}, {1, "hubspot", true}}, -1},
+      {"priority: a lower-priority null does not clear",
+       Priority({"hubspot", "*"}),
+       {{1, "hubspot"}, {5, "mail", true}},
+       0},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.what);
+    TraitRules rules;
+    rules.named["title"] = tc.rule;
+    rules.default_rule = Priority({"mail"});  // must not apply to "title"
+    for (bool split : {false, true}) {
+      SCOPED_TRACE(split ? "rows on two entities merged at the end" : "rows on one entity");
+      Script s;
+      s.Rules(rules);
+      std::vector<int64_t> rows;
+      for (size_t i = 0; i < tc.rows.size(); ++i) {
+        const Row& r = tc.rows[i];
+        const std::string email = split && i % 2 == 1 ? "b@x.io" : "a@x.io";
+        s.Event(r.occurred_ms * 1000, r.source).Person("x", "email", email);
+        rows.push_back(s.PersonTrait("x", "title", r.is_null));
+      }
+      if (split) s.Event(0).Person("m", "email", "a@x.io").Person("m", "email", "b@x.io");
+      for (bool per_event : {false, true}) {
+        auto engine = Resolve(s.log(), per_event);
+        const std::string id = engine->EntityOf(kPerson, "email", "a@x.io");
+        const std::optional<FinalValue> final = FinalOf(*engine, kPerson, id, "title");
+        if (tc.winner < 0) {
+          EXPECT_EQ(final, (FinalValue{0, std::nullopt})) << "cleared: the column falls back to NULL";
+          // The stored winner is a null row (it keeps beating what it cleared), or none when only nulls came.
+          const auto row = TraitRow(*engine, kPerson, id, "title");
+          ASSERT_TRUE(row.has_value());
+          const size_t at = static_cast<size_t>(std::find(rows.begin(), rows.end(), *row) - rows.begin());
+          ASSERT_LT(at, rows.size());
+          EXPECT_TRUE(tc.rows[at].is_null);
+        } else {
+          EXPECT_EQ(TraitRow(*engine, kPerson, id, "title"), rows[static_cast<size_t>(tc.winner)]);
+          EXPECT_EQ(final, (FinalValue{rows[static_cast<size_t>(tc.winner)], std::nullopt}));
+        }
+      }
+      EXPECT_EQ(Join(CheckAllCuts(s.log())), "");
+    }
+  }
+}
+
+// A group's company_name column falls back to the "name" trait when company_name was cleared.
+TEST(EngineRules, ClearedTraitFallsBackToTheNextTraitOfTheColumn) {
+  Script s;
+  s.Event(1).Group("g", "domain", "acme.io");
+  const int64_t name = s.GroupTrait("g", "name");
+  const int64_t company = s.GroupTrait("g", "company_name");
+  s.Event(2).Group("h", "domain", "acme.io");
+  s.GroupTraitNull("h", "company_name");
+  Engine before(kSalt, 1);
+  before.Apply(Slice(s.log(), 0, 1), s.log().protection);
+  const std::string g = before.EntityOf(kGroup, "domain", "acme.io");
+  EXPECT_EQ(FinalOf(before, kGroup, g, "company_name"), (FinalValue{company, std::nullopt}));
+  for (bool per_event : {false, true}) {
+    auto e = Resolve(s.log(), per_event);
+    EXPECT_EQ(FinalOf(*e, kGroup, g, "company_name"), (FinalValue{name, std::nullopt}));
+  }
+  EXPECT_EQ(Join(CheckAllCuts(s.log())), "");
+}
+
+// A reload (new rules between batches) applies to rows resolved afterwards: a new row competes with the stored
+// winner under the new rule; the stored winner is not re-decided until a rebuild (a fresh engine over the log).
+TEST(EngineRules, ChangedRulesApplyToLaterRowsAndARebuildReappliesThem) {
+  Script s;
+  s.Event(1, "hubspot").Person("x", "email", "a@x.io");
+  const int64_t crm = s.PersonTrait("x", "name");
+  s.Event(2, "mail").Person("x", "email", "a@x.io");
+  const int64_t mail = s.PersonTrait("x", "name");
+  s.Event(3, "web").Person("x", "email", "a@x.io");
+  const int64_t web = s.PersonTrait("x", "name");
+  ProtectionConfig latest = ProtectionConfig::Unlimited();
+  ProtectionConfig crm_first = latest;
+  crm_first.traits.named["name"] = Priority({"hubspot", "*"});
+
+  Engine running(kSalt, 1);
+  running.Apply(Slice(s.log(), 0, 2), latest);
+  const std::string id = running.EntityOf(kPerson, "email", "a@x.io");
+  EXPECT_EQ(TraitRow(running, kPerson, id, "name"), mail);  // latest
+  running.Apply(Slice(s.log(), 2, 3), crm_first);           // reloaded: web (rank '*') vs mail (rank '*'): latest
+  EXPECT_EQ(TraitRow(running, kPerson, id, "name"), web);
+
+  Engine rebuilt(kSalt, 1);
+  rebuilt.Apply(Slice(s.log(), 0, 3), crm_first);
+  EXPECT_EQ(TraitRow(rebuilt, kPerson, id, "name"), crm);
 }
 
 TEST(EngineRules, ReusedEdgeIdLinksAcrossEvents) {
@@ -2146,7 +2392,7 @@ TEST(EngineLoad, TraitWinnersAndMembershipsMayBeLoadedBeforeTheirEntities) {
   Engine e(kSalt, stored.state().next_birth_seq);
   const RowTime t = index.trait_time[kPersons].at(title);
   const RowTime m = index.membership_time.at(membership);
-  e.LoadTraitWinner(kPerson, person, "title", t.occurred_us, t.ingested_us, t.row_id);
+  e.LoadTraitWinner(kPerson, person, "title", t.occurred_us, t.ingested_us, t.row_id, log.events[0].source, false);
   e.LoadMembership(person, group, m.occurred_us, m.occurred_us, m.ingested_us, m.row_id);
   for (EntityKind kind : kKindList) {
     for (const auto& [id, entity] : stored.state().kinds[Idx(kind)].entities) {

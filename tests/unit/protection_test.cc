@@ -142,5 +142,56 @@ TEST(Protection, ClassifyFingerprintFollowsWhatDecidesAValue) {
   EXPECT_NE(gb->ClassifyFingerprint(), base);
 }
 
+TEST(Protection, ParsesTraitRules) {
+  std::string err;
+  auto cfg = ParseProtectionConfig(R"(
+[traits]
+default = latest
+name = priority: hubspot, salesforce, *
+title = priority:hubspot
+signup_date = first
+first_seen_source = first
+)",
+                                   &err);
+  ASSERT_TRUE(cfg) << err;
+  const TraitRules& t = cfg->traits;
+  EXPECT_EQ(t.default_rule.kind, TraitRule::Kind::kLatest);
+  EXPECT_EQ(t.For("name").kind, TraitRule::Kind::kPriority);
+  EXPECT_EQ(t.For("name").sources, (std::vector<std::string>{"hubspot", "salesforce", "*"}));
+  EXPECT_EQ(t.For("title").sources, (std::vector<std::string>{"hubspot"}));
+  EXPECT_EQ(t.For("signup_date").kind, TraitRule::Kind::kFirst);
+  EXPECT_EQ(t.For("first_seen_source").kind, TraitRule::Kind::kFirst);
+  EXPECT_EQ(t.For("anything_else").kind, TraitRule::Kind::kLatest);
+  // Ranks: listed in order, '*' for the rest; without '*' the rest rank after every listed source.
+  EXPECT_EQ(t.For("name").Rank("hubspot"), 0u);
+  EXPECT_EQ(t.For("name").Rank("salesforce"), 1u);
+  EXPECT_EQ(t.For("name").Rank("gmail"), 2u);
+  EXPECT_EQ(t.For("title").Rank("gmail"), 1u);
+  EXPECT_NE(Describe(*cfg).find("name=priority: hubspot, salesforce, *"), std::string::npos) << Describe(*cfg);
+
+  auto d = ParseProtectionConfig("[traits]\ndefault = first\n", &err);
+  ASSERT_TRUE(d) << err;
+  EXPECT_EQ(d->traits.For("x").kind, TraitRule::Kind::kFirst);
+  // Without a [traits] section: today's rule, latest everywhere.
+  EXPECT_EQ(ProtectionConfig::Defaults().traits, TraitRules{});
+}
+
+TEST(Protection, TraitRuleErrorsNameTheLine) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[traits]\nname = newest\n", "line 2: trait 'name': unknown trait rule 'newest'"},
+      {"[traits]\nname = priority:\n", "line 2: trait 'name': empty source in priority list"},
+      {"[traits]\n\nname = priority: a, , b\n", "line 3: trait 'name': empty source in priority list"},
+      {"[traits]\nname = priority: a, b, a\n", "line 2: trait 'name': source 'a' listed twice"},
+      {"[traits]\nname = first\nname = latest\n", "line 3: trait 'name' already has a rule (line 2)"},
+      {"[traits]\ndefault = first\ndefault = latest\n", "line 3: default trait rule already set on line 2"},
+      {"[traits]\nname\n", "line 2: expected 'key = value'"},
+  };
+  for (const auto& [text, want] : cases) {
+    std::string err;
+    EXPECT_FALSE(ParseProtectionConfig(text, &err)) << text;
+    EXPECT_EQ(err.rfind(want, 0), 0u) << "got: " << err;
+  }
+}
+
 }  // namespace
 }  // namespace nexus::resolver
