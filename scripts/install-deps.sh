@@ -8,6 +8,7 @@ PACKAGES=(
   libpqxx-dev libpq-dev libboost-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev
   libssl-dev openssl
+  zlib1g-dev
   postgresql-15 postgresql-client-15
   prometheus
   python3 python3-yaml

@@ -106,6 +106,7 @@ HttpResponse HttpApi::HandleSegment(const std::string& call, const HttpRequest& 
   if (!authorization.empty()) {
     header_key = WriteKeyOf(authorization);
     if (!header_key) {
+      if (auth_) metrics_.ObserveAuth("", "malformed");
       return SegmentError(grpc::StatusCode::UNAUTHENTICATED,
                           "the authorization header must be 'Basic <base64 of writeKey:>' or 'Bearer <key>'");
     }

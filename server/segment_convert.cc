@@ -103,8 +103,9 @@ class MessageConverter {
       Problem("messageId", "missing (it becomes the event_id that makes retries idempotent)");
     ev->set_event_id(message_id);
     Map("events[0].event_id", "messageId");
+    Map("events[0]", "");  // anything not mapped more precisely: the message itself
     ev->set_source(options_.source);
-    Map("events[0].source", "writeKey (its source)");
+    Map("events[0].source", "writeKey");
     ev->set_event_type(type);
     OccurredAt(ev);
 
