@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-25}
-TARGETS=${FUZZ_TARGETS:-json ingest_convert normalize page_token}
+TARGETS=${FUZZ_TARGETS:-json ingest_convert normalize page_token segment}
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNEXUS_FUZZ=ON \
   -DNEXUS_BUILD_TESTS=OFF -DNEXUS_BUILD_BENCH=OFF >/dev/null
 ninja -C "$BUILD_DIR" -j"${JOBS:-$(nproc)}" $(for t in $TARGETS; do echo "fuzz_$t"; done)

@@ -9,11 +9,16 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libssl-dev openssl
   libphonenumber-dev libicu-dev
+  zlib1g-dev
   postgresql-15 postgresql-client-15
   prometheus
   python3 python3-yaml
   clang libclang-rt-14-dev
 )
+# Node.js + npm for scripts/sdk-test.sh (the Segment/RudderStack SDK test), only when no node is installed: a
+# machine that has its own Node (the CI image has Node 20 in /usr/bin) keeps it. The Segment SDK needs node >= 20;
+# Debian 12's nodejs is 18, which sdk-test.sh reports.
+if ! command -v node >/dev/null 2>&1; then PACKAGES+=(nodejs npm); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -6,6 +6,8 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include <set>
+
 #include "common/log.h"
 #include "server/admin_service.h"
 #include "server/auth.h"
@@ -108,15 +110,24 @@ void App::Start() {
   admin_service_ = std::make_unique<AdminServiceImpl>(*admin_, *metrics_, auth_.get());
 
   // Built (TLS files loaded and checked) before any listener opens: a bad certificate stops start-up.
+  segment::Options segment;
+  segment.source = config_.segment_source;
+  segment.identity_traits = config_.segment_identity_traits;
+  segment.previous_id_types = config_.segment_previous_id_types;
+  segment.max_body_bytes = config_.limits.max_request_bytes;
+  segment.max_messages = config_.limits.max_events_per_request;
   http_api_ = std::make_unique<HttpApi>(
       *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get(),
-      auth_.get());
+      auth_.get(), segment);
   const uint64_t ingest_body = static_cast<uint64_t>(config_.limits.max_request_bytes);
   http_server_ = std::make_unique<HttpServer>(
       config_.http_listen, config_.http_threads, [this](const HttpRequest& r) { return http_api_->Handle(r); },
       HttpTlsOptions{config_.tls_cert, config_.tls_key, config_.tls_client_ca},
       [ingest_body](std::string_view method, std::string_view target) -> uint64_t {
-        const bool ingest = method == "POST" && target.substr(0, target.find('?')) == "/v1/events:ingest";
+        static const std::set<std::string_view> kIngestRoutes = {"/v1/events:ingest", "/v1/identify", "/v1/track",
+                                                                 "/v1/group",         "/v1/alias",    "/v1/page",
+                                                                 "/v1/screen",        "/v1/batch",    "/v1/import"};
+        const bool ingest = method == "POST" && kIngestRoutes.count(target.substr(0, target.find('?')));
         return ingest ? ingest_body : HttpServer::kDefaultBodyLimit;
       });
 

@@ -102,6 +102,8 @@ const std::map<std::string, Scope, std::less<>>& MethodScopes() {
       {"http:/healthz", Scope::kOpen},
       {"http:/readyz", Scope::kOpen},
       {"http:/metrics", Scope::kMetrics},
+      // Segment-compatible tracking API (/v1/identify, /v1/track, ..., /v1/batch): the write key is the API key
+      {"http:/segment", Scope::kIngest},
   };
   return kTable;
 }

@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <functional>
 #include <map>
@@ -92,6 +93,28 @@ Setter ListenField(std::string Config::*f) {
     c.*f = v;
     return "";
   };
+}
+
+/// A comma-separated list of identifier types ([a-z0-9_]{1,64}); empty only when `allow_empty`.
+std::string ParseTypeList(const std::string& v, bool allow_empty, std::vector<std::string>* out) {
+  std::vector<std::string> list;
+  size_t start = 0;
+  while (!v.empty()) {
+    const size_t comma = v.find(',', start);
+    std::string item = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (item.empty() || item.size() > 64 ||
+        item.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
+      return "must be a comma-separated list of identifier types ([a-z0-9_]{1,64})";
+    }
+    if (std::find(list.begin(), list.end(), item) == list.end()) list.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (list.empty() && !allow_empty) return "must name at least one identifier type";
+  *out = list;
+  return "";
 }
 
 /// Variables read by the project's scripts and tests, not by nexusd: a test that starts nexusd passes its
@@ -229,6 +252,23 @@ const std::vector<Option>& Options() {
         "PEM certificate (chain) for TLS on gRPC and HTTP; needs --tls-key (reload: SIGHUP for HTTP, gRPC within 10s)",
         StrField(&Config::tls_cert));
     add("tls-key", "(none)", "PEM private key of --tls-cert", StrField(&Config::tls_key));
+    add("segment-source", "segment",
+        "Segment-compatible API (/v1/track, /v1/batch, ...): the source of messages whose write key is not bound to "
+        "exactly one source (open mode, keys bound to none or several; those must allow it)",
+        [](Config& c, const std::string& v) -> std::string {
+          if (v.empty() || v.size() > 1024) return "must be 1 to 1024 bytes";
+          c.segment_source = v;
+          return "";
+        });
+    add("segment-identity-traits", "email,phone",
+        "Segment-compatible API: comma-separated traits whose values are identifiers of the user (each becomes an "
+        "identifier of that type, linked to userId and anonymousId); empty: none",
+        [](Config& c, const std::string& v) { return ParseTypeList(v, true, &c.segment_identity_traits); });
+    add("segment-previous-id-types", "anonymous_id",
+        "Segment-compatible API: identifier types an alias's previousId is stored as (comma-separated; "
+        "anonymous_id,user_id also merges two user ids, which the default merge protection quarantines: one user_id "
+        "per person)",
+        [](Config& c, const std::string& v) { return ParseTypeList(v, false, &c.segment_previous_id_types); });
     add("tls-client-ca", "(none)", "PEM CA file: require client certificates signed by it (mTLS); needs --tls-cert",
         StrField(&Config::tls_client_ca));
     return o;

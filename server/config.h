@@ -45,11 +45,14 @@ struct Config {
   int http_threads = 4;
   bool rebuild = false;                                ///< run a full rebuild and exit
   std::chrono::milliseconds rebuild_lock_wait{30000};  ///< --rebuild: give up when the lock stays taken
-  bool allow_unauthenticated = false;  ///< serve without keys on a non-loopback address while no key exists
-  bool metrics_require_key = false;    ///< /metrics needs a valid API key (any scope)
-  std::string tls_cert;                ///< PEM certificate chain for gRPC and HTTP; empty: plaintext
-  std::string tls_key;                 ///< PEM private key of tls_cert
-  std::string tls_client_ca;           ///< PEM CA: clients must present a certificate it signed (mTLS)
+  bool allow_unauthenticated = false;      ///< serve without keys on a non-loopback address while no key exists
+  bool metrics_require_key = false;        ///< /metrics needs a valid API key (any scope)
+  std::string tls_cert;                    ///< PEM certificate chain for gRPC and HTTP; empty: plaintext
+  std::string tls_key;                     ///< PEM private key of tls_cert
+  std::string tls_client_ca;               ///< PEM CA: clients must present a certificate it signed (mTLS)
+  std::string segment_source = "segment";  ///< Segment API: source of keys not bound to exactly one source
+  std::vector<std::string> segment_identity_traits = {"email", "phone"};  ///< traits that identify the user
+  std::vector<std::string> segment_previous_id_types = {"anonymous_id"};  ///< alias: what previousId is stored as
 };
 
 /// One documented option: its flag, environment variable, default and meaning.

@@ -46,8 +46,14 @@ grpc::Status ParseJson(const std::string& body, google::protobuf::Message* m) {
 }
 
 HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query,
-                 Authenticator* auth)
-    : metrics_(metrics), ready_(std::move(ready)), ingest_(ingest), admin_(admin), query_(query), auth_(auth) {
+                 Authenticator* auth, segment::Options segment)
+    : metrics_(metrics),
+      ready_(std::move(ready)),
+      ingest_(ingest),
+      admin_(admin),
+      query_(query),
+      auth_(auth),
+      segment_(std::move(segment)) {
   Add("GET", "/healthz", "http:/healthz", [](const HttpRequest&, const PathParams&, CallContext&) {
     return HttpResponse{200, "text/plain", "ok\n"};
   });
@@ -67,6 +73,7 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
           return JsonCall<v1::IngestEventsResponse>(
               [&](v1::IngestEventsResponse* out) { return ingest_->Ingest(in, out, &call.principal); });
         });
+    AddSegmentRoutes();
   }
   if (admin_) {
     Add("GET", "/v1/admin/resolver", "GetResolverStatus", [this](const HttpRequest&, const PathParams&, CallContext&) {
@@ -171,8 +178,8 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
   if (query_) AddQueryRoutes();
 }
 
-void HttpApi::Add(std::string method, std::string pattern, std::string rpc, RouteFn fn) {
-  routes_.push_back({std::move(method), std::move(pattern), std::move(rpc), std::move(fn)});
+void HttpApi::Add(std::string method, std::string pattern, std::string rpc, RouteFn fn, bool own_auth) {
+  routes_.push_back({std::move(method), std::move(pattern), std::move(rpc), std::move(fn), own_auth});
 }
 
 std::vector<std::string> HttpApi::RouteMethods() const {
@@ -254,9 +261,12 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) {
     bool authorized = false;
     grpc::Status auth_status;
     try {
-      if (auth_) auth_status = auth_->Check(found->rpc, Header(request, "authorization"), &call.principal);
+      if (auth_ && !found->own_auth)
+        auth_status = auth_->Check(found->rpc, Header(request, "authorization"), &call.principal);
       authorized = auth_status.ok();
-      if (!authorized) {
+      if (found->own_auth) {
+        response = found->fn(request, params, call);
+      } else if (!authorized) {
         response = Error(auth_status);
       } else if (request.method == "POST" && MediaType(Header(request, "content-type")) != "application/json") {
         // Browsers may post text/plain or form bodies cross-site without a preflight; JSON needs one.

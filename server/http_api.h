@@ -10,6 +10,7 @@
 #include "server/auth.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/segment_convert.h"
 
 namespace google::protobuf {
 class Message;
@@ -28,9 +29,11 @@ using PathParams = std::map<std::string, std::string>;
 class HttpApi final {
  public:
   using ReadyCheck = std::function<bool(std::string* why)>;
-  /// `auth` null: no access control and no audit (tests of the routes alone).
+  /// `auth` null: no access control and no audit (tests of the routes alone). `segment`: the Segment-compatible
+  /// routes' default source, identifying traits and limits (their source is replaced per request by a key bound
+  /// to exactly one source).
   HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, AdminHandler* admin, QueryHandler* query,
-          Authenticator* auth = nullptr);
+          Authenticator* auth = nullptr, segment::Options segment = {});
 
   /// Authenticates (MethodScopes() by the route's RPC), requires Content-Type: application/json on POST,
   /// runs the route, audits admin routes, hides internal error details behind a request id.
@@ -50,9 +53,13 @@ class HttpApi final {
     std::string pattern;  ///< segments; "{name}" captures one segment
     std::string rpc;      ///< the MethodScopes() key: the mirrored RPC or "http:/<route>"
     RouteFn fn;
+    bool own_auth = false;  ///< the route authenticates itself (and checks the content type) with `rpc`'s scope
   };
-  void Add(std::string method, std::string pattern, std::string rpc, RouteFn fn);
+  void Add(std::string method, std::string pattern, std::string rpc, RouteFn fn, bool own_auth = false);
   void AddQueryRoutes();
+  /// POST /v1/{identify,track,group,alias,page,screen,batch,import} (server/http_segment.cc).
+  void AddSegmentRoutes();
+  HttpResponse HandleSegment(const std::string& call, const HttpRequest& req, CallContext& ctx);
   static bool Match(const std::string& pattern, const std::string& path, PathParams* params);
 
   Metrics& metrics_;
@@ -61,6 +68,7 @@ class HttpApi final {
   AdminHandler* admin_;
   QueryHandler* query_;
   Authenticator* auth_;
+  segment::Options segment_;
   std::vector<Route> routes_;
 };
 

@@ -67,7 +67,7 @@ HttpRequest ToRequest(const http::request<http::string_body>& req) {
       rest = rest.substr(amp + 1);
     }
   }
-  for (const auto field : {http::field::authorization, http::field::content_type}) {
+  for (const auto field : {http::field::authorization, http::field::content_type, http::field::content_encoding}) {
     if (auto it = req.find(field); it != req.end()) {
       std::string name(it->name_string());
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -16,7 +16,7 @@ struct HttpRequest {
   std::string method;                          ///< "GET", "POST", ...
   std::string path;                            ///< decoded path without the query string
   std::map<std::string, std::string> query;    ///< decoded query parameters (last one wins)
-  std::map<std::string, std::string> headers;  ///< authorization and content-type, names lower-cased
+  std::map<std::string, std::string> headers;  ///< authorization, content-type, content-encoding; lower-case names
   std::string body;
 };
 

@@ -17,8 +17,7 @@ namespace {
 constexpr int kMaxBlockedListed = 100;
 }  // namespace
 
-grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
-                                   const Principal* caller) {
+grpc::Status IngestHandler::CheckSources(const v1::IngestEventsRequest& request, const Principal* caller) const {
   if (caller && !caller->sources.empty()) {
     for (int i = 0; i < request.events_size(); ++i) {
       const std::string& source = request.events(i).source();
@@ -31,11 +30,21 @@ grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::I
                                                                    "); nothing was written");
     }
   }
-  const int64_t now_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  return grpc::Status::OK;
+}
+
+namespace {
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
+                                   const Principal* caller) {
+  if (auto s = CheckSources(request, caller); !s.ok()) return s;
   std::vector<storage::EventRecord> records;
-  auto problems = ConvertIngestRequest(request, limits_, *protection_.Get(), now_us, &records);
+  auto problems = ConvertIngestRequest(request, limits_, *protection_.Get(), NowMicros(), &records);
   if (!problems.empty()) {
     std::map<std::string, double> by_source;
     for (const auto& e : request.events()) by_source[e.source().empty() ? "unknown" : e.source()] += 1;
@@ -44,6 +53,43 @@ grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::I
     for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg);
   }
+  Write(records, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status IngestHandler::IngestValid(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
+                                        std::vector<RejectedEvent>* rejected, const Principal* caller) {
+  rejected->clear();
+  if (request.events_size() > limits_.max_events_per_request) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "events: " + std::to_string(request.events_size()) + " events, at most " +
+                            std::to_string(limits_.max_events_per_request) + " per request");
+  }
+  if (auto s = CheckSources(request, caller); !s.ok()) return s;
+  const int64_t now_us = NowMicros();
+  const auto protection = protection_.Get();
+  std::vector<storage::EventRecord> records;
+  std::map<std::string, double> rejected_by_source;
+  v1::IngestEventsRequest one;
+  for (int i = 0; i < request.events_size(); ++i) {
+    one.clear_events();
+    *one.add_events() = request.events(i);
+    std::vector<storage::EventRecord> converted;
+    auto problems = ConvertIngestRequest(one, limits_, *protection, now_us, &converted);
+    if (!problems.empty()) {
+      rejected->push_back({i, std::move(problems)});
+      const std::string& source = request.events(i).source();
+      rejected_by_source[source.empty() ? "unknown" : source] += 1;
+      continue;
+    }
+    for (auto& r : converted) records.push_back(std::move(r));
+  }
+  for (const auto& [s, k] : rejected_by_source) metrics_.IngestEvents(s, "rejected", k);
+  if (!records.empty()) Write(records, response);
+  return grpc::Status::OK;
+}
+
+void IngestHandler::Write(const std::vector<storage::EventRecord>& records, v1::IngestEventsResponse* response) {
   const auto start = std::chrono::steady_clock::now();
   storage::IngestResult r = store_.Ingest(records);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -80,7 +126,6 @@ grpc::Status IngestHandler::Ingest(const v1::IngestEventsRequest& request, v1::I
     }
   }
   if (r.accepted > 0 && on_commit_) on_commit_();
-  return grpc::Status::OK;
 }
 
 grpc::Status IngestServiceImpl::IngestEvents(grpc::ServerContext* ctx, const v1::IngestEventsRequest* request,

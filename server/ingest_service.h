@@ -30,7 +30,23 @@ class IngestHandler final {
   grpc::Status Ingest(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
                       const Principal* caller = nullptr);
 
+  /// An event left out by IngestValid, with its problems as for a one-event request ("events[0].<path>: ...").
+  struct RejectedEvent {
+    int index = 0;  ///< into request.events
+    std::vector<std::string> problems;
+  };
+  /// For clients that cannot repair a batch (the Segment and RudderStack SDKs drop a batch answered 4xx without
+  /// retrying it): each event is validated alone; invalid ones are left out and listed in `rejected` (counted
+  /// as rejected), the valid ones are written exactly as Ingest writes them, in one transaction. The source
+  /// check and the event count limit still fail the whole request. OK with nothing written when no event is
+  /// valid.
+  grpc::Status IngestValid(const v1::IngestEventsRequest& request, v1::IngestEventsResponse* response,
+                           std::vector<RejectedEvent>* rejected, const Principal* caller = nullptr);
+
  private:
+  grpc::Status CheckSources(const v1::IngestEventsRequest& request, const Principal* caller) const;
+  /// Writes converted records in one transaction; fills the response and the metrics.
+  void Write(const std::vector<storage::EventRecord>& records, v1::IngestEventsResponse* response);
   storage::IngestStore& store_;
   Metrics& metrics_;
   IngestLimits limits_;

@@ -86,6 +86,11 @@ Metrics::Metrics(std::string version, std::string git_sha)
                        .Name("nexus_ingest_rows_total")
                        .Help("Rows written to the core event log, by table")
                        .Register(*registry_)),
+      api_messages_(BuildCounter()
+                        .Name("nexus_api_messages_total")
+                        .Help("Messages received through a compatibility API (api=\"segment\"), by message type and "
+                              "result (accepted, duplicate, rejected)")
+                        .Register(*registry_)),
       ingest_batch_events_(BuildHistogram()
                                .Name("nexus_ingest_batch_events")
                                .Help("Events per ingest request")
@@ -320,6 +325,17 @@ void Metrics::IngestEvents(std::string_view source, std::string_view result, dou
       .Get("i" + label + '\x1f' + std::string(result), ingest_events_,
            [&] {
              return prometheus::Labels{{"source", label}, {"result", std::string(result)}};
+           })
+      .Increment(n);
+}
+
+void Metrics::ApiMessages(std::string_view api, std::string_view type, std::string_view result, double n) {
+  if (n <= 0) return;
+  counters_
+      .Get("a" + std::string(api) + '\x1f' + std::string(type) + '\x1f' + std::string(result), api_messages_,
+           [&] {
+             return prometheus::Labels{
+                 {"api", std::string(api)}, {"type", std::string(type)}, {"result", std::string(result)}};
            })
       .Increment(n);
 }

@@ -41,6 +41,9 @@ class Metrics final : public storage::StorageObserver {
 
   void IngestEvents(std::string_view source, std::string_view result, double n);  // accepted|duplicate|rejected
   void IngestRows(std::string_view table, double n);
+  /// Messages received through a compatibility API (api "segment"), by message type (a fixed list, else
+  /// "other") and result (accepted|duplicate|rejected). Events they became are also in IngestEvents.
+  void ApiMessages(std::string_view api, std::string_view type, std::string_view result, double n);
   void IngestBatch(double events, double commit_seconds);
 
   void ResolverBatch(double seconds, double events);
@@ -107,6 +110,7 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Family<prometheus::Counter>& auth_requests_;
   prometheus::Family<prometheus::Counter>& ingest_events_;
   prometheus::Family<prometheus::Counter>& ingest_rows_;
+  prometheus::Family<prometheus::Counter>& api_messages_;
   prometheus::Histogram& ingest_batch_events_;
   prometheus::Histogram& ingest_commit_seconds_;
   prometheus::Histogram& resolver_batch_seconds_;

@@ -83,7 +83,7 @@ size_t Utf8SeqLen(std::string_view s, size_t i) {
 
 class JsonChecker {
  public:
-  explicit JsonChecker(std::string_view s) : s_(s) {}
+  JsonChecker(std::string_view s, bool null_in_lists) : s_(s), null_in_lists_(null_in_lists) {}
 
   grpc::Status Run() {
     Ws();
@@ -171,7 +171,7 @@ class JsonChecker {
     for (;;) {
       Ws();
       if (pos_ < s_.size() && s_[pos_] == ']') return Fail("trailing comma");
-      if (s_.substr(pos_, 4) == "null") return Fail("null in a list");
+      if (!null_in_lists_ && s_.substr(pos_, 4) == "null") return Fail("null in a list");
       if (!Value(depth)) return false;
       Ws();
       if (pos_ >= s_.size()) return Fail("unexpected end");
@@ -242,6 +242,7 @@ class JsonChecker {
   }
 
   std::string_view s_;
+  bool null_in_lists_ = false;
   size_t pos_ = 0;
   std::string error_;
 };
@@ -257,7 +258,9 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
-grpc::Status CheckStrictJson(std::string_view body) { return JsonChecker(body).Run(); }
+grpc::Status CheckStrictJson(std::string_view body, bool allow_null_in_lists) {
+  return JsonChecker(body, allow_null_in_lists).Run();
+}
 
 grpc::Status ParsePageSizeParam(std::string_view text, int32_t* out) {
   if (text.empty() || text.size() > 7) {

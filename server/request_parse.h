@@ -23,7 +23,9 @@ bool IsValidUtf8(std::string_view s);
 /// Checks that `body` is one RFC 8259 JSON value and nothing else: double-quoted strings and keys only, no
 /// trailing commas, no comments, valid UTF-8, depth at most kMaxJsonDepth, and no `null` inside a list (a
 /// list of messages cannot hold one; protobuf's parser dropped it silently). The error names the byte offset.
-grpc::Status CheckStrictJson(std::string_view body);
+/// `allow_null_in_lists`: for bodies parsed as google.protobuf.Struct (free-form JSON such as Segment
+/// messages), where a null list item is kept as a null value.
+grpc::Status CheckStrictJson(std::string_view body, bool allow_null_in_lists = false);
 
 /// A page_size query parameter: decimal digits only (no sign, spaces, hex, exponent, suffix), 0..1,000,000.
 grpc::Status ParsePageSizeParam(std::string_view text, int32_t* out);

@@ -306,6 +306,7 @@ TEST_F(AuthTest, HttpMatrixEveryRouteEveryCredential) {
       {"GET", "/readyz", "http:/readyz", ""},
       {"GET", "/metrics", "http:/metrics", ""},
       {"POST", "/v1/events:ingest", "IngestEvents", "INGEST"},
+      {"POST", "/v1/track", "http:/segment", "SEGMENT"},
       {"GET", "/v1/persons/per_x", "GetPerson", ""},
       {"GET", "/v1/persons:lookup?identifier_type=email&identifier_value=a%40b.c", "LookupPerson", ""},
       {"GET", "/v1/persons/per_x/memberships", "ListPersonMemberships", ""},
@@ -329,19 +330,22 @@ TEST_F(AuthTest, HttpMatrixEveryRouteEveryCredential) {
       {"POST", "/v1/admin/keys/VICTIM:revoke", "RevokeApiKey", ""},
       {"GET", "/v1/admin/audit", "ListAuditLog", ""},
   };
-  // Every unary RPC has an HTTP route (IngestEventStream is a gRPC stream), plus the 3 HTTP-only routes.
+  // Every unary RPC has an HTTP route (IngestEventStream is a gRPC stream), plus the 4 HTTP-only routes (the
+  // Segment-compatible routes share one entry, /v1/track stands for them).
   ASSERT_EQ(routes.size(), server::MethodScopes().size() - 1);
   int allowed_ingest = 0, n = 0;
   for (const auto& cred : creds) {
     for (const auto& route : routes) {
       const Scope need = server::MethodScopes().at(route.rpc);
       for (const std::string source : {"gmail", "hubspot"}) {
-        if (source == "hubspot" && need != Scope::kIngest) continue;
+        // Segment routes: the key decides the source (a gmail-bound key writes gmail), so one pass is enough.
+        if (source == "hubspot" && (need != Scope::kIngest || route.body == "SEGMENT")) continue;
         const Expect want = ExpectFor(cred, need, source);
         const std::string tag = std::string(want == Expect::kAllowed ? "ok" : "refused") + "-" + cred.name + "-" +
                                 source + "-" + std::to_string(n++);
         std::string body = route.body, target = route.target;
         if (body == "INGEST") body = Json(OneEvent(tag + "-http", source));
+        if (body == "SEGMENT") body = R"({"messageId":")" + tag + R"(-segment","userId":"u1","event":"E"})";
         if (body == "NEWKEY")
           body = std::string("{\"name\":\"made-by-") + (want == Expect::kAllowed ? "ok" : "refused") +
                  "\",\"scopes\":[\"read\"]}";

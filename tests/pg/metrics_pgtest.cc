@@ -260,6 +260,10 @@ TEST_F(MetricsPgTest, ScrapePassesPromtoolGoldenListAndCountersMove) {
   ASSERT_EQ(ingest.status, 200) << ingest.body;
   // HTTP: a bad body -> 400.
   EXPECT_EQ(HttpPost(app_->http_port(), "/v1/events:ingest", R"({"events":[]})").status, 400);
+  // Segment-compatible API: one track from source "segment" (open mode: any write key).
+  const auto seg = HttpPost(app_->http_port(), "/v1/track",
+                            R"({"messageId":"seg-0","userId":"u0","event":"E","timestamp":"2023-11-14T22:13:22Z"})");
+  ASSERT_EQ(seg.status, 200) << seg.body;
 
   ASSERT_NE(app_->resolver(), nullptr);
   app_->resolver()->ResolveNow();  // the background loop may have resolved some already: count via metrics
@@ -313,11 +317,14 @@ TEST_F(MetricsPgTest, ScrapePassesPromtoolGoldenListAndCountersMove) {
   EXPECT_EQ(scrape.Value(ev, {{"result", "accepted"}, {"source", "web"}}), 2);
   EXPECT_EQ(scrape.Value(ev, {{"result", "rejected"}, {"source", "broken"}}), 1);
   EXPECT_FALSE(scrape.Get(ev, {{"result", "rejected"}, {"source", "crm"}}).has_value());
-  EXPECT_EQ(scrape.Value("nexus_ingest_rows_total", {{"table", "events"}}), 5);
+  EXPECT_EQ(scrape.Value("nexus_ingest_rows_total", {{"table", "events"}}), 6);
   EXPECT_GE(scrape.Value("nexus_ingest_rows_total", {{"table", "person_identifiers"}}), 5);
-  EXPECT_EQ(scrape.Value("nexus_ingest_batch_events_count"), 3);  // 2 gRPC (one all duplicates) + 1 HTTP
-  EXPECT_EQ(scrape.Value("nexus_ingest_batch_events_sum"), 8);
-  EXPECT_EQ(scrape.Value("nexus_ingest_commit_duration_seconds_count"), 3);
+  EXPECT_EQ(scrape.Value("nexus_ingest_batch_events_count"), 4);  // 2 gRPC (one all duplicates) + 1 HTTP + 1 Segment
+  EXPECT_EQ(scrape.Value("nexus_ingest_batch_events_sum"), 9);
+  EXPECT_EQ(scrape.Value("nexus_ingest_commit_duration_seconds_count"), 4);
+  EXPECT_EQ(scrape.Value(ev, {{"result", "accepted"}, {"source", "segment"}}), 1);
+  EXPECT_EQ(scrape.Value("nexus_api_messages_total", {{"api", "segment"}, {"type", "track"}, {"result", "accepted"}}),
+            1);
 
   const std::string grpc = "nexus_grpc_requests_total";
   EXPECT_EQ(scrape.Value(grpc, {{"method", "IngestEvents"}, {"code", "OK"}}), 2);
@@ -327,6 +334,7 @@ TEST_F(MetricsPgTest, ScrapePassesPromtoolGoldenListAndCountersMove) {
   const std::string http = "nexus_http_requests_total";
   EXPECT_EQ(scrape.Value(http, {{"route", "/v1/events:ingest"}, {"status", "200"}}), 1);
   EXPECT_EQ(scrape.Value(http, {{"route", "/v1/events:ingest"}, {"status", "400"}}), 1);
+  EXPECT_EQ(scrape.Value(http, {{"route", "/v1/track"}, {"status", "200"}}), 1);
   EXPECT_EQ(scrape.Value(http, {{"route", "/healthz"}, {"status", "200"}}), 1);
   EXPECT_EQ(scrape.Value(http, {{"route", "/readyz"}, {"status", "200"}}), 1);
   EXPECT_EQ(scrape.Value(http, {{"route", "unmatched"}, {"status", "404"}}), 1);
@@ -334,10 +342,11 @@ TEST_F(MetricsPgTest, ScrapePassesPromtoolGoldenListAndCountersMove) {
   EXPECT_EQ(scrape.Value(http, {{"route", "/metrics"}, {"status", "200"}}), 1);
   EXPECT_EQ(scrape.Value("nexus_http_request_duration_seconds_count", {{"route", "/healthz"}, {"status", "200"}}), 1);
 
-  // Resolver: 5 events in, the 4 distinct emails (user0 is shared by gRPC and HTTP) and 1 domain resolved.
-  EXPECT_EQ(scrape.Value("nexus_resolver_batch_events_sum"), 5);
+  // Resolver: 6 events in, the 4 distinct emails (user0 is shared by gRPC and HTTP), the Segment user and 1
+  // domain resolved.
+  EXPECT_EQ(scrape.Value("nexus_resolver_batch_events_sum"), 6);
   EXPECT_GE(scrape.Value("nexus_resolver_batch_duration_seconds_count"), 1);
-  EXPECT_EQ(scrape.Value("nexus_resolver_entities_total", {{"kind", "person"}, {"outcome", "born"}}), 4);
+  EXPECT_EQ(scrape.Value("nexus_resolver_entities_total", {{"kind", "person"}, {"outcome", "born"}}), 5);
   EXPECT_EQ(scrape.Value("nexus_resolver_entities_total", {{"kind", "group"}, {"outcome", "born"}}), 1);
   EXPECT_EQ(scrape.Value("nexus_resolver_errors_total"), 0);
   EXPECT_EQ(scrape.Value("nexus_resolver_events_pending"), 0);

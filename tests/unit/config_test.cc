@@ -78,6 +78,23 @@ TEST(Config, VersionFlag) {
   EXPECT_NE(VersionText().find("(git "), std::string::npos);
 }
 
+TEST(Config, SegmentTypeLists) {
+  auto ok =
+      ParseConfig({"--segment-identity-traits= email , user_name,email", "--segment-previous-id-types=user_id"}, {});
+  ASSERT_TRUE(ok.config) << ok.error;
+  EXPECT_EQ(ok.config->segment_identity_traits, (std::vector<std::string>{"email", "user_name"}));
+  EXPECT_EQ(ok.config->segment_previous_id_types, (std::vector<std::string>{"user_id"}));
+  auto none = ParseConfig({"--segment-identity-traits="}, {"NEXUS_SEGMENT_SOURCE=web"});
+  ASSERT_TRUE(none.config) << none.error;
+  EXPECT_TRUE(none.config->segment_identity_traits.empty());
+  EXPECT_EQ(none.config->segment_source, "web");
+  EXPECT_EQ(ParseConfig({"--segment-identity-traits=Email"}, {}).error,
+            "--segment-identity-traits='Email' must be a comma-separated list of identifier types ([a-z0-9_]{1,64})");
+  EXPECT_EQ(ParseConfig({"--segment-previous-id-types="}, {}).error,
+            "--segment-previous-id-types='' must name at least one identifier type");
+  EXPECT_FALSE(ParseConfig({"--segment-source="}, {}).config);
+}
+
 TEST(Config, ReadmeTableListsEveryOption) {
   std::ifstream in(std::string(NEXUS_SOURCE_DIR) + "/README.md");
   std::stringstream ss;
