@@ -143,7 +143,7 @@ class MessageConverter {
     }
 
     // Person traits: context.traits on every call; for identify also `traits` (they win).
-    std::map<std::string, std::pair<std::string, std::string>> traits;  // name -> (text, field path)
+    std::map<std::string, std::pair<Value, std::string>> traits;  // name -> (value, field path)
     if (const Struct* ctx = ObjectField(m_, "context")) {
       if (const Struct* t = ObjectField(*ctx, "traits")) CollectTraits(*t, "context.traits", &traits);
     }
@@ -158,13 +158,19 @@ class MessageConverter {
     for (const auto& name : options_.identity_traits) {
       auto it = traits.find(name);
       if (it == traits.end()) continue;
-      add_id(name, it->second.first, it->second.second);
+      if (std::string text; TraitText(it->second.first, &text)) add_id(name, text, it->second.second);
       traits.erase(it);
     }
     if (!traits.count("name")) {  // Segment's reserved traits: name = firstName + lastName when not given
-      std::string full = traits.count("firstName") ? traits["firstName"].first : "";
-      if (auto it = traits.find("lastName"); it != traits.end()) full += (full.empty() ? "" : " ") + it->second.first;
-      if (!full.empty()) traits["name"] = {full, "traits.firstName"};
+      std::string full, last;
+      if (auto it = traits.find("firstName"); it != traits.end()) TraitText(it->second.first, &full);
+      if (auto it = traits.find("lastName"); it != traits.end() && TraitText(it->second.first, &last) && !last.empty())
+        full += (full.empty() ? "" : " ") + last;
+      if (!full.empty()) {
+        Value v;
+        v.set_string_value(full);
+        traits["name"] = {v, "traits.firstName"};
+      }
     }
     AddTraits(traits, "events[0].persons[0]", type == "identify" ? "traits" : "context.traits", &person);
     if (person.identifiers_size() > 0) *ev->add_persons() = std::move(person);
@@ -218,20 +224,19 @@ class MessageConverter {
   }
 
   void CollectTraits(const Struct& s, const std::string& path,
-                     std::map<std::string, std::pair<std::string, std::string>>* out) {
+                     std::map<std::string, std::pair<Value, std::string>>* out) {
     for (const auto& [name, value] : s.fields()) {
-      std::string text;
-      if (!TraitText(value, &text)) continue;  // null, objects, lists: not stored (docs/API.md)
-      (*out)[name] = {text, path + "." + name.substr(0, 64)};
+      if (!StorableTrait(value)) continue;  // objects, lists: not stored (docs/API.md)
+      (*out)[name] = {value, path + "." + name.substr(0, 64)};
     }
   }
 
-  void AddTraits(const std::map<std::string, std::pair<std::string, std::string>>& traits, const std::string& mention,
+  void AddTraits(const std::map<std::string, std::pair<Value, std::string>>& traits, const std::string& mention,
                  const std::string& field, v1::EntityMention* out) {
     Map(mention + ".traits", field);
     for (const auto& [name, tv] : traits) {
       Map(mention + ".traits[" + name.substr(0, 64) + "]", tv.second);
-      (*out->mutable_traits())[name] = tv.first;
+      (*out->mutable_trait_values())[name] = tv.first;  // typed: 42 stays a number, null clears the trait
     }
   }
 
@@ -282,7 +287,7 @@ class MessageConverter {
     gid->set_value(group_id);
     Map("events[0].groups[0].identifiers[0].value", "groupId");
     Map("events[0].groups[0].identifiers[0]", "groupId");
-    std::map<std::string, std::pair<std::string, std::string>> traits;
+    std::map<std::string, std::pair<Value, std::string>> traits;
     if (const Value* t = Field(m_, "traits"); t && !t->has_null_value()) {
       if (t->has_struct_value())
         CollectTraits(t->struct_value(), "traits", &traits);
@@ -298,7 +303,9 @@ class MessageConverter {
         Map("events[0].groups[0].identifiers[1]", it->second.second);
         auto* d = group.add_identifiers();
         d->set_type("domain");
-        d->set_value(it->second.first);
+        std::string text;
+        TraitText(it->second.first, &text);
+        d->set_value(text);
       }
       traits.erase(it);
     }
@@ -335,6 +342,19 @@ class MessageConverter {
 const std::vector<std::string>& CallTypes() {
   static const std::vector<std::string> kTypes = {"identify", "track", "group", "alias", "page", "screen"};
   return kTypes;
+}
+
+bool StorableTrait(const Value& value) {
+  switch (value.kind_case()) {
+    case Value::kStringValue:
+    case Value::kBoolValue:
+    case Value::kNullValue:
+      return true;
+    case Value::kNumberValue:
+      return std::isfinite(value.number_value());
+    default:
+      return false;  // objects and lists
+  }
 }
 
 bool TraitText(const Value& value, std::string* out) {

@@ -80,9 +80,13 @@ Converted Convert(const Request& request, const Options& options, int64_t now_us
 /// 1024 bytes") to the Segment field it came from ("batch[4].traits.email: longer than 1024 bytes").
 std::string RenameProblem(const PathMap& paths, const std::string& problem);
 
-/// A trait value as stored (traits are text): strings as they are, numbers and booleans as their JSON text
-/// (3, 2.5, true). Null, objects and arrays have no text form here: false, and the trait is not stored.
-/// The one place to change when traits become typed.
+/// Whether a Segment trait value is stored: strings, finite numbers and booleans keep their JSON type, and null
+/// clears the trait (as in our own ingest); objects and lists are skipped (docs/API.md).
+bool StorableTrait(const google::protobuf::Value& value);
+
+/// A trait value's text, where one is needed (identifiers taken from traits, the composed name, the group's
+/// domain): strings as they are, numbers and booleans as their JSON text (3, 2.5, true); false for null,
+/// objects and lists.
 bool TraitText(const google::protobuf::Value& value, std::string* out);
 
 }  // namespace nexus::server::segment

@@ -119,7 +119,7 @@ TEST_F(SegmentTest, OpenModeGzipBatchIsStoredOnceAndResolves) {
       HttpGet(app.http_port(), "/v1/persons:lookup?identifier_type=email&identifier_value=ann%40example.com");
   ASSERT_EQ(person.status, 200) << person.body;
   for (const std::string want : {R"("type":"user_id","value":"u1")", R"("type":"anonymous_id","value":"a1")",
-                                 R"("email":"ann@example.com")", R"("name":"plan","value":"pro")"}) {
+                                 R"("email":"ann@example.com")", R"("name":"plan","text_value":"pro")"}) {
     EXPECT_NE(person.body.find(want), std::string::npos) << want << " in " << person.body;
   }
   EXPECT_EQ(person.body.find("address"), std::string::npos) << person.body;  // objects are not stored

@@ -118,7 +118,7 @@ const rudderMsg = (m) => {
   return m
 }
 rudder.identify(rudderMsg({ anonymousId: 'rud-a1', timestamp: t(11),
-  traits: { email: 'rud@example.com', phone: '+1 (555) 010-0100', title: 'CTO', tags: ['a', 'b'] } }))
+  traits: { email: 'rud@example.com', phone: '+1 (415) 555-0100', title: 'CTO', tags: ['a', 'b'] } }))
 rudder.group(rudderMsg({ anonymousId: 'rud-a1', groupId: 'acme-1', timestamp: t(12), traits: { domain: 'acme.example' } }))
 rudder.track(rudderMsg({ anonymousId: 'rud-a1', event: 'Signed Up', timestamp: t(13), properties: { value: 3 } }))
 rudder.alias(rudderMsg({ userId: 'rud-u1', previousId: 'rud-a1', timestamp: t(14) }))
@@ -199,7 +199,7 @@ for (const [type, value] of [['anonymous_id', 'seg-a1'], ['anonymous_id', 'seg-a
 check('RudderStack person: the anonymous visitor and the signed-up user are one person, source "segment"', () => {
   assert.ok(rudPerson, 'no person for user_id rud-u1')
   assert.deepEqual(ids(rudPerson), [
-    'anonymous_id:rud-a1@segment', 'email:rud@example.com@segment', 'phone:+15550100100@segment',
+    'anonymous_id:rud-a1@segment', 'email:rud@example.com@segment', 'phone:+14155550100@segment',
     'user_id:rud-u1@segment'])
   assert.deepEqual(traits(rudPerson), { title: 'CTO' })
   assert.notEqual(rudPerson.person_id, segPerson.person_id)

@@ -31,8 +31,17 @@ std::vector<std::string> Ids(const v1::EntityMention& m) {
   return out;
 }
 
+/// The mention's traits as text (typed values rendered; null as "null").
 std::map<std::string, std::string> Traits(const v1::EntityMention& m) {
-  return std::map<std::string, std::string>(m.traits().begin(), m.traits().end());
+  std::map<std::string, std::string> out(m.traits().begin(), m.traits().end());
+  for (const auto& [name, v] : m.trait_values()) {
+    std::string text = "null";
+    if (!v.has_null_value()) {
+      EXPECT_TRUE(TraitText(v, &text)) << name;
+    }
+    out[name] = text;
+  }
+  return out;
 }
 
 std::string AllProblems(const Converted& c) {
@@ -63,7 +72,8 @@ TEST(SegmentConvert, IdentifyLinksUserIdAnonymousIdAndIdentifyingTraitsOnOneMent
             (std::vector<std::string>{"user_id:u1", "anonymous_id:a1", "email:Ann@Example.com", "phone:+49 30 1234"}));
   // traits win over context.traits; numbers and booleans as JSON text; objects, lists and null are not stored;
   // identifying traits are identifiers, not traits.
-  EXPECT_EQ(Traits(e.persons(0)), (std::map<std::string, std::string>{{"logins", "3"},
+  EXPECT_EQ(Traits(e.persons(0)), (std::map<std::string, std::string>{{"gone", "null"},  // null clears
+                                                                      {"logins", "3"},
                                                                       {"plan", "pro"},
                                                                       {"ratio", "2.5"},
                                                                       {"timezone", "Europe/Berlin"},
@@ -369,6 +379,24 @@ TEST(SegmentDecode, GzipBodies) {
   const grpc::Status s = DecodeBody(bomb, "gzip", 1 << 20, &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(s.error_message(), "body: more than 1048576 bytes once decompressed");
+}
+
+TEST(SegmentTraits, NumbersAndBooleansKeepTheirTypeAndNullClears) {
+  const auto c =
+      ConvertBody("identify",
+                  R"({"messageId":"m1","userId":"u1","traits":{"logins":3,"vip":true,"title":null,"plan":"pro",
+                              "address":{"city":"Oslo"},"tags":["a"]}})");
+  ASSERT_EQ(c.request.events_size(), 1) << AllProblems(c);
+  const auto& tv = c.request.events(0).persons(0).trait_values();
+  ASSERT_TRUE(tv.count("logins"));
+  EXPECT_TRUE(tv.at("logins").has_number_value());
+  EXPECT_EQ(tv.at("logins").number_value(), 3);
+  EXPECT_TRUE(tv.at("vip").bool_value());
+  EXPECT_TRUE(tv.at("title").has_null_value());
+  EXPECT_EQ(tv.at("plan").string_value(), "pro");
+  EXPECT_FALSE(tv.count("address"));
+  EXPECT_FALSE(tv.count("tags"));
+  EXPECT_TRUE(c.request.events(0).persons(0).traits().empty());  // nothing in the text-only map
 }
 
 TEST(SegmentTraits, TextOfValues) {
