@@ -28,14 +28,15 @@ RUN BUILD_DIR=/src/build-image BUILD_TYPE=Release NEXUS_BUILD_TESTS=OFF NEXUS_BU
  && /src/build-image/server/nexusd --help >/dev/null
 
 FROM debian:12-slim AS runtime
-# Runtime libraries of nexusd (`ldd nexusd` on bookworm), PostgreSQL 15 for the embedded mode, curl.
+# Runtime libraries of nexusd (`ldd nexusd` on bookworm; libphonenumber8 + ICU for phone numbers), PostgreSQL 15
+# for the embedded mode, curl.
 RUN apt-get update \
  && printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
  && mkdir -p /etc/postgresql-common \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libre2-9 libc-ares2 libssl3 zlib1g \
-      libpqxx-6.4 libpq5 libprometheus-cpp-core1.0 libicu72 \
+      libpqxx-6.4 libpq5 libprometheus-cpp-core1.0 libphonenumber8 libicu72 \
       postgresql-15 curl ca-certificates \
  && rm -f /usr/sbin/policy-rc.d \
  && rm -rf /var/lib/apt/lists/* \
