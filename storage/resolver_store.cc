@@ -800,7 +800,7 @@ class Rebuilder {
     BatchIo io(impl_, tx_, c_);
     const State s = io.LoadState();
     // Re-classify identifier rows from their raw values only when the stored data may follow other rules
-    // (libphonenumber costs tens of microseconds per number: a rebuild under unchanged rules skips it).
+    // (parsing every phone number again is costly: a rebuild under unchanged rules skips it).
     const std::string fingerprint = protection.ClassifyFingerprint();
     {
       const auto rules = impl_.Exec(tx_, c_, "resolver.rebuild_identifier_rules",
