@@ -16,9 +16,23 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-constexpr std::array<std::string_view, 17> kJunkWords = {
-    "anonymous", "guest", "unknown", "undefined", "null", "none", "nan", "true", "false",
-    "id", "email", "distinct_id", "not_authenticated", "n/a", "[object object]", "0", "-1"};
+constexpr std::array<std::string_view, 17> kJunkWords = {"anonymous",
+                                                         "guest",
+                                                         "unknown",
+                                                         "undefined",
+                                                         "null",
+                                                         "none",
+                                                         "nan",
+                                                         "true",
+                                                         "false",
+                                                         "id",
+                                                         "email",
+                                                         "distinct_id",
+                                                         "not_authenticated",
+                                                         "n/a",
+                                                         "[object object]",
+                                                         "0",
+                                                         "-1"};
 
 std::string Unquote(std::string s) {
   while (s.size() >= 2 && ((s.front() == '"' && s.back() == '"') || (s.front() == '\'' && s.back() == '\''))) {
@@ -297,10 +311,14 @@ std::optional<ProtectionConfig> ParseProtectionConfig(std::string_view text, std
     } catch (const std::exception&) {
       return fail("'" + key + "' needs a whole number >= 0 (0 = unlimited), got '" + value + "'");
     }
-    if (key == "default") caps.default_per_type = n;
-    else if (key == "max_entity_size") caps.max_entity_size = n;
-    else if (IsValidIdentifierType(key)) caps.per_type[key] = n;
-    else return fail("'" + key + "' is not an identifier type, 'default' or 'max_entity_size'");
+    if (key == "default")
+      caps.default_per_type = n;
+    else if (key == "max_entity_size")
+      caps.max_entity_size = n;
+    else if (IsValidIdentifierType(key))
+      caps.per_type[key] = n;
+    else
+      return fail("'" + key + "' is not an identifier type, 'default' or 'max_entity_size'");
   }
   for (const auto& [key, value] : exact) {
     cfg.blocked_values[key].push_back(key == "*" ? Trim(value) : NormalizeIdentifier(key, value, cfg.identifiers));

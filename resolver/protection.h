@@ -21,9 +21,9 @@ std::optional<std::string> BuiltInJunkReason(std::string_view normalized_value);
 
 /// Limits on what one entity may hold. 0 means unlimited.
 struct Caps {
-  int64_t default_per_type = 0;              ///< distinct identifiers of one type, unless overridden below
-  std::map<std::string, int64_t> per_type;   ///< identifier type -> cap
-  int64_t max_entity_size = 0;               ///< distinct identifiers of all types
+  int64_t default_per_type = 0;             ///< distinct identifiers of one type, unless overridden below
+  std::map<std::string, int64_t> per_type;  ///< identifier type -> cap
+  int64_t max_entity_size = 0;              ///< distinct identifiers of all types
   int64_t CapFor(const std::string& type) const {
     auto it = per_type.find(type);
     return it == per_type.end() ? default_per_type : it->second;

@@ -13,7 +13,6 @@ namespace {
 
 using storage::EntityKind;
 
-
 grpc::Status Invalid(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
 
 /// Resolves page_size (0 -> default) or explains why it is invalid.

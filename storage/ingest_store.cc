@@ -37,8 +37,10 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
   std::unordered_set<std::string> seen;
   std::vector<std::string> dup_in_batch;
   for (const auto& e : events) {
-    if (seen.insert(e.event_id).second) order.push_back(&e);
-    else dup_in_batch.push_back(e.event_id);
+    if (seen.insert(e.event_id).second)
+      order.push_back(&e);
+    else
+      dup_in_batch.push_back(e.event_id);
   }
   std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->event_id < b->event_id; });
 
@@ -75,8 +77,8 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
     }
     if (!inserted.empty()) {
       auto write_identifiers = [&](const char* table, auto member) {
-        detail::StatementTimer t(impl.observer, table[0] == 'p' ? "ingest.copy_person_identifiers"
-                                                                : "ingest.copy_group_identifiers");
+        detail::StatementTimer t(impl.observer,
+                                 table[0] == 'p' ? "ingest.copy_person_identifiers" : "ingest.copy_group_identifiers");
         int64_t n = 0;
         pqxx::stream_to s(tx, table,
                           std::vector<std::string>{"event_id", "edge_id", "identifier_type", "identifier_value",
@@ -98,8 +100,8 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
         result.rows_by_table[table] = n;
       };
       auto write_traits = [&](const char* table, auto member) {
-        detail::StatementTimer t(impl.observer, table[0] == 'p' ? "ingest.copy_person_traits"
-                                                                : "ingest.copy_group_traits");
+        detail::StatementTimer t(impl.observer,
+                                 table[0] == 'p' ? "ingest.copy_person_traits" : "ingest.copy_group_traits");
         int64_t n = 0;
         pqxx::stream_to s(tx, table,
                           std::vector<std::string>{"event_id", "edge_id", "trait_name", "trait_value", "value_type",
@@ -123,10 +125,10 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
       {
         detail::StatementTimer t(impl.observer, "ingest.copy_membership_identifiers");
         int64_t n = 0;
-        pqxx::stream_to s(tx, "membership_identifiers",
-                          std::vector<std::string>{"event_id", "person_identifier", "person_identifier_type",
-                                                   "group_identifier", "group_identifier_type", "role", "source",
-                                                   "occurred_at"});
+        pqxx::stream_to s(
+            tx, "membership_identifiers",
+            std::vector<std::string>{"event_id", "person_identifier", "person_identifier_type", "group_identifier",
+                                     "group_identifier_type", "role", "source", "occurred_at"});
         for (const auto* e : order) {
           if (!inserted.count(e->event_id)) continue;
           const std::string ts = detail::FormatTimestamp(e->occurred_at_us);

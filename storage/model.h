@@ -13,8 +13,8 @@ namespace nexus::storage {
 struct IdentifierRow {
   std::string edge_id;
   std::string type;
-  std::string value;      ///< normalized
-  std::string raw_value;  ///< as received
+  std::string value;                ///< normalized
+  std::string raw_value;            ///< as received
   std::optional<std::string> role;  ///< nullopt: implied by a membership, not a participant
   bool blocked = false;
   std::string blocked_reason;
@@ -51,7 +51,7 @@ struct MembershipRow {
   std::string person_type;
   std::string person_value;  ///< normalized
   std::string group_type;
-  std::string group_value;   ///< normalized
+  std::string group_value;  ///< normalized
   std::optional<std::string> role;
 };
 

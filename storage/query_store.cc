@@ -29,25 +29,24 @@ constexpr FieldNames kPersonFields = {"email", "name", "phone", "title", "timezo
 constexpr FieldNames kGroupFields = {"domain", "company_name", "industry", "company_size", "shopify_id"};
 
 // The id asked for if it is current, else the survivor it was merged into (aliases point at the final id).
-#define NEXUS_RESOLVE_ID                                                        \
-  "(SELECT x.id, x.redirected FROM ("                                           \
-  " SELECT @E_id AS id, false AS redirected, 0 AS o FROM @T WHERE @E_id = $1"   \
-  " UNION ALL"                                                                  \
-  " SELECT new_id, true, 1 FROM @E_id_aliases WHERE old_id = $1) x"             \
+#define NEXUS_RESOLVE_ID                                                      \
+  "(SELECT x.id, x.redirected FROM ("                                         \
+  " SELECT @E_id AS id, false AS redirected, 0 AS o FROM @T WHERE @E_id = $1" \
+  " UNION ALL"                                                                \
+  " SELECT new_id, true, 1 FROM @E_id_aliases WHERE old_id = $1) x"           \
   " ORDER BY x.o LIMIT 1)"
 
 constexpr Templates kResolve{"query_@E_resolve_id", "SELECT r.id FROM " NEXUS_RESOLVE_ID " r"};
 constexpr Templates kProfile{
-    "query_@E_profile",
-    "SELECT r.redirected, t.@E_id, " NEXUS_TS_TO_US("t._last_updated") ", @FIELDS FROM " NEXUS_RESOLVE_ID
-    " r JOIN @T t ON t.@E_id = r.id"};
+    "query_@E_profile", "SELECT r.redirected, t.@E_id, " NEXUS_TS_TO_US(
+                            "t._last_updated") ", @FIELDS FROM " NEXUS_RESOLVE_ID " r JOIN @T t ON t.@E_id = r.id"};
 constexpr Templates kLookup{
     "query_@E_lookup",
     "SELECT @E_id FROM resolved_@E_identifiers WHERE identifier_type = $1 AND identifier_value = $2"};
 constexpr Templates kIdentifiers{
     "query_@E_identifiers",
-    "SELECT identifier_type, identifier_value, source, " NEXUS_TS_TO_US("occurred_at")
-    " FROM resolved_@E_identifiers WHERE @E_id = $1 ORDER BY identifier_type, identifier_value"};
+    "SELECT identifier_type, identifier_value, source, " NEXUS_TS_TO_US(
+        "occurred_at") " FROM resolved_@E_identifiers WHERE @E_id = $1 ORDER BY identifier_type, identifier_value"};
 constexpr Templates kTraits{
     "query_@E_traits",
     "SELECT trait_name, trait_value, source, " NEXUS_TS_TO_US("occurred_at")
@@ -113,17 +112,15 @@ constexpr Templates kMerges{
 #undef NEXUS_RESOLVE_ID
 
 // Memberships differ by side (ordering column and index), so they are written out per kind.
-#define NEXUS_MEMBERSHIP_COLUMNS                                                                   \
+#define NEXUS_MEMBERSHIP_COLUMNS \
   "SELECT m.id, m.person_id, coalesce(p.name, ''), coalesce(p.email, ''), m.group_id,"             \
   " coalesce(g.company_name, ''), coalesce(g.domain, ''), coalesce(m.role, ''), m.source, "        \
   NEXUS_TS_TO_US("m.established_at") ", " NEXUS_TS_TO_US("m._last_updated")                       \
   " FROM memberships m LEFT JOIN persons p ON p.person_id = m.person_id"                           \
   " LEFT JOIN groups g ON g.group_id = m.group_id"
-const Stmt kPersonMemberships{"query_person_memberships",
-                              NEXUS_MEMBERSHIP_COLUMNS
+const Stmt kPersonMemberships{"query_person_memberships", NEXUS_MEMBERSHIP_COLUMNS
                               " WHERE m.person_id = $1 AND m.group_id > $2 ORDER BY m.group_id LIMIT $3"};
-const Stmt kGroupMembers{"query_group_members",
-                         NEXUS_MEMBERSHIP_COLUMNS
+const Stmt kGroupMembers{"query_group_members", NEXUS_MEMBERSHIP_COLUMNS
                          " WHERE m.group_id = $1 AND m.person_id > $2 ORDER BY m.person_id LIMIT $3"};
 #undef NEXUS_MEMBERSHIP_COLUMNS
 
@@ -153,8 +150,7 @@ Stmt Expand(const Templates& t, EntityKind k) {
 
 /// Every templated statement for one kind, expanded once.
 struct KindStatements {
-  Stmt resolve, profile, lookup, identifiers, traits, merged_ids, timeline, occurrences, blocked_by, created,
-      merges;
+  Stmt resolve, profile, lookup, identifiers, traits, merged_ids, timeline, occurrences, blocked_by, created, merges;
   explicit KindStatements(EntityKind k)
       : resolve(Expand(kResolve, k)),
         profile(Expand(kProfile, k)),
@@ -188,7 +184,6 @@ std::vector<std::string> ParseTextArray(const pqxx::field& f) {
   return out;
 }
 
-
 /// One consistent snapshot for multi-statement reads.
 void Snapshot(pqxx::work& tx) { tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"); }
 
@@ -199,8 +194,7 @@ StorageError NotFound(EntityKind k, const std::string& id) {
 }
 
 /// The current id for `id` (itself or the survivor it was merged into); throws kNotFound.
-std::string ResolveId(Database::Impl& impl, pqxx::work& tx, PooledConnection& c, EntityKind k,
-                      const std::string& id) {
+std::string ResolveId(Database::Impl& impl, pqxx::work& tx, PooledConnection& c, EntityKind k, const std::string& id) {
   const Stmt& s = For(k).resolve;
   auto r = impl.Exec(tx, c, s.name, s.sql, id);
   if (r.empty()) throw NotFound(k, id);

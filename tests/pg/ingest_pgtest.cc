@@ -7,8 +7,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <google/protobuf/util/json_util.h>
 #include <pqxx/pqxx>
 
 #include "http_client.h"

@@ -63,8 +63,8 @@ class QueryTest : public PgTest {
   void SetUp() override {
     PgTest::SetUp();
     StartApp();
-    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()),
-                                       grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials());
     ingest_ = v1::IngestService::NewStub(channel);
     query_ = v1::QueryService::NewStub(channel);
   }
@@ -96,7 +96,10 @@ class QueryTest : public PgTest {
     ASSERT_EQ(resp.accepted(), static_cast<int64_t>(events.size()));
   }
 
-  void Resolve() { ASSERT_NE(app_->resolver(), nullptr); app_->resolver()->ResolveNow(); }
+  void Resolve() {
+    ASSERT_NE(app_->resolver(), nullptr);
+    app_->resolver()->ResolveNow();
+  }
 
   v1::Person Lookup(const std::string& type, const std::string& value, grpc::Status* status = nullptr) {
     v1::LookupPersonRequest req;
@@ -105,8 +108,10 @@ class QueryTest : public PgTest {
     grpc::ClientContext ctx;
     v1::Person out;
     const grpc::Status s = query_->LookupPerson(&ctx, req, &out);
-    if (status) *status = s;
-    else EXPECT_TRUE(s.ok()) << type << "=" << value << ": " << s.error_message();
+    if (status)
+      *status = s;
+    else
+      EXPECT_TRUE(s.ok()) << type << "=" << value << ": " << s.error_message();
     return out;
   }
 
@@ -205,8 +210,8 @@ TEST_F(QueryTest, LookupByEachIdentifierTypeIncludingEmailCase) {
   EXPECT_FALSE(g.group_id().empty());
 
   // HTTP mirror.
-  auto r = HttpGet(http_port(), "/v1/persons:lookup?identifier_type=email&identifier_value=" +
-                                    UrlEncode("ALICE.smith@EXAMPLE.com"));
+  auto r = HttpGet(http_port(),
+                   "/v1/persons:lookup?identifier_type=email&identifier_value=" + UrlEncode("ALICE.smith@EXAMPLE.com"));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(ParseBody<v1::Person>(r).person_id(), by_email.person_id());
   r = HttpGet(http_port(), "/v1/persons/" + by_email.person_id());
@@ -290,7 +295,8 @@ TEST_F(QueryTest, MergedIdRedirectsAndHistoryListsEveryMerge) {
   ASSERT_NE(pb, pc);
 
   // b joins a (a has more identifiers and survives), later c joins too.
-  Ingest({EventSpec{.id = "e4", .at_us = kT0 + 3 * kMinute, .persons = {P({{"email", "a@x.com"}, {"email", "b@x.com"}})}}});
+  Ingest({EventSpec{
+      .id = "e4", .at_us = kT0 + 3 * kMinute, .persons = {P({{"email", "a@x.com"}, {"email", "b@x.com"}})}}});
   Resolve();
   Ingest({EventSpec{
       .id = "e5", .at_us = kT0 + 4 * kMinute, .persons = {P({{"email", "c@x.com"}, {"phone", "+1 212 555 0100"}})}}});
@@ -422,7 +428,8 @@ TEST_F(QueryTest, MembershipsAfterMergesOnBothSides) {
   auto page1 = ParseBody<v1::ListMembershipsResponse>(r);
   ASSERT_EQ(page1.memberships_size(), 3);
   ASSERT_FALSE(page1.next_page_token().empty());
-  r = HttpGet(http_port(), "/v1/groups/" + g1 + "/members?page_size=3&page_token=" + UrlEncode(page1.next_page_token()));
+  r = HttpGet(http_port(),
+              "/v1/groups/" + g1 + "/members?page_size=3&page_token=" + UrlEncode(page1.next_page_token()));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(ParseBody<v1::ListMembershipsResponse>(r).memberships_size(), 1);
   r = HttpGet(http_port(), "/v1/persons/" + p2 + "/memberships");
@@ -436,7 +443,9 @@ TEST_F(QueryTest, TimelineOrderFiltersAndPaginationWhileEventsArrive) {
   for (int i = 0; i < 30; ++i) {
     char id[16];
     std::snprintf(id, sizeof id, "ev%02d", i);
-    EventSpec e{.id = id, .at_us = kT0 + (i / 2) * kMinute, .type = i % 3 == 0 ? "meeting" : "email",
+    EventSpec e{.id = id,
+                .at_us = kT0 + (i / 2) * kMinute,
+                .type = i % 3 == 0 ? "meeting" : "email",
                 .source = i % 2 == 0 ? "zoom" : "gmail"};
     e.persons.push_back(P({{"email", "t@x.com"}}, "sender"));
     if (i == 7) e.persons.push_back(P({{"email", "t@x.com"}}, "recipient"));
@@ -506,8 +515,9 @@ TEST_F(QueryTest, TimelineOrderFiltersAndPaginationWhileEventsArrive) {
   }
   // HTTP: RFC 3339 range and token round trip.
   {
-    const std::string base = "/v1/persons/" + id + "/timeline?page_size=4&occurred_after=" +
-                             UrlEncode("2024-05-01T00:05:00Z") + "&occurred_before=" + UrlEncode("2024-05-01T00:10:00Z");
+    const std::string base = "/v1/persons/" + id +
+                             "/timeline?page_size=4&occurred_after=" + UrlEncode("2024-05-01T00:05:00Z") +
+                             "&occurred_before=" + UrlEncode("2024-05-01T00:10:00Z");
     std::vector<std::string> ids;
     std::string token;
     for (int page = 0; page < 10; ++page) {

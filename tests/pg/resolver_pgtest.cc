@@ -69,7 +69,8 @@ class ResolverTest : public PgTest {
     cfg.resolver_poll_interval = std::chrono::milliseconds(3600 * 1000);  // tests drive it with ResolveNow
     StartApp(cfg);
     app_->protection().Set(protection);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials());
     ingest_ = v1::IngestService::NewStub(channel_);
     admin_ = v1::AdminService::NewStub(channel_);
   }
@@ -92,8 +93,8 @@ class ResolverTest : public PgTest {
     std::map<std::string, std::string> out;
     pqxx::connection c(url_);
     pqxx::nontransaction n(c);
-    for (const auto& r : n.exec("SELECT identifier_type || ':' || identifier_value, " + kind +
-                                "_id FROM resolved_" + kind + "_identifiers")) {
+    for (const auto& r : n.exec("SELECT identifier_type || ':' || identifier_value, " + kind + "_id FROM resolved_" +
+                                kind + "_identifiers")) {
       out[r[0].c_str()] = r[1].c_str();
     }
     return out;
@@ -151,8 +152,9 @@ TEST_F(ResolverTest, ChainAbsorbedAcrossSeveralBatchesHasNoHopLimit) {
   for (int batch = 0; batch < 10; ++batch) {
     std::vector<v1::Event> evs;
     for (int i = batch * 100; i < (batch + 1) * 100; ++i) {
-      evs.push_back(MakeEvent("c" + std::to_string(i), i,
-                              {{{"email", "n" + std::to_string(i) + "@x"}, {"email", "n" + std::to_string(i + 1) + "@x"}}}));
+      evs.push_back(
+          MakeEvent("c" + std::to_string(i), i,
+                    {{{"email", "n" + std::to_string(i) + "@x"}, {"email", "n" + std::to_string(i + 1) + "@x"}}}));
     }
     Ingest(evs);
     Resolve();
@@ -182,7 +184,8 @@ TEST_F(ResolverTest, LateArrivalThatOccurredEarlierDoesNotOverwriteNewerTraits) 
   EXPECT_EQ(QueryScalar(url_, "SELECT title FROM persons"), "CTO");
   EXPECT_EQ(QueryScalar(url_, "SELECT name FROM persons"), "Ann");
   // ...but the identifier's earliest occurrence moves back
-  EXPECT_EQ(QueryScalar(url_, "SELECT extract(epoch from occurred_at)::bigint FROM resolved_person_identifiers"), "1000");
+  EXPECT_EQ(QueryScalar(url_, "SELECT extract(epoch from occurred_at)::bigint FROM resolved_person_identifiers"),
+            "1000");
 }
 
 TEST_F(ResolverTest, GroupMergeWithAPersonIdentifierInTheSameEvent) {
@@ -214,7 +217,8 @@ TEST_F(ResolverTest, MembershipsFoldWhenEitherSideMerges) {
   Ingest({m("m1", 10, "a@x", "acme.io", "member"), m("m2", 20, "b@x", "acme.co", "admin")});
   Resolve();
   EXPECT_EQ(Count("memberships"), 2);
-  Ingest({MakeEvent("j1", 30, {{{"email", "a@x"}, {"email", "b@x"}}}, {{{"domain", "acme.io"}, {"domain", "acme.co"}}})});
+  Ingest(
+      {MakeEvent("j1", 30, {{{"email", "a@x"}, {"email", "b@x"}}}, {{{"domain", "acme.io"}, {"domain", "acme.co"}}})});
   Resolve();
   EXPECT_EQ(Count("memberships"), 1);
   EXPECT_EQ(QueryScalar(url_, "SELECT role FROM memberships"), "admin");  // most recent
@@ -226,11 +230,13 @@ TEST_F(ResolverTest, NoRowSkippedWhenIngestTransactionsCommitOutOfOrder) {
   // Hold an ingest transaction open (as IngestStore writes it), while later ones commit and the resolver runs.
   pqxx::connection held(url_);
   pqxx::work tx(held);
-  tx.exec("INSERT INTO events (event_id, occurred_at, event_name, event_type, source) "
-          "VALUES ('held', now(), 'x', 'test', 'testsrc')");
-  tx.exec("INSERT INTO person_identifiers (event_id, edge_id, identifier_type, identifier_value, "
-          "identifier_value_raw, role, source, occurred_at) "
-          "VALUES ('held', 'held#p0', 'email', 'late@x', 'late@x', 'participant', 'testsrc', now())");
+  tx.exec(
+      "INSERT INTO events (event_id, occurred_at, event_name, event_type, source) "
+      "VALUES ('held', now(), 'x', 'test', 'testsrc')");
+  tx.exec(
+      "INSERT INTO person_identifiers (event_id, edge_id, identifier_type, identifier_value, "
+      "identifier_value_raw, role, source, occurred_at) "
+      "VALUES ('held', 'held#p0', 'email', 'late@x', 'late@x', 'participant', 'testsrc', now())");
   Ingest({MakeEvent("after1", 5, {{{"email", "early@x"}}}), MakeEvent("after2", 6, {{{"email", "late@x"}}})});
   Resolve();
   // Nothing at or past the open transaction is consumed yet...
@@ -265,7 +271,8 @@ TEST_F(ResolverTest, JunkValueSharedByAThousandPersonsLeavesAThousandPersons) {
   std::vector<v1::Event> evs;
   for (int i = 0; i < 1000; ++i) {
     evs.push_back(MakeEvent("j" + std::to_string(i), i,
-                            {{{"email", "p" + std::to_string(i) + "@x"}, {"anonymous_id", i % 2 ? "null" : "anonymous"},
+                            {{{"email", "p" + std::to_string(i) + "@x"},
+                              {"anonymous_id", i % 2 ? "null" : "anonymous"},
                               {"user_id", "\"undefined\""}}}));
   }
   auto resp = Ingest(evs);
@@ -332,8 +339,8 @@ TEST_F(ResolverTest, CapBreakingEdgeIsQuarantinedListedAndReleased) {
 
 TEST_F(ResolverTest, IncrementalEqualsRebuildOverRandomStreams) {
   const int runs = std::getenv("NEXUS_PROPERTY_RUNS") ? std::atoi(std::getenv("NEXUS_PROPERTY_RUNS")) : 12;
-  const uint64_t base = std::getenv("NEXUS_PROPERTY_SEED") ? std::stoull(std::getenv("NEXUS_PROPERTY_SEED"))
-                                                           : std::random_device{}();
+  const uint64_t base =
+      std::getenv("NEXUS_PROPERTY_SEED") ? std::stoull(std::getenv("NEXUS_PROPERTY_SEED")) : std::random_device{}();
   for (int run = 0; run < runs; ++run) {
     const uint64_t seed = base + static_cast<uint64_t>(run);
     SCOPED_TRACE("seed " + std::to_string(seed) + " (NEXUS_PROPERTY_SEED=" + std::to_string(seed) +
@@ -361,13 +368,17 @@ TEST_F(ResolverTest, IncrementalEqualsRebuildOverRandomStreams) {
         Ids ids;
         for (int k = nids(rng); k > 0; --k) {
           const int v = val(rng);
-          if (v % 13 == 0) ids.push_back({"anonymous_id", "null"});  // junk
-          else if (v % 5 == 0) ids.push_back({"user_id", "u" + std::to_string(v)});
-          else ids.push_back({"email", "m" + std::to_string(v) + "@X.io"});
+          if (v % 13 == 0)
+            ids.push_back({"anonymous_id", "null"});  // junk
+          else if (v % 5 == 0)
+            ids.push_back({"user_id", "u" + std::to_string(v)});
+          else
+            ids.push_back({"email", "m" + std::to_string(v) + "@X.io"});
         }
         // out-of-order occurred_at
         v1::Event e = MakeEvent("ev" + std::to_string(req) + "_" + std::to_string(i),
-                                std::uniform_int_distribution<int64_t>(1, 100000)(rng), {ids}, {{{"domain", "d" + std::to_string(val(rng) % 4) + ".io"}}},
+                                std::uniform_int_distribution<int64_t>(1, 100000)(rng), {ids},
+                                {{{"domain", "d" + std::to_string(val(rng) % 4) + ".io"}}},
                                 {{"name", "n" + std::to_string(val(rng))}});
         if (coin(rng) == 1) e.mutable_persons(0)->set_edge_id("crm-" + std::to_string(val(rng) % 5));  // reused edge
         evs.push_back(e);
@@ -378,14 +389,18 @@ TEST_F(ResolverTest, IncrementalEqualsRebuildOverRandomStreams) {
     }
     Resolve();
     const auto inc_p = Partition("person"), inc_g = Partition("group");
-    const auto inc_titles = QueryScalar(url_, "SELECT string_agg(person_id || '=' || coalesce(name, ''), ',' ORDER BY person_id) FROM persons");
+    const auto inc_titles = QueryScalar(
+        url_, "SELECT string_agg(person_id || '=' || coalesce(name, ''), ',' ORDER BY person_id) FROM persons");
     v1::RebuildResponse rb;
     grpc::ClientContext ctx;
     auto s = admin_->Rebuild(&ctx, WaitingRebuild(), &rb);
     ASSERT_TRUE(s.ok()) << s.error_message();
     ASSERT_EQ(inc_p, Partition("person"));
     ASSERT_EQ(inc_g, Partition("group"));
-    ASSERT_EQ(inc_titles, QueryScalar(url_, "SELECT string_agg(person_id || '=' || coalesce(name, ''), ',' ORDER BY person_id) FROM persons"));
+    ASSERT_EQ(
+        inc_titles,
+        QueryScalar(url_,
+                    "SELECT string_agg(person_id || '=' || coalesce(name, ''), ',' ORDER BY person_id) FROM persons"));
   }
 }
 
