@@ -20,6 +20,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -893,6 +894,49 @@ Obj Bench::Queries() {
   }
   const int threads = static_cast<int>(f_.Int("query-threads", 4));
   const double secs = static_cast<double>(f_.Int("query-seconds", 5));
+  // --query-ingest-rate=N: ingest N new persons' events per second (requests of 50) while the queries run, so
+  // that read capacity is measured under write load (docs/SCALING.md: primary alone vs primary + standby).
+  const int64_t ingest_rate = f_.Int("query-ingest-rate", 0);
+  std::atomic<bool> ingest_stop{false};
+  std::atomic<int64_t> ingested{0}, ingest_errors{0};
+  std::thread ingest_thread;
+  if (ingest_rate > 0) {
+    ingest_thread = std::thread([&] {
+      auto stub = v1::IngestService::NewStub(NewChannel(2999));
+      const std::string tag = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+      const auto t0 = Clock::now();
+      for (int64_t n = 0; !ingest_stop;) {
+        const double due = static_cast<double>(n) / static_cast<double>(ingest_rate);
+        if (Secs(t0, Clock::now()) < due) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+        v1::IngestEventsRequest req;
+        for (int k = 0; k < 50; ++k, ++n) {
+          auto* e = req.add_events();
+          e->set_event_id("qload-" + tag + "-" + std::to_string(n));
+          e->mutable_occurred_at()->set_seconds(1714521600 + n % 86400);
+          e->set_event_name("page");
+          e->set_event_type("page");
+          e->set_source("load");
+          auto* m = e->add_persons();
+          m->set_role("visitor");
+          auto* id = m->add_identifiers();
+          id->set_type("email");
+          id->set_value("load" + std::to_string(n) + "-" + tag + "@load.example");
+        }
+        grpc::ClientContext c;
+        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        v1::IngestEventsResponse resp;
+        if (stub->IngestEvents(&c, req, &resp).ok())
+          ingested += resp.accepted();
+        else
+          ++ingest_errors;
+      }
+    });
+  }
+  std::atomic<int64_t> from_replica{0};
+  const auto queries_t0 = Clock::now();
   for (const std::string kind : {"LookupPerson", "GetPerson", "ListPersonTimeline"}) {
     std::vector<std::vector<double>> lat(static_cast<size_t>(threads));
     std::atomic<int64_t> errors{0};
@@ -930,6 +974,9 @@ Obj Bench::Queries() {
             st = stub->ListPersonTimeline(&c, r, &p);
           }
           lat[static_cast<size_t>(t)].push_back(Secs(a, Clock::now()) * 1000);
+          if (auto it = c.GetServerInitialMetadata().find("x-nexus-read-from");
+              it != c.GetServerInitialMetadata().end() && it->second.starts_with("replica"))
+            ++from_replica;
           if (!st.ok()) {
             ++errors;
             std::lock_guard<std::mutex> l(mu);
@@ -948,7 +995,15 @@ Obj Bench::Queries() {
     if (!last_error.empty()) k.S("last_error", last_error);
     o.Set(kind, k.Str(4));
   }
+  const double query_wall = Secs(queries_t0, Clock::now());
+  ingest_stop = true;
+  if (ingest_thread.joinable()) ingest_thread.join();
   o.I("threads", threads).D("seconds_each", secs).I("sample_persons", static_cast<int64_t>(sample.size()));
+  o.I("calls_from_replica", from_replica.load());
+  if (ingest_rate > 0) {
+    o.I("ingest_rate_target", ingest_rate).D("ingest_rate_achieved", static_cast<double>(ingested.load()) / query_wall);
+    o.I("ingest_errors", ingest_errors.load());
+  }
   return o;
 }
 
@@ -1109,17 +1164,26 @@ int Bench::Run() {
     for (auto& [k, v] : r.kv)
       if (k == "error") failures_.push_back(name + ": " + v);
   };
-  if (!f_.Get("copy-db").empty()) stage("copy_baseline", [&] { return CopyBaseline(); });
-  stage("ingest", [&] { return Ingest(); });
-  stage("freshness", [&] { return Freshness(); });
+  // --stages=a,b,...: only these stages (default: all), e.g. bench/replica-bench.sh runs ingest once, then
+  // queries against differently configured servers over the same data.
+  const std::string only = f_.Get("stages");
+  auto want = [&](const std::string& name) {
+    return only.empty() || ("," + only + ",").find("," + name + ",") != std::string::npos;
+  };
+  auto maybe = [&](const std::string& name, const std::function<Obj()>& fn) {
+    if (want(name)) stage(name, fn);
+  };
+  if (!f_.Get("copy-db").empty()) maybe("copy_baseline", [&] { return CopyBaseline(); });
+  maybe("ingest", [&] { return Ingest(); });
+  maybe("freshness", [&] { return Freshness(); });
   WaitCaughtUp(3600);
-  stage("correctness", [&] { return Correctness("incremental"); });
-  stage("queries", [&] { return Queries(); });
-  stage("rebuild", [&] { return Rebuild(); });
-  stage("correctness_after_rebuild", [&] { return Correctness("after rebuild"); });
-  stage("sql_baseline", [&] { return SqlBaseline(); });
-  if (f_.Int("steady-seconds", 60) > 0) stage("steady_freshness", [&] { return SteadyFreshness(); });
-  stage("memory", [&] { return Memory(); });
+  maybe("correctness", [&] { return Correctness("incremental"); });
+  maybe("queries", [&] { return Queries(); });
+  maybe("rebuild", [&] { return Rebuild(); });
+  maybe("correctness_after_rebuild", [&] { return Correctness("after rebuild"); });
+  maybe("sql_baseline", [&] { return SqlBaseline(); });
+  if (f_.Int("steady-seconds", 60) > 0) maybe("steady_freshness", [&] { return SteadyFreshness(); });
+  maybe("memory", [&] { return Memory(); });
   {
     std::ifstream la("/proc/loadavg");
     std::string l;

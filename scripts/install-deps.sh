@@ -10,7 +10,7 @@ PACKAGES=(
   libssl-dev openssl
   libphonenumber-dev libicu-dev
   zlib1g-dev
-  postgresql-15 postgresql-client-15
+  postgresql-15 postgresql-client-15 pgbouncer
   prometheus
   python3 python3-yaml
   clang libclang-rt-14-dev

@@ -27,6 +27,7 @@
 #include "storage/ingest_store.h"
 #include "storage/migrations.h"
 #include "storage/query_store.h"
+#include "storage/replicas.h"
 
 namespace nexus::server {
 
@@ -65,6 +66,7 @@ void App::Start() {
   dbo.connect_timeout = config_.db_connect_timeout;
   dbo.statement_timeout = config_.db_statement_timeout;
   dbo.tcp_user_timeout = config_.db_tcp_user_timeout;
+  dbo.transaction_pooler = config_.db_pooler == "transaction";
   db_ = std::make_unique<storage::Database>(dbo, metrics_.get());
   const auto migrated = storage::Migrate(*db_);
   log::Info("database schema current", {{"version", migrated.version},
@@ -93,10 +95,25 @@ void App::Start() {
   ingest_store_ = std::make_unique<storage::IngestStore>(*db_);
   NoteIdentifierRules(*protection_->Get());
   protection_->OnLoaded([this](const resolver::ProtectionConfig& c) { NoteIdentifierRules(c); });
-  query_store_ = std::make_unique<storage::QueryStore>(*db_);
+  // Queries read through the replica router: a hot standby within --max-replica-lag, else the primary.
+  replicas_ = std::make_unique<storage::ReadReplicas>(
+      *db_, dbo, storage::ReadReplicas::Options{config_.read_database_urls, config_.max_replica_lag});
+  replicas_->Start();
+  query_store_ = std::make_unique<storage::QueryStore>(replicas_->reads());
   if (config_.resolver_enabled) {
+    // The resolver's lock session must reach PostgreSQL itself (not a transaction pooler): its own small pool.
+    storage::Database* resolver_db = db_.get();
+    if (!config_.resolver_database_url.empty()) {
+      storage::DatabaseOptions ro = dbo;
+      ro.url = config_.resolver_database_url;
+      ro.pool_size = 2;
+      ro.transaction_pooler = false;
+      ro.report_pool = false;
+      resolver_db_ = std::make_unique<storage::Database>(ro, metrics_.get());
+      resolver_db = resolver_db_.get();
+    }
     resolver_ = std::make_unique<ResolverWorker>(
-        *db_, database_url_, *metrics_, *protection_,
+        *resolver_db, resolver_db == db_.get() ? database_url_ : config_.resolver_database_url, *metrics_, *protection_,
         ResolverWorker::Options{config_.resolver_batch_events, config_.resolver_poll_interval});
   }
   ResolverWorker* worker = resolver_.get();
@@ -257,6 +274,8 @@ void App::Shutdown() {
   if (http_server_) http_server_->Stop(config_.shutdown_grace);
   if (resolver_) resolver_->Stop();
   resolver_.reset();
+  resolver_db_.reset();
+  if (replicas_) replicas_->Stop();
   db_.reset();
   if (embedded_) embedded_->Stop();
   log::Info("stopped");

@@ -14,6 +14,7 @@
 namespace nexus::storage {
 class AuthStore;
 class Database;
+class ReadReplicas;
 class DatabaseProbe;
 class EmbeddedPostgres;
 class IngestStore;
@@ -83,6 +84,8 @@ class App final {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<ProtectionHolder> protection_;
   std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::ReadReplicas> replicas_;  ///< query reads (before query_store_, which uses it)
+  std::unique_ptr<storage::Database> resolver_db_;   ///< --resolver-database-url; null: the resolver uses db_
   std::unique_ptr<storage::AuthStore> auth_store_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<storage::DatabaseProbe> probe_;

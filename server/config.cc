@@ -160,6 +160,42 @@ const std::vector<Option>& Options() {
         });
     add("data-dir", "./nexus-data", "directory of the embedded PostgreSQL cluster", StrField(&Config::data_dir, false));
     add("pg-bindir", "(auto)", "PostgreSQL server binaries for the embedded cluster", StrField(&Config::pg_bindir));
+    add("read-database-url", "(none)",
+        "a PostgreSQL hot standby for query traffic (repeat the flag, or separate URLs with '|', for several); "
+        "queries go to the least-lagging replica within --max-replica-lag, else to the primary",
+        [](Config& c, const std::string& v) -> std::string {
+          size_t from = 0;
+          while (from <= v.size()) {
+            size_t to = v.find('|', from);
+            if (to == std::string::npos) to = v.size();
+            std::string one = v.substr(from, to - from);
+            while (!one.empty() && std::isspace(static_cast<unsigned char>(one.front()))) one.erase(0, 1);
+            while (!one.empty() && std::isspace(static_cast<unsigned char>(one.back()))) one.pop_back();
+            if (one.empty()) return "holds an empty URL";
+            c.read_database_urls.push_back(one);
+            from = to + 1;
+          }
+          return "";
+        });
+    add("max-replica-lag", "5s",
+        "a replica further behind the primary than this gets no queries until it catches up (they go to the primary)",
+        [](Config& c, const std::string& v) { return ParseDuration(v, &c.max_replica_lag); });
+    add("resolver-database-url", "(--database-url)",
+        "PostgreSQL for the resolver's lock session, straight to the server: needed when --database-url goes through "
+        "a transaction-pooling proxy (session advisory locks and LISTEN do not survive one)",
+        [](Config& c, const std::string& v) -> std::string {
+          if (v.empty()) return "is set but empty";
+          c.resolver_database_url = v;
+          return "";
+        });
+    add("db-pooler", "none",
+        "none: --database-url reaches PostgreSQL itself; transaction: it goes through a transaction-pooling proxy "
+        "(pgbouncer pool_mode=transaction): no named prepared statements, settings per transaction",
+        [](Config& c, const std::string& v) -> std::string {
+          if (v != "none" && v != "transaction") return "must be none or transaction";
+          c.db_pooler = v;
+          return "";
+        });
     add("db-pool-size", "16", "database connections in the pool", [](Config& c, const std::string& v) {
       int64_t n = 0;
       auto e = ParseInt(v, 1, 512, &n);
@@ -375,6 +411,19 @@ ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector
   }
   if (cfg.embedded_postgres == "on" && !cfg.database_url.empty()) {
     out.error = "--embedded-postgres=on and a --database-url were both given; choose one";
+    return out;
+  }
+  if (!cfg.read_database_urls.empty() && cfg.database_url.empty()) {
+    out.error = "--read-database-url needs --database-url (the embedded PostgreSQL has no replicas)";
+    return out;
+  }
+  if (cfg.db_pooler == "transaction" && cfg.database_url.empty()) {
+    out.error = "--db-pooler=transaction needs --database-url (the proxy's address)";
+    return out;
+  }
+  if (cfg.db_pooler == "transaction" && cfg.resolver_enabled && cfg.resolver_database_url.empty()) {
+    out.error = "--db-pooler=transaction: the resolver's lock session cannot go through a transaction-pooling proxy; "
+                "give --resolver-database-url (PostgreSQL itself), or --resolver=false on this process";
     return out;
   }
   out.config = cfg;

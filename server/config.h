@@ -28,6 +28,10 @@ struct Config {
   std::string embedded_postgres = "auto";  ///< auto | on | off; ParseConfig checks it against database_url
   std::string data_dir = "./nexus-data";
   std::string pg_bindir;
+  std::vector<std::string> read_database_urls;  ///< hot standbys for queries
+  std::chrono::milliseconds max_replica_lag{5000};
+  std::string resolver_database_url;  ///< empty: database_url
+  std::string db_pooler = "none";     ///< none | transaction
   int db_pool_size = 16;
   std::chrono::milliseconds db_connect_timeout{5000};     ///< libpq connect_timeout
   std::chrono::milliseconds db_statement_timeout{30000};  ///< pool sessions; 0 = none

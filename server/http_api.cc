@@ -13,6 +13,7 @@
 #include "server/rpc_util.h"
 #include "storage/database.h"
 #include "storage/errors.h"
+#include "storage/replicas.h"
 
 namespace nexus::server {
 
@@ -273,7 +274,21 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) {
         response = Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Content-Type must be application/json"));
         response.status = 415;
       } else {
-        response = found->fn(request, params, call);
+        storage::TakeReadInfo();  // a query route reports where it read (read replicas: storage/replicas.h)
+        uint64_t min_lsn = 0;
+        const std::string lsn_text = Header(request, storage::kMinLsnHeader);
+        if (!lsn_text.empty() && !storage::ParseLsn(lsn_text, &min_lsn)) {
+          response = Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        std::string(storage::kMinLsnHeader) +
+                                            ": not a WAL position like 16/B374D848 (send an ingest's commit_lsn)"));
+        } else {
+          storage::ScopedMinLsn read_after(min_lsn);
+          response = found->fn(request, params, call);
+          if (const auto info = storage::TakeReadInfo(); !info.served_by.empty()) {
+            response.headers.emplace_back(storage::kReadFromHeader, info.served_by);
+            response.headers.emplace_back(storage::kResolvedThroughHeader, info.resolved_through);
+          }
+        }
       }
     } catch (const storage::StorageError& e) {
       response = Error(ToStatus(e));

@@ -74,6 +74,7 @@ HttpRequest ToRequest(const http::request<http::string_body>& req) {
       out.headers[name] = std::string(it->value());
     }
   }
+  if (auto it = req.find("x-nexus-min-lsn"); it != req.end()) out.headers["x-nexus-min-lsn"] = std::string(it->value());
   out.body = req.body();
   return out;
 }
@@ -261,6 +262,7 @@ struct HttpServer::Impl {
       res = http::response<http::string_body>(static_cast<http::status>(out.status), req.version());
       res.set(http::field::server, "nexusd");
       res.set(http::field::content_type, out.content_type);
+      for (const auto& [name, value] : out.headers) res.set(name, value);
       res.keep_alive(keep_alive);
       res.body() = std::move(out.body);
       res.prepare_payload();

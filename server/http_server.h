@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 #include <string_view>
 #include <utility>  // Boost 1.74 asio (awaitable.hpp) uses std::exchange without including it
 
@@ -24,6 +25,8 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  /// Extra response headers (name, value), e.g. Content-Security-Policy or CORS.
+  std::vector<std::pair<std::string, std::string>> headers{};
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;

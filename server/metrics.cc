@@ -196,6 +196,24 @@ Metrics::Metrics(std::string version, std::string git_sha)
                                 .Help("Age of the oldest open writing transaction; resolver progress waits for it")
                                 .Register(*registry_)
                                 .Add({})),
+      replica_up_(BuildGauge()
+                      .Name("nexus_replica_up")
+                      .Help("Read replica (by index of --read-database-url) answered the last lag poll (1) or not (0)")
+                      .Register(*registry_)),
+      replica_lag_seconds_(BuildGauge()
+                               .Name("nexus_replica_lag_seconds")
+                               .Help("How long the primary has had WAL this replica has not replayed")
+                               .Register(*registry_)),
+      replica_lag_bytes_(BuildGauge()
+                             .Name("nexus_replica_lag_bytes")
+                             .Help("Primary WAL position minus the replica's replay position")
+                             .Register(*registry_)),
+      reads_(BuildCounter()
+                 .Name("nexus_query_reads_total")
+                 .Help("Query transactions by where they ran (primary, or a read replica)")
+                 .Register(*registry_)),
+      reads_primary_(reads_.Add({{"target", "primary"}})),
+      reads_replica_(reads_.Add({{"target", "replica"}})),
       db_pool_size_(BuildGauge()
                         .Name("nexus_db_pool_connections")
                         .Help("Open connections in the database pool")
@@ -446,6 +464,15 @@ void Metrics::DatabaseProbe(bool up, int oldest_writer_pid, double oldest_writer
   db_oldest_writer_pid_.Set(oldest_writer_pid);
   db_oldest_writer_age_.Set(oldest_writer_age_seconds);
 }
+
+void Metrics::OnReplicaStatus(int index, bool up, double lag_seconds, int64_t lag_bytes) {
+  const prometheus::Labels labels{{"replica", std::to_string(index)}};
+  replica_up_.Add(labels).Set(up ? 1 : 0);
+  replica_lag_seconds_.Add(labels).Set(lag_seconds);
+  replica_lag_bytes_.Add(labels).Set(static_cast<double>(lag_bytes));
+}
+
+void Metrics::OnRead(bool replica) { (replica ? reads_replica_ : reads_primary_).Increment(); }
 
 void Metrics::OnPoolChange(int size, int in_use) {
   db_pool_size_.Set(size);

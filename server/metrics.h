@@ -68,6 +68,8 @@ class Metrics final : public storage::StorageObserver {
   void OnStatement(std::string_view name, double seconds, bool ok) override;
   void OnError(std::string_view kind) override;
   void OnPoolChange(int size, int in_use) override;
+  void OnReplicaStatus(int index, bool up, double lag_seconds, int64_t lag_bytes) override;
+  void OnRead(bool replica) override;
 
   prometheus::Registry& registry() { return *registry_; }
 
@@ -133,6 +135,12 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Gauge& db_up_;
   prometheus::Gauge& db_oldest_writer_pid_;
   prometheus::Gauge& db_oldest_writer_age_;
+  prometheus::Family<prometheus::Gauge>& replica_up_;
+  prometheus::Family<prometheus::Gauge>& replica_lag_seconds_;
+  prometheus::Family<prometheus::Gauge>& replica_lag_bytes_;
+  prometheus::Family<prometheus::Counter>& reads_;
+  prometheus::Counter& reads_primary_;
+  prometheus::Counter& reads_replica_;
   prometheus::Gauge& db_pool_size_;
   prometheus::Gauge& db_pool_in_use_;
   prometheus::Family<prometheus::Histogram>& db_query_duration_;

@@ -7,6 +7,7 @@
 #include "server/admin_service.h"
 #include "server/request_parse.h"
 #include "server/rpc_util.h"
+#include "storage/replicas.h"
 
 namespace nexus::server {
 namespace {
@@ -332,10 +333,36 @@ grpc::Status QueryHandler::History(EntityKind kind, const std::string& id, v1::E
   return grpc::Status::OK;
 }
 
+namespace {
+/// Runs one query with the caller's read-your-writes position (metadata x-nexus-min-lsn) and tells in the
+/// response's initial metadata where it read and the resolver watermark the answer reflects.
+template <typename F>
+grpc::Status ReadWithFreshness(grpc::ServerContext* ctx, F&& call) {
+  storage::TakeReadInfo();
+  uint64_t min_lsn = 0;
+  if (auto it = ctx->client_metadata().find(storage::kMinLsnHeader); it != ctx->client_metadata().end()) {
+    if (!storage::ParseLsn(std::string_view(it->second.data(), it->second.size()), &min_lsn)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          std::string(storage::kMinLsnHeader) +
+                              ": not a WAL position like 16/B374D848 (send an ingest's commit_lsn)");
+    }
+  }
+  storage::ScopedMinLsn read_after(min_lsn);
+  grpc::Status status = call();
+  if (const auto info = storage::TakeReadInfo(); !info.served_by.empty()) {
+    ctx->AddInitialMetadata(storage::kReadFromHeader, info.served_by);
+    ctx->AddInitialMetadata(storage::kResolvedThroughHeader, info.resolved_through);
+  }
+  return status;
+}
+}  // namespace
+
 // gRPC adapters.
 #define NEXUS_QUERY_RPC(Method, Req, Resp)                                                         \
   grpc::Status QueryServiceImpl::Method(grpc::ServerContext* ctx, const v1::Req* r, v1::Resp* o) { \
-    return HandleRpc(m_, auth_, ctx, #Method, [&](CallContext&) { return h_.Method(*r, o); });     \
+    return HandleRpc(m_, auth_, ctx, #Method, [&](CallContext&) {                                  \
+      return ReadWithFreshness(ctx, [&] { return h_.Method(*r, o); });                             \
+    });                                                                                            \
   }
 NEXUS_QUERY_RPC(GetPerson, GetPersonRequest, Person)
 NEXUS_QUERY_RPC(LookupPerson, LookupPersonRequest, Person)

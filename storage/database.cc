@@ -158,6 +158,9 @@ void Database::SetUnavailable(const std::string& reason) {
 std::unique_ptr<pqxx::connection> Database::Impl::Connect(bool pooled) {
   try {
     auto c = std::make_unique<pqxx::connection>(WithConnectionSettings(options.url, options));
+    // Behind a transaction pooler a session SET would land on whichever server session runs it (and stay there
+    // for other clients): Run applies them with SET LOCAL instead.
+    if (options.transaction_pooler) return c;
     pqxx::nontransaction n(*c);
     n.exec("SET TIME ZONE 'UTC'");
     n.exec("SET idle_in_transaction_session_timeout = " + std::to_string(options.idle_in_transaction_timeout.count()));
@@ -183,21 +186,22 @@ std::unique_ptr<detail::PooledConnection> Database::Impl::Acquire() {
   if (!idle.empty()) {
     auto c = std::move(idle.back());
     idle.pop_back();
-    if (observer) observer->OnPoolChange(open, in_use);
+    if (observer && options.report_pool) observer->OnPoolChange(open, in_use);
     return c;
   }
   ++open;
-  if (observer) observer->OnPoolChange(open, in_use);
+  if (observer && options.report_pool) observer->OnPoolChange(open, in_use);
   lock.unlock();
   try {
     auto pc = std::make_unique<detail::PooledConnection>();
     pc->conn = Connect();
+    pc->named_statements = !options.transaction_pooler;
     return pc;
   } catch (...) {
     lock.lock();
     --open;
     --in_use;
-    if (observer) observer->OnPoolChange(open, in_use);
+    if (observer && options.report_pool) observer->OnPoolChange(open, in_use);
     cv.notify_one();
     throw;
   }
@@ -211,7 +215,7 @@ void Database::Impl::Release(std::unique_ptr<detail::PooledConnection> c, bool b
   } else {
     idle.push_back(std::move(c));
   }
-  if (observer) observer->OnPoolChange(open, in_use);
+  if (observer && options.report_pool) observer->OnPoolChange(open, in_use);
   cv.notify_one();
 }
 
@@ -219,14 +223,22 @@ void Database::Impl::Prepare(detail::PooledConnection& c, const std::string& nam
   if (c.prepared.insert(name).second) c.conn->prepare(name, sql);
 }
 
+std::string Database::Impl::LocalSettingsSql() const {
+  return "SET LOCAL TIME ZONE 'UTC'; SET LOCAL statement_timeout = " +
+         std::to_string(options.statement_timeout.count()) + "; SET LOCAL idle_in_transaction_session_timeout = " +
+         std::to_string(options.idle_in_transaction_timeout.count());
+}
+
 void Database::Impl::Run(std::string_view what, const std::function<void(pqxx::work&, detail::PooledConnection&)>& fn,
                          int attempts) {
+  if (route) return route(what, fn, attempts);
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<detail::PooledConnection> c;
     bool broken = false;
     try {
       c = Acquire();
       pqxx::work tx(*c->conn);
+      if (options.transaction_pooler) tx.exec(LocalSettingsSql());
       fn(tx, *c);
       tx.commit();
       Release(std::move(c), false);

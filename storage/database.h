@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -16,6 +17,9 @@ class StorageObserver {
   /// kind: "connection", "serialization", "deadlock", "constraint", "data", "other"
   virtual void OnError(std::string_view kind) = 0;
   virtual void OnPoolChange(int size, int in_use) = 0;
+  /// Read replicas (storage/replicas.h): each poll's view of replica `index`, and where each read went.
+  virtual void OnReplicaStatus(int /*index*/, bool /*up*/, double /*lag_seconds*/, int64_t /*lag_bytes*/) {}
+  virtual void OnRead(bool /*replica*/) {}
 };
 
 struct DatabaseOptions {
@@ -27,6 +31,11 @@ struct DatabaseOptions {
   std::chrono::milliseconds tcp_user_timeout{15000};   ///< libpq tcp_user_timeout; keepalives idle = 1/3 of it
   std::chrono::milliseconds statement_timeout{30000};  ///< SET statement_timeout on pool sessions; 0 = none
   std::chrono::milliseconds idle_in_transaction_timeout{60000};  ///< SET idle_in_transaction_session_timeout
+  /// `url` reaches PostgreSQL through a transaction-pooling proxy (pgbouncer pool_mode=transaction): consecutive
+  /// transactions may run on different server sessions, so statements are sent unnamed (no PREPARE) and the
+  /// settings above are applied with SET LOCAL in every transaction instead of once per session.
+  bool transaction_pooler = false;
+  bool report_pool = true;  ///< report size/in-use to the observer (the main pool; not replica or resolver pools)
 };
 
 /// `url` with connect_timeout, keepalives and tcp_user_timeout added (URI or key=value form); a parameter the

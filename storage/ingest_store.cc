@@ -12,6 +12,8 @@ namespace nexus::storage {
 namespace {
 
 constexpr const char* kInsertEvents = "ingest.insert_events";
+constexpr const char* kCommitLsn = "ingest.commit_lsn";
+constexpr const char* kCommitLsnSql = "SELECT pg_current_wal_insert_lsn()::text";
 constexpr const char* kInsertEventsSql =
     "INSERT INTO events (event_id, occurred_at, event_name, event_description, event_type, source, value, "
     "value_unit) "
@@ -146,6 +148,14 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
     }
     result.commit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   });
+  // Read-your-writes on replicas: a WAL position at or after this batch's commit record (read after the commit
+  // returned; the insert position only grows), which a replica must have replayed to show the batch.
+  impl.Run(
+      kCommitLsn,
+      [&](pqxx::work& tx, detail::PooledConnection& c) {
+        result.commit_lsn = impl.Exec(tx, c, kCommitLsn, kCommitLsnSql)[0][0].c_str();
+      },
+      1);
   for (auto& d : dup_in_batch) result.duplicate_event_ids.push_back(std::move(d));
   return result;
 }

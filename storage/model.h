@@ -78,6 +78,7 @@ struct IngestResult {
   int64_t blocked_identifiers = 0;
   std::map<std::string, int64_t> rows_by_table;  ///< rows written, by table name
   double commit_seconds = 0;
+  std::string commit_lsn;  ///< WAL position at or after the commit (PostgreSQL text form), for read-your-writes
 };
 
 }  // namespace nexus::storage

@@ -41,6 +41,7 @@ bool IsRetryable(const std::exception& e);
 struct PooledConnection {
   std::unique_ptr<pqxx::connection> conn;
   std::unordered_set<std::string> prepared;
+  bool named_statements = true;  ///< false behind a transaction-pooling proxy: statements go unnamed
 };
 
 /// Times a statement and reports it to the observer.
@@ -90,11 +91,23 @@ struct Database::Impl {
   /// retrying retryable failures up to `attempts` times. `what` names the operation for errors and metrics.
   void Run(std::string_view what, const std::function<void(pqxx::work&, detail::PooledConnection&)>& fn,
            int attempts = 3);
+  using Body = std::function<void(pqxx::work&, detail::PooledConnection&)>;
+  /// Set on the Database that ReadReplicas::reads() hands out: Run goes through it (it picks a replica or the
+  /// primary and runs there); such a Database has no pool of its own.
+  std::function<void(std::string_view what, const Body& fn, int attempts)> route;
+  /// The per-transaction settings statement used behind a transaction pooler.
+  std::string LocalSettingsSql() const;
 
   /// Times one prepared statement execution.
   template <typename... Args>
   pqxx::result Exec(pqxx::work& tx, detail::PooledConnection& c, const std::string& name, const std::string& sql,
                     Args&&... args) {
+    if (!c.named_statements) {
+      detail::StatementTimer t(observer, name);
+      pqxx::result r = tx.exec_params(sql, std::forward<Args>(args)...);
+      t.Ok();
+      return r;
+    }
     Prepare(c, name, sql);
     detail::StatementTimer t(observer, name);
     pqxx::result r = tx.exec_prepared(name, std::forward<Args>(args)...);

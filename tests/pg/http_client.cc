@@ -76,6 +76,16 @@ HttpResult HttpRaw(int port, const std::string& req) {
     r.content_type = headers.substr(p + 13, e - p - 13);
     while (!r.content_type.empty() && r.content_type.front() == ' ') r.content_type.erase(0, 1);
   }
+  for (size_t line = headers.find("\r\n"); line != std::string::npos;) {
+    const size_t start = line + 2, end = headers.find("\r\n", start);
+    const std::string h = lower.substr(start, (end == std::string::npos ? headers.size() : end) - start);
+    if (const auto colon = h.find(':'); colon != std::string::npos) {
+      size_t v = colon + 1;
+      while (v < h.size() && h[v] == ' ') ++v;
+      r.headers[h.substr(0, colon)] = headers.substr(start + v, h.size() - v);
+    }
+    line = end;
+  }
   r.body = raw.substr(header_end + 4);
   return r;
 }

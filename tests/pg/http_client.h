@@ -1,6 +1,7 @@
 #pragma once
 // A minimal blocking HTTP/1.1 client for tests (loopback only, Connection: close).
 
+#include <map>
 #include <string>
 
 namespace nexus::testing {
@@ -9,6 +10,7 @@ struct HttpResult {
   int status = 0;
   std::string content_type;
   std::string body;
+  std::map<std::string, std::string> headers;  ///< by lower-case name (values as sent)
 };
 
 /// Sends one request to 127.0.0.1:port; throws std::runtime_error on socket errors. `headers` are extra raw

@@ -204,7 +204,11 @@ TEST_F(MetricsPgTest, ScrapePassesPromtoolGoldenListAndCountersMove) {
   ASSERT_EQ(RunShell("command -v promtool", &which), 0)
       << "promtool not found: install Debian's `prometheus` package (apt-get install prometheus)";
 
-  StartApp();
+  // A "read replica" that is the primary itself (not in recovery: lag 0), so that the replica families exist;
+  // tests/pg/replica_pgtest.cc uses a real standby.
+  server::Config config = BaseConfig();
+  config.read_database_urls = {url_};
+  StartApp(config);
   // Before any call: every method's request and latency series exist at 0 (issue 12 item 15: the gRPC
   // families used to appear only after the first call, and rate() missed it).
   {
