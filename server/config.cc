@@ -422,8 +422,9 @@ ParseOutcome ParseConfig(const std::vector<std::string>& args, const std::vector
     return out;
   }
   if (cfg.db_pooler == "transaction" && cfg.resolver_enabled && cfg.resolver_database_url.empty()) {
-    out.error = "--db-pooler=transaction: the resolver's lock session cannot go through a transaction-pooling proxy; "
-                "give --resolver-database-url (PostgreSQL itself), or --resolver=false on this process";
+    out.error =
+        "--db-pooler=transaction: the resolver's lock session cannot go through a transaction-pooling proxy; "
+        "give --resolver-database-url (PostgreSQL itself), or --resolver=false on this process";
     return out;
   }
   out.config = cfg;

@@ -6,9 +6,9 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <vector>
 #include <string_view>
 #include <utility>  // Boost 1.74 asio (awaitable.hpp) uses std::exchange without including it
+#include <vector>
 
 namespace nexus::server {
 

@@ -342,9 +342,9 @@ grpc::Status ReadWithFreshness(grpc::ServerContext* ctx, F&& call) {
   uint64_t min_lsn = 0;
   if (auto it = ctx->client_metadata().find(storage::kMinLsnHeader); it != ctx->client_metadata().end()) {
     if (!storage::ParseLsn(std::string_view(it->second.data(), it->second.size()), &min_lsn)) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          std::string(storage::kMinLsnHeader) +
-                              ": not a WAL position like 16/B374D848 (send an ingest's commit_lsn)");
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          std::string(storage::kMinLsnHeader) + ": not a WAL position like 16/B374D848 (send an ingest's commit_lsn)");
     }
   }
   storage::ScopedMinLsn read_after(min_lsn);
@@ -358,11 +358,10 @@ grpc::Status ReadWithFreshness(grpc::ServerContext* ctx, F&& call) {
 }  // namespace
 
 // gRPC adapters.
-#define NEXUS_QUERY_RPC(Method, Req, Resp)                                                         \
-  grpc::Status QueryServiceImpl::Method(grpc::ServerContext* ctx, const v1::Req* r, v1::Resp* o) { \
-    return HandleRpc(m_, auth_, ctx, #Method, [&](CallContext&) {                                  \
-      return ReadWithFreshness(ctx, [&] { return h_.Method(*r, o); });                             \
-    });                                                                                            \
+#define NEXUS_QUERY_RPC(Method, Req, Resp)                                                                    \
+  grpc::Status QueryServiceImpl::Method(grpc::ServerContext* ctx, const v1::Req* r, v1::Resp* o) {            \
+    return HandleRpc(m_, auth_, ctx, #Method,                                                                 \
+                     [&](CallContext&) { return ReadWithFreshness(ctx, [&] { return h_.Method(*r, o); }); }); \
   }
 NEXUS_QUERY_RPC(GetPerson, GetPersonRequest, Person)
 NEXUS_QUERY_RPC(LookupPerson, LookupPersonRequest, Person)

@@ -46,7 +46,10 @@ bool ParseLsn(std::string_view text, uint64_t* out) {
   uint64_t hi = 0, lo = 0;
   auto hex = [](std::string_view s, uint64_t* v) {
     for (char ch : s) {
-      int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+      int d = ch >= '0' && ch <= '9'   ? ch - '0'
+              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+              : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                                       : -1;
       if (d < 0) return false;
       *v = *v * 16 + static_cast<uint64_t>(d);
     }
@@ -70,7 +73,7 @@ struct ReadReplicas::State {
   std::unique_ptr<Database> routed;
 
   mutable std::mutex mu;
-  std::vector<ReplicaStatus> status;                                       // guarded by mu
+  std::vector<ReplicaStatus> status;                                               // guarded by mu
   std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> history;  // primary WAL positions
   std::atomic<uint64_t> round_robin{0};
 

@@ -46,10 +46,10 @@ std::string FormatLsn(uint64_t lsn);
 /// What the last poll saw of one replica.
 struct ReplicaStatus {
   int index = 0;
-  bool up = false;            ///< answered the last poll
-  bool in_recovery = false;   ///< a standby (false: the URL points at a primary; it is used with lag 0)
-  double lag_seconds = 0;     ///< how long the primary has had WAL this replica has not replayed
-  int64_t lag_bytes = 0;      ///< primary's WAL position minus the replica's replay position
+  bool up = false;           ///< answered the last poll
+  bool in_recovery = false;  ///< a standby (false: the URL points at a primary; it is used with lag 0)
+  double lag_seconds = 0;    ///< how long the primary has had WAL this replica has not replayed
+  int64_t lag_bytes = 0;     ///< primary's WAL position minus the replica's replay position
   uint64_t replay_lsn = 0;
 };
 

@@ -319,8 +319,9 @@ TEST_F(FaultPgTest, ResolverLeaderKilledMidBatchTheOtherTakesOverAndNothingIsLos
     EXPECT_EQ(QueryCount(url_, "SELECT 1 FROM events WHERE event_id LIKE '" + r + "-e%'"), 20)
         << "acknowledged request " << r << " is not (wholly) stored (seed " << seed << ")";
   }
-  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM person_participants p "
-                              "WHERE p.event_id = e.event_id)"),
+  EXPECT_EQ(QueryScalar(url_,
+                        "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM person_participants p "
+                        "WHERE p.event_id = e.event_id)"),
             "0")
       << "stored events without resolved participants (seed " << seed << ")";
   const auto st = b.SignalAndWait(SIGTERM, seconds(30));

@@ -170,8 +170,8 @@ TEST_F(ReplicaPgTest, QueriesReadTheStandbyFallBackWhenItLagsAndHonourReadYourWr
   c.read_database_urls = {pair.standby_url()};
   c.max_replica_lag = milliseconds(1000);
   StartApp(c);
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials());
   auto ingest = v1::IngestService::NewStub(channel);
   auto query = v1::QueryService::NewStub(channel);
   auto send = [&](const v1::Event& e) {
@@ -223,14 +223,14 @@ TEST_F(ReplicaPgTest, QueriesReadTheStandbyFallBackWhenItLagsAndHonourReadYourWr
   EXPECT_GT(MetricValue(app_->http_port(), "nexus_replica_lag_seconds{replica=\"0\"}"), 1.0);
   EXPECT_GT(MetricValue(app_->http_port(), "nexus_replica_lag_bytes{replica=\"0\"}"), 0.0);
   // HTTP says the same in headers.
-  auto http = HttpGet(app_->http_port(), "/v1/persons:lookup?identifier_type=email&identifier_value=" +
-                                                   UrlEncode("bob@acme.example"));
+  auto http = HttpGet(app_->http_port(),
+                      "/v1/persons:lookup?identifier_type=email&identifier_value=" + UrlEncode("bob@acme.example"));
   EXPECT_EQ(http.status, 200) << http.body;
   EXPECT_EQ(http.headers["x-nexus-read-from"], "primary");
   EXPECT_FALSE(http.headers["x-nexus-resolved-through"].empty());
-  const auto bad = HttpCall(app_->http_port(), "GET",
-                            "/v1/persons:lookup?identifier_type=email&identifier_value=bob%40acme.example", "",
-                            "x-nexus-min-lsn: yesterday\r\n");
+  const auto bad =
+      HttpCall(app_->http_port(), "GET", "/v1/persons:lookup?identifier_type=email&identifier_value=bob%40acme.example",
+               "", "x-nexus-min-lsn: yesterday\r\n");
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.body.find("x-nexus-min-lsn"), std::string::npos) << bad.body;
 
@@ -276,7 +276,8 @@ class Bouncer {
     if (::geteuid() == 0) std::system(("chown -R postgres:postgres '" + dir_ + "'").c_str());
     const std::string binary = std::filesystem::exists("/usr/sbin/pgbouncer") ? "/usr/sbin/pgbouncer" : "pgbouncer";
     if (RunAsPostgres(binary + " -d " + dir_ + "/pgbouncer.ini") != 0)
-      throw std::runtime_error("pgbouncer did not start (apt-get install pgbouncer): " + ReadText(dir_ + "/pgbouncer.log"));
+      throw std::runtime_error("pgbouncer did not start (apt-get install pgbouncer): " +
+                               ReadText(dir_ + "/pgbouncer.log"));
     for (auto deadline = Clock::now() + seconds(10);;) {
       try {
         QueryScalar(url(), "SELECT 1");
@@ -292,9 +293,7 @@ class Bouncer {
     if (!pid.empty()) ::kill(std::atoi(pid.c_str()), SIGTERM);
     std::this_thread::sleep_for(milliseconds(100));
   }
-  std::string url() const {
-    return "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=" + db_ + " user=nexus";
-  }
+  std::string url() const { return "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=" + db_ + " user=nexus"; }
   std::string log() const { return ReadText(dir_ + "/pgbouncer.log"); }
 
  private:
@@ -313,8 +312,8 @@ TEST_F(ReplicaPgTest, IngestAndQueriesWorkThroughPgbouncerInTransactionMode) {
   c.resolver_database_url = url_;  // the lock session goes straight to PostgreSQL
   c.db_pool_size = 8;              // 8 client connections over 2 server connections
   StartApp(c);
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials());
   // Four clients ingest and query at once: consecutive transactions of one client connection land on
   // different server sessions, which named prepared statements would not survive.
   constexpr int kClients = 4, kPerClient = 25;
@@ -354,9 +353,10 @@ TEST_F(ReplicaPgTest, IngestAndQueriesWorkThroughPgbouncerInTransactionMode) {
   }
   EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM persons"), std::to_string(kClients * kPerClient));
   // The pool really went through the proxy: its server connections are pgbouncer's (2 at most).
-  EXPECT_LE(std::stoi(QueryScalar(url_, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                        "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-                                        "AND client_addr IS NULL AND usename = 'nexus'")),
+  EXPECT_LE(std::stoi(QueryScalar(url_,
+                                  "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+                                  "AND client_addr IS NULL AND usename = 'nexus'")),
             2 + 2 + 1)  // pgbouncer's 2, the resolver's session and pool (2), the readiness probe (1)
       << bouncer.log();
 }

@@ -1,9 +1,10 @@
 // Pure parts of the read-replica support: WAL position text, and the configuration rules around replicas and
 // transaction poolers.
+#include "storage/replicas.h"
+
 #include <gtest/gtest.h>
 
 #include "server/config.h"
-#include "storage/replicas.h"
 
 namespace nexus {
 namespace {
@@ -34,8 +35,8 @@ TEST(Lsn, RejectsMalformedText) {
 server::ParseOutcome Parse(std::vector<std::string> args) { return server::ParseConfig(args, {}); }
 
 TEST(ReplicaConfig, ReadUrlsRepeatOrSplitOnBar) {
-  auto out = Parse({"--database-url=host=p", "--read-database-url=host=r1 | host=r2", "--read-database-url",
-                    "host=r3", "--max-replica-lag=2s"});
+  auto out = Parse({"--database-url=host=p", "--read-database-url=host=r1 | host=r2", "--read-database-url", "host=r3",
+                    "--max-replica-lag=2s"});
   ASSERT_TRUE(out.config) << out.error;
   EXPECT_EQ(out.config->read_database_urls, (std::vector<std::string>{"host=r1", "host=r2", "host=r3"}));
   EXPECT_EQ(out.config->max_replica_lag.count(), 2000);
