@@ -21,7 +21,10 @@
 #include "nexus/v1/query.pb.h"
 #include "nexusd_process.h"
 #include "pg_fixture.h"
+#include "server/auth.h"
 #include "server/resolver_worker.h"
+#include "storage/auth_store.h"
+#include "storage/database.h"
 
 namespace nexus::testing {
 namespace {
@@ -439,6 +442,52 @@ TEST_F(NexusctlPgTest, QueryCommandsPrintTablesAndProtobufJson) {
   r = help.Wait();
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("exit codes:"), std::string::npos);
+}
+
+// With API keys: the key comes from NEXUS_API_KEY or --api-key, is sent as a bearer token and never printed;
+// a missing, unknown or too narrow key gives exit code 7 with the server's reason.
+TEST_F(NexusctlPgTest, ApiKeysFromTheEnvironmentAreUsedAndNeverPrinted) {
+  app_.reset();  // restart with a key in place: the server then requires keys
+  std::string secret, gmail_only;
+  {
+    storage::Database db(storage::DatabaseOptions{url_, 1, std::chrono::milliseconds(5000)}, nullptr);
+    storage::AuthStore store(db);
+    storage::ApiKeyRecord rec;
+    ASSERT_TRUE(server::CreateApiKey(store, {"cli", {"read", "ingest"}, {}, std::nullopt, "cli"}, &rec, &secret).ok());
+    ASSERT_TRUE(
+        server::CreateApiKey(store, {"gmail", {"ingest"}, {"gmail"}, std::nullopt, "cli"}, &rec, &gmail_only).ok());
+  }
+  StartApp();
+  server_ = "--server=127.0.0.1:" + std::to_string(app_->grpc_port());
+  const std::string file = dir() + "/one.csv";
+  WriteText(file, "email,name\nkey.user@acme.io,Key User\n");
+  const std::vector<std::string> import{
+      "import", file, "--source=crm", "--person-id=email=email", "--person-trait=name=name", "--quiet"};
+
+  CliResult r = Run(import);
+  EXPECT_EQ(r.exit_code, 7) << r.out << r.err;
+  EXPECT_NE(r.err.find("UNAUTHENTICATED"), std::string::npos) << r.err;
+
+  r = Run(import, {"NEXUS_API_KEY=" + gmail_only});
+  EXPECT_EQ(r.exit_code, 7) << r.out << r.err;
+  EXPECT_NE(r.err.find("PERMISSION_DENIED"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("may not write source 'crm'"), std::string::npos) << r.err;
+  EXPECT_EQ((r.out + r.err).find(gmail_only), std::string::npos);
+
+  r = Run(import, {"NEXUS_API_KEY=" + secret});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Events(), 1);
+  Resolve();
+  r = Run({"lookup", "email", "key.user@acme.io", "--api-key", secret});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Key User"), std::string::npos) << r.out;
+  EXPECT_EQ((r.out + r.err).find(secret), std::string::npos);
+
+  const std::string wrong = secret.substr(0, secret.size() - 4) + "xxxx";
+  r = Run({"lookup", "email", "key.user@acme.io"}, {"NEXUS_API_KEY=" + wrong});
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_NE(r.err.find("UNAUTHENTICATED"), std::string::npos) << r.err;
+  EXPECT_EQ((r.out + r.err).find(wrong), std::string::npos) << r.err;
 }
 
 // docs/python: the stubs are generated with the documented command and the example runs against a real nexusd,

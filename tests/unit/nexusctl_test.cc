@@ -203,6 +203,27 @@ TEST(NexusctlMapping, RowErrorsNameTheColumn) {
   EXPECT_EQ(RowToEvent(m, CsvRow(header, no_time), "x", now, &ev), "column 'Created' (the time) is empty");
 }
 
+TEST(NexusctlMapping, ValueColumnAndEventIdColumn) {
+  const std::vector<std::string> header{"email", "amount", "id"};
+  Mapping m;
+  m.source = "billing";
+  m.person_ids = {{"email", "email"}};
+  m.value_column = "amount";
+  m.value_unit = "USD";
+  m.event_id_column = "id";
+  v1::Event ev;
+  std::vector<std::string> row{"a@b.io", "42.5", "inv-7"};
+  ASSERT_EQ(RowToEvent(m, CsvRow(header, row), "x", {}, &ev), "");
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_EQ(ev.value(), 42.5);
+  EXPECT_EQ(ev.value_unit(), "USD");
+  EXPECT_EQ(ev.event_id(), "inv-7");
+  row = {"a@b.io", "12 dollars", "inv-8"};
+  EXPECT_EQ(RowToEvent(m, CsvRow(header, row), "x", {}, &ev), "column 'amount' (the value) is not a number");
+  row = {"a@b.io", "", ""};
+  EXPECT_EQ(RowToEvent(m, CsvRow(header, row), "x", {}, &ev), "column 'id' (the event id) is empty");
+}
+
 TEST(NexusctlMapping, JsonRowKeepsTypedTraitsAndReachesNestedKeys) {
   google::protobuf::Struct obj;
   ASSERT_EQ(ParseJsonObject(R"({"user":{"email":"a@b.io","id":77},"plan":"pro","seats":12,"vip":true,"ts":1793613600})",
@@ -258,7 +279,7 @@ TEST(NexusctlRender, PersonShowsIdentifiersWithSourcesAndTraits) {
   const std::string out = RenderPerson(p);
   EXPECT_NE(out.find("person: per_1\n"), std::string::npos) << out;
   EXPECT_NE(out.find("name:   Jane Doe\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("email   jane.doe@acme.io  gmail   2026-11-02T10:00:00Z  2026-11-05T10:00:00Z"), std::string::npos)
+  EXPECT_NE(out.find("email  jane.doe@acme.io  gmail   2026-11-02T10:00:00Z  2026-11-05T10:00:00Z"), std::string::npos)
       << out;
   EXPECT_NE(out.find("seats  12     crm"), std::string::npos) << out;
   EXPECT_EQ(out.find("phone:"), std::string::npos);  // empty fields are left out
@@ -304,7 +325,7 @@ TEST(NexusctlRender, ProfileSearchEventAndTimelineRenderTheirFields) {
   part->set_display_name("Jane Doe");
   part->set_role("sender");
   out = RenderEvent(ev);
-  EXPECT_NE(out.find("value:  4200 USD"), std::string::npos) << out;
+  EXPECT_NE(out.find("value: 4200 USD"), std::string::npos) << out;
   EXPECT_NE(out.find("person  per_1  Jane Doe  sender"), std::string::npos) << out;
 
   v1::TimelineResponse tl;

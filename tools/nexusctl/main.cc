@@ -584,8 +584,9 @@ int Main(int argc, char** argv) {
   try {
     a = Parse(argc, argv);
     if (a.Has("help") || a.command == "help" || a.command.empty()) {
-      std::cout << kUsage;
-      return a.command.empty() && !a.Has("help") ? kExitUsage : kExitOk;
+      const bool asked = a.Has("help") || a.command == "help";
+      (asked ? std::cout : std::cerr) << kUsage;
+      return asked ? kExitOk : kExitUsage;
     }
     static const std::map<std::string, int (*)(Client&, const Args&)> kCommands{
         {"import", CmdImport},   {"lookup", CmdLookup},   {"get", CmdGet},
