@@ -178,6 +178,15 @@ class Importer {
   void Progress(bool force);
   void ClearProgress();
   int Summary(int code, const std::string& note);
+  /// A failed RPC ends the import: the reason on stderr (code and server message), then the summary.
+  int Fatal() {
+    ClearProgress();
+    std::cerr << "nexusctl import: ingest failed: " << StatusCodeName(fatal_.error_code()) << ": "
+              << fatal_.error_message() << "\n";
+    return Summary(ExitCodeFor(fatal_), "stopped by a server error (" + StatusCodeName(fatal_.error_code()) +
+                                            "); run the same command again to resume from line " +
+                                            std::to_string(cp_.line));
+  }
 
   const ImportOptions& o_;
   v1::IngestService::StubInterface& stub_;
@@ -380,13 +389,13 @@ int Importer::Run() {
     }
     if (o_.max_errors >= 0 && counts_.rejected + batch_counts_.rejected - rejected_at_start_ > o_.max_errors) {
       // Acknowledge what came before the row that broke the limit, then stop.
-      if (!Flush(offset_, next_line)) return Summary(ExitCodeFor(fatal_), "stopped: " + fatal_.error_message());
+      if (!Flush(offset_, next_line)) return Fatal();
       CloseStream();
       return Summary(kExitTooManyErrors, "stopped: more than " + std::to_string(o_.max_errors) +
                                              " rejected rows (--max-errors); fix them and run again to continue");
     }
     if (static_cast<int>(batch_.size()) >= batch_limit_ || batch_bytes_ >= kMaxBatchBytes) {
-      if (!Flush(offset_, next_line)) return Summary(ExitCodeFor(fatal_), "stopped: " + fatal_.error_message());
+      if (!Flush(offset_, next_line)) return Fatal();
     }
     Progress(false);
   }
@@ -399,9 +408,9 @@ int Importer::Run() {
     return Summary(kExitInterrupted,
                    what + "; run the same command again to resume from line " + std::to_string(cp_.line));
   }
-  if (!Flush(offset_, next_line)) return Summary(ExitCodeFor(fatal_), "stopped: " + fatal_.error_message());
+  if (!Flush(offset_, next_line)) return Fatal();
   CloseStream();
-  if (!fatal_.ok()) return Summary(ExitCodeFor(fatal_), "stopped: " + fatal_.error_message());
+  if (!fatal_.ok()) return Fatal();
   if (use_checkpoint_) std::filesystem::remove(checkpoint_path_);
   return Summary(counts_.rejected > 0 ? kExitRejected : kExitOk, "done");
 }
@@ -652,6 +661,16 @@ int Importer::Summary(int code, const std::string& note) {
 }
 
 }  // namespace
+
+std::string StatusCodeName(grpc::StatusCode code) {
+  static const char* kNames[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
+  const int i = static_cast<int>(code);
+  return i >= 0 && i <= 16 ? kNames[i] : std::to_string(i);
+}
 
 int ExitCodeFor(const grpc::Status& status) {
   switch (status.error_code()) {

@@ -41,6 +41,8 @@ enum ExitCode : int {
 
 /// The exit code for a failed RPC.
 int ExitCodeFor(const grpc::Status& status);
+/// "UNAUTHENTICATED", "NOT_FOUND", ...
+std::string StatusCodeName(grpc::StatusCode code);
 
 using ContextFactory = std::function<std::unique_ptr<grpc::ClientContext>(bool unary)>;
 

@@ -34,6 +34,8 @@ commands:
   timeline ID | TYPE VALUE      activity, newest first   --limit N (50)  --type T  --source S
                                   --after TIME  --before TIME  --participants  --members (groups: members' activity)
                                   --page-token T  --group (TYPE VALUE is a group identifier)
+  members ID | [--group] TYPE VALUE
+                                a person's companies, or a group's members, with roles   --limit N (100)
   explain [--group] TYPE=VALUE TYPE=VALUE
                                 why two identifiers are (not) one entity: the chain of events that links them
   history ID | TYPE VALUE       when the entity was created and what merged into it
@@ -106,6 +108,8 @@ std::map<std::string, OptSpec> CommandOpts(const std::string& cmd) {
   } else if (cmd == "timeline") {
     k = {{"group", {false}}, {"limit", {true}},  {"page-token", {true}}, {"type", {true}},         {"source", {true}},
          {"after", {true}},  {"before", {true}}, {"members", {false}},   {"participants", {false}}};
+  } else if (cmd == "members") {
+    k = {{"group", {false}}, {"limit", {true}}, {"page-token", {true}}};
   } else if (cmd == "lookup" || cmd == "profile" || cmd == "explain" || cmd == "history") {
     k = {{"group", {false}}};
   }
@@ -202,16 +206,6 @@ std::string ReadPem(const std::string& option, const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-std::string CodeName(grpc::StatusCode c) {
-  static const char* kNames[] = {
-      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-      "DATA_LOSS", "UNAUTHENTICATED"};
-  const int i = static_cast<int>(c);
-  return i >= 0 && i <= 16 ? kNames[i] : std::to_string(i);
-}
-
 class Client {
  public:
   explicit Client(const Args& a) : args_(a) {
@@ -267,7 +261,7 @@ class Client {
     }
     std::string msg = st.error_message();
     if (msg.empty()) msg = "(no message)";
-    std::cerr << "nexusctl: " << rpc << ": " << CodeName(st.error_code()) << ": " << msg << hint << "\n";
+    std::cerr << "nexusctl: " << rpc << ": " << StatusCodeName(st.error_code()) << ": " << msg << hint << "\n";
     return ExitCodeFor(st);
   }
 
@@ -531,6 +525,40 @@ int CmdTimeline(Client& c, const Args& a) {
   return kExitOk;
 }
 
+int CmdMembers(Client& c, const Args& a) {
+  Entity e;
+  if (int rc = ResolveEntity(c, a, "members ID | [--group] TYPE VALUE [--limit N]", &e); rc != kExitOk) return rc;
+  const int64_t limit = IntOpt(a, "limit", 100, 1, 1000000);
+  v1::ListMembershipsResponse out;
+  std::string token = a.Get("page-token");
+  do {
+    const int page = static_cast<int>(std::min<int64_t>(500, limit - out.memberships_size()));
+    v1::ListMembershipsResponse resp;
+    auto ctx = c.Context(true);
+    grpc::Status st;
+    if (e.group) {
+      v1::ListGroupMembersRequest req;
+      req.set_group_id(e.id);
+      req.set_page_size(page);
+      req.set_page_token(token);
+      st = c.query().ListGroupMembers(ctx.get(), req, &resp);
+    } else {
+      v1::ListPersonMembershipsRequest req;
+      req.set_person_id(e.id);
+      req.set_page_size(page);
+      req.set_page_token(token);
+      st = c.query().ListPersonMemberships(ctx.get(), req, &resp);
+    }
+    if (!st.ok()) return c.Error(e.group ? "ListGroupMembers" : "ListPersonMemberships", st);
+    for (auto& m : *resp.mutable_memberships()) *out.add_memberships() = std::move(m);
+    out.set_resolved_id(resp.resolved_id());
+    token = resp.next_page_token();
+  } while (!token.empty() && out.memberships_size() < limit);
+  out.set_next_page_token(token);
+  Print(a, out, RenderMemberships(out));
+  return kExitOk;
+}
+
 int CmdExplain(Client& c, const Args& a) {
   const std::string usage = "explain [--group] TYPE=VALUE TYPE=VALUE";
   Need(a, 2, 2, usage);
@@ -589,9 +617,9 @@ int Main(int argc, char** argv) {
       return asked ? kExitOk : kExitUsage;
     }
     static const std::map<std::string, int (*)(Client&, const Args&)> kCommands{
-        {"import", CmdImport},   {"lookup", CmdLookup},   {"get", CmdGet},
-        {"profile", CmdProfile}, {"search", CmdSearch},   {"timeline", CmdTimeline},
-        {"explain", CmdExplain}, {"history", CmdHistory}, {"event", CmdEvent}};
+        {"import", CmdImport},   {"lookup", CmdLookup},     {"get", CmdGet},         {"profile", CmdProfile},
+        {"search", CmdSearch},   {"timeline", CmdTimeline}, {"explain", CmdExplain}, {"members", CmdMembers},
+        {"history", CmdHistory}, {"event", CmdEvent}};
     auto it = kCommands.find(a.command);
     if (it == kCommands.end()) throw UsageError("unknown command '" + a.command + "' (see nexusctl --help)");
     Client client(a);
