@@ -25,6 +25,7 @@
 #include "server/resolver_worker.h"
 #include "storage/auth_store.h"
 #include "storage/database.h"
+#include "tls_certs.h"
 
 namespace nexus::testing {
 namespace {
@@ -497,6 +498,44 @@ TEST_F(NexusctlPgTest, ApiKeysFromTheEnvironmentAreUsedAndNeverPrinted) {
   EXPECT_EQ(r.exit_code, 7);
   EXPECT_NE(r.err.find("UNAUTHENTICATED"), std::string::npos) << r.err;
   EXPECT_EQ((r.out + r.err).find(wrong), std::string::npos) << r.err;
+}
+
+// TLS with client certificates (mTLS): --tls-ca trusts the server, --tls-cert/--tls-key identify the client.
+TEST_F(NexusctlPgTest, MutualTlsWithTheServersCaAndAClientCertificate) {
+  Certs certs;
+  ASSERT_TRUE(certs.ok()) << "openssl failed";
+  app_.reset();
+  server::Config cfg = BaseConfig();
+  cfg.tls_cert = certs.Path("ca-server.pem");
+  cfg.tls_key = certs.Path("ca-server.key");
+  cfg.tls_client_ca = certs.Path("ca.pem");
+  StartApp(cfg);
+  server_ = "--server=127.0.0.1:" + std::to_string(app_->grpc_port());
+  const std::string file = dir() + "/tls.csv";
+  WriteText(file, "email\ntls.user@acme.io\n");
+  const std::vector<std::string> tls{
+      "--tls-ca",  certs.Path("ca.pem"),        "--tls-cert", certs.Path("ca-client.pem"),
+      "--tls-key", certs.Path("ca-client.key"), "--timeout=5"};
+  auto with = [&](std::vector<std::string> args, const std::vector<std::string>& extra) {
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+
+  CliResult r = Run({"--timeout=5", "lookup", "email", "x@y.io"});  // plaintext to a TLS port
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  r = Run({"--tls-ca", certs.Path("other.pem"), "--timeout=5", "lookup", "email", "x@y.io"});  // wrong CA
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  r = Run({"--tls-ca", certs.Path("ca.pem"), "--tls-cert", certs.Path("ca-client.pem"), "lookup", "email", "x@y.io"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--tls-cert and --tls-key go together"), std::string::npos) << r.err;
+
+  r = Run(with({"import", file, "--source=crm", "--person-id=email=email", "--quiet"}, tls));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Events(), 1);
+  Resolve();
+  r = Run(with({"lookup", "email", "tls.user@acme.io"}, tls));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("tls.user@acme.io"), std::string::npos) << r.out;
 }
 
 // docs/python: the stubs are generated with the documented command and the example runs against a real nexusd,
