@@ -60,9 +60,13 @@ struct Checkpoint {
   Counts counts;
 };
 
+/// The file's first bytes (up to the offset, at most 64 KiB): a resumed import checks that the file it continues
+/// is the one the checkpoint was written for (same path and mapping alone would accept an overwritten export).
+constexpr uint64_t kPrefixBytes = 64 << 10;
+
 std::string PrefixHash(const std::string& path, uint64_t offset) {
   std::ifstream f(path, std::ios::binary);
-  std::string buf(static_cast<size_t>(std::min<uint64_t>(offset, 1 << 20)), '\0');
+  std::string buf(static_cast<size_t>(std::min<uint64_t>(offset, kPrefixBytes)), '\0');
   f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
   buf.resize(static_cast<size_t>(f.gcount()));
   return StableId128(buf);
@@ -122,9 +126,13 @@ bool WriteFileAtomic(const std::string& path, const std::string& text) {
 }
 
 std::string Thousands(int64_t n) {
-  std::string s = std::to_string(n);
-  for (int i = static_cast<int>(s.size()) - 3; i > (n < 0 ? 1 : 0); i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
+  const std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out = n < 0 ? "-" : "";
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
 }
 
 std::string Duration(double secs) {
@@ -208,6 +216,7 @@ class Importer {
   Checkpoint cp_;
   std::string checkpoint_path_;
   bool use_checkpoint_ = false;
+  uint64_t prefix_hashed_at_ = 0;
 
   bool tty_ = false;
   uint64_t file_size_ = 0, start_offset_ = 0, offset_ = 0;
@@ -567,7 +576,11 @@ bool Importer::SendOneByOne(const std::vector<PendingEvent>& events) {
 void Importer::SaveCheckpoint() {
   if (!use_checkpoint_) return;
   cp_.counts = counts_;
-  cp_.prefix_hash = PrefixHash(o_.path, cp_.offset);
+  // Past the first 64 KiB the prefix no longer changes: hash it once.
+  if (cp_.prefix_hash.empty() || prefix_hashed_at_ < kPrefixBytes) {
+    cp_.prefix_hash = PrefixHash(o_.path, cp_.offset);
+    prefix_hashed_at_ = cp_.offset;
+  }
   if (!WriteFileAtomic(checkpoint_path_, FormatCheckpoint(cp_))) {
     ClearProgress();
     std::cerr << "nexusctl import: warning: cannot write the checkpoint '" << checkpoint_path_
@@ -618,24 +631,41 @@ int Importer::Summary(int code, const std::string& note) {
   ClearProgress();
   const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
   if (o_.json) {
-    google::protobuf::Struct s;
-    auto& f = *s.mutable_fields();
-    f["status"].set_string_value(note);
-    f["exit_code"].set_number_value(code);
-    f["rows"].set_number_value(static_cast<double>(counts_.rows));
-    f["accepted"].set_number_value(static_cast<double>(counts_.accepted));
-    f["duplicates"].set_number_value(static_cast<double>(counts_.duplicates));
-    f["rejected"].set_number_value(static_cast<double>(counts_.rejected));
-    f["blocked_identifiers"].set_number_value(static_cast<double>(counts_.blocked));
-    f["resume_line"].set_number_value(static_cast<double>(cp_.line));
-    auto* list = f["rejected_rows"].mutable_list_value();
-    for (const auto& r : rejects_) {
-      auto* o = list->add_values()->mutable_struct_value()->mutable_fields();
-      (*o)["line"].set_number_value(static_cast<double>(r.line));
-      (*o)["reason"].set_string_value(r.reason);
+    auto str = [](const std::string& v) {
+      google::protobuf::Value value;
+      value.set_string_value(v);
+      std::string out;
+      if (!google::protobuf::util::MessageToJsonString(value, &out).ok() || out.empty()) {
+        return std::string("\"(not valid UTF-8)\"");
+      }
+      return out;
+    };
+    // Fields in a fixed order (a Struct would print them in hash order).
+    std::string out = "{\"status\":";
+    out += str(note);
+    const std::pair<const char*, int64_t> numbers[] = {{"exit_code", code},
+                                                       {"rows", counts_.rows},
+                                                       {"accepted", counts_.accepted},
+                                                       {"duplicates", counts_.duplicates},
+                                                       {"rejected", counts_.rejected},
+                                                       {"blocked_identifiers", counts_.blocked},
+                                                       {"resume_line", cp_.line}};
+    for (const auto& [name, value] : numbers) {
+      out += ",\"";
+      out += name;
+      out += "\":";
+      out += std::to_string(value);
     }
-    std::string out;
-    google::protobuf::util::MessageToJsonString(s, &out);
+    out += ",\"rejected_rows\":[";
+    for (size_t i = 0; i < rejects_.size(); ++i) {
+      if (i) out += ",";
+      out += "{\"line\":";
+      out += std::to_string(rejects_[i].line);
+      out += ",\"reason\":";
+      out += str(rejects_[i].reason);
+      out += "}";
+    }
+    out += "]}";
     std::cout << out << "\n";
   } else {
     std::cout << "import " << note << "\n"
