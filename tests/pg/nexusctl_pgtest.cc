@@ -278,6 +278,17 @@ TEST_F(NexusctlPgTest, JsonlImportWithBadLinesAndAMappingFile) {
   }
   EXPECT_TRUE(saw_plan) << r.out;
   EXPECT_TRUE(saw_seats) << r.out;
+
+  // --max-errors: past the limit the import stops (exit 4) after sending the rows before the bad one, and keeps
+  // its checkpoint there.
+  r = Run({"import", file, "--mapping", mapping, "--source=app2", "--max-errors=0", "--json", "--quiet"});
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+  s = ParseJson(r.out);
+  EXPECT_EQ(Num(s, "accepted"), 2);
+  EXPECT_EQ(Num(s, "rejected"), 1);
+  EXPECT_EQ(Num(s, "resume_line"), 5);
+  EXPECT_NE(ReadFile(file + ".nexusctl-checkpoint").find("line=5\n"), std::string::npos);
+  EXPECT_EQ(Events(), 5);
 }
 
 std::string ManyRows(int n) {
