@@ -13,6 +13,7 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 pgbouncer
   prometheus
   python3 python3-yaml
+  python3-grpcio python3-protobuf  # docs/python's example and its test (nexusctl_pgtest)
   clang libclang-rt-14-dev
 )
 # Node.js + npm for scripts/sdk-test.sh (the Segment/RudderStack SDK test), only when no node is installed: a
