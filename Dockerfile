@@ -21,11 +21,12 @@ WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-# Release, server only (tests and benchmarks are CI's job, not the image's).
+# Release, the server and its CLI (tests and benchmarks are CI's job, not the image's).
 RUN BUILD_DIR=/src/build-image BUILD_TYPE=Release NEXUS_BUILD_TESTS=OFF NEXUS_BUILD_BENCH=OFF \
-      scripts/build.sh nexusd \
- && strip --strip-unneeded /src/build-image/server/nexusd \
- && /src/build-image/server/nexusd --help >/dev/null
+      scripts/build.sh nexusd nexusctl \
+ && strip --strip-unneeded /src/build-image/server/nexusd /src/build-image/tools/nexusctl/nexusctl \
+ && /src/build-image/server/nexusd --help >/dev/null \
+ && /src/build-image/tools/nexusctl/nexusctl --help >/dev/null
 
 FROM debian:12-slim AS runtime
 # Runtime libraries of nexusd (`ldd nexusd` on bookworm; libphonenumber8 + ICU for phone numbers), PostgreSQL 15
@@ -45,6 +46,7 @@ RUN apt-get update \
  && mkdir -p /var/lib/nexusd \
  && chown nexus:nexus /var/lib/nexusd
 COPY --from=build /src/build-image/server/nexusd /usr/local/bin/nexusd
+COPY --from=build /src/build-image/tools/nexusctl/nexusctl /usr/local/bin/nexusctl
 USER nexus
 WORKDIR /var/lib/nexusd
 VOLUME ["/var/lib/nexusd"]

@@ -70,20 +70,25 @@ say "build stage: scripts/install-deps.sh"
 scripts/install-deps.sh
 if [ -n "${NEXUSD_BUILD_DIR:-}" ]; then
   BIN="$NEXUSD_BUILD_DIR/server/nexusd"
+  CTL="$NEXUSD_BUILD_DIR/tools/nexusctl/nexusctl"
   [ -x "$BIN" ] || die "NEXUSD_BUILD_DIR=$NEXUSD_BUILD_DIR but $BIN is not built"
+  [ -x "$CTL" ] || die "NEXUSD_BUILD_DIR=$NEXUSD_BUILD_DIR but $CTL is not built"
   say "build stage: reusing $BIN (NEXUSD_BUILD_DIR set; the image builds Release into its own dir)"
 else
-  say "build stage: BUILD_TYPE=Release scripts/build.sh nexusd into ./build-image"
-  BUILD_DIR=build-image BUILD_TYPE=Release NEXUS_BUILD_TESTS=OFF NEXUS_BUILD_BENCH=OFF scripts/build.sh nexusd
+  say "build stage: BUILD_TYPE=Release scripts/build.sh nexusd nexusctl into ./build-image"
+  BUILD_DIR=build-image BUILD_TYPE=Release NEXUS_BUILD_TESTS=OFF NEXUS_BUILD_BENCH=OFF scripts/build.sh nexusd nexusctl
   BIN=build-image/server/nexusd
+  CTL=build-image/tools/nexusctl/nexusctl
 fi
 
 STAGE=$(mktemp -d /tmp/nexus-container-check.XXXXXX)
 chmod 755 "$STAGE"
 mkdir -p "$STAGE/usr/local/bin" "$STAGE/var/lib/nexusd"
 cp "$BIN" "$STAGE/usr/local/bin/nexusd"
-strip --strip-unneeded "$STAGE/usr/local/bin/nexusd"
+cp "$CTL" "$STAGE/usr/local/bin/nexusctl"
+strip --strip-unneeded "$STAGE/usr/local/bin/nexusd" "$STAGE/usr/local/bin/nexusctl"
 "$STAGE/usr/local/bin/nexusd" --help >/dev/null || die "nexusd --help failed"
+"$STAGE/usr/local/bin/nexusctl" --help >/dev/null || die "nexusctl --help failed"
 
 # ---- runtime stage: are the Dockerfile's runtime packages enough? ---------------------------------------
 # The package list is read from the Dockerfile's runtime `apt-get install` (the lines after
@@ -95,7 +100,7 @@ BASE_PKGS="libc6 libgcc-s1 libstdc++6 libzstd1 liblzma5 libgssapi-krb5-2 libkrb5
            libcom-err2 libkeyutils1 libldap-2.5-0 libsasl2-2 libgnutls30 libidn2-0 libunistring2 libtasn1-6
            libnettle8 libhogweed6 libgmp10 libp11-kit0 libffi8 libselinux1 libpcre2-8-0 libsystemd0 libcap2
            libgcrypt20 libgpg-error0 liblz4-1 libcrypt1"  # debian:12-slim content or pulled in by the above
-ldd_out=$(ldd "$STAGE/usr/local/bin/nexusd")
+ldd_out=$(ldd "$STAGE/usr/local/bin/nexusd" "$STAGE/usr/local/bin/nexusctl")
 if grep -q "not found" <<<"$ldd_out"; then die "unresolved libraries: $(grep 'not found' <<<"$ldd_out" | tr -s ' \t\n' ' ')"; fi
 missing=""
 while read -r lib; do
