@@ -125,6 +125,11 @@ struct KindState {
   std::unordered_map<std::string, uint32_t> load_ids;  // entity id -> cluster, while loading
   size_t live = 0;
   std::vector<uint32_t> fallback_types;  // interned types that feed final columns
+  // Link rules: identifier key -> (rule index, side 0|1) of the cannot-link rules naming it; the tags each
+  // cluster holds (only clusters holding a rule's identifier, so a side table); suppressed (event, edge) pairs.
+  std::unordered_map<std::string, std::vector<std::pair<uint32_t, uint8_t>>> rule_keys;
+  std::unordered_map<uint32_t, std::vector<std::pair<uint32_t, uint8_t>>> cluster_tags;
+  std::map<std::pair<std::string, std::string>, uint32_t> suppressed_edges;
 };
 
 }  // namespace
@@ -132,6 +137,10 @@ struct KindState {
 bool IsEventLocalEdge(std::string_view event_id, std::string_view edge_id) {
   return edge_id.size() > event_id.size() && edge_id[event_id.size()] == '#' &&
          edge_id.substr(0, event_id.size()) == event_id;
+}
+
+std::string LinkRuleReason(const LinkRule& rule) {
+  return (rule.cannot_link ? "cannot-link rule " : "suppressed by link rule ") + std::to_string(rule.rule_id);
 }
 
 const char* KindName(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
@@ -436,6 +445,41 @@ struct Engine::Impl {
     AddTypeCount(cl, s.idents[ident].type, 1);
     OfferLatest(s, cl, ident);
     marks[Idx(s.kind)].count_changed.insert(c);
+    if (!s.rule_keys.empty()) {
+      if (auto it = s.rule_keys.find(*s.idents[ident].key); it != s.rule_keys.end()) {
+        auto& tags = s.cluster_tags[c];
+        tags.insert(tags.end(), it->second.begin(), it->second.end());
+      }
+    }
+  }
+
+  // ---------------- link rules ----------------
+  std::vector<LinkRule> link_rules;
+  /// The first link rule the union of `roots` and `fresh` (edge (event_id, edge_id)) would break, or nullptr.
+  const LinkRule* RuleViolation(KindState& s, const std::string& event_id, const std::string& edge_id,
+                                const std::vector<uint32_t>& roots, const std::vector<uint32_t>& fresh) {
+    if (!s.suppressed_edges.empty()) {
+      auto it = s.suppressed_edges.find({event_id, edge_id});
+      if (it != s.suppressed_edges.end()) return &link_rules[it->second];
+    }
+    if (s.rule_keys.empty()) return nullptr;
+    std::vector<std::pair<uint32_t, uint8_t>> tags;
+    for (uint32_t r : roots) {
+      if (auto it = s.cluster_tags.find(r); it != s.cluster_tags.end()) {
+        tags.insert(tags.end(), it->second.begin(), it->second.end());
+      }
+    }
+    for (uint32_t i : fresh) {
+      if (auto it = s.rule_keys.find(*s.idents[i].key); it != s.rule_keys.end()) {
+        tags.insert(tags.end(), it->second.begin(), it->second.end());
+      }
+    }
+    if (tags.size() < 2) return nullptr;
+    std::sort(tags.begin(), tags.end());
+    for (size_t i = 1; i < tags.size(); ++i) {
+      if (tags[i].first == tags[i - 1].first && tags[i].second != tags[i - 1].second) return &link_rules[tags[i].first];
+    }
+    return nullptr;
   }
 
   std::string CapViolation(KindState& s, const std::vector<uint32_t>& roots, const std::vector<uint32_t>& fresh,
@@ -517,8 +561,10 @@ struct Engine::Impl {
     }
     if (fresh.empty() && roots.size() < 2) return;
 
-    if (!force) {
-      std::string why = CapViolation(s, roots, fresh, caps);
+    std::string why;
+    if (const LinkRule* rule = RuleViolation(s, event_id, edge_id, roots, fresh)) why = LinkRuleReason(*rule);
+    if (why.empty() && !force) why = CapViolation(s, roots, fresh, caps);
+    {
       if (!why.empty()) {
         QuarantineRecord q;
         q.event = event_pos;
@@ -570,6 +616,14 @@ struct Engine::Impl {
       m.count_changed.insert(survivor);
       for (const auto& [t, n] : c.type_counts) AddTypeCount(sv, t, n);
       c.type_counts = {};
+      if (!s.cluster_tags.empty()) {
+        if (auto it = s.cluster_tags.find(r); it != s.cluster_tags.end()) {
+          auto moved = std::move(it->second);
+          s.cluster_tags.erase(it);
+          auto& tags = s.cluster_tags[survivor];
+          tags.insert(tags.end(), moved.begin(), moved.end());
+        }
+      }
       for (const auto& [t, ident] : c.latest) OfferLatest(s, s.clusters[survivor], ident);
       c.latest = {};
       const std::vector<TraitWin> absorbed_traits = std::move(c.traits);
@@ -975,6 +1029,35 @@ void Engine::LoadEdgeSighting(EntityKind kind, const std::string& event_id, cons
 }
 
 void Engine::SetTraitRules(const TraitRules& rules) { impl_->SetRules(rules); }
+
+void Engine::SetLinkRules(const std::vector<LinkRule>& rules) {
+  Impl& x = *impl_;
+  x.link_rules = rules;
+  for (auto& s : x.ks) {
+    s.rule_keys.clear();
+    s.cluster_tags.clear();
+    s.suppressed_edges.clear();
+  }
+  for (uint32_t r = 0; r < rules.size(); ++r) {
+    const LinkRule& rule = rules[r];
+    KindState& s = x.ks[Idx(rule.kind)];
+    if (!rule.cannot_link) {
+      s.suppressed_edges.emplace(std::make_pair(rule.event_id, rule.edge_id), r);
+      continue;
+    }
+    s.rule_keys[Key(rule.a.first, rule.a.second)].emplace_back(r, 0);
+    s.rule_keys[Key(rule.b.first, rule.b.second)].emplace_back(r, 1);
+  }
+  // Identifiers already held (an engine given rules after loading): tag their clusters.
+  for (auto& s : x.ks) {
+    for (const auto& [key, tags] : s.rule_keys) {
+      auto it = s.index.find(key);
+      if (it == s.index.end() || s.idents[it->second].cluster == kNone) continue;
+      auto& ct = s.cluster_tags[x.RootOf(s, it->second)];
+      ct.insert(ct.end(), tags.begin(), tags.end());
+    }
+  }
+}
 
 void Engine::LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name,
                              int64_t occurred_us, int64_t ingested_us, int64_t row_id, const std::string& source,

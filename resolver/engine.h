@@ -204,6 +204,22 @@ struct BatchDelta {
 /// identifier of that type.
 const std::vector<std::string>& FinalColumns(EntityKind kind);
 
+/// An operator's rule against a link (issue 15), stored in link_rules and honoured by every resolution path
+/// (incremental batches, loading, rebuilds):
+/// - cannot-link: identifiers `a` and `b` (type, normalized value) never end up in one entity. An edge whose
+///   union would hold both (directly or through the components it joins) is quarantined with the rule as reason.
+/// - suppressed edge: the edge (event_id, edge_id) is never applied (quarantined with the rule as reason).
+struct LinkRule {
+  int64_t rule_id = 0;
+  EntityKind kind = EntityKind::kPerson;
+  bool cannot_link = true;  ///< false: a suppressed edge
+  std::pair<std::string, std::string> a, b;
+  std::string event_id, edge_id;
+};
+/// The quarantine reason of an edge refused by `rule`: "cannot-link rule 12" / "suppressed by link rule 12" (no
+/// identifier values: reasons are shown and logged).
+std::string LinkRuleReason(const LinkRule& rule);
+
 // ---------------------------------------------------------------------------------------------------------
 // The engine.
 // ---------------------------------------------------------------------------------------------------------
@@ -241,7 +257,12 @@ const std::vector<std::string>& FinalColumns(EntityKind kind);
 /// Every decision depends only on the log order, never on batch boundaries: any cut of the log into batches
 /// gives the same state, the same ids and, summed, the same rows.
 ///
-/// Limits: it only adds edges (components never split; undoing a merge means rebuilding the component).
+/// - Link rules (LinkRule): an edge that a suppressed-edge rule names, or whose union would put both sides of a
+///   cannot-link rule in one entity, is quarantined with the rule as reason (its unseen identifiers each stand
+///   alone, as for caps); rules bind released edges too. Set them before loading or applying anything.
+///
+/// Limits: it only adds edges (components never split: undoing a merge, i.e. adding a rule, means resolving
+/// again with the rule, which storage does by a rebuild).
 /// Apply() mutates the state before the caller has stored the delta: if storing fails, throw the engine
 /// away and load a new one from the database. Not thread-safe.
 class Engine final {
@@ -253,6 +274,10 @@ class Engine final {
 
   /// Resolves one batch with the given merge protection and trait rules. Never throws for data reasons.
   BatchDelta Apply(const BatchInput& batch, const ProtectionConfig& protection);
+
+  /// The link rules (see LinkRule). Call before loading or applying anything: clusters already formed are not
+  /// re-checked (a rule added later takes effect through a rebuild).
+  void SetLinkRules(const std::vector<LinkRule>& rules);
 
   /// The trait rules used from now on (Apply sets those of its ProtectionConfig; ApplyReleased and loading use
   /// the last ones set, the built-in "latest" at first).

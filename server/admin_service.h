@@ -42,6 +42,15 @@ class AdminHandler final {
   grpc::Status ListApiKeys(const v1::ListApiKeysRequest& req, v1::ListApiKeysResponse* out);
   grpc::Status RevokeApiKey(const v1::RevokeApiKeyRequest& req, v1::RevokeApiKeyResponse* out, CallContext& call);
   grpc::Status ListAuditLog(const v1::ListAuditLogRequest& req, v1::ListAuditLogResponse* out);
+  // Link rules and erasure (issue 15; server/unlink_erase.cc). `call` names the caller and takes the audit
+  // target (rule or erasure operation id: never an identifier value).
+  grpc::Status Unlink(const v1::UnlinkRequest& req, v1::UnlinkResponse* out, CallContext& call);
+  grpc::Status ListLinkRules(const v1::ListLinkRulesRequest& req, v1::ListLinkRulesResponse* out);
+  grpc::Status RemoveLinkRule(const v1::RemoveLinkRuleRequest& req, v1::UnlinkResponse* out, CallContext& call);
+  grpc::Status Erase(const v1::EraseRequest& req, v1::EraseResponse* out, CallContext& call);
+  grpc::Status ListSuppressions(const v1::ListSuppressionsRequest& req, v1::ListSuppressionsResponse* out);
+  grpc::Status LiftSuppression(const v1::LiftSuppressionRequest& req, v1::LiftSuppressionResponse* out,
+                               CallContext& call);
 
   /// Tests: called on the resolver thread with each progress report of a rebuild, after it was recorded.
   void SetRebuildObserverForTesting(std::function<void(const storage::RebuildProgress&)> observer);
@@ -82,6 +91,15 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                             v1::RevokeApiKeyResponse* o) override;
   grpc::Status ListAuditLog(grpc::ServerContext*, const v1::ListAuditLogRequest* r,
                             v1::ListAuditLogResponse* o) override;
+  grpc::Status Unlink(grpc::ServerContext*, const v1::UnlinkRequest* r, v1::UnlinkResponse* o) override;
+  grpc::Status ListLinkRules(grpc::ServerContext*, const v1::ListLinkRulesRequest* r,
+                             v1::ListLinkRulesResponse* o) override;
+  grpc::Status RemoveLinkRule(grpc::ServerContext*, const v1::RemoveLinkRuleRequest* r, v1::UnlinkResponse* o) override;
+  grpc::Status Erase(grpc::ServerContext*, const v1::EraseRequest* r, v1::EraseResponse* o) override;
+  grpc::Status ListSuppressions(grpc::ServerContext*, const v1::ListSuppressionsRequest* r,
+                                v1::ListSuppressionsResponse* o) override;
+  grpc::Status LiftSuppression(grpc::ServerContext*, const v1::LiftSuppressionRequest* r,
+                               v1::LiftSuppressionResponse* o) override;
 
  private:
   AdminHandler& h_;

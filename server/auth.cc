@@ -98,6 +98,12 @@ const std::map<std::string, Scope, std::less<>>& MethodScopes() {
       {"ListApiKeys", Scope::kAdmin},
       {"RevokeApiKey", Scope::kAdmin},
       {"ListAuditLog", Scope::kAdmin},
+      {"Unlink", Scope::kAdmin},
+      {"ListLinkRules", Scope::kAdmin},
+      {"RemoveLinkRule", Scope::kAdmin},
+      {"Erase", Scope::kAdmin},
+      {"ListSuppressions", Scope::kAdmin},
+      {"LiftSuppression", Scope::kAdmin},
       // HTTP-only routes
       {"http:/healthz", Scope::kOpen},
       {"http:/readyz", Scope::kOpen},

@@ -175,6 +175,59 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
       return JsonCall<v1::ListAuditLogResponse>(
           [&](v1::ListAuditLogResponse* out) { return admin_->ListAuditLog(in, out); });
     });
+    // Link rules and erasure (issue 15).
+    Add("POST", "/v1/admin/link-rules", "Unlink", [this](const HttpRequest& req, const PathParams&, CallContext& call) {
+      v1::UnlinkRequest in;
+      if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+      return JsonCall<v1::UnlinkResponse>([&](v1::UnlinkResponse* out) { return admin_->Unlink(in, out, call); });
+    });
+    Add("GET", "/v1/admin/link-rules", "ListLinkRules",
+        [this](const HttpRequest& req, const PathParams&, CallContext&) {
+          v1::ListLinkRulesRequest in;
+          if (auto it = req.query.find("page_size"); it != req.query.end()) {
+            int32_t n = 0;
+            if (auto s = ParsePageSizeParam(it->second, &n); !s.ok()) return Error(s);
+            in.set_page_size(n);
+          }
+          if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
+          return JsonCall<v1::ListLinkRulesResponse>(
+              [&](v1::ListLinkRulesResponse* out) { return admin_->ListLinkRules(in, out); });
+        });
+    Add("POST", "/v1/admin/link-rules/{id}:remove", "RemoveLinkRule",
+        [this](const HttpRequest&, const PathParams& p, CallContext& call) {
+          const std::string& id = p.at("id");
+          if (id.empty() || id.size() > 18 || id.find_first_not_of("0123456789") != std::string::npos) {
+            return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "rule id: must be a positive whole number"));
+          }
+          v1::RemoveLinkRuleRequest in;
+          in.set_rule_id(std::stoll(id));
+          return JsonCall<v1::UnlinkResponse>(
+              [&](v1::UnlinkResponse* out) { return admin_->RemoveLinkRule(in, out, call); });
+        });
+    Add("POST", "/v1/admin/erasures", "Erase", [this](const HttpRequest& req, const PathParams&, CallContext& call) {
+      v1::EraseRequest in;
+      if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+      return JsonCall<v1::EraseResponse>([&](v1::EraseResponse* out) { return admin_->Erase(in, out, call); });
+    });
+    Add("GET", "/v1/admin/suppressions", "ListSuppressions",
+        [this](const HttpRequest& req, const PathParams&, CallContext&) {
+          v1::ListSuppressionsRequest in;
+          if (auto it = req.query.find("page_size"); it != req.query.end()) {
+            int32_t n = 0;
+            if (auto s = ParsePageSizeParam(it->second, &n); !s.ok()) return Error(s);
+            in.set_page_size(n);
+          }
+          if (auto it = req.query.find("page_token"); it != req.query.end()) in.set_page_token(it->second);
+          return JsonCall<v1::ListSuppressionsResponse>(
+              [&](v1::ListSuppressionsResponse* out) { return admin_->ListSuppressions(in, out); });
+        });
+    Add("POST", "/v1/admin/suppressions:lift", "LiftSuppression",
+        [this](const HttpRequest& req, const PathParams&, CallContext& call) {
+          v1::LiftSuppressionRequest in;
+          if (auto s = ParseJson(req.body, &in); !s.ok()) return Error(s);
+          return JsonCall<v1::LiftSuppressionResponse>(
+              [&](v1::LiftSuppressionResponse* out) { return admin_->LiftSuppression(in, out, call); });
+        });
   }
   if (query_) AddQueryRoutes();
 }

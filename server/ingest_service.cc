@@ -117,6 +117,9 @@ void IngestHandler::Write(const std::vector<storage::EventRecord>& records, v1::
   response->set_duplicates(static_cast<int64_t>(r.duplicate_event_ids.size()));
   for (const auto& d : r.duplicate_event_ids) response->add_duplicate_event_ids(d);
   response->set_blocked_identifiers(r.blocked_identifiers);
+  response->set_suppressed_identifiers(r.suppressed_identifiers);
+  response->set_suppressed_events(r.suppressed_events);
+  metrics_.IngestSuppressed(static_cast<double>(r.suppressed_identifiers));
   response->set_commit_lsn(r.commit_lsn);
   for (const auto& rec : records) {
     for (const auto* rows : {&rec.person_identifiers, &rec.group_identifiers}) {

@@ -86,6 +86,11 @@ Metrics::Metrics(std::string version, std::string git_sha)
                        .Name("nexus_ingest_rows_total")
                        .Help("Rows written to the core event log, by table")
                        .Register(*registry_)),
+      ingest_suppressed_(BuildCounter()
+                             .Name("nexus_ingest_suppressed_identifiers_total")
+                             .Help("Identifier rows dropped at ingest because the identifier was erased")
+                             .Register(*registry_)
+                             .Add({})),
       api_messages_(BuildCounter()
                         .Name("nexus_api_messages_total")
                         .Help("Messages received through a compatibility API (api=\"segment\"), by message type and "
@@ -345,6 +350,10 @@ void Metrics::IngestEvents(std::string_view source, std::string_view result, dou
              return prometheus::Labels{{"source", label}, {"result", std::string(result)}};
            })
       .Increment(n);
+}
+
+void Metrics::IngestSuppressed(double n) {
+  if (n > 0) ingest_suppressed_.Increment(n);
 }
 
 void Metrics::ApiMessages(std::string_view api, std::string_view type, std::string_view result, double n) {

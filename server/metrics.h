@@ -40,6 +40,8 @@ class Metrics final : public storage::StorageObserver {
   void ObserveAuth(std::string_view key_id, std::string_view outcome);
 
   void IngestEvents(std::string_view source, std::string_view result, double n);  // accepted|duplicate|rejected
+  /// Identifier rows dropped at ingest because the identifier was erased (suppression list, issue 15).
+  void IngestSuppressed(double n);
   void IngestRows(std::string_view table, double n);
   /// Messages received through a compatibility API (api "segment"), by message type (a fixed list, else
   /// "other") and result (accepted|duplicate|rejected). Events they became are also in IngestEvents.
@@ -112,6 +114,7 @@ class Metrics final : public storage::StorageObserver {
   prometheus::Family<prometheus::Counter>& auth_requests_;
   prometheus::Family<prometheus::Counter>& ingest_events_;
   prometheus::Family<prometheus::Counter>& ingest_rows_;
+  prometheus::Counter& ingest_suppressed_;
   prometheus::Family<prometheus::Counter>& api_messages_;
   prometheus::Histogram& ingest_batch_events_;
   prometheus::Histogram& ingest_commit_seconds_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <tuple>
 #include <unordered_set>
 
@@ -77,6 +78,62 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
     for (const auto* e : order) {
       if (!inserted.count(e->event_id)) result.duplicate_event_ids.push_back(e->event_id);
     }
+    // Erased identifiers stay out (suppression list, issue 15). Checked after the events were inserted: an
+    // erasure holds new events back (LOCK events) until it commits, so this statement then sees its entries.
+    // The first sub-select makes the check free while nothing is suppressed.
+    std::set<std::tuple<char, std::string, std::string>> suppressed;  // ('p'|'g', type, value)
+    std::set<std::tuple<char, std::string, std::string>> dead_edges;  // (kind, event_id, edge_id) left empty
+    std::unordered_set<std::string> dropped;                          // events left without identifiers
+    if (!inserted.empty()) {
+      std::vector<std::string> sk, st, sv;
+      for (const auto* e : order) {
+        if (!inserted.count(e->event_id)) continue;
+        for (const auto& row : e->person_identifiers)
+          sk.push_back("person"), st.push_back(row.type), sv.push_back(row.value);
+        for (const auto& row : e->group_identifiers)
+          sk.push_back("group"), st.push_back(row.type), sv.push_back(row.value);
+      }
+      if (!sk.empty()) {
+        auto r =
+            impl.Exec(tx, c, "ingest.suppressed",
+                      "SELECT DISTINCT u.k, u.t, u.v FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, t, v) "
+                      "WHERE (SELECT EXISTS (SELECT 1 FROM suppressed_identifiers)) AND EXISTS (SELECT 1 FROM "
+                      "suppressed_identifiers s WHERE s.kind = u.k AND s.id_hash = " +
+                          detail::IdentifierHashSql("u.k", "u.t", "u.v") + ")",
+                      detail::TextArray(sk), detail::TextArray(st), detail::TextArray(sv));
+        for (const auto& row : r) suppressed.emplace(row[0].c_str()[0], row[1].c_str(), row[2].c_str());
+      }
+      if (!suppressed.empty()) {
+        for (const auto* e : order) {
+          if (!inserted.count(e->event_id)) continue;
+          size_t rows = 0, gone = 0;
+          for (auto [kind, member] :
+               {std::pair{'p', &EventRecord::person_identifiers}, std::pair{'g', &EventRecord::group_identifiers}}) {
+            std::set<std::string> live, hit;  // edges with a row that stays linkable / with a suppressed row
+            for (const IdentifierRow& row : e->*member) {
+              ++rows;
+              if (suppressed.count({kind, row.type, row.value})) {
+                ++gone;
+                hit.insert(row.edge_id);
+              } else if (!row.blocked) {
+                live.insert(row.edge_id);
+              }
+            }
+            for (const auto& edge : hit) {
+              if (!live.count(edge)) dead_edges.emplace(kind, e->event_id, edge);
+            }
+          }
+          if (rows > 0 && gone == rows) dropped.insert(e->event_id);
+        }
+      }
+    }
+    auto keep_row = [&](char kind, const EventRecord& e, const IdentifierRow& row) {
+      if (dropped.count(e.event_id) || suppressed.count({kind, row.type, row.value})) {
+        ++result.suppressed_identifiers;
+        return false;
+      }
+      return !dead_edges.count({kind, e.event_id, row.edge_id});  // blocked rows of an erased mention go too
+    };
     if (!inserted.empty()) {
       auto write_identifiers = [&](const char* table, auto member) {
         detail::StatementTimer t(impl.observer,
@@ -90,6 +147,7 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
           if (!inserted.count(e->event_id)) continue;
           const std::string ts = detail::FormatTimestamp(e->occurred_at_us);
           for (const IdentifierRow& row : e->*member) {
+            if (!suppressed.empty() && !keep_row(table[0], *e, row)) continue;
             s << std::make_tuple(e->event_id, row.edge_id, row.type, row.value, row.raw_value, row.role, e->source, ts,
                                  row.blocked,
                                  row.blocked ? std::optional<std::string>(row.blocked_reason) : std::nullopt);
@@ -112,6 +170,10 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
           if (!inserted.count(e->event_id)) continue;
           const std::string ts = detail::FormatTimestamp(e->occurred_at_us);
           for (const TraitRow& row : e->*member) {
+            if (!suppressed.empty() &&
+                (dropped.count(e->event_id) || dead_edges.count({table[0], e->event_id, row.edge_id}))) {
+              continue;
+            }
             s << std::make_tuple(e->event_id, row.edge_id, row.name, row.value, TraitTypeName(row.type), e->source, ts);
             ++n;
           }
@@ -135,6 +197,11 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
           if (!inserted.count(e->event_id)) continue;
           const std::string ts = detail::FormatTimestamp(e->occurred_at_us);
           for (const MembershipRow& m : e->memberships) {
+            if (!suppressed.empty() &&
+                (dropped.count(e->event_id) || suppressed.count({'p', m.person_type, m.person_value}) ||
+                 suppressed.count({'g', m.group_type, m.group_value}))) {
+              continue;
+            }
             s << std::make_tuple(e->event_id, m.person_value, m.person_type, m.group_value, m.group_type, m.role,
                                  e->source, ts);
             ++n;
@@ -143,6 +210,12 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
         s.complete();
         t.Ok();
         result.rows_by_table["membership_identifiers"] = n;
+      }
+      if (!dropped.empty()) {
+        std::vector<std::string> gone(dropped.begin(), dropped.end());
+        impl.Exec(tx, c, "ingest.drop_suppressed_events", "DELETE FROM events WHERE event_id = ANY($1::text[])",
+                  detail::TextArray(gone));
+        result.suppressed_events = static_cast<int64_t>(gone.size());
       }
       tx.exec("NOTIFY nexus_ingest");
     }

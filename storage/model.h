@@ -76,6 +76,8 @@ struct IngestResult {
   int64_t accepted = 0;
   std::vector<std::string> duplicate_event_ids;
   int64_t blocked_identifiers = 0;
+  int64_t suppressed_identifiers = 0;            ///< rows dropped: the identifier was erased (suppressed_identifiers)
+  int64_t suppressed_events = 0;                 ///< events dropped whole: all their identifier rows were suppressed
   std::map<std::string, int64_t> rows_by_table;  ///< rows written, by table name
   double commit_seconds = 0;
   std::string commit_lsn;  ///< WAL position at or after the commit (PostgreSQL text form), for read-your-writes

@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "resolver/engine.h"
 #include "storage/detail/pg.h"
@@ -168,6 +169,44 @@ std::string JoinUnit(const std::vector<std::string>& v) {
   return out;
 }
 
+constexpr const char* kLinkRulesSql =
+    "SELECT rule_id, kind, rule_type = 'cannot_link', coalesce(a_type, ''), coalesce(a_value, ''), "
+    "coalesce(b_type, ''), coalesce(b_value, ''), coalesce(event_id, ''), coalesce(edge_id, ''), reason, "
+    "created_by, " NEXUS_TS_TO_US("created_at") " FROM link_rules";
+
+LinkRuleInfo LinkRuleFromRow(const pqxx::row& r) {
+  LinkRuleInfo i;
+  i.rule_id = r[0].as<int64_t>();
+  i.kind = r[1].c_str();
+  i.cannot_link = r[2].as<bool>();
+  i.a = {r[3].c_str(), r[4].c_str()};
+  i.b = {r[5].c_str(), r[6].c_str()};
+  i.event_id = r[7].c_str();
+  i.edge_id = r[8].c_str();
+  i.reason = r[9].c_str();
+  i.created_by = r[10].c_str();
+  i.created_at_us = r[11].as<int64_t>();
+  return i;
+}
+
+/// Every link rule, as the engine takes them.
+std::vector<resolver::LinkRule> ReadLinkRules(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c) {
+  std::vector<resolver::LinkRule> out;
+  for (const auto& row : impl.Exec(tx, c, "resolver.link_rules", std::string(kLinkRulesSql) + " ORDER BY rule_id")) {
+    const LinkRuleInfo i = LinkRuleFromRow(row);
+    resolver::LinkRule r;
+    r.rule_id = i.rule_id;
+    r.kind = i.kind == "group" ? EntityKind::kGroup : EntityKind::kPerson;
+    r.cannot_link = i.cannot_link;
+    r.a = i.a;
+    r.b = i.b;
+    r.event_id = i.event_id;
+    r.edge_id = i.edge_id;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 /// Streams the rows of `query` through a cursor, `kFetchRows` at a time.
 template <typename F>
 void ForEachRow(pqxx::work& tx, StorageObserver* obs, const std::string& name, const std::string& query, F&& fn) {
@@ -246,6 +285,7 @@ class BatchIo {
   /// Loads the resolved state (everything at or below the watermark) into a new engine.
   std::unique_ptr<resolver::Engine> LoadEngine(const State& s) {
     auto e = std::make_unique<resolver::Engine>(s.salt, s.next_birth_seq);
+    e->SetLinkRules(ReadLinkRules(impl_, tx_, c_));  // before the identifiers: they tag clusters as they load
     StorageObserver* obs = impl_.observer;
     for (const Kind* k : {&kPerson, &kGroup}) {
       const EntityKind kind = k->kind;
@@ -820,6 +860,7 @@ class Rebuilder {
       forced_only.forced[std::string(row[0].c_str()) == "person" ? 0 : 1].insert({row[1].c_str(), row[2].c_str()});
     }
     auto engine = std::make_unique<resolver::Engine>(s.salt, 1);
+    engine->SetLinkRules(ReadLinkRules(impl_, tx_, c_));
     CreateShadowTables();
 
     // Streams of the log in consumption order.
@@ -1307,6 +1348,526 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
                                   {"renormalized", static_cast<long long>(out.renormalized)},
                                   {"seconds", out.seconds}});
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Link rules and erasure (issue 15). Both change what the log links, then re-resolve inside the same
+// transaction with a rebuild: every table follows the change at commit, and a later rebuild gives the same.
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+
+const Kind& KindNamed(const std::string& name) { return name == "group" ? kGroup : kPerson; }
+
+/// Where (type, value) of kind `k` resolves now ("" when it does not).
+std::string ResolvedEntity(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, const Kind& k,
+                           const std::string& type, const std::string& value) {
+  auto r =
+      db.Exec(tx, c, k.Stmt("entity_of_identifier"),
+              k.Sql("SELECT {id} FROM resolved_{k}_identifiers WHERE identifier_type = $1 AND identifier_value = $2"),
+              type, value);
+  return r.empty() ? std::string() : std::string(r[0][0].c_str());
+}
+
+std::vector<std::string> ParseTextArray(const pqxx::field& f) {
+  std::vector<std::string> out;
+  auto arr = f.as_array();
+  for (auto v = arr.get_next(); v.first != pqxx::array_parser::done; v = arr.get_next()) {
+    if (v.first == pqxx::array_parser::string_value) out.push_back(v.second);
+  }
+  return out;
+}
+
+/// Re-resolves every table inside `tx` (the rules and the log as this transaction sees them).
+std::unique_ptr<resolver::Engine> RebuildInTx(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
+                                              const resolver::ProtectionConfig& protection, RebuildStats* stats) {
+  const auto start = std::chrono::steady_clock::now();
+  static const RebuildControl kNoControl;
+  Rebuilder r(db, tx, c, kNoControl);
+  auto engine = r.Run(protection, stats);
+  stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return engine;
+}
+
+}  // namespace
+
+LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver::ProtectionConfig& protection) {
+  if (in.kind != "person" && in.kind != "group") {
+    throw StorageError(ErrorKind::kInvalidArgument, "kind: must be person or group");
+  }
+  LinkRuleResult out;
+  std::unique_ptr<resolver::Engine> rebuilt;
+  OnSession(*impl_, holds_lock_, "add link rule", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    auto& db = impl_->db.impl();
+    const Kind& k = KindNamed(in.kind);
+    LinkRuleInfo r = in;
+    if (r.reason.empty()) throw StorageError(ErrorKind::kInvalidArgument, "reason: missing (say why they differ)");
+    if (r.cannot_link) {
+      for (auto [id, name] : {std::pair{&r.a, "a"}, std::pair{&r.b, "b"}}) {
+        if (id->first.empty() || id->second.empty()) {
+          throw StorageError(ErrorKind::kInvalidArgument, std::string(name) + ": type and value are required");
+        }
+        id->second = protection.Classify(id->first, id->second).value;
+        auto q = db.Exec(tx, c, k.Stmt("link_rule_known_identifier"),
+                         k.Sql("SELECT 1 FROM {k}_identifiers WHERE identifier_type = $1 AND identifier_value = $2 "
+                               "LIMIT 1"),
+                         id->first, id->second);
+        if (q.empty()) {
+          throw StorageError(ErrorKind::kInvalidArgument, std::string(name) + ": no " + k.name +
+                                                              " identifier of type '" + id->first +
+                                                              "' with that value in the log");
+        }
+      }
+      if (r.a == r.b) throw StorageError(ErrorKind::kInvalidArgument, "a and b are the same identifier");
+      if (r.b < r.a) std::swap(r.a, r.b);
+    } else {
+      if (r.event_id.empty() || r.edge_id.empty()) {
+        throw StorageError(ErrorKind::kInvalidArgument, "edge: event_id and edge_id are required");
+      }
+      auto q = db.Exec(tx, c, k.Stmt("link_rule_known_edge"),
+                       k.Sql("SELECT 1 FROM {k}_identifiers WHERE event_id = $1 AND edge_id = $2 LIMIT 1"), r.event_id,
+                       r.edge_id);
+      if (q.empty()) {
+        throw StorageError(ErrorKind::kInvalidArgument, "edge: event '" + r.event_id + "' has no " + k.name +
+                                                            " identifier rows under edge_id '" + r.edge_id + "'");
+      }
+    }
+    auto ins =
+        db.Exec(tx, c, "resolver.insert_link_rule",
+                "INSERT INTO link_rules (kind, rule_type, a_type, a_value, b_type, b_value, event_id, edge_id, reason, "
+                "created_by) VALUES ($1, CASE WHEN $2 THEN 'cannot_link' ELSE 'suppress_edge' END, nullif($3, ''), "
+                "nullif($4, ''), nullif($5, ''), nullif($6, ''), nullif($7, ''), nullif($8, ''), $9, $10) "
+                "ON CONFLICT DO NOTHING RETURNING rule_id",
+                r.kind, r.cannot_link, r.cannot_link ? r.a.first : "", r.cannot_link ? r.a.second : "",
+                r.cannot_link ? r.b.first : "", r.cannot_link ? r.b.second : "", r.cannot_link ? "" : r.event_id,
+                r.cannot_link ? "" : r.edge_id, r.reason, r.created_by);
+    out.created = !ins.empty();
+    auto existing = db.Exec(tx, c, "resolver.find_link_rule",
+                            std::string(kLinkRulesSql) +
+                                " WHERE kind = $1 AND ((rule_type = 'cannot_link' AND a_type = $2 AND a_value = $3 AND "
+                                "b_type = $4 AND b_value = $5) OR (rule_type = 'suppress_edge' AND event_id = $6 AND "
+                                "edge_id = $7))",
+                            r.kind, r.a.first, r.a.second, r.b.first, r.b.second, r.event_id, r.edge_id);
+    if (existing.empty()) throw StorageError(ErrorKind::kInternal, "link rule vanished after insert");
+    out.rule = LinkRuleFromRow(existing[0]);
+    if (out.created) {
+      impl_->DropGraph();  // replaced by the re-resolved graph (not held twice at the peak)
+      rebuilt = RebuildInTx(db, tx, c, protection, &out.rebuild);
+    }
+    if (out.rule.cannot_link) {
+      out.entity_ids = {ResolvedEntity(db, tx, c, k, out.rule.a.first, out.rule.a.second),
+                        ResolvedEntity(db, tx, c, k, out.rule.b.first, out.rule.b.second)};
+    } else {
+      for (const auto& row : db.Exec(tx, c, k.Stmt("link_rule_edge_entities"),
+                                     k.Sql("SELECT DISTINCT coalesce(r.{id}, '') FROM {k}_identifiers x "
+                                           "LEFT JOIN resolved_{k}_identifiers r ON r.identifier_type = "
+                                           "x.identifier_type AND r.identifier_value = x.identifier_value "
+                                           "WHERE x.event_id = $1 AND x.edge_id = $2 ORDER BY 1"),
+                                     out.rule.event_id, out.rule.edge_id)) {
+        out.entity_ids.push_back(row[0].c_str());
+      }
+    }
+  });
+  if (rebuilt) {
+    impl_->engine = std::move(rebuilt);
+    impl_->PublishGraph(static_cast<int64_t>(impl_->engine->MemoryBytes()));
+  }
+  log::Info("link rule added", {{"rule_id", static_cast<long long>(out.rule.rule_id)},
+                                {"kind", out.rule.kind},
+                                {"created", out.created},
+                                {"seconds", out.rebuild.seconds}});
+  return out;
+}
+
+LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection) {
+  LinkRuleResult out;
+  std::unique_ptr<resolver::Engine> rebuilt;
+  impl_->DropGraph();
+  OnSession(*impl_, holds_lock_, "remove link rule", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    auto& db = impl_->db.impl();
+    auto r = db.Exec(tx, c, "resolver.lookup_link_rule", std::string(kLinkRulesSql) + " WHERE rule_id = $1 FOR UPDATE",
+                     rule_id);
+    if (r.empty()) throw StorageError(ErrorKind::kNotFound, "link rule " + std::to_string(rule_id) + " not found");
+    out.rule = LinkRuleFromRow(r[0]);
+    db.Exec(tx, c, "resolver.delete_link_rule", "DELETE FROM link_rules WHERE rule_id = $1", rule_id);
+    // Quarantines the rule caused are open ones: the rebuild recomputes every open quarantine.
+    rebuilt = RebuildInTx(db, tx, c, protection, &out.rebuild);
+    const Kind& k = KindNamed(out.rule.kind);
+    if (out.rule.cannot_link) {
+      out.entity_ids = {ResolvedEntity(db, tx, c, k, out.rule.a.first, out.rule.a.second),
+                        ResolvedEntity(db, tx, c, k, out.rule.b.first, out.rule.b.second)};
+    }
+  });
+  impl_->engine = std::move(rebuilt);
+  impl_->PublishGraph(impl_->engine ? static_cast<int64_t>(impl_->engine->MemoryBytes()) : 0);
+  log::Info("link rule removed", {{"rule_id", static_cast<long long>(rule_id)}, {"seconds", out.rebuild.seconds}});
+  return out;
+}
+
+std::vector<LinkRuleInfo> ResolverStore::ListLinkRules(Database& db, int64_t after_id, int limit) {
+  std::vector<LinkRuleInfo> out;
+  db.impl().Run(
+      "list link rules",
+      [&](pqxx::work& tx, detail::PooledConnection& c) {
+        out.clear();
+        for (const auto& row : db.impl().Exec(
+                 tx, c, "resolver.list_link_rules",
+                 std::string(kLinkRulesSql) + " WHERE rule_id > $1 ORDER BY rule_id LIMIT $2", after_id, limit)) {
+          out.push_back(LinkRuleFromRow(row));
+        }
+      },
+      1);
+  return out;
+}
+
+namespace {
+
+/// The erasure's working sets, as temporary tables of the transaction (dropped at commit).
+class Eraser {
+ public:
+  Eraser(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c) : db_(db), tx_(tx), c_(c) {}
+
+  /// Resolves one input to the identifiers it erases (added to `ids_`). Returns the outcome.
+  EraseOutcome Resolve(const EraseTarget& t, const resolver::ProtectionConfig& protection) {
+    EraseOutcome o;
+    auto fail = [&](std::string why) {
+      o.outcome = "failed";
+      o.detail = std::move(why);
+      return o;
+    };
+    std::set<std::pair<std::string, std::string>> found;
+    const Kind* k = nullptr;
+    if (!t.entity_id.empty()) {
+      if (t.entity_id.rfind("per_", 0) == 0) {
+        k = &kPerson;
+      } else if (t.entity_id.rfind("grp_", 0) == 0) {
+        k = &kGroup;
+      } else {
+        return fail("entity_id: not an entity id (per_... or grp_...)");
+      }
+      auto a =
+          db_.Exec(tx_, c_, k->Stmt("erase_follow_alias"),
+                   k->Sql("SELECT coalesce((SELECT new_id FROM {k}_id_aliases WHERE old_id = $1), $1)"), t.entity_id);
+      const std::string id = a[0][0].c_str();
+      for (const auto& row : db_.Exec(tx_, c_, k->Stmt("erase_entity_identifiers"),
+                                      k->Sql("SELECT identifier_type, identifier_value FROM resolved_{k}_identifiers "
+                                             "WHERE {id} = $1"),
+                                      id)) {
+        found.emplace(row[0].c_str(), row[1].c_str());
+      }
+      if (!found.empty()) o.entity_ids.push_back(id);
+    } else {
+      if (t.kind != "person" && t.kind != "group") return fail("identifier: kind must be person or group");
+      if (t.type.empty() || t.value.empty()) return fail("identifier: type and value are required");
+      k = &KindNamed(t.kind);
+      const std::string value = protection.Classify(t.type, t.value).value;
+      const std::string entity = ResolvedEntity(db_, tx_, c_, *k, t.type, value);
+      if (t.whole_entity && !entity.empty()) {
+        for (const auto& row : db_.Exec(tx_, c_, k->Stmt("erase_entity_identifiers"),
+                                        k->Sql("SELECT identifier_type, identifier_value FROM "
+                                               "resolved_{k}_identifiers WHERE {id} = $1"),
+                                        entity)) {
+          found.emplace(row[0].c_str(), row[1].c_str());
+        }
+      } else {
+        auto q = db_.Exec(tx_, c_, k->Stmt("link_rule_known_identifier"),
+                          k->Sql("SELECT 1 FROM {k}_identifiers WHERE identifier_type = $1 AND identifier_value = $2 "
+                                 "LIMIT 1"),
+                          t.type, value);
+        if (!q.empty() || !entity.empty()) found.emplace(t.type, value);
+      }
+      if (!entity.empty()) o.entity_ids.push_back(entity);
+    }
+    if (found.empty()) {
+      o.outcome = "not_found";
+      o.detail = "nothing stored for this input";
+      return o;
+    }
+    o.outcome = "erased";
+    o.identifiers = static_cast<int64_t>(found.size());
+    for (const auto& f : found) ids_[static_cast<size_t>(k->kind)].insert(f);
+    return o;
+  }
+
+  bool empty() const { return ids_[0].empty() && ids_[1].empty(); }
+
+  /// Stages the working sets and counts what would go, per table. Entities affected into `entities`.
+  std::map<std::string, int64_t> Stage(std::vector<std::string>* entities) {
+    tx_.exec("CREATE TEMP TABLE er_ids (k text, t text, v text) ON COMMIT DROP");
+    {
+      pqxx::stream_to s(tx_, "er_ids", std::vector<std::string>{"k", "t", "v"});
+      for (const Kind* k : {&kPerson, &kGroup}) {
+        for (const auto& [t, v] : ids_[static_cast<size_t>(k->kind)]) s << std::make_tuple(k->name, t, v);
+      }
+      s.complete();
+    }
+    tx_.exec("ANALYZE er_ids");
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      // Rows of erased identifiers; the mentions (event, edge) they make up alone (other rows of such a mention are
+      // blocked ones of the same mention); every identifier row of those mentions; their trait rows.
+      Exec(k->Stmt("erase_stage_rows"),
+           k->Sql("CREATE TEMP TABLE er_rows_{k} ON COMMIT DROP AS SELECT x.id, x.event_id, x.edge_id "
+                  "FROM er_ids e JOIN {k}_identifiers x ON x.identifier_type = e.t AND x.identifier_value = e.v "
+                  "WHERE e.k = '{k}'"));
+      Exec(k->Stmt("erase_stage_mentions"),
+           k->Sql("CREATE TEMP TABLE er_mentions_{k} ON COMMIT DROP AS SELECT DISTINCT r.event_id, r.edge_id "
+                  "FROM er_rows_{k} r WHERE NOT EXISTS (SELECT 1 FROM {k}_identifiers o WHERE o.event_id = "
+                  "r.event_id AND o.edge_id = r.edge_id AND NOT o.is_blocked AND NOT EXISTS (SELECT 1 FROM er_ids e "
+                  "WHERE e.k = '{k}' AND e.t = o.identifier_type AND e.v = o.identifier_value))"));
+      Exec(k->Stmt("erase_stage_idrows"),
+           k->Sql("CREATE TEMP TABLE er_idrows_{k} ON COMMIT DROP AS SELECT id FROM er_rows_{k} UNION "
+                  "SELECT o.id FROM er_mentions_{k} m JOIN {k}_identifiers o ON o.event_id = m.event_id "
+                  "AND o.edge_id = m.edge_id"));
+      Exec(k->Stmt("erase_stage_traitrows"),
+           k->Sql("CREATE TEMP TABLE er_traitrows_{k} ON COMMIT DROP AS SELECT t.id FROM er_mentions_{k} m "
+                  "JOIN {k}_traits t ON t.event_id = m.event_id AND t.edge_id = m.edge_id"));
+    }
+    // Events nobody else takes part in (no identifier row of either kind left).
+    Exec("resolver.erase_stage_events",
+         "CREATE TEMP TABLE er_events ON COMMIT DROP AS SELECT ev.event_id FROM (SELECT event_id FROM er_rows_person "
+         "UNION SELECT event_id FROM er_rows_group) ev WHERE NOT EXISTS (SELECT 1 FROM person_identifiers p WHERE "
+         "p.event_id = ev.event_id AND p.id NOT IN (SELECT id FROM er_idrows_person)) AND NOT EXISTS (SELECT 1 FROM "
+         "group_identifiers g WHERE g.event_id = ev.event_id AND g.id NOT IN (SELECT id FROM er_idrows_group))");
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      Exec(k->Stmt("erase_stage_iddel"),
+           k->Sql("CREATE TEMP TABLE er_iddel_{k} ON COMMIT DROP AS SELECT id FROM er_idrows_{k} UNION "
+                  "SELECT x.id FROM er_events e JOIN {k}_identifiers x ON x.event_id = e.event_id"));
+      Exec(k->Stmt("erase_stage_traitdel"),
+           k->Sql("CREATE TEMP TABLE er_traitdel_{k} ON COMMIT DROP AS SELECT id FROM er_traitrows_{k} UNION "
+                  "SELECT x.id FROM er_events e JOIN {k}_traits x ON x.event_id = e.event_id"));
+      // Entities affected, and those erased whole (every resolved identifier erased).
+      Exec(k->Stmt("erase_stage_affected"),
+           k->Sql("CREATE TEMP TABLE er_affected_{k} ON COMMIT DROP AS SELECT DISTINCT r.{id} AS id "
+                  "FROM er_ids e JOIN resolved_{k}_identifiers r ON r.identifier_type = e.t AND "
+                  "r.identifier_value = e.v WHERE e.k = '{k}'"));
+      Exec(k->Stmt("erase_stage_gone"),
+           k->Sql("CREATE TEMP TABLE er_gone_{k} ON COMMIT DROP AS SELECT a.id FROM er_affected_{k} a WHERE NOT "
+                  "EXISTS (SELECT 1 FROM resolved_{k}_identifiers r WHERE r.{id} = a.id AND NOT EXISTS (SELECT 1 "
+                  "FROM er_ids e WHERE e.k = '{k}' AND e.t = r.identifier_type AND e.v = r.identifier_value))"));
+    }
+    // Membership rows naming an erased identifier (they sit in the events that carry it), and those of deleted
+    // events.
+    Exec("resolver.erase_stage_memberships",
+         "CREATE TEMP TABLE er_memdel ON COMMIT DROP AS SELECT x.id FROM (SELECT event_id FROM er_rows_person UNION "
+         "SELECT event_id FROM er_rows_group) ev JOIN membership_identifiers x ON x.event_id = ev.event_id "
+         "WHERE EXISTS (SELECT 1 FROM er_ids e WHERE (e.k = 'person' AND e.t = x.person_identifier_type AND "
+         "e.v = x.person_identifier) OR (e.k = 'group' AND e.t = x.group_identifier_type AND "
+         "e.v = x.group_identifier)) OR ev.event_id IN (SELECT event_id FROM er_events)");
+
+    std::map<std::string, int64_t> counts;
+    auto count = [&](const std::string& table, const std::string& sql) {
+      counts[table] = tx_.exec("SELECT count(*) " + sql)[0][0].as<int64_t>();
+    };
+    count("events", "FROM er_events");
+    count("membership_identifiers", "FROM er_memdel");
+    count("resolved_membership_identifiers",
+          "FROM resolved_membership_identifiers r WHERE r.membership_identifier_id IN (SELECT id FROM er_memdel) OR "
+          "r.person_id IN (SELECT id FROM er_gone_person) OR r.group_id IN (SELECT id FROM er_gone_group)");
+    count("memberships",
+          "FROM memberships m WHERE m.person_id IN (SELECT id FROM er_gone_person) OR m.group_id IN (SELECT id FROM "
+          "er_gone_group)");
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      count(k->name + "_identifiers", "FROM er_iddel_" + k->name);
+      count(k->name + "_traits", "FROM er_traitdel_" + k->name);
+      count("resolved_" + k->name + "_identifiers",
+            k->Sql("FROM er_ids e JOIN resolved_{k}_identifiers r ON r.identifier_type = e.t AND r.identifier_value = "
+                   "e.v WHERE e.k = '{k}'"));
+      count("resolved_" + k->name + "_traits",
+            k->Sql("FROM resolved_{k}_traits t WHERE t.{id} IN (SELECT id FROM er_gone_{k})"));
+      count(k->entities, "FROM er_gone_" + k->name);
+      count(k->name + "_participants", k->Sql("FROM {k}_participants p WHERE p.{id} IN (SELECT id FROM er_gone_{k})"));
+      count(k->name + "_id_aliases", k->Sql("FROM {k}_id_aliases a WHERE a.new_id IN (SELECT id FROM er_gone_{k})"));
+      for (const auto& row : tx_.exec("SELECT id FROM er_affected_" + k->name + " ORDER BY id")) {
+        entities->push_back(row[0].c_str());
+      }
+    }
+    count("quarantined_edges", QuarantineWhere());
+    count("link_rules", LinkRuleWhere());
+    count("suppressed_identifiers", "FROM er_ids");
+    return counts;
+  }
+
+  /// Deletes what Stage found and suppresses the erased identifiers under `operation_id`.
+  void Delete(const std::string& operation_id) {
+    Exec("resolver.erase_quarantine", "DELETE " + QuarantineWhere());
+    Exec("resolver.erase_link_rules", "DELETE " + LinkRuleWhere());
+    Exec("resolver.erase_resolved_memberships",
+         "DELETE FROM resolved_membership_identifiers WHERE membership_identifier_id IN (SELECT id FROM er_memdel)");
+    Exec("resolver.erase_membership_rows", "DELETE FROM membership_identifiers WHERE id IN (SELECT id FROM er_memdel)");
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      Exec(k->Stmt("erase_traits"), k->Sql("DELETE FROM {k}_traits WHERE id IN (SELECT id FROM er_traitdel_{k})"));
+      Exec(k->Stmt("erase_identifiers"),
+           k->Sql("DELETE FROM {k}_identifiers WHERE id IN (SELECT id FROM er_iddel_{k})"));
+    }
+    Exec("resolver.erase_events", "DELETE FROM events WHERE event_id IN (SELECT event_id FROM er_events)");
+    db_.Exec(tx_, c_, "resolver.erase_suppress",
+             "INSERT INTO suppressed_identifiers (kind, id_hash, operation_id) SELECT e.k, " +
+                 detail::IdentifierHashSql("e.k", "e.t", "e.v") +
+                 ", $1 FROM er_ids e ON CONFLICT (kind, id_hash) DO NOTHING",
+             operation_id);
+  }
+
+  std::vector<std::string> ErasedHashes() {
+    std::vector<std::string> out;
+    for (const auto& row :
+         tx_.exec("SELECT " + detail::IdentifierHashSql("e.k", "e.t", "e.v") + " FROM er_ids e ORDER BY 1")) {
+      out.push_back(row[0].c_str());
+    }
+    return out;
+  }
+
+ private:
+  static std::string QuarantineWhere() {
+    return "FROM quarantined_edges q WHERE q.event_id IN (SELECT event_id FROM er_events) OR q.identifier_values && "
+           "ARRAY(SELECT e.v FROM er_ids e WHERE e.k = q.kind)";
+  }
+  static std::string LinkRuleWhere() {
+    return "FROM link_rules l WHERE EXISTS (SELECT 1 FROM er_ids e WHERE e.k = l.kind AND ((e.t = l.a_type AND "
+           "e.v = l.a_value) OR (e.t = l.b_type AND e.v = l.b_value))) OR l.event_id IN (SELECT event_id FROM "
+           "er_events)";
+  }
+  void Exec(const std::string& stmt, const std::string& sql) {
+    detail::StatementTimer t(db_.observer, stmt);
+    tx_.exec(sql);
+    t.Ok();
+  }
+
+  Database::Impl& db_;
+  pqxx::work& tx_;
+  detail::PooledConnection& c_;
+  std::array<std::set<std::pair<std::string, std::string>>, resolver::kKinds> ids_;
+};
+
+}  // namespace
+
+EraseResult ResolverStore::Erase(const EraseRequest& req, const resolver::ProtectionConfig& protection) {
+  if (!req.dry_run && req.request_id.empty()) {
+    throw StorageError(ErrorKind::kInvalidArgument, "request_id: required (an idempotency key of your choice)");
+  }
+  if (req.targets.empty()) throw StorageError(ErrorKind::kInvalidArgument, "targets: at least one is required");
+  EraseResult out;
+  out.dry_run = req.dry_run;
+  std::unique_ptr<resolver::Engine> rebuilt;
+  bool changed = false;
+  OnSession(*impl_, holds_lock_, "erase", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    auto& db = impl_->db.impl();
+    out = EraseResult{};
+    out.dry_run = req.dry_run;
+    if (!req.dry_run) {
+      // Serialize with a concurrent erasure of the same request id (the second waits, then replays).
+      db.Exec(tx, c, "resolver.erase_request_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 15))",
+              req.request_id);
+      auto done =
+          db.Exec(tx, c, "resolver.erase_replay",
+                  "SELECT operation_id, outcomes, count_tables, count_rows::text[], erased_hashes, " NEXUS_TS_TO_US(
+                      "at") " FROM erasures WHERE request_id = $1",
+                  req.request_id);
+      if (!done.empty()) {
+        out.replayed = true;
+        out.operation_id = done[0][0].c_str();
+        for (const auto& o : ParseTextArray(done[0][1])) out.outcomes.push_back({o, "", {}, 0});
+        const auto tables = ParseTextArray(done[0][2]), rows = ParseTextArray(done[0][3]);
+        for (size_t i = 0; i < tables.size() && i < rows.size(); ++i) out.counts[tables[i]] = std::stoll(rows[i]);
+        out.erased_hashes = ParseTextArray(done[0][4]);
+        out.at_us = done[0][5].as<int64_t>();
+        return;
+      }
+      out.operation_id = "erasure-" + StableId128("erasure\x1f" + req.request_id);
+    }
+    Eraser er(db, tx, c);
+    for (const auto& t : req.targets) out.outcomes.push_back(er.Resolve(t, protection));
+    if (req.dry_run) {
+      for (auto& o : out.outcomes) {
+        if (o.outcome == "erased") o.outcome = "would_erase";
+      }
+    }
+    out.counts = er.Stage(&out.entity_ids);
+    out.erased_hashes = er.ErasedHashes();
+    if (req.dry_run) return;  // only temporary tables were written
+    // Ingest that commits while this runs must not slip an erased identifier in: hold new events back until
+    // commit (ingest checks the suppression list after inserting its events, so it then sees the new entries).
+    tx.exec("LOCK TABLE events IN SHARE MODE");
+    if (!er.empty()) {
+      er.Delete(out.operation_id);
+      impl_->DropGraph();
+      RebuildStats stats;
+      rebuilt = RebuildInTx(db, tx, c, protection, &stats);
+      changed = true;
+    }
+    std::vector<std::string> inputs, outcomes, tables;
+    std::vector<int64_t> rows;
+    for (const auto& t : req.targets) {
+      inputs.push_back(t.entity_id.empty()
+                           ? t.kind + "\x1f" + t.type + "\x1f" + protection.Classify(t.type, t.value).value
+                           : "entity\x1f" + t.entity_id);
+    }
+    for (const auto& o : out.outcomes) outcomes.push_back(o.outcome);
+    for (const auto& [t, n] : out.counts) {
+      tables.push_back(t);
+      rows.push_back(n);
+    }
+    auto at = db.Exec(
+        tx, c, "resolver.erase_record",
+        "INSERT INTO erasures (operation_id, request_id, key_id, input_hashes, outcomes, erased_hashes, count_tables, "
+        "count_rows, entities) SELECT $1, $2, $3, ARRAY(SELECT " +
+            detail::IdentifierHashSql("'input'", "''", "i") +
+            " FROM unnest($4::text[]) WITH ORDINALITY AS u(i, n) ORDER BY n), $5::text[], $6::text[], $7::text[], "
+            "$8::bigint[], $9 RETURNING " NEXUS_TS_TO_US("at"),
+        out.operation_id, req.request_id, req.key_id, detail::TextArray(inputs), detail::TextArray(outcomes),
+        detail::TextArray(out.erased_hashes), detail::TextArray(tables), detail::Int64Array(rows),
+        static_cast<int64_t>(out.entity_ids.size()));
+    out.at_us = at[0][0].as<int64_t>();
+  });
+  if (changed) {
+    impl_->engine = std::move(rebuilt);
+    impl_->PublishGraph(impl_->engine ? static_cast<int64_t>(impl_->engine->MemoryBytes()) : 0);
+  }
+  if (!out.dry_run) {
+    log::Info("erasure", {{"operation_id", out.operation_id},
+                          {"replayed", out.replayed},
+                          {"identifiers", static_cast<long long>(out.erased_hashes.size())},
+                          {"entities", static_cast<long long>(out.entity_ids.size())}});
+  }
+  return out;
+}
+
+std::vector<SuppressionInfo> ResolverStore::ListSuppressions(Database& db, const std::string& after_hash, int limit) {
+  std::vector<SuppressionInfo> out;
+  db.impl().Run(
+      "list suppressions",
+      [&](pqxx::work& tx, detail::PooledConnection& c) {
+        out.clear();
+        for (const auto& row : db.impl().Exec(tx, c, "resolver.list_suppressions",
+                                              "SELECT kind, id_hash, operation_id, " NEXUS_TS_TO_US(
+                                                  "suppressed_at") " FROM suppressed_identifiers "
+                                                                   "WHERE id_hash > $1 ORDER BY id_hash, kind LIMIT $2",
+                                              after_hash, limit)) {
+          out.push_back({row[0].c_str(), row[1].c_str(), row[2].c_str(), row[3].as<int64_t>()});
+        }
+      },
+      1);
+  return out;
+}
+
+std::string ResolverStore::LiftSuppression(Database& db, const std::string& kind, const std::string& type,
+                                           const std::string& value, const std::string& id_hash) {
+  if (kind != "person" && kind != "group") {
+    throw StorageError(ErrorKind::kInvalidArgument, "kind: must be person or group");
+  }
+  std::string lifted;
+  db.impl().Run(
+      "lift suppression",
+      [&](pqxx::work& tx, detail::PooledConnection& c) {
+        auto r = db.impl().Exec(
+            tx, c, "resolver.lift_suppression",
+            "DELETE FROM suppressed_identifiers WHERE kind = $1::text AND id_hash = CASE WHEN $2::text = '' THEN "
+            "$4::text ELSE " +
+                detail::IdentifierHashSql("$1::text", "$2::text", "$3::text") + " END RETURNING id_hash",
+            kind, type, value, id_hash);
+        lifted = r.empty() ? "" : r[0][0].c_str();
+      },
+      1);
+  if (lifted.empty()) throw StorageError(ErrorKind::kNotFound, "that identifier is not suppressed");
+  return lifted;
 }
 
 ResolverStatusInfo ResolverStore::Status(Database& db) {

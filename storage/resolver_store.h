@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,6 +86,65 @@ struct QuarantinedEdgeInfo {
   bool released = false;
 };
 
+/// A row of link_rules (issue 15): a cannot-link between two identifiers or a suppressed edge.
+struct LinkRuleInfo {
+  int64_t rule_id = 0;
+  std::string kind;  ///< "person" | "group"
+  bool cannot_link = true;
+  std::pair<std::string, std::string> a, b;  ///< (type, normalized value); cannot-link only
+  std::string event_id, edge_id;             ///< suppressed edge only
+  std::string reason;
+  std::string created_by;
+  int64_t created_at_us = 0;
+};
+
+/// What adding or removing a link rule did: the rule, whether it was new (re-sending an existing rule changes
+/// nothing), where the rule's identifiers resolve now, and the re-resolution's figures.
+struct LinkRuleResult {
+  LinkRuleInfo rule;
+  bool created = false;
+  std::vector<std::string> entity_ids;  ///< of a and b (cannot-link) or of the edge's identifiers; "" if none
+  RebuildStats rebuild;
+};
+
+/// One input of an erasure: an entity id (per_/grp_, aliases followed), or an identifier: with `whole_entity`
+/// the entity holding it (every identifier of it), else that identifier alone.
+struct EraseTarget {
+  std::string entity_id;
+  std::string kind;  ///< identifier inputs: "person" | "group"
+  std::string type, value;
+  bool whole_entity = true;
+};
+struct EraseRequest {
+  std::string request_id;  ///< client-supplied idempotency key (required)
+  std::vector<EraseTarget> targets;
+  bool dry_run = false;
+  std::string key_id;  ///< the caller, for the audit record
+};
+struct EraseOutcome {
+  std::string outcome;  ///< "erased" (dry run: "would_erase") | "not_found" | "failed"
+  std::string detail;   ///< why, for not_found / failed (never an identifier value)
+  std::vector<std::string> entity_ids;
+  int64_t identifiers = 0;
+};
+struct EraseResult {
+  std::string operation_id;  ///< "" for a dry run
+  bool dry_run = false;
+  bool replayed = false;  ///< the request_id was already done: its stored record, nothing erased again
+  int64_t at_us = 0;
+  std::map<std::string, int64_t> counts;  ///< rows per table (deleted, or that a dry run would delete)
+  std::vector<std::string> entity_ids;    ///< entities affected (erased whole or split)
+  std::vector<EraseOutcome> outcomes;     ///< per input, in order (a replay: outcome only)
+  std::vector<std::string> erased_hashes;
+};
+
+struct SuppressionInfo {
+  std::string kind;
+  std::string id_hash;
+  std::string operation_id;
+  int64_t suppressed_at_us = 0;
+};
+
 /// The resolver's database side. One ResolverStore owns one dedicated session connection that holds the
 /// resolver advisory lock (only one resolver across replicas; the lock goes with the session, so a dead
 /// holder frees it) and LISTENs for ingest notifications. Not thread-safe: use it from one thread.
@@ -130,6 +190,25 @@ class ResolverStore final {
 
   /// Applies a quarantined edge as a normal merge (no caps). Returns the entity it joined into.
   std::string ReleaseQuarantined(int64_t quarantine_id, const resolver::ProtectionConfig& protection);
+
+  /// Adds a link rule (or finds the same one) and re-resolves with it in the same transaction, so every table
+  /// follows the rule at commit: a full rebuild (cost follows the database; see README "Undoing a merge").
+  /// kInvalidArgument names what is wrong (unknown identifier or edge, a == b).
+  LinkRuleResult AddLinkRule(const LinkRuleInfo& rule, const resolver::ProtectionConfig& protection);
+  /// Deletes a link rule and re-resolves without it (what the log links merges again). kNotFound when unknown.
+  LinkRuleResult RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection);
+  static std::vector<LinkRuleInfo> ListLinkRules(Database& db, int64_t after_id, int limit);
+
+  /// Erases persons / groups / identifiers from the core log, every resolved and final table, quarantines and
+  /// link rules; suppresses the erased identifiers at ingest; records the erasure (hashes only); re-resolves
+  /// (components the erased identifiers held together split). A dry run changes nothing. Idempotent by
+  /// request_id. Requires the lock.
+  EraseResult Erase(const EraseRequest& request, const resolver::ProtectionConfig& protection);
+  static std::vector<SuppressionInfo> ListSuppressions(Database& db, const std::string& after_hash, int limit);
+  /// Lifts the suppression of identifier (kind, type, value) — or of `id_hash` when type is empty. Returns the
+  /// hash lifted; kNotFound when it was not suppressed.
+  static std::string LiftSuppression(Database& db, const std::string& kind, const std::string& type,
+                                     const std::string& value, const std::string& id_hash);
 
   /// Status via the shared pool (works without the lock).
   static ResolverStatusInfo Status(Database& db);

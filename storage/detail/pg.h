@@ -27,6 +27,15 @@ std::string FormatTimestamp(int64_t micros);
 #define NEXUS_TS_TO_US(x) "(extract(epoch from " x ") * 1000000)::bigint"
 
 /// Renders a text[] literal ('{"a","b",NULL}') for a statement parameter.
+/// The keyed hash of an identifier (audit records and the suppression list hold only this, never the value):
+/// hex SHA-256 of (installation salt, kind, type, value) joined by U+001F. The salt is resolver_state.id_salt,
+/// random per installation: without it a hash cannot be matched against a list of known emails or phones.
+/// SQL expressions in, SQL expression out; the one place the rule is written.
+inline std::string IdentifierHashSql(const std::string& kind, const std::string& type, const std::string& value) {
+  return "encode(sha256(convert_to((SELECT id_salt FROM resolver_state) || chr(31) || " + kind + " || chr(31) || " +
+         type + " || chr(31) || " + value + ", 'UTF8')), 'hex')";
+}
+
 std::string TextArray(const std::vector<std::string>& values);
 std::string TextArray(const std::vector<std::optional<std::string>>& values);
 std::string Int64Array(const std::vector<int64_t>& values);

@@ -224,6 +224,12 @@ TEST_F(AuthTest, GrpcMatrixEveryRpcEveryCredential) {
               req.set_key_id(tag.rfind("ok", 0) == 0 ? victim2_id : victim_id))
   NEXUS_ADMIN(ListApiKeys, ListApiKeysRequest, ListApiKeysResponse, (void)0)
   NEXUS_ADMIN(ListAuditLog, ListAuditLogRequest, ListAuditLogResponse, (void)0)
+  NEXUS_ADMIN(Unlink, UnlinkRequest, UnlinkResponse, (void)0)  // INVALID_ARGUMENT once authorized
+  NEXUS_ADMIN(ListLinkRules, ListLinkRulesRequest, ListLinkRulesResponse, (void)0)
+  NEXUS_ADMIN(RemoveLinkRule, RemoveLinkRuleRequest, UnlinkResponse, req.set_rule_id(999999))
+  NEXUS_ADMIN(Erase, EraseRequest, EraseResponse, (req.set_dry_run(true), req.add_targets()->set_entity_id("per_x")))
+  NEXUS_ADMIN(ListSuppressions, ListSuppressionsRequest, ListSuppressionsResponse, (void)0)
+  NEXUS_ADMIN(LiftSuppression, LiftSuppressionRequest, LiftSuppressionResponse, req.set_id_hash("00"))
 #undef NEXUS_ADMIN
 
   // Every RPC of the services is in the matrix (the scope table test checks the other direction).
@@ -329,6 +335,12 @@ TEST_F(AuthTest, HttpMatrixEveryRouteEveryCredential) {
       {"GET", "/v1/admin/keys", "ListApiKeys", ""},
       {"POST", "/v1/admin/keys/VICTIM:revoke", "RevokeApiKey", ""},
       {"GET", "/v1/admin/audit", "ListAuditLog", ""},
+      {"POST", "/v1/admin/link-rules", "Unlink", "{}"},
+      {"GET", "/v1/admin/link-rules", "ListLinkRules", ""},
+      {"POST", "/v1/admin/link-rules/999999:remove", "RemoveLinkRule", ""},
+      {"POST", "/v1/admin/erasures", "Erase", R"({"dry_run":true,"targets":[{"entity_id":"per_x"}]})"},
+      {"GET", "/v1/admin/suppressions", "ListSuppressions", ""},
+      {"POST", "/v1/admin/suppressions:lift", "LiftSuppression", R"({"id_hash":"00"})"},
   };
   // Every unary RPC has an HTTP route (IngestEventStream is a gRPC stream), plus the 4 HTTP-only routes (the
   // Segment-compatible routes share one entry, /v1/track stands for them).

@@ -1,0 +1,563 @@
+// Issue 15 through the public API against a real PostgreSQL: undoing a wrong merge with a link rule (the
+// support@ story, a chain split and re-merged by removing the rule, an edge rule), erasure (dry run, every table
+// scanned for the person's values and ids, shared events kept, audit without plaintext, idempotent replay, a
+// second erasure as a clean no-op, suppression at ingest and lifting it), and a blocklist change applied to stored
+// data by a rebuild. After each change a full rebuild must leave every resolved and final table as it was.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+#include "http_client.h"
+#include "nexus/v1/admin.grpc.pb.h"
+#include "nexus/v1/ingest.grpc.pb.h"
+#include "nexus/v1/query.grpc.pb.h"
+#include "pg_fixture.h"
+#include "resolver/protection.h"
+#include "server/app.h"
+#include "server/protection_holder.h"
+#include "server/resolver_worker.h"
+
+namespace nexus::testing {
+namespace {
+
+using Ids = std::vector<std::pair<std::string, std::string>>;
+
+struct Mention {
+  Ids ids = {};
+  std::map<std::string, std::string> traits = {};
+  std::string role = "contact";
+};
+
+v1::Event MakeEvent(const std::string& id, int64_t t, const std::vector<Mention>& persons,
+                    const std::vector<std::pair<std::string, std::string>>& memberships = {}) {
+  v1::Event e;
+  e.set_event_id(id);
+  e.mutable_occurred_at()->set_seconds(1700000000 + t);
+  e.set_event_name("crm_sync");
+  e.set_event_type("crm");
+  e.set_source("hubspot");
+  for (const auto& p : persons) {
+    auto* m = e.add_persons();
+    m->set_role(p.role);
+    for (const auto& [ty, v] : p.ids) {
+      auto* i = m->add_identifiers();
+      i->set_type(ty);
+      i->set_value(v);
+    }
+    for (const auto& [k, v] : p.traits) (*m->mutable_traits())[k] = v;
+  }
+  for (const auto& [email, role] : memberships) {
+    auto* ms = e.add_memberships();
+    ms->mutable_person()->set_type("email");
+    ms->mutable_person()->set_value(email);
+    ms->mutable_group()->set_type("domain");
+    ms->mutable_group()->set_value("acme.io");
+    ms->set_role(role);
+  }
+  return e;
+}
+
+v1::Identifier Id(const std::string& type, const std::string& value) {
+  v1::Identifier i;
+  i.set_type(type);
+  i.set_value(value);
+  return i;
+}
+
+class UnlinkErasureTest : public PgTest {
+ protected:
+  void Start(const std::string& protection_text) {
+    auto cfg = BaseConfig();
+    cfg.resolver_poll_interval = std::chrono::milliseconds(3600 * 1000);  // the test drives it
+    StartApp(cfg);
+    SetProtection(protection_text);
+    channel_ =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(app_->grpc_port()), grpc::InsecureChannelCredentials());
+    ingest_ = v1::IngestService::NewStub(channel_);
+    query_ = v1::QueryService::NewStub(channel_);
+    admin_ = v1::AdminService::NewStub(channel_);
+  }
+  void SetProtection(const std::string& text) {
+    std::string err;
+    auto cfg = resolver::ParseProtectionConfig(text, &err, "US");
+    ASSERT_TRUE(cfg) << err;
+    app_->protection().Set(*cfg);
+  }
+  v1::IngestEventsResponse Ingest(const std::vector<v1::Event>& events) {
+    v1::IngestEventsRequest req;
+    for (const auto& e : events) *req.add_events() = e;
+    v1::IngestEventsResponse resp;
+    grpc::ClientContext ctx;
+    auto s = ingest_->IngestEvents(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    app_->resolver()->ResolveNow();
+    return resp;
+  }
+  /// The person holding (type, value), or "" when none (NOT_FOUND).
+  std::string PersonOf(const std::string& type, const std::string& value, v1::Person* out = nullptr) {
+    v1::LookupPersonRequest req;
+    req.set_identifier_type(type);
+    req.set_identifier_value(value);
+    v1::Person p;
+    grpc::ClientContext ctx;
+    auto s = query_->LookupPerson(&ctx, req, &p);
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND) return "";
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    if (out) *out = p;
+    return p.person_id();
+  }
+  std::vector<std::string> Timeline(const std::string& person_id) {
+    v1::ListPersonTimelineRequest req;
+    req.set_person_id(person_id);
+    req.set_page_size(100);
+    v1::TimelineResponse resp;
+    grpc::ClientContext ctx;
+    auto s = query_->ListPersonTimeline(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    std::vector<std::string> out;
+    for (const auto& e : resp.events()) out.push_back(e.event_id());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  std::string MembershipRole(const std::string& person_id) {
+    v1::ListPersonMembershipsRequest req;
+    req.set_person_id(person_id);
+    v1::ListMembershipsResponse resp;
+    grpc::ClientContext ctx;
+    auto s = query_->ListPersonMemberships(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.memberships_size() == 1 ? resp.memberships(0).role()
+                                        : "(" + std::to_string(resp.memberships_size()) + ")";
+  }
+  grpc::Status Unlink(const v1::UnlinkRequest& req, v1::UnlinkResponse* out) {
+    grpc::ClientContext ctx;
+    return admin_->Unlink(&ctx, req, out);
+  }
+  v1::UnlinkResponse UnlinkPair(const v1::Identifier& a, const v1::Identifier& b) {
+    v1::UnlinkRequest req;
+    *req.mutable_a() = a;
+    *req.mutable_b() = b;
+    req.set_reason("different people");
+    v1::UnlinkResponse out;
+    auto s = Unlink(req, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+  v1::EraseResponse Erase(const v1::EraseRequest& req, grpc::Status* status = nullptr) {
+    v1::EraseResponse out;
+    grpc::ClientContext ctx;
+    auto s = admin_->Erase(&ctx, req, &out);
+    if (status) {
+      *status = s;
+    } else {
+      EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+    return out;
+  }
+  /// A full rebuild must leave every resolved and final table exactly as it is.
+  void ExpectRebuildAgrees(const std::string& when) {
+    const auto before = DumpResolvedTables(url_);
+    v1::RebuildRequest req;
+    req.set_wait(true);
+    v1::RebuildResponse resp;
+    grpc::ClientContext ctx;
+    auto s = admin_->Rebuild(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    const auto after = DumpResolvedTables(url_);
+    for (const auto& [table, rows] : before) {
+      EXPECT_EQ(rows, after.at(table)) << when << ": table " << table
+                                       << " differs after a rebuild: " << FirstDifference(rows, after.at(table));
+    }
+  }
+  /// Rows of every table of the schema whose text holds `needle`, as "table: n" lines ("" when none).
+  std::string TablesHolding(const std::string& needle) {
+    std::string out;
+    pqxx::connection c(url_);
+    pqxx::nontransaction n(c);
+    for (const auto& row : n.exec("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")) {
+      const std::string t = row[0].c_str();
+      const auto cnt =
+          n.exec("SELECT count(*) FROM " + t + " x WHERE x::text LIKE " + n.quote("%" + needle + "%"))[0][0]
+              .as<long long>();
+      if (cnt > 0) out += t + ": " + std::to_string(cnt) + "\n";
+    }
+    return out;
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::IngestService::Stub> ingest_;
+  std::unique_ptr<v1::QueryService::Stub> query_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+};
+
+// Role accounts off: the deployment the story comes from, where support@ was a linking identifier.
+constexpr const char* kRoleAccountsOff = "[email]\nrole_accounts = off\n";
+
+std::vector<v1::Event> SupportStory() {
+  return {
+      MakeEvent("crm-alice", 0,
+                {{{{"email", "alice@acme.io"}, {"email", "support@acme.io"}}, {{"name", "Alice"}, {"title", "CTO"}}}},
+                {{"alice@acme.io", "cto"}}),
+      MakeEvent("crm-bob", 1,
+                {{{{"email", "bob@acme.io"}, {"email", "support@acme.io"}}, {{"name", "Bob"}, {"title", "CFO"}}}},
+                {{"bob@acme.io", "cfo"}}),
+      MakeEvent("mail-alice", 2, {{{{"email", "alice@acme.io"}}, {}, "sender"}}),
+      MakeEvent("mail-bob", 3, {{{{"email", "bob@acme.io"}}, {}, "sender"}})};
+}
+
+TEST_F(UnlinkErasureTest, SupportStoryUnlinkGivesBothPersonsBackAndHolds) {
+  Start(kRoleAccountsOff);
+  Ingest(SupportStory());
+  const std::string merged = PersonOf("email", "alice@acme.io");
+  ASSERT_FALSE(merged.empty());
+  ASSERT_EQ(PersonOf("email", "bob@acme.io"), merged) << "the story starts with one wrongly merged person";
+
+  const auto r = UnlinkPair(Id("email", "Alice@ACME.io"), Id("email", "bob@acme.io"));  // normalized as at ingest
+  EXPECT_TRUE(r.created());
+  EXPECT_GT(r.rule().rule_id(), 0);
+  EXPECT_EQ(r.rule().reason(), "different people");
+  ASSERT_EQ(r.entity_ids_size(), 2);
+  EXPECT_EQ(r.entity_ids(0), merged) << "alice's part founded the person: it keeps the id";
+  EXPECT_NE(r.entity_ids(1), merged);
+  EXPECT_FALSE(r.entity_ids(1).empty());
+
+  v1::Person alice, bob;
+  ASSERT_EQ(PersonOf("email", "alice@acme.io", &alice), r.entity_ids(0));
+  ASSERT_EQ(PersonOf("email", "bob@acme.io", &bob), r.entity_ids(1));
+  EXPECT_EQ(alice.name(), "Alice");
+  EXPECT_EQ(alice.title(), "CTO");
+  EXPECT_EQ(alice.email(), "alice@acme.io");
+  EXPECT_EQ(bob.name(), "Bob");
+  EXPECT_EQ(bob.title(), "CFO");
+  EXPECT_EQ(bob.email(), "bob@acme.io");
+  EXPECT_EQ(MembershipRole(alice.person_id()), "cto");
+  EXPECT_EQ(MembershipRole(bob.person_id()), "cfo");
+  // support@ stays with the part that saw it first; bob's timeline is his own events.
+  EXPECT_EQ(Timeline(bob.person_id()), (std::vector<std::string>{"crm-bob", "mail-bob"}));
+  const auto at = Timeline(alice.person_id());
+  EXPECT_TRUE(std::count(at.begin(), at.end(), "crm-alice") && std::count(at.begin(), at.end(), "mail-alice"));
+  EXPECT_FALSE(std::count(at.begin(), at.end(), "mail-bob"));
+
+  // Re-sending the rule changes nothing.
+  const auto again = UnlinkPair(Id("email", "bob@acme.io"), Id("email", "alice@acme.io"));
+  EXPECT_FALSE(again.created());
+  EXPECT_EQ(again.rule().rule_id(), r.rule().rule_id());
+
+  // A new event carrying the same link does not merge them again: quarantined with the rule as reason.
+  Ingest({MakeEvent("crm-both", 4, {{{{"email", "alice@acme.io"}, {"email", "bob@acme.io"}}}})});
+  EXPECT_NE(PersonOf("email", "alice@acme.io"), PersonOf("email", "bob@acme.io"));
+  v1::ListQuarantinedEdgesRequest lq;
+  v1::ListQuarantinedEdgesResponse qs;
+  grpc::ClientContext qctx;
+  ASSERT_TRUE(admin_->ListQuarantinedEdges(&qctx, lq, &qs).ok());
+  bool found = false;
+  for (const auto& q : qs.edges()) {
+    found |= q.event_id() == "crm-both" && q.reason() == "cannot-link rule " + std::to_string(r.rule().rule_id());
+  }
+  EXPECT_TRUE(found) << qs.DebugString();
+
+  v1::ListLinkRulesResponse rules;
+  grpc::ClientContext lctx;
+  ASSERT_TRUE(admin_->ListLinkRules(&lctx, v1::ListLinkRulesRequest(), &rules).ok());
+  ASSERT_EQ(rules.rules_size(), 1);
+  EXPECT_EQ(rules.rules(0).a().value(), "alice@acme.io");
+
+  ExpectRebuildAgrees("after unlink and a later event");
+  EXPECT_EQ(PersonOf("email", "alice@acme.io"), r.entity_ids(0));
+  EXPECT_EQ(PersonOf("email", "bob@acme.io"), r.entity_ids(1));
+}
+
+TEST_F(UnlinkErasureTest, ChainSplitsInTheMiddleAndRemovingTheRuleMergesAgain) {
+  Start(kRoleAccountsOff);
+  Ingest({MakeEvent("c1", 0, {{{{"user_id", "A"}, {"email", "b@x.io"}}, {{"name", "AB"}}}}),
+          MakeEvent("c2", 1, {{{{"email", "b@x.io"}, {"email", "c@x.io"}}}}),
+          MakeEvent("c3", 2, {{{{"email", "c@x.io"}, {"email", "d@x.io"}}, {{"name", "CD"}}}})});
+  const std::string all = PersonOf("user_id", "A");
+  ASSERT_EQ(PersonOf("email", "d@x.io"), all);
+  v1::Person p;
+  PersonOf("user_id", "A", &p);
+  EXPECT_EQ(p.name(), "CD");
+
+  const auto r = UnlinkPair(Id("email", "b@x.io"), Id("email", "c@x.io"));
+  const std::string ab = PersonOf("user_id", "A", &p);
+  EXPECT_EQ(ab, all);
+  EXPECT_EQ(PersonOf("email", "b@x.io"), ab);
+  EXPECT_EQ(p.name(), "AB") << "traits recomputed from the part's own rows";
+  v1::Person cd;
+  EXPECT_EQ(PersonOf("email", "d@x.io", &cd), PersonOf("email", "c@x.io"));
+  EXPECT_NE(cd.person_id(), ab);
+  EXPECT_EQ(cd.name(), "CD");
+  EXPECT_EQ(cd.identifiers_size(), 2);
+  ExpectRebuildAgrees("after the chain split");
+
+  v1::RemoveLinkRuleRequest rm;
+  rm.set_rule_id(r.rule().rule_id());
+  v1::UnlinkResponse removed;
+  grpc::ClientContext ctx;
+  auto s = admin_->RemoveLinkRule(&ctx, rm, &removed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(PersonOf("email", "d@x.io"), all) << "removing the rule merges what the log links";
+  EXPECT_EQ(PersonOf("user_id", "A", &p), all);
+  EXPECT_EQ(p.name(), "CD");
+  ExpectRebuildAgrees("after removing the rule");
+  grpc::ClientContext ctx2;
+  EXPECT_EQ(admin_->RemoveLinkRule(&ctx2, rm, &removed).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(UnlinkErasureTest, UnlinkErrorsNameWhatIsWrong) {
+  Start(kRoleAccountsOff);
+  Ingest(SupportStory());
+  v1::UnlinkRequest req;
+  v1::UnlinkResponse out;
+  EXPECT_EQ(Unlink(req, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  *req.mutable_a() = Id("email", "alice@acme.io");
+  *req.mutable_b() = Id("email", "nobody@acme.io");
+  req.set_reason("x");
+  auto s = Unlink(req, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("b: no person identifier of type 'email'"), std::string::npos) << s.error_message();
+  EXPECT_EQ(s.error_message().find("nobody"), std::string::npos) << "no identifier value in errors";
+  req.clear_reason();
+  *req.mutable_b() = Id("email", "bob@acme.io");
+  s = Unlink(req, &out);
+  EXPECT_NE(s.error_message().find("reason"), std::string::npos) << s.error_message();
+  // An edge rule: the event's link is wrong.
+  v1::UnlinkRequest edge;
+  edge.set_event_id("crm-bob");
+  edge.set_edge_id("nope");
+  edge.set_reason("wrong sync");
+  s = Unlink(edge, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("edge_id 'nope'"), std::string::npos) << s.error_message();
+}
+
+TEST_F(UnlinkErasureTest, SuppressedEdgeRuleDetachesThatEventsLink) {
+  Start(kRoleAccountsOff);
+  Ingest(SupportStory());
+  // The edge of crm-bob's mention, as ingest derived it (the event's only person mention).
+  const std::string edge =
+      QueryScalar(url_, "SELECT edge_id FROM person_identifiers WHERE event_id = 'crm-bob' LIMIT 1");
+  ASSERT_FALSE(edge.empty());
+  v1::UnlinkRequest req;
+  req.set_event_id("crm-bob");
+  req.set_edge_id(edge);
+  req.set_reason("this sync joined two people");
+  v1::UnlinkResponse out;
+  auto s = Unlink(req, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_NE(PersonOf("email", "alice@acme.io"), PersonOf("email", "bob@acme.io"));
+  ExpectRebuildAgrees("after an edge rule");
+}
+
+TEST_F(UnlinkErasureTest, BlocklistChangeAppliedByRebuildSplitsTheSupportCase) {
+  Start(kRoleAccountsOff);
+  Ingest(SupportStory());
+  ASSERT_EQ(PersonOf("email", "alice@acme.io"), PersonOf("email", "bob@acme.io"));
+  // The operator adds support@ to the blocklist (here: role accounts back on), reloads, and rebuilds.
+  SetProtection("[blocklist]\nemail = support@acme.io\n");
+  v1::RebuildRequest req;
+  req.set_wait(true);
+  v1::RebuildResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->Rebuild(&ctx, req, &resp).ok());
+  EXPECT_NE(PersonOf("email", "alice@acme.io"), PersonOf("email", "bob@acme.io"));
+  EXPECT_EQ(PersonOf("email", "support@acme.io"), "") << "a blocked identifier resolves nowhere";
+  EXPECT_EQ(QueryScalar(url_,
+                        "SELECT count(*) FROM person_identifiers WHERE identifier_value = 'support@acme.io' "
+                        "AND is_blocked"),
+            "2");
+}
+
+constexpr const char* kEve = "eve@evil.io";
+constexpr const char* kEveUser = "u-eve-7";
+
+std::vector<v1::Event> EveAndFrank() {
+  return {MakeEvent("x1", 0, {{{{"email", kEve}, {"user_id", kEveUser}}, {{"name", "Eve Adams"}}}}),
+          MakeEvent("x2", 1,
+                    {{{{"email", kEve}}, {{"title", "Spy"}}, "sender"},
+                     {{{"email", "frank@x.io"}}, {{"name", "Frank"}}, "recipient"}}),
+          MakeEvent("x3", 2, {{{{"email", "frank@x.io"}}}}),
+          MakeEvent("x4", 3, {{{{"email", kEve}}}}, {{kEve, "member"}, {"frank@x.io", "member"}})};
+}
+
+TEST_F(UnlinkErasureTest, ErasureLeavesNothingOfThePersonAndIsSuppressedAtIngest) {
+  Start(kRoleAccountsOff);
+  Ingest(EveAndFrank());
+  const std::string eve = PersonOf("email", kEve);
+  const std::string frank = PersonOf("email", "frank@x.io");
+  ASSERT_FALSE(eve.empty());
+  ASSERT_NE(eve, frank);
+
+  // Dry run: counts, nothing changed.
+  v1::EraseRequest dry;
+  dry.set_dry_run(true);
+  auto* t = dry.add_targets();
+  *t->mutable_identifier() = Id("email", "EVE@evil.io");
+  const auto before = DumpResolvedTables(url_);
+  const std::string events_before = QueryScalar(url_, "SELECT count(*) FROM events");
+  const auto d = Erase(dry);
+  EXPECT_TRUE(d.dry_run());
+  EXPECT_TRUE(d.operation_id().empty());
+  ASSERT_EQ(d.outcomes_size(), 1);
+  EXPECT_EQ(d.outcomes(0).outcome(), "would_erase");
+  EXPECT_EQ(d.outcomes(0).identifiers(), 2);
+  EXPECT_EQ(d.counts().at("events"), 1) << "x1 only: x2 and x4 have other participants";
+  EXPECT_EQ(d.counts().at("persons"), 1);
+  EXPECT_EQ(d.counts().at("resolved_person_identifiers"), 2);
+  EXPECT_EQ(d.counts().at("membership_identifiers"), 1);
+  EXPECT_GE(d.counts().at("person_identifiers"), 4);
+  ASSERT_EQ(d.entity_ids_size(), 1);
+  EXPECT_EQ(d.entity_ids(0), eve);
+  EXPECT_EQ(DumpResolvedTables(url_), before);
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM events"), events_before);
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM erasures"), "0");
+
+  ASSERT_NE(TablesHolding(kEve), "") << "the scan sees the person before the erasure";
+  // The real run, by entity id.
+  v1::EraseRequest real;
+  real.set_request_id("ticket-4711");
+  real.add_targets()->set_entity_id(eve);
+  const auto e = Erase(real);
+  EXPECT_FALSE(e.operation_id().empty());
+  EXPECT_FALSE(e.replayed());
+  ASSERT_EQ(e.outcomes_size(), 1);
+  EXPECT_EQ(e.outcomes(0).outcome(), "erased");
+  EXPECT_EQ(e.counts().at("events"), 1);
+  EXPECT_EQ(e.erased_hashes_size(), 2);
+
+  for (const std::string& needle :
+       {std::string(kEve), std::string(kEveUser), std::string("Eve Adams"), std::string("Spy"), eve}) {
+    EXPECT_EQ(TablesHolding(needle), "") << "'" << needle << "' remains";
+  }
+  EXPECT_EQ(PersonOf("email", kEve), "");
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM events WHERE event_id = 'x1'"), "0");
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM events WHERE event_id IN ('x2', 'x4')"), "2");
+  v1::Person f;
+  EXPECT_EQ(PersonOf("email", "frank@x.io", &f), frank);
+  EXPECT_EQ(f.name(), "Frank");
+  EXPECT_EQ(Timeline(frank), (std::vector<std::string>{"x2", "x3"}));
+  EXPECT_EQ(MembershipRole(frank), "member");
+  // The audit: an entry naming the operation, and the erasure record (hashes only: the scan above covers it).
+  v1::ListAuditLogResponse audit;
+  grpc::ClientContext actx;
+  auto as = admin_->ListAuditLog(&actx, v1::ListAuditLogRequest(), &audit);
+  if (as.ok()) {  // open mode has an audit log only when authentication runs; the erasure record always exists
+    bool seen = false;
+    for (const auto& a : audit.entries()) seen |= a.target() == "erasure:" + e.operation_id();
+    EXPECT_TRUE(seen);
+  }
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM erasures WHERE operation_id = '" + e.operation_id() +
+                                  "' AND cardinality(erased_hashes) = 2 AND 'erased' = ALL(outcomes)"),
+            "1");
+  ExpectRebuildAgrees("after the erasure");
+
+  // Re-sending the request: its recorded result, nothing erased again.
+  const auto dump = DumpResolvedTables(url_);
+  const auto replay = Erase(real);
+  EXPECT_TRUE(replay.replayed());
+  EXPECT_EQ(replay.operation_id(), e.operation_id());
+  EXPECT_EQ(replay.counts().at("events"), 1);
+  // A second erasure of the same person (new request): a clean no-op.
+  v1::EraseRequest second;
+  second.set_request_id("ticket-4712");
+  *second.add_targets()->mutable_identifier() = Id("email", kEve);
+  const auto s2 = Erase(second);
+  ASSERT_EQ(s2.outcomes_size(), 1);
+  EXPECT_EQ(s2.outcomes(0).outcome(), "not_found");
+  EXPECT_EQ(DumpResolvedTables(url_), dump);
+
+  // The identifier comes back with an event: suppressed at ingest.
+  auto resp = Ingest({MakeEvent("x5", 4, {{{{"email", kEve}}, {{"name", "Eve again"}}}, {{{"email", "frank@x.io"}}}}),
+                      MakeEvent("x6", 5, {{{{"email", kEve}}}})});
+  EXPECT_EQ(resp.accepted(), 2);
+  EXPECT_EQ(resp.suppressed_identifiers(), 2);
+  EXPECT_EQ(resp.suppressed_events(), 1);
+  EXPECT_EQ(TablesHolding(kEve), "");
+  EXPECT_EQ(TablesHolding("Eve again"), "");
+  EXPECT_EQ(Timeline(frank), (std::vector<std::string>{"x2", "x3", "x5"}));
+
+  // Lifting the suppression lets it in again.
+  v1::ListSuppressionsResponse sup;
+  grpc::ClientContext sctx;
+  ASSERT_TRUE(admin_->ListSuppressions(&sctx, v1::ListSuppressionsRequest(), &sup).ok());
+  EXPECT_EQ(sup.suppressions_size(), 2);
+  v1::LiftSuppressionRequest lift;
+  *lift.mutable_identifier() = Id("email", kEve);
+  v1::LiftSuppressionResponse lifted;
+  grpc::ClientContext lctx;
+  ASSERT_TRUE(admin_->LiftSuppression(&lctx, lift, &lifted).ok());
+  grpc::ClientContext lctx2;
+  EXPECT_EQ(admin_->LiftSuppression(&lctx2, lift, &lifted).error_code(), grpc::StatusCode::NOT_FOUND);
+  Ingest({MakeEvent("x7", 6, {{{{"email", kEve}}}})});
+  EXPECT_FALSE(PersonOf("email", kEve).empty());
+}
+
+TEST_F(UnlinkErasureTest, ErasingOneIdentifierSplitsWhatItHeldTogether) {
+  Start(kRoleAccountsOff);
+  Ingest({MakeEvent("c1", 0, {{{{"email", "a@x.io"}, {"email", "b@x.io"}}}}),
+          MakeEvent("c2", 1, {{{{"email", "b@x.io"}, {"email", "c@x.io"}}}})});
+  ASSERT_EQ(PersonOf("email", "a@x.io"), PersonOf("email", "c@x.io"));
+  v1::EraseRequest req;
+  req.set_request_id("r1");
+  auto* t = req.add_targets();
+  *t->mutable_identifier() = Id("email", "b@x.io");
+  t->set_identifier_only(true);
+  const auto e = Erase(req);
+  ASSERT_EQ(e.outcomes_size(), 1);
+  EXPECT_EQ(e.outcomes(0).outcome(), "erased");
+  EXPECT_EQ(e.outcomes(0).identifiers(), 1);
+  EXPECT_EQ(PersonOf("email", "b@x.io"), "");
+  EXPECT_FALSE(PersonOf("email", "a@x.io").empty());
+  EXPECT_FALSE(PersonOf("email", "c@x.io").empty());
+  EXPECT_NE(PersonOf("email", "a@x.io"), PersonOf("email", "c@x.io"));
+  EXPECT_EQ(TablesHolding("b@x.io"), "");
+  ExpectRebuildAgrees("after erasing one identifier");
+  // Bad inputs are per-input outcomes, not a failed request.
+  v1::EraseRequest bad;
+  bad.set_request_id("r2");
+  bad.add_targets()->set_entity_id("nope");
+  const auto b = Erase(bad);
+  ASSERT_EQ(b.outcomes_size(), 1);
+  EXPECT_EQ(b.outcomes(0).outcome(), "failed");
+  v1::EraseRequest no_id;
+  no_id.add_targets()->set_entity_id("per_x");
+  grpc::Status st;
+  Erase(no_id, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("request_id"), std::string::npos);
+}
+
+TEST_F(UnlinkErasureTest, HttpMirrors) {
+  Start(kRoleAccountsOff);
+  Ingest(SupportStory());
+  const int port = app_->http_port();
+  auto r =
+      HttpPost(port, "/v1/admin/link-rules",
+               R"({"a": {"type": "email", "value": "alice@acme.io"}, "b": {"type": "email", "value": "bob@acme.io"},
+                        "reason": "two colleagues"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"created\":true"), std::string::npos) << r.body;
+  r = HttpGet(port, "/v1/admin/link-rules");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("two colleagues"), std::string::npos) << r.body;
+  r = HttpPost(port, "/v1/admin/erasures",
+               R"({"dry_run": true, "targets": [{"identifier": {"type": "email", "value": "bob@acme.io"}}]})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("would_erase"), std::string::npos) << r.body;
+  r = HttpPost(port, "/v1/admin/erasures", R"({"targets": [{"entity_id": "per_x"}]})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("request_id"), std::string::npos) << r.body;
+  r = HttpPost(port, "/v1/admin/link-rules/1:remove", "");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(PersonOf("email", "alice@acme.io"), PersonOf("email", "bob@acme.io"));
+  r = HttpGet(port, "/v1/admin/suppressions");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+}  // namespace
+}  // namespace nexus::testing

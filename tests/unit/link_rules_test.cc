@@ -1,0 +1,243 @@
+// Link rules (issue 15) in resolver::Engine, without PostgreSQL.
+//
+// Random streams of edges over a small identifier space, with random cannot-link and suppressed-edge rules,
+// are resolved by the engine (in random batch cuts) and by a deliberately naive oracle that never calls the
+// engine: it keeps the applied edges as a plain list and, for every new edge, finds the components it would
+// join by BFS over the applied edges, refuses it when a suppressed-edge rule names it or when the union would
+// hold both sides of a cannot-link rule, and otherwise adds it. The final partitions must be equal, no entity
+// may hold both sides of a rule, and the refused edges must be exactly the engine's quarantined ones.
+//
+// Env: NEXUS_SEED (base seed; random when unset, always printed), NEXUS_LINK_STREAMS (default 300).
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "resolver/engine.h"
+#include "resolver/protection.h"
+
+namespace nexus::resolver {
+namespace {
+
+using Ident = std::pair<std::string, std::string>;
+
+uint64_t BaseSeed() {
+  static const uint64_t seed = [] {
+    uint64_t s = std::random_device{}();
+    if (const char* e = std::getenv("NEXUS_SEED")) s = std::strtoull(e, nullptr, 10);
+    std::cout << "link rules: NEXUS_SEED=" << s << "\n";
+    return s;
+  }();
+  return seed;
+}
+
+struct Edge {
+  std::string event_id;
+  std::vector<Ident> ids;
+};
+
+/// The naive oracle: applied edges as a list, components by BFS.
+struct Oracle {
+  std::vector<Edge> applied;
+  std::set<Ident> seen;
+  std::set<std::string> refused;  // event ids
+
+  std::set<Ident> ComponentOf(const Ident& start) const {
+    std::set<Ident> out{start};
+    std::deque<Ident> q{start};
+    while (!q.empty()) {
+      const Ident cur = q.front();
+      q.pop_front();
+      for (const auto& e : applied) {
+        if (std::find(e.ids.begin(), e.ids.end(), cur) == e.ids.end()) continue;
+        for (const auto& o : e.ids) {
+          if (out.insert(o).second) q.push_back(o);
+        }
+      }
+    }
+    return out;
+  }
+
+  void Apply(const Edge& e, const std::vector<LinkRule>& rules) {
+    bool any_unseen = false;
+    for (const auto& i : e.ids) any_unseen |= seen.insert(i).second;
+    for (const auto& r : rules) {
+      if (!r.cannot_link && r.event_id == e.event_id && r.edge_id == e.event_id + "#0") {
+        // The engine quarantines a suppressed edge unless it changes nothing (all its identifiers known and
+        // in one component already).
+        if (any_unseen || Unites(e)) refused.insert(e.event_id);
+        return;
+      }
+    }
+    std::set<Ident> uni;
+    for (const auto& i : e.ids) {
+      const auto c = ComponentOf(i);
+      uni.insert(c.begin(), c.end());
+    }
+    for (const auto& r : rules) {
+      if (r.cannot_link && uni.count(r.a) && uni.count(r.b)) {
+        refused.insert(e.event_id);  // both sides in the union: the edge joins two parts, always refused
+        return;
+      }
+    }
+    applied.push_back(e);
+  }
+  /// Whether the edge would join anything (an edge inside one component is not quarantined by the engine).
+  bool Unites(const Edge& e) const {
+    if (e.ids.size() < 2) return false;
+    const auto first = ComponentOf(e.ids.front());
+    for (const auto& i : e.ids) {
+      if (!first.count(i)) return true;
+    }
+    return false;
+  }
+};
+
+Ident RandomIdent(std::mt19937_64& rng, int space) {
+  const int v = std::uniform_int_distribution<int>(0, space - 1)(rng);
+  return {v % 3 == 0 ? "user_id" : "email", "v" + std::to_string(v)};
+}
+
+TEST(LinkRules, EngineAgreesWithNaiveOracleOnRandomStreams) {
+  int streams = 300;
+  if (const char* e = std::getenv("NEXUS_LINK_STREAMS")) streams = std::atoi(e);
+  for (int n = 0; n < streams; ++n) {
+    const uint64_t seed = BaseSeed() + static_cast<uint64_t>(n);
+    std::mt19937_64 rng(seed);
+    const int space = 4 + static_cast<int>(rng() % 12);
+    const int nedges = 1 + static_cast<int>(rng() % 25);
+    std::vector<Edge> edges;
+    for (int i = 0; i < nedges; ++i) {
+      Edge e{"ev" + std::to_string(i), {}};
+      const int k = 1 + static_cast<int>(rng() % 3);
+      for (int j = 0; j < k; ++j) {
+        Ident id = RandomIdent(rng, space);
+        if (std::find(e.ids.begin(), e.ids.end(), id) == e.ids.end()) e.ids.push_back(id);
+      }
+      edges.push_back(e);
+    }
+    std::vector<LinkRule> rules;
+    const int nrules = static_cast<int>(rng() % 4);
+    for (int r = 0; r < nrules; ++r) {
+      LinkRule rule;
+      rule.rule_id = r + 1;
+      if (rng() % 4 == 0) {
+        rule.cannot_link = false;
+        rule.event_id = edges[rng() % edges.size()].event_id;
+        rule.edge_id = rule.event_id + "#0";
+      } else {
+        rule.a = RandomIdent(rng, space);
+        rule.b = RandomIdent(rng, space);
+        if (rule.a == rule.b) continue;
+      }
+      rules.push_back(rule);
+    }
+    // Engine: random batch cuts.
+    Engine engine("salt", 1);
+    engine.SetLinkRules(rules);
+    std::set<std::string> quarantined;
+    size_t i = 0;
+    while (i < edges.size()) {
+      const size_t len = 1 + rng() % 5;
+      BatchInput in;
+      int64_t row = 1;
+      for (size_t j = i; j < std::min(edges.size(), i + len); ++j) {
+        const uint32_t ev = static_cast<uint32_t>(in.events.size());
+        in.events.push_back({edges[j].event_id, 1000 + static_cast<int64_t>(j), 0, "t", "s"});
+        for (const auto& id : edges[j].ids) {
+          in.identifiers[0].push_back({ev, row++, edges[j].event_id + "#0", id.first, id.second, "r", false});
+        }
+      }
+      const auto d = engine.Apply(in, ProtectionConfig::Unlimited());
+      for (const auto& q : d.kinds[0].quarantined) quarantined.insert(in.events[q.event].event_id);
+      i += len;
+    }
+    Oracle oracle;
+    for (const auto& e : edges) oracle.Apply(e, rules);
+    SCOPED_TRACE("NEXUS_SEED=" + std::to_string(seed) + " NEXUS_LINK_STREAMS=1");
+    EXPECT_EQ(quarantined, oracle.refused);
+    // Same partition: two identifiers share an engine entity iff they share an oracle component.
+    std::vector<Ident> all(oracle.seen.begin(), oracle.seen.end());
+    for (size_t a = 0; a < all.size(); ++a) {
+      const auto comp = oracle.ComponentOf(all[a]);
+      for (size_t b = a + 1; b < all.size(); ++b) {
+        const bool same_engine = engine.EntityOf(EntityKind::kPerson, all[a].first, all[a].second) ==
+                                 engine.EntityOf(EntityKind::kPerson, all[b].first, all[b].second);
+        ASSERT_EQ(same_engine, comp.count(all[b]) > 0)
+            << all[a].second << " vs " << all[b].second << " (stream " << n << ")";
+      }
+    }
+    for (const auto& r : rules) {
+      if (!r.cannot_link) continue;
+      const auto ea = engine.EntityOf(EntityKind::kPerson, r.a.first, r.a.second);
+      if (!ea.empty()) {
+        EXPECT_NE(ea, engine.EntityOf(EntityKind::kPerson, r.b.first, r.b.second));
+      }
+    }
+  }
+}
+
+TEST(LinkRules, CannotLinkQuarantinesWithTheRuleAsReasonAndBindsReleasedEdges) {
+  Engine engine("salt", 1);
+  LinkRule rule;
+  rule.rule_id = 7;
+  rule.a = {"email", "alice@acme.io"};
+  rule.b = {"email", "bob@acme.io"};
+  engine.SetLinkRules({rule});
+  BatchInput in;
+  in.events = {{"e1", 1, 0, "t", "crm"}, {"e2", 2, 0, "t", "crm"}};
+  in.identifiers[0] = {{0, 1, "e1#0", "email", "alice@acme.io", "contact", false},
+                       {0, 2, "e1#0", "email", "support@acme.io", "contact", false},
+                       {1, 3, "e2#0", "email", "bob@acme.io", "contact", false},
+                       {1, 4, "e2#0", "email", "support@acme.io", "contact", false}};
+  const auto d = engine.Apply(in, ProtectionConfig::Unlimited());
+  ASSERT_EQ(d.kinds[0].quarantined.size(), 1u);
+  EXPECT_EQ(d.kinds[0].quarantined[0].reason, "cannot-link rule 7");
+  EXPECT_EQ(engine.EntityOf(EntityKind::kPerson, "email", "alice@acme.io"),
+            engine.EntityOf(EntityKind::kPerson, "email", "support@acme.io"));
+  EXPECT_NE(engine.EntityOf(EntityKind::kPerson, "email", "alice@acme.io"),
+            engine.EntityOf(EntityKind::kPerson, "email", "bob@acme.io"));
+  // Releasing the quarantined edge does not override the rule.
+  std::string where;
+  engine.ApplyReleased(EntityKind::kPerson, "e2", "e2#0", {{"email", "bob@acme.io"}, {"email", "support@acme.io"}}, {},
+                       &where);
+  EXPECT_NE(engine.EntityOf(EntityKind::kPerson, "email", "alice@acme.io"),
+            engine.EntityOf(EntityKind::kPerson, "email", "bob@acme.io"));
+  // Without the rule the same log merges them.
+  Engine plain("salt", 1);
+  plain.Apply(in, ProtectionConfig::Unlimited());
+  EXPECT_EQ(plain.EntityOf(EntityKind::kPerson, "email", "alice@acme.io"),
+            plain.EntityOf(EntityKind::kPerson, "email", "bob@acme.io"));
+}
+
+TEST(LinkRules, RulesSetAfterLoadingTagTheLoadedClusters) {
+  Engine engine("salt", 1);
+  engine.LoadEntity(EntityKind::kPerson, MakeEntityId(EntityKind::kPerson, "salt", "email", "a"), 1, 1);
+  engine.LoadIdentifier(EntityKind::kPerson, "email", "a", MakeEntityId(EntityKind::kPerson, "salt", "email", "a"), "s",
+                        1, 1);
+  engine.LoadEntity(EntityKind::kPerson, MakeEntityId(EntityKind::kPerson, "salt", "email", "b"), 1, 2);
+  engine.LoadIdentifier(EntityKind::kPerson, "email", "b", MakeEntityId(EntityKind::kPerson, "salt", "email", "b"), "s",
+                        1, 1);
+  engine.FinishLoad();
+  LinkRule rule;
+  rule.rule_id = 3;
+  rule.a = {"email", "a"};
+  rule.b = {"email", "b"};
+  engine.SetLinkRules({rule});
+  BatchInput in;
+  in.events = {{"e1", 5, 0, "t", "s"}};
+  in.identifiers[0] = {{0, 1, "e1#0", "email", "a", "r", false}, {0, 2, "e1#0", "email", "b", "r", false}};
+  const auto d = engine.Apply(in, ProtectionConfig::Unlimited());
+  ASSERT_EQ(d.kinds[0].quarantined.size(), 1u);
+  EXPECT_EQ(d.kinds[0].quarantined[0].reason, "cannot-link rule 3");
+}
+
+}  // namespace
+}  // namespace nexus::resolver
