@@ -67,7 +67,9 @@ HttpRequest ToRequest(const http::request<http::string_body>& req) {
       rest = rest.substr(amp + 1);
     }
   }
-  for (const auto field : {http::field::authorization, http::field::content_type, http::field::content_encoding}) {
+  for (const auto field :
+       {http::field::authorization, http::field::content_type, http::field::content_encoding, http::field::origin,
+        http::field::access_control_request_method, http::field::access_control_request_headers}) {
     if (auto it = req.find(field); it != req.end()) {
       std::string name(it->name_string());
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -261,6 +263,7 @@ struct HttpServer::Impl {
       res = http::response<http::string_body>(static_cast<http::status>(out.status), req.version());
       res.set(http::field::server, "nexusd");
       res.set(http::field::content_type, out.content_type);
+      for (const auto& [name, value] : out.headers) res.set(name, value);
       res.keep_alive(keep_alive);
       res.body() = std::move(out.body);
       res.prepare_payload();

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>  // Boost 1.74 asio (awaitable.hpp) uses std::exchange without including it
+#include <vector>
 
 namespace nexus::server {
 
@@ -16,7 +17,8 @@ struct HttpRequest {
   std::string method;                          ///< "GET", "POST", ...
   std::string path;                            ///< decoded path without the query string
   std::map<std::string, std::string> query;    ///< decoded query parameters (last one wins)
-  std::map<std::string, std::string> headers;  ///< authorization, content-type, content-encoding; lower-case names
+  /// authorization, content-type, content-encoding, origin, access-control-request-method/-headers; lower-case names
+  std::map<std::string, std::string> headers;
   std::string body;
 };
 
@@ -24,6 +26,8 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  /// Extra response headers (name, value), e.g. Content-Security-Policy or CORS.
+  std::vector<std::pair<std::string, std::string>> headers{};
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;

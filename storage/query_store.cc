@@ -135,10 +135,12 @@ constexpr Templates kSearch{
     " UNION ALL"
     " SELECT t.@E_id, 'trait:@NAME', t.@NAME, " NEXUS_SEARCH_SCORE("t.@NAME")
     "  FROM @T t WHERE t.@NAME ILIKE '%' || $4 || '%' OR t.@NAME ILIKE '%' || $5 || '%'"
+    // A value can match twice (exactly after normalization and as a fragment): once, with its best score.
+    "), u AS (SELECT id, t, v, max(s) AS s FROM m GROUP BY id, t, v"
     "), best AS ("
     " SELECT id, round(max(s)::numeric, 6) AS score,"
     "  (array_agg(t ORDER BY s DESC, t, v))[1:5] AS ts, (array_agg(v ORDER BY s DESC, t, v))[1:5] AS vs"
-    " FROM m GROUP BY id)"
+    " FROM u GROUP BY id)"
     " SELECT b.id, b.score, b.ts, b.vs, coalesce(e.@NAME, ''), coalesce(e.@MAIL, ''),"
     "  coalesce((SELECT i.identifier_value FROM resolved_@E_identifiers i WHERE i.@E_id = b.id"
     "            ORDER BY i.identifier_type, i.identifier_value LIMIT 1), '')"

@@ -77,6 +77,7 @@ HttpResult HttpRaw(int port, const std::string& req) {
     while (!r.content_type.empty() && r.content_type.front() == ' ') r.content_type.erase(0, 1);
   }
   r.body = raw.substr(header_end + 4);
+  r.headers = lower;
   return r;
 }
 

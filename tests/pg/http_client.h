@@ -9,6 +9,7 @@ struct HttpResult {
   int status = 0;
   std::string content_type;
   std::string body;
+  std::string headers;  ///< the status line and header block, lower-cased (for header checks)
 };
 
 /// Sends one request to 127.0.0.1:port; throws std::runtime_error on socket errors. `headers` are extra raw
