@@ -422,6 +422,9 @@ grpc::Status QueryHandler::Search(EntityKind kind, const v1::SearchRequest& req,
   q.text = AsciiLower(text);
   q.pattern = LikeEscape(q.text);
   q.alt_pattern = q.pattern;
+  // Two characters hold no trigram: as a fragment they would read the whole index (seconds at 100k). They match
+  // values that start with them (a word start is a padded trigram the index has).
+  q.prefix_only = Utf8Length(text) < 3;
   // Email-, phone- and domain-looking queries are also normalized as lookups are and matched exactly.
   const bool has_at = text.find('@') != std::string::npos;
   const size_t digits = std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });

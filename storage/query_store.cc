@@ -115,7 +115,8 @@ constexpr Templates kMerges{
 // Search: exact normalized identifiers (primary key), identifier values and the name column by fragment (trigram
 // GIN indexes, migration 008). Per entity the best match scores; tiers keep exact > prefix > fragment.
 // $1/$2 exact (types, values), $3 the lower-cased query, $4/$5 LIKE-escaped fragments, ($6, $7) the keyset
-// cursor, $8 the limit.
+// cursor, $8 the limit, $9 '%' (fragments) or '' (prefixes only: short queries, whose padded word-start
+// trigrams the index can use, where a 2-character fragment has no trigram and would read the whole index).
 #define NEXUS_SEARCH_SCORE(col)                                    \
   "CASE WHEN lower(" col                                           \
   ") = $3 THEN 5.0"                                                \
@@ -131,10 +132,10 @@ constexpr Templates kSearch{
     " UNION ALL"
     " SELECT r.@E_id, r.identifier_type, r.identifier_value, " NEXUS_SEARCH_SCORE("r.identifier_value")
     "  FROM resolved_@E_identifiers r"
-    "  WHERE r.identifier_value ILIKE '%' || $4 || '%' OR r.identifier_value ILIKE '%' || $5 || '%'"
+    "  WHERE r.identifier_value ILIKE $9 || $4 || '%' OR r.identifier_value ILIKE $9 || $5 || '%'"
     " UNION ALL"
     " SELECT t.@E_id, 'trait:@NAME', t.@NAME, " NEXUS_SEARCH_SCORE("t.@NAME")
-    "  FROM @T t WHERE t.@NAME ILIKE '%' || $4 || '%' OR t.@NAME ILIKE '%' || $5 || '%'"
+    "  FROM @T t WHERE t.@NAME ILIKE $9 || $4 || '%' OR t.@NAME ILIKE $9 || $5 || '%'"
     // A value can match twice (exactly after normalization and as a fragment): once, with its best score.
     "), u AS (SELECT id, t, v, max(s) AS s FROM m GROUP BY id, t, v"
     "), best AS ("
@@ -592,7 +593,8 @@ SearchPage QueryStore::Search(EntityKind kind, const SearchQuery& q) {
     // The fragments are parameters: a generic plan cannot know they are selective and may scan the tables.
     tx.exec("SET LOCAL plan_cache_mode = force_custom_plan");
     auto r = db_.impl().Exec(tx, c, s.name, s.sql, detail::TextArray(types), detail::TextArray(values), q.text,
-                             q.pattern, q.alt_pattern, score, after_id, q.limit + 1);
+                             q.pattern, q.alt_pattern, score, after_id, q.limit + 1,
+                             std::string(q.prefix_only ? "" : "%"));
     for (const auto& row : r) {
       if (static_cast<int>(out.items.size()) == q.limit) {
         out.more = true;

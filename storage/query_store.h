@@ -146,6 +146,7 @@ struct SearchQuery {
   std::string alt_pattern;             ///< a second fragment (a phone query's digits); may equal `pattern`
   std::vector<resolver::IdKey> exact;  ///< normalized identifier candidates matched exactly
   std::optional<std::pair<int64_t, std::string>> after;  ///< keyset cursor (score in millionths, entity_id)
+  bool prefix_only = false;  ///< match values that start with the query, not fragments inside them
   int limit = 20;
 };
 
@@ -205,8 +206,8 @@ class QueryStore final {
 
   /// Ranked search over resolved identifier values and the final tables' name column (persons.name,
   /// groups.company_name). Scores: exact match [4, 5], prefix [2, 3], fragment [0, 1] (tier + pg_trgm
-  /// similarity); ties by entity_id. Fragments use ILIKE over trigram indexes; queries of 2 characters have no
-  /// trigram to narrow with and scan the index.
+  /// similarity); ties by entity_id. Fragments use ILIKE over trigram indexes; with `prefix_only` (the server
+  /// sets it for 2-character queries, which have no trigram of their own) values must start with the query.
   SearchPage Search(EntityKind kind, const SearchQuery& q);
   /// Profile with memberships (newest first, at most `membership_limit`) and the number of events.
   EntityProfileView GetProfile(EntityKind kind, const std::string& id, int membership_limit);

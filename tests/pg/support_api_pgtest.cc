@@ -274,13 +274,26 @@ TEST_F(SupportApiTest, SearchNormalizesEmailAndPhoneQueriesLikeLookups) {
   EXPECT_EQ(r.hits(0).matched_size(), 1) << r.DebugString();
 }
 
+TEST_F(SupportApiTest, TwoCharacterQueriesMatchPrefixesOnly) {
+  Ingest({EventSpec{.id = "e1", .persons = {{{{"user_id", "abxy"}}}}},
+          EventSpec{.id = "e2", .persons = {{{{"user_id", "xyab"}}}}},
+          EventSpec{.id = "e3", .persons = {{{{"user_id", "xyabc"}}}}}});
+  Resolve();
+  EXPECT_EQ(SearchIds("ab"), std::vector<std::string>{PersonId("user_id", "abxy")});
+  // From three characters on, fragments anywhere.
+  EXPECT_EQ(SearchIds("abc"), std::vector<std::string>{PersonId("user_id", "xyabc")});
+  const auto ids = SearchIds("yab");
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()),
+            (std::set<std::string>{PersonId("user_id", "xyab"), PersonId("user_id", "xyabc")}));
+}
+
 TEST_F(SupportApiTest, SearchTreatsLikeWildcardsLiterally) {
   Ingest({EventSpec{.id = "e1", .persons = {{{{"user_id", "a_b"}}}}},
           EventSpec{.id = "e2", .persons = {{{{"user_id", "axb"}}}}},
           EventSpec{.id = "e3", .persons = {{{{"user_id", "100%"}}}}}});
   Resolve();
   EXPECT_EQ(SearchIds("a_b"), std::vector<std::string>{PersonId("user_id", "a_b")});
-  EXPECT_EQ(SearchIds("0%"), std::vector<std::string>{PersonId("user_id", "100%")});
+  EXPECT_EQ(SearchIds("00%"), std::vector<std::string>{PersonId("user_id", "100%")});
   EXPECT_TRUE(SearchIds("%%").empty());
 }
 
