@@ -15,7 +15,9 @@ PACKAGES=(
   python3 python3-yaml
   python3-grpcio python3-protobuf  # docs/python's example and its test (nexusctl_pgtest)
   clang libclang-rt-14-dev
+  chromium
 )
+# chromium: the support page's browser test (tests/browser/ui_browser.py, headless, DevTools protocol over a pipe).
 # Node.js + npm for scripts/sdk-test.sh (the Segment/RudderStack SDK test), only when no node is installed: a
 # machine that has its own Node (the CI image has Node 20 in /usr/bin) keeps it. The Segment SDK needs node >= 20;
 # Debian 12's nodejs is 18, which sdk-test.sh reports.

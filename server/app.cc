@@ -17,6 +17,7 @@
 #include "server/metrics.h"
 #include "server/protection_holder.h"
 #include "server/query_service.h"
+#include "server/reflection_v1.h"
 #include "server/resolver_worker.h"
 #include "server/rpc_util.h"
 #include "server/version.h"
@@ -136,6 +137,7 @@ void App::Start() {
   http_api_ = std::make_unique<HttpApi>(
       *metrics_, [this](std::string* why) { return Ready(why); }, ingest_.get(), admin_.get(), query_.get(),
       auth_.get(), segment);
+  http_api_->SetCorsOrigins(config_.cors_origins);
   const uint64_t ingest_body = static_cast<uint64_t>(config_.limits.max_request_bytes);
   http_server_ = std::make_unique<HttpServer>(
       config_.http_listen, config_.http_threads, [this](const HttpRequest& r) { return http_api_->Handle(r); },
@@ -159,6 +161,12 @@ void App::Start() {
   builder.RegisterService(ingest_service_.get());
   builder.RegisterService(query_service_.get());
   builder.RegisterService(admin_service_.get());
+  // Reflection: gRPC's plugin serves v1alpha (all Debian 1.51 ships); v1 is ours (server/reflection_v1.cc).
+  reflection_v1_ = std::make_unique<ReflectionV1Service>(std::vector<std::string>{
+      v1::IngestService::service_full_name(), v1::QueryService::service_full_name(),
+      v1::AdminService::service_full_name(), "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+      grpc::reflection::v1::ServerReflection::service_full_name()});
+  builder.RegisterService(reflection_v1_.get());
   {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
     interceptors.push_back(MakeDecodeFailureInterceptorFactory(*metrics_));

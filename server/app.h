@@ -33,6 +33,7 @@ class QueryHandler;
 class QueryServiceImpl;
 class AdminHandler;
 class AdminServiceImpl;
+class ReflectionV1Service;
 class HttpApi;
 class HttpServer;
 
@@ -98,6 +99,7 @@ class App final {
   std::unique_ptr<IngestServiceImpl> ingest_service_;
   std::unique_ptr<QueryServiceImpl> query_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<HttpApi> http_api_;
   std::unique_ptr<HttpServer> http_server_;

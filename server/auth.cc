@@ -87,6 +87,11 @@ const std::map<std::string, Scope, std::less<>>& MethodScopes() {
       {"ExplainGroupLink", Scope::kRead},
       {"GetPersonHistory", Scope::kRead},
       {"GetGroupHistory", Scope::kRead},
+      {"SearchPersons", Scope::kRead},
+      {"SearchGroups", Scope::kRead},
+      {"GetPersonProfile", Scope::kRead},
+      {"GetGroupProfile", Scope::kRead},
+      {"GetEvent", Scope::kRead},
       // AdminService: every operator call, key management and the audit log
       {"GetResolverStatus", Scope::kAdmin},
       {"Rebuild", Scope::kAdmin},
@@ -108,6 +113,8 @@ const std::map<std::string, Scope, std::less<>>& MethodScopes() {
       {"http:/healthz", Scope::kOpen},
       {"http:/readyz", Scope::kOpen},
       {"http:/metrics", Scope::kMetrics},
+      // The support page's static files (no data; the page sends the user's key with its API calls)
+      {"http:/ui", Scope::kOpen},
       // Segment-compatible tracking API (/v1/identify, /v1/track, ..., /v1/batch): the write key is the API key
       {"http:/segment", Scope::kIngest},
   };

@@ -307,6 +307,34 @@ const std::vector<Option>& Options() {
         [](Config& c, const std::string& v) { return ParseTypeList(v, false, &c.segment_previous_id_types); });
     add("tls-client-ca", "(none)", "PEM CA file: require client certificates signed by it (mTLS); needs --tls-cert",
         StrField(&Config::tls_client_ca));
+    add("cors-origins", "(none: CORS off)",
+        "comma-separated browser origins (scheme://host[:port]) allowed to call the HTTP API cross-origin; only a "
+        "listed origin is echoed in Access-Control-Allow-Origin, preflights from others get 403",
+        [](Config& c, const std::string& v) -> std::string {
+          c.cors_origins.clear();
+          size_t start = 0;
+          while (start <= v.size()) {
+            const size_t comma = v.find(',', start);
+            std::string o = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+            o.erase(0, o.find_first_not_of(' '));
+            o.erase(o.find_last_not_of(' ') + 1);
+            if (!o.empty()) {
+              if (o == "*") return "must list origins; '*' is not accepted (the API serves personal data)";
+              const size_t sep = o.find("://");
+              const std::string scheme = sep == std::string::npos ? "" : o.substr(0, sep);
+              if ((scheme != "http" && scheme != "https") || sep + 3 >= o.size() ||
+                  o.find('/', sep + 3) != std::string::npos ||
+                  o.find_first_of(" ABCDEFGHIJKLMNOPQRSTUVWXYZ?#@") != std::string::npos) {
+                return "entry '" + o.substr(0, 80) +
+                       "' is not an origin: lower-case http(s)://host[:port], no path or trailing slash";
+              }
+              c.cors_origins.push_back(o);
+            }
+            if (comma == std::string::npos) break;
+            start = comma + 1;
+          }
+          return "";
+        });
     return o;
   }();
   return kOptions;

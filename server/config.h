@@ -57,6 +57,7 @@ struct Config {
   std::string segment_source = "segment";  ///< Segment API: source of keys not bound to exactly one source
   std::vector<std::string> segment_identity_traits = {"email", "phone"};  ///< traits that identify the user
   std::vector<std::string> segment_previous_id_types = {"anonymous_id"};  ///< alias: what previousId is stored as
+  std::vector<std::string> cors_origins;  ///< browser origins allowed cross-origin (exact match); empty: CORS off
 };
 
 /// One documented option: its flag, environment variable, default and meaning.

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/log.h"
@@ -11,6 +12,7 @@
 #include "server/ingest_service.h"
 #include "server/request_parse.h"
 #include "server/rpc_util.h"
+#include "server/ui_assets.h"
 #include "storage/database.h"
 #include "storage/errors.h"
 #include "storage/replicas.h"
@@ -229,7 +231,70 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
               [&](v1::LiftSuppressionResponse* out) { return admin_->LiftSuppression(in, out, call); });
         });
   }
-  if (query_) AddQueryRoutes();
+  if (query_) {
+    AddQueryRoutes();
+    AddUiRoutes();
+  }
+}
+
+void HttpApi::AddUiRoutes() {
+  // Static files only; the page calls the API with the key the user enters (sessionStorage), so the files
+  // themselves need none. The policy allows nothing but this origin's own files and API.
+  auto serve = [](const std::string& name) {
+    for (const auto& a : UiAssets()) {
+      if (a.name != name) continue;
+      HttpResponse r;
+      const auto dot = name.rfind('.');
+      const std::string ext = dot == std::string::npos ? "" : name.substr(dot + 1);
+      r.content_type = ext == "html"  ? "text/html; charset=utf-8"
+                       : ext == "js"  ? "text/javascript; charset=utf-8"
+                       : ext == "css" ? "text/css; charset=utf-8"
+                       : ext == "svg" ? "image/svg+xml"
+                                      : "application/octet-stream";
+      r.body = std::string(a.content);
+      r.headers = {{"Content-Security-Policy",
+                    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+                    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"},
+                   {"X-Content-Type-Options", "nosniff"},
+                   {"Referrer-Policy", "no-referrer"},
+                   {"X-Frame-Options", "DENY"},
+                   {"Cache-Control", "no-cache"}};
+      return r;
+    }
+    return HttpResponse{404, "application/json", "{\"code\":\"NOT_FOUND\",\"message\":\"no such file under /ui\"}"};
+  };
+  Add("GET", "/ui", "http:/ui",
+      [serve](const HttpRequest&, const PathParams&, CallContext&) { return serve("index.html"); });
+  Add("GET", "/ui/", "http:/ui",
+      [serve](const HttpRequest&, const PathParams&, CallContext&) { return serve("index.html"); });
+  Add("GET", "/ui/{file}", "http:/ui",
+      [serve](const HttpRequest&, const PathParams& p, CallContext&) { return serve(p.at("file")); });
+}
+
+bool HttpApi::Cors(const HttpRequest& request, HttpResponse* response) const {
+  if (cors_origins_.empty()) return false;
+  const auto o = request.headers.find("origin");
+  if (o == request.headers.end()) return false;
+  const bool allowed = std::find(cors_origins_.begin(), cors_origins_.end(), o->second) != cors_origins_.end();
+  const bool preflight = request.method == "OPTIONS" && request.headers.count("access-control-request-method") != 0;
+  if (preflight) {
+    if (!allowed) {
+      *response = HttpResponse{403, "application/json",
+                               "{\"code\":\"PERMISSION_DENIED\",\"message\":\"origin not allowed (--cors-origins)\"}"};
+      response->headers = {{"Vary", "Origin"}};
+      return true;
+    }
+    *response = HttpResponse{204, "text/plain", ""};
+    response->headers = {{"Access-Control-Allow-Origin", o->second},
+                         {"Access-Control-Allow-Methods", "GET, POST"},
+                         {"Access-Control-Allow-Headers", "authorization, content-type"},
+                         {"Access-Control-Max-Age", "600"},
+                         {"Vary", "Origin"}};
+    return true;
+  }
+  response->headers.emplace_back("Vary", "Origin");
+  if (allowed) response->headers.emplace_back("Access-Control-Allow-Origin", o->second);
+  return false;
 }
 
 void HttpApi::Add(std::string method, std::string pattern, std::string rpc, RouteFn fn, bool own_auth) {
@@ -294,6 +359,13 @@ bool HttpApi::Match(const std::string& pattern, const std::string& path, PathPar
 HttpResponse HttpApi::Handle(const HttpRequest& request) {
   const auto start = std::chrono::steady_clock::now();
   HttpResponse response;
+  if (Cors(request, &response)) {
+    metrics_.ObserveHttp("cors-preflight", response.status,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return response;
+  }
+  HttpResponse cors;
+  Cors(request, &cors);
   std::string route_label = "unmatched";
   bool path_matched = false;
   const Route* found = nullptr;
@@ -379,6 +451,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& request) {
     log::Debug("http",
                {{"method", request.method}, {"route", route_label}, {"status", response.status}, {"duration_s", secs}});
   }
+  for (auto& h : cors.headers) response.headers.push_back(std::move(h));
   return response;
 }
 

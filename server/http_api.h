@@ -40,6 +40,8 @@ class HttpApi final {
   HttpResponse Handle(const HttpRequest& request);
   /// The MethodScopes() key of every route (tests: each must be in the table).
   std::vector<std::string> RouteMethods() const;
+  /// Browser origins allowed cross-origin (exact match; empty: CORS off). Call before serving.
+  void SetCorsOrigins(std::vector<std::string> origins) { cors_origins_ = std::move(origins); }
 
   /// Renders a message in the proto3 JSON mapping (proto field names, defaults printed).
   static std::string ToJson(const google::protobuf::Message& m);
@@ -57,6 +59,11 @@ class HttpApi final {
   };
   void Add(std::string method, std::string pattern, std::string rpc, RouteFn fn, bool own_auth = false);
   void AddQueryRoutes();
+  /// GET /ui and /ui/{file}: the support page (server/ui, embedded).
+  void AddUiRoutes();
+  /// CORS: answers a preflight (OPTIONS with Access-Control-Request-Method), else adds the allow headers to
+  /// `response` when the request's Origin is listed. Returns true when it answered a preflight.
+  bool Cors(const HttpRequest& request, HttpResponse* response) const;
   /// POST /v1/{identify,track,group,alias,page,screen,batch,import} (server/http_segment.cc).
   void AddSegmentRoutes();
   HttpResponse HandleSegment(const std::string& call, const HttpRequest& req, CallContext& ctx);
@@ -70,6 +77,7 @@ class HttpApi final {
   Authenticator* auth_;
   segment::Options segment_;
   std::vector<Route> routes_;
+  std::vector<std::string> cors_origins_;
 };
 
 /// Parses a JSON body into `m` (proto3 JSON mapping); INVALID_ARGUMENT with the parser's message on error.

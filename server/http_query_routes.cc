@@ -40,6 +40,28 @@ grpc::Status FilterParams(const HttpRequest& req, v1::TimelineFilter* f) {
   return grpc::Status::OK;
 }
 
+/// A boolean query parameter: true/1, false/0 or absent (false).
+grpc::Status BoolParam(const HttpRequest& req, const char* name, bool* out) {
+  const std::string v = Param(req, name);
+  if (v == "true" || v == "1") {
+    *out = true;
+  } else if (v.empty() || v == "false" || v == "0") {
+    *out = false;
+  } else {
+    return BadParam(std::string(name) + ": must be true or false");
+  }
+  return grpc::Status::OK;
+}
+
+/// query, page_size and page_token of a search.
+grpc::Status SearchParams(const HttpRequest& req, v1::SearchRequest* in) {
+  in->set_query(Param(req, "query"));
+  int32_t size = 0;
+  if (auto s = PageParams(req, &size, in->mutable_page_token()); !s.ok()) return s;
+  in->set_page_size(size);
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 void HttpApi::AddQueryRoutes() {
@@ -60,6 +82,17 @@ void HttpApi::AddQueryRoutes() {
     return JsonCall<v1::ExplainLinkResponse>(
         [&](v1::ExplainLinkResponse* out) { return q->ExplainPersonLink(in, out); });
   });
+  Add("GET", "/v1/persons:search", "SearchPersons", [q](const HttpRequest& req, const PathParams&, CallContext&) {
+    v1::SearchRequest in;
+    if (auto s = SearchParams(req, &in); !s.ok()) return Error(s);
+    return JsonCall<v1::SearchResponse>([&](v1::SearchResponse* out) { return q->SearchPersons(in, out); });
+  });
+  Add("GET", "/v1/persons/{id}/profile", "GetPersonProfile",
+      [q](const HttpRequest&, const PathParams& p, CallContext&) {
+        v1::GetPersonRequest in;
+        in.set_person_id(p.at("id"));
+        return JsonCall<v1::PersonProfile>([&](v1::PersonProfile* out) { return q->GetPersonProfile(in, out); });
+      });
   Add("GET", "/v1/persons/{id}", "GetPerson", [q](const HttpRequest&, const PathParams& p, CallContext&) {
     v1::GetPersonRequest in;
     in.set_person_id(p.at("id"));
@@ -83,6 +116,9 @@ void HttpApi::AddQueryRoutes() {
         if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
         in.set_page_size(size);
         if (auto s = FilterParams(req, in.mutable_filter()); !s.ok()) return Error(s);
+        bool participants = false;
+        if (auto s = BoolParam(req, "include_participants", &participants); !s.ok()) return Error(s);
+        in.set_include_participants(participants);
         return JsonCall<v1::TimelineResponse>(
             [&](v1::TimelineResponse* out) { return q->ListPersonTimeline(in, out); });
       });
@@ -108,6 +144,16 @@ void HttpApi::AddQueryRoutes() {
     return JsonCall<v1::ExplainLinkResponse>(
         [&](v1::ExplainLinkResponse* out) { return q->ExplainGroupLink(in, out); });
   });
+  Add("GET", "/v1/groups:search", "SearchGroups", [q](const HttpRequest& req, const PathParams&, CallContext&) {
+    v1::SearchRequest in;
+    if (auto s = SearchParams(req, &in); !s.ok()) return Error(s);
+    return JsonCall<v1::SearchResponse>([&](v1::SearchResponse* out) { return q->SearchGroups(in, out); });
+  });
+  Add("GET", "/v1/groups/{id}/profile", "GetGroupProfile", [q](const HttpRequest&, const PathParams& p, CallContext&) {
+    v1::GetGroupRequest in;
+    in.set_group_id(p.at("id"));
+    return JsonCall<v1::GroupProfile>([&](v1::GroupProfile* out) { return q->GetGroupProfile(in, out); });
+  });
   Add("GET", "/v1/groups/{id}", "GetGroup", [q](const HttpRequest&, const PathParams& p, CallContext&) {
     v1::GetGroupRequest in;
     in.set_group_id(p.at("id"));
@@ -131,12 +177,23 @@ void HttpApi::AddQueryRoutes() {
         if (auto s = PageParams(req, &size, in.mutable_page_token()); !s.ok()) return Error(s);
         in.set_page_size(size);
         if (auto s = FilterParams(req, in.mutable_filter()); !s.ok()) return Error(s);
+        bool members = false, participants = false;
+        if (auto s = BoolParam(req, "include_members", &members); !s.ok()) return Error(s);
+        if (auto s = BoolParam(req, "include_participants", &participants); !s.ok()) return Error(s);
+        in.set_include_members(members);
+        in.set_include_participants(participants);
         return JsonCall<v1::TimelineResponse>([&](v1::TimelineResponse* out) { return q->ListGroupTimeline(in, out); });
       });
   Add("GET", "/v1/groups/{id}/history", "GetGroupHistory", [q](const HttpRequest&, const PathParams& p, CallContext&) {
     v1::GetGroupHistoryRequest in;
     in.set_group_id(p.at("id"));
     return JsonCall<v1::EntityHistory>([&](v1::EntityHistory* out) { return q->GetGroupHistory(in, out); });
+  });
+  // Events.
+  Add("GET", "/v1/events/{id}", "GetEvent", [q](const HttpRequest&, const PathParams& p, CallContext&) {
+    v1::GetEventRequest in;
+    in.set_event_id(p.at("id"));
+    return JsonCall<v1::EventView>([&](v1::EventView* out) { return q->GetEvent(in, out); });
   });
 }
 

@@ -67,7 +67,9 @@ HttpRequest ToRequest(const http::request<http::string_body>& req) {
       rest = rest.substr(amp + 1);
     }
   }
-  for (const auto field : {http::field::authorization, http::field::content_type, http::field::content_encoding}) {
+  for (const auto field :
+       {http::field::authorization, http::field::content_type, http::field::content_encoding, http::field::origin,
+        http::field::access_control_request_method, http::field::access_control_request_headers}) {
     if (auto it = req.find(field); it != req.end()) {
       std::string name(it->name_string());
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -17,7 +17,8 @@ struct HttpRequest {
   std::string method;                          ///< "GET", "POST", ...
   std::string path;                            ///< decoded path without the query string
   std::map<std::string, std::string> query;    ///< decoded query parameters (last one wins)
-  std::map<std::string, std::string> headers;  ///< authorization, content-type, content-encoding; lower-case names
+  /// authorization, content-type, content-encoding, origin, access-control-request-method/-headers; lower-case names
+  std::map<std::string, std::string> headers;
   std::string body;
 };
 

@@ -1,6 +1,10 @@
 #include "server/query_service.h"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <map>
+#include <vector>
 
 #include "resolver/explain.h"
 #include "resolver/normalize.h"
@@ -42,6 +46,7 @@ void FillCommon(const storage::EntityProfile& p, Msg* out) {
     id->set_value(i.value);
     id->set_source(i.source);
     SetTimestamp(id->mutable_occurred_at(), i.occurred_at_us);
+    SetTimestamp(id->mutable_last_seen_at(), i.last_seen_us);
   }
   for (const auto& t : p.traits) {
     auto* tr = out->add_traits();
@@ -92,6 +97,65 @@ void FillGroup(const storage::EntityProfile& p, v1::Group* out) {
 }
 
 const char* Noun(EntityKind k) { return k == EntityKind::kPerson ? "person" : "group"; }
+
+v1::EntityKind WireKind(EntityKind k) {
+  return k == EntityKind::kPerson ? v1::ENTITY_KIND_PERSON : v1::ENTITY_KIND_GROUP;
+}
+
+void FillMembership(const storage::MembershipInfo& m, v1::MembershipView* v) {
+  v->set_membership_id(m.membership_id);
+  v->set_person_id(m.person_id);
+  v->set_person_name(m.person_name);
+  v->set_person_email(m.person_email);
+  v->set_group_id(m.group_id);
+  v->set_group_name(m.group_name);
+  v->set_group_domain(m.group_domain);
+  v->set_role(m.role);
+  v->set_source(m.source);
+  SetTimestamp(v->mutable_established_at(), m.established_at_us);
+  SetTimestamp(v->mutable_last_updated(), m.last_updated_us);
+}
+
+void FillParticipant(const storage::ParticipantInfo& p, v1::EventParticipant* out) {
+  out->set_kind(WireKind(p.kind));
+  out->set_entity_id(p.entity_id);
+  out->set_display_name(p.display_name);
+  out->set_role(p.role);
+  for (const auto& [type, value] : p.identifiers) {
+    auto* i = out->add_identifiers();
+    i->set_type(type);
+    i->set_value(value);
+  }
+}
+
+/// Trims ASCII whitespace at both ends.
+std::string Trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\r\n\f\v");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\r\n\f\v") - b + 1);
+}
+
+/// Lower-cases ASCII letters (pg_trgm and ILIKE fold the rest themselves).
+std::string AsciiLower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+/// Escapes LIKE's wildcards and its escape character, so the query is matched literally.
+std::string LikeEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+size_t Utf8Length(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
 
 }  // namespace
 
@@ -161,36 +225,26 @@ grpc::Status QueryHandler::Memberships(EntityKind kind, const std::string& id, i
   }
   const auto page = store_.ListMemberships(kind, id, after, limit);
   out->set_resolved_id(page.resolved_id);
-  for (const auto& m : page.items) {
-    auto* v = out->add_memberships();
-    v->set_membership_id(m.membership_id);
-    v->set_person_id(m.person_id);
-    v->set_person_name(m.person_name);
-    v->set_person_email(m.person_email);
-    v->set_group_id(m.group_id);
-    v->set_group_name(m.group_name);
-    v->set_group_domain(m.group_domain);
-    v->set_role(m.role);
-    v->set_source(m.source);
-    SetTimestamp(v->mutable_established_at(), m.established_at_us);
-    SetTimestamp(v->mutable_last_updated(), m.last_updated_us);
-  }
+  for (const auto& m : page.items) FillMembership(m, out->add_memberships());
   if (!page.next_after.empty()) out->set_next_page_token(EncodeMembershipToken(page.next_after));
   return grpc::Status::OK;
 }
 
 grpc::Status QueryHandler::ListPersonTimeline(const v1::ListPersonTimelineRequest& req, v1::TimelineResponse* out) {
   if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
-  return Timeline(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), req.filter(), out);
+  return Timeline(EntityKind::kPerson, req.person_id(), req.page_size(), req.page_token(), req.filter(), out, false,
+                  req.include_participants());
 }
 
 grpc::Status QueryHandler::ListGroupTimeline(const v1::ListGroupTimelineRequest& req, v1::TimelineResponse* out) {
   if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
-  return Timeline(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), req.filter(), out);
+  return Timeline(EntityKind::kGroup, req.group_id(), req.page_size(), req.page_token(), req.filter(), out,
+                  req.include_members(), req.include_participants());
 }
 
 grpc::Status QueryHandler::Timeline(EntityKind kind, const std::string& id, int page_size, const std::string& token,
-                                    const v1::TimelineFilter& filter, v1::TimelineResponse* out) {
+                                    const v1::TimelineFilter& filter, v1::TimelineResponse* out, bool include_members,
+                                    bool include_participants) {
   storage::TimelineQuery q;
   if (auto s = PageSize(page_size, &q.limit); !s.ok()) return s;
   if (!token.empty()) {
@@ -207,8 +261,15 @@ grpc::Status QueryHandler::Timeline(EntityKind kind, const std::string& id, int 
   }
   q.event_type = filter.event_type();
   q.source = filter.source();
-  const auto page = store_.ListTimeline(kind, id, q);
+  const auto page = include_members && kind == EntityKind::kGroup ? store_.ListGroupTimelineWithMembers(id, q)
+                                                                  : store_.ListTimeline(kind, id, q);
   out->set_resolved_id(page.resolved_id);
+  std::map<std::string, std::vector<storage::ParticipantInfo>> participants;
+  if (include_participants) {
+    std::vector<std::string> ids;
+    for (const auto& it : page.items) ids.push_back(it.event_id);
+    participants = store_.EventParticipants(ids, kind, page.resolved_id);
+  }
   for (const auto& it : page.items) {
     auto* e = out->add_events();
     e->set_event_id(it.event_id);
@@ -220,6 +281,9 @@ grpc::Status QueryHandler::Timeline(EntityKind kind, const std::string& id, int 
     if (it.value) e->set_value(*it.value);
     if (it.value_unit) e->set_value_unit(*it.value_unit);
     for (const auto& r : it.roles) e->add_roles(r);
+    if (auto p = participants.find(it.event_id); p != participants.end()) {
+      for (const auto& x : p->second) FillParticipant(x, e->add_participants());
+    }
   }
   if (page.more && !page.items.empty()) {
     out->set_next_page_token(EncodeTimelineToken(page.items.back().occurred_at_us, page.items.back().event_id));
@@ -333,6 +397,112 @@ grpc::Status QueryHandler::History(EntityKind kind, const std::string& id, v1::E
   return grpc::Status::OK;
 }
 
+grpc::Status QueryHandler::SearchPersons(const v1::SearchRequest& req, v1::SearchResponse* out) {
+  return Search(EntityKind::kPerson, req, out);
+}
+
+grpc::Status QueryHandler::SearchGroups(const v1::SearchRequest& req, v1::SearchResponse* out) {
+  return Search(EntityKind::kGroup, req, out);
+}
+
+grpc::Status QueryHandler::Search(EntityKind kind, const v1::SearchRequest& req, v1::SearchResponse* out) {
+  const std::string text = Trim(req.query());
+  if (text.empty()) return Invalid("query: missing");
+  if (!IsValidUtf8(text)) return Invalid("query: not valid UTF-8");
+  if (text.find('\0') != std::string::npos) return Invalid("query: contains a NUL byte");
+  if (Utf8Length(text) < 2) return Invalid("query: at least 2 characters after trimming");
+  if (text.size() > 256) return Invalid("query: longer than 256 bytes");
+  if (req.page_size() < 0) return Invalid("page_size: must not be negative");
+  if (req.page_size() > kMaxSearchPageSize) return Invalid("page_size: at most " + std::to_string(kMaxSearchPageSize));
+  storage::SearchQuery q;
+  q.limit = req.page_size() == 0 ? kDefaultSearchPageSize : req.page_size();
+  if (!req.page_token().empty()) {
+    q.after = DecodeSearchToken(req.page_token());
+    if (!q.after) return Invalid("page_token: malformed");
+  }
+  q.text = AsciiLower(text);
+  q.pattern = LikeEscape(q.text);
+  q.alt_pattern = q.pattern;
+  // Two characters hold no trigram: as a fragment they would read the whole index (seconds at 100k). They match
+  // values that start with them (a word start is a padded trigram the index has).
+  q.prefix_only = Utf8Length(text) < 3;
+  // Email-, phone- and domain-looking queries are also normalized as lookups are and matched exactly.
+  const bool has_at = text.find('@') != std::string::npos;
+  const size_t digits = std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool phone_like = digits >= 4 && text.find_first_not_of("0123456789+-(). ") == std::string::npos;
+  std::vector<std::string> types;
+  if (has_at) types.push_back("email");
+  if (phone_like) types.push_back("phone");
+  if (!has_at && !phone_like && text.find('.') != std::string::npos && text.find(' ') == std::string::npos) {
+    types.push_back("domain");
+  }
+  for (const auto& type : types) {
+    resolver::IdKey key;
+    if (NormalizeKey(type, text, "query.", &key).ok()) q.exact.push_back(std::move(key));
+  }
+  if (phone_like) {
+    // "415-555-0199" as a fragment of "+14155550199".
+    std::string d;
+    for (char c : text) {
+      if (c >= '0' && c <= '9') d += c;
+    }
+    q.alt_pattern = d;
+  }
+  const auto page = store_.Search(kind, q);
+  for (const auto& h : page.items) {
+    auto* hit = out->add_hits();
+    hit->set_kind(WireKind(kind));
+    hit->set_entity_id(h.entity_id);
+    hit->set_display_name(h.display_name);
+    hit->set_email(h.email);
+    for (const auto& [type, value] : h.matched) {
+      auto* m = hit->add_matched();
+      m->set_type(type);
+      m->set_value(value);
+    }
+    hit->set_score(static_cast<double>(h.score_micros) / 1e6);
+  }
+  if (page.more && !page.items.empty()) {
+    out->set_next_page_token(EncodeSearchToken(page.items.back().score_micros, page.items.back().entity_id));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::GetPersonProfile(const v1::GetPersonRequest& req, v1::PersonProfile* out) {
+  if (auto s = CheckEntityId("person_id", req.person_id()); !s.ok()) return s;
+  const auto p = store_.GetProfile(EntityKind::kPerson, req.person_id(), kProfileMemberships);
+  FillPerson(p.entity, out->mutable_person());
+  for (const auto& m : p.memberships) FillMembership(m, out->add_memberships());
+  out->set_memberships_truncated(p.memberships_truncated);
+  out->set_event_count(p.event_count);
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::GetGroupProfile(const v1::GetGroupRequest& req, v1::GroupProfile* out) {
+  if (auto s = CheckEntityId("group_id", req.group_id()); !s.ok()) return s;
+  const auto p = store_.GetProfile(EntityKind::kGroup, req.group_id(), kProfileMemberships);
+  FillGroup(p.entity, out->mutable_group());
+  for (const auto& m : p.memberships) FillMembership(m, out->add_members());
+  out->set_members_truncated(p.memberships_truncated);
+  out->set_event_count(p.event_count);
+  return grpc::Status::OK;
+}
+
+grpc::Status QueryHandler::GetEvent(const v1::GetEventRequest& req, v1::EventView* out) {
+  if (auto s = CheckEntityId("event_id", req.event_id()); !s.ok()) return s;
+  const auto e = store_.GetEvent(req.event_id());
+  out->set_event_id(e.event.event_id);
+  SetTimestamp(out->mutable_occurred_at(), e.event.occurred_at_us);
+  out->set_event_name(e.event.event_name);
+  if (e.event.event_description) out->set_event_description(*e.event.event_description);
+  out->set_event_type(e.event.event_type);
+  out->set_source(e.event.source);
+  if (e.event.value) out->set_value(*e.event.value);
+  if (e.event.value_unit) out->set_value_unit(*e.event.value_unit);
+  for (const auto& p : e.participants) FillParticipant(p, out->add_participants());
+  return grpc::Status::OK;
+}
+
 namespace {
 /// Runs one query with the caller's read-your-writes position (metadata x-nexus-min-lsn) and tells in the
 /// response's initial metadata where it read and the resolver watermark the answer reflects.
@@ -375,6 +545,11 @@ NEXUS_QUERY_RPC(ExplainPersonLink, ExplainLinkRequest, ExplainLinkResponse)
 NEXUS_QUERY_RPC(ExplainGroupLink, ExplainLinkRequest, ExplainLinkResponse)
 NEXUS_QUERY_RPC(GetPersonHistory, GetPersonHistoryRequest, EntityHistory)
 NEXUS_QUERY_RPC(GetGroupHistory, GetGroupHistoryRequest, EntityHistory)
+NEXUS_QUERY_RPC(SearchPersons, SearchRequest, SearchResponse)
+NEXUS_QUERY_RPC(SearchGroups, SearchRequest, SearchResponse)
+NEXUS_QUERY_RPC(GetPersonProfile, GetPersonRequest, PersonProfile)
+NEXUS_QUERY_RPC(GetGroupProfile, GetGroupRequest, GroupProfile)
+NEXUS_QUERY_RPC(GetEvent, GetEventRequest, EventView)
 #undef NEXUS_QUERY_RPC
 
 }  // namespace nexus::server

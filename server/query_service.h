@@ -41,12 +41,25 @@ class QueryHandler final {
   grpc::Status ExplainGroupLink(const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out);
   grpc::Status GetPersonHistory(const v1::GetPersonHistoryRequest& req, v1::EntityHistory* out);
   grpc::Status GetGroupHistory(const v1::GetGroupHistoryRequest& req, v1::EntityHistory* out);
+  grpc::Status SearchPersons(const v1::SearchRequest& req, v1::SearchResponse* out);
+  grpc::Status SearchGroups(const v1::SearchRequest& req, v1::SearchResponse* out);
+  grpc::Status GetPersonProfile(const v1::GetPersonRequest& req, v1::PersonProfile* out);
+  grpc::Status GetGroupProfile(const v1::GetGroupRequest& req, v1::GroupProfile* out);
+  grpc::Status GetEvent(const v1::GetEventRequest& req, v1::EventView* out);
+
+  /// Search page sizes: 0 means 20, at most 100; queries are 2..256 characters after trimming.
+  static constexpr int kDefaultSearchPageSize = 20;
+  static constexpr int kMaxSearchPageSize = 100;
+  /// Profiles list at most this many memberships (newest first).
+  static constexpr int kProfileMemberships = 100;
 
  private:
   grpc::Status Memberships(storage::EntityKind kind, const std::string& id, int page_size, const std::string& token,
                            v1::ListMembershipsResponse* out);
   grpc::Status Timeline(storage::EntityKind kind, const std::string& id, int page_size, const std::string& token,
-                        const v1::TimelineFilter& filter, v1::TimelineResponse* out);
+                        const v1::TimelineFilter& filter, v1::TimelineResponse* out, bool include_members = false,
+                        bool include_participants = false);
+  grpc::Status Search(storage::EntityKind kind, const v1::SearchRequest& req, v1::SearchResponse* out);
   grpc::Status Explain(storage::EntityKind kind, const v1::ExplainLinkRequest& req, v1::ExplainLinkResponse* out);
   grpc::Status History(storage::EntityKind kind, const std::string& id, v1::EntityHistory* out);
 
@@ -85,6 +98,11 @@ class QueryServiceImpl final : public v1::QueryService::Service {
                                 v1::EntityHistory* o) override;
   grpc::Status GetGroupHistory(grpc::ServerContext*, const v1::GetGroupHistoryRequest* r,
                                v1::EntityHistory* o) override;
+  grpc::Status SearchPersons(grpc::ServerContext*, const v1::SearchRequest* r, v1::SearchResponse* o) override;
+  grpc::Status SearchGroups(grpc::ServerContext*, const v1::SearchRequest* r, v1::SearchResponse* o) override;
+  grpc::Status GetPersonProfile(grpc::ServerContext*, const v1::GetPersonRequest* r, v1::PersonProfile* o) override;
+  grpc::Status GetGroupProfile(grpc::ServerContext*, const v1::GetGroupRequest* r, v1::GroupProfile* o) override;
+  grpc::Status GetEvent(grpc::ServerContext*, const v1::GetEventRequest* r, v1::EventView* o) override;
 
  private:
   QueryHandler& h_;

@@ -49,6 +49,7 @@ std::optional<std::string> Base64UrlDecode(const std::string& in) {
 
 constexpr char kTimelinePrefix[] = "t1:";
 constexpr char kMembershipPrefix[] = "m1:";
+constexpr char kSearchPrefix[] = "s1:";
 
 grpc::Status Invalid(std::string msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(msg)); }
 
@@ -294,11 +295,13 @@ std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event
   return Base64UrlEncode(kTimelinePrefix + std::to_string(occurred_at_us) + ":" + event_id);
 }
 
-std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token) {
+namespace {
+/// "<prefix><int64>:<id>" in base64url; nullopt when malformed.
+std::optional<std::pair<int64_t, std::string>> DecodeKeyToken(const std::string& token, std::string_view prefix) {
   if (token.size() > kMaxPageTokenBytes) return std::nullopt;
   auto raw = Base64UrlDecode(token);
-  if (!raw || raw->rfind(kTimelinePrefix, 0) != 0) return std::nullopt;
-  const std::string rest = raw->substr(sizeof(kTimelinePrefix) - 1);
+  if (!raw || raw->rfind(prefix, 0) != 0) return std::nullopt;
+  const std::string rest = raw->substr(prefix.size());
   const size_t colon = rest.find(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 >= rest.size()) return std::nullopt;
   // Strict: an optional '-' and 1..19 digits (no spaces, '+', hex); stoll cannot overflow then except at the
@@ -316,6 +319,20 @@ std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::st
     return std::nullopt;
   }
   return std::make_pair(us, rest.substr(colon + 1));
+}
+
+}  // namespace
+
+std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token) {
+  return DecodeKeyToken(token, kTimelinePrefix);
+}
+
+std::string EncodeSearchToken(int64_t score_micros, const std::string& entity_id) {
+  return Base64UrlEncode(kSearchPrefix + std::to_string(score_micros) + ":" + entity_id);
+}
+
+std::optional<std::pair<int64_t, std::string>> DecodeSearchToken(const std::string& token) {
+  return DecodeKeyToken(token, kSearchPrefix);
 }
 
 std::string EncodeMembershipToken(const std::string& after_id) { return Base64UrlEncode(kMembershipPrefix + after_id); }

@@ -42,6 +42,9 @@ constexpr size_t kMaxPageTokenBytes = 1024;
 std::string EncodeTimelineToken(int64_t occurred_at_us, const std::string& event_id);
 /// nullopt when the token is malformed.
 std::optional<std::pair<int64_t, std::string>> DecodeTimelineToken(const std::string& token);
+/// Search pages: (score in millionths, entity_id).
+std::string EncodeSearchToken(int64_t score_micros, const std::string& entity_id);
+std::optional<std::pair<int64_t, std::string>> DecodeSearchToken(const std::string& token);
 std::string EncodeMembershipToken(const std::string& after_id);
 std::optional<std::string> DecodeMembershipToken(const std::string& token);
 

@@ -24,6 +24,8 @@ struct ResolvedValue {
   int64_t occurred_at_us = 0;
   /// Traits: the JSON type of `value` ("string", "number" or "boolean"; cleared traits are not listed).
   std::string value_type = "string";
+  /// Identifiers: the latest occurrence (occurred_at_us is the earliest).
+  int64_t last_seen_us = 0;
 };
 
 /// A person or group as the final tables hold it.
@@ -137,6 +139,51 @@ struct EntityHistoryInfo {
   std::vector<MergeInfo> merges;  ///< newest first
 };
 
+/// Search input; `pattern` and `alt_pattern` are already LIKE-escaped fragments (lower case).
+struct SearchQuery {
+  std::string text;                    ///< trimmed, lower-cased query (exact and prefix comparisons)
+  std::string pattern;                 ///< LIKE-escaped `text`
+  std::string alt_pattern;             ///< a second fragment (a phone query's digits); may equal `pattern`
+  std::vector<resolver::IdKey> exact;  ///< normalized identifier candidates matched exactly
+  std::optional<std::pair<int64_t, std::string>> after;  ///< keyset cursor (score in millionths, entity_id)
+  bool prefix_only = false;  ///< match values that start with the query, not fragments inside them
+  int limit = 20;
+};
+
+struct SearchHitInfo {
+  std::string entity_id;
+  std::string display_name;
+  std::string email;                                         ///< persons: email; groups: domain
+  std::vector<std::pair<std::string, std::string>> matched;  ///< (type or "trait:<name>", value), best first
+  int64_t score_micros = 0;                                  ///< score in millionths (scores are rounded to 6 places)
+};
+
+struct SearchPage {
+  std::vector<SearchHitInfo> items;
+  bool more = false;
+};
+
+struct EntityProfileView {
+  EntityProfile entity;
+  std::vector<MembershipInfo> memberships;  ///< newest first
+  bool memberships_truncated = false;
+  int64_t event_count = 0;
+};
+
+/// One entity's part in an event.
+struct ParticipantInfo {
+  EntityKind kind = EntityKind::kPerson;
+  std::string entity_id;
+  std::string display_name;
+  std::string role;
+  std::vector<std::pair<std::string, std::string>> identifiers;  ///< what the event carried for it
+};
+
+struct EventInfo {
+  TimelineItem event;  ///< roles unused
+  std::vector<ParticipantInfo> participants;
+};
+
 /// Reads resolved persons, groups, memberships, timelines, link explanations and merge history.
 /// Read-only; every statement is served by an index (lists are keyset-paginated, never OFFSET).
 /// Multi-statement reads run in one REPEATABLE READ snapshot. Unknown ids throw StorageError(kNotFound);
@@ -156,6 +203,23 @@ class QueryStore final {
   /// Identifiers must already be normalized.
   ExplainData LoadExplain(EntityKind kind, const resolver::IdKey& a, const resolver::IdKey& b);
   EntityHistoryInfo GetHistory(EntityKind kind, const std::string& id);
+
+  /// Ranked search over resolved identifier values and the final tables' name column (persons.name,
+  /// groups.company_name). Scores: exact match [4, 5], prefix [2, 3], fragment [0, 1] (tier + pg_trgm
+  /// similarity); ties by entity_id. Fragments use ILIKE over trigram indexes; with `prefix_only` (the server
+  /// sets it for 2-character queries, which have no trigram of their own) values must start with the query.
+  SearchPage Search(EntityKind kind, const SearchQuery& q);
+  /// Profile with memberships (newest first, at most `membership_limit`) and the number of events.
+  EntityProfileView GetProfile(EntityKind kind, const std::string& id, int membership_limit);
+  /// One event with its participants; throws kNotFound.
+  EventInfo GetEvent(const std::string& event_id);
+  /// Participants of each event (person and group), by event id; `exclude_*` leaves one entity out.
+  std::map<std::string, std::vector<ParticipantInfo>> EventParticipants(const std::vector<std::string>& event_ids,
+                                                                        EntityKind exclude_kind,
+                                                                        const std::string& exclude_id);
+  /// A group's timeline including the events of its current members, each event once, newest first; roles are
+  /// the group's own (empty when only members took part).
+  TimelinePage ListGroupTimelineWithMembers(const std::string& id, const TimelineQuery& q);
 
  private:
   Database& db_;

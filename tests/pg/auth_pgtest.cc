@@ -202,6 +202,11 @@ TEST_F(AuthTest, GrpcMatrixEveryRpcEveryCredential) {
                req.mutable_b()->set_type("domain"), req.mutable_b()->set_value("e.f")))
   NEXUS_QUERY(GetPersonHistory, GetPersonHistoryRequest, EntityHistory, req.set_person_id("per_x"))
   NEXUS_QUERY(GetGroupHistory, GetGroupHistoryRequest, EntityHistory, req.set_group_id("grp_x"))
+  NEXUS_QUERY(SearchPersons, SearchRequest, SearchResponse, req.set_query("jane"))
+  NEXUS_QUERY(SearchGroups, SearchRequest, SearchResponse, req.set_query("acme"))
+  NEXUS_QUERY(GetPersonProfile, GetPersonRequest, PersonProfile, req.set_person_id("per_x"))
+  NEXUS_QUERY(GetGroupProfile, GetGroupRequest, GroupProfile, req.set_group_id("grp_x"))
+  NEXUS_QUERY(GetEvent, GetEventRequest, EventView, req.set_event_id("ev_x"))
 #undef NEXUS_QUERY
 #define NEXUS_ADMIN(Method, Req, Resp, fill)                                                           \
   rpcs.push_back({#Method, [&](grpc::ClientContext& ctx, const std::string& tag, const std::string&) { \
@@ -325,6 +330,12 @@ TEST_F(AuthTest, HttpMatrixEveryRouteEveryCredential) {
       {"GET", "/v1/groups/grp_x/timeline", "ListGroupTimeline", ""},
       {"GET", "/v1/groups:explain?a_type=domain&a_value=b.c&b_type=domain&b_value=e.f", "ExplainGroupLink", ""},
       {"GET", "/v1/groups/grp_x/history", "GetGroupHistory", ""},
+      {"GET", "/v1/persons:search?query=jane", "SearchPersons", ""},
+      {"GET", "/v1/groups:search?query=acme", "SearchGroups", ""},
+      {"GET", "/v1/persons/per_x/profile", "GetPersonProfile", ""},
+      {"GET", "/v1/groups/grp_x/profile", "GetGroupProfile", ""},
+      {"GET", "/v1/events/ev_x", "GetEvent", ""},
+      {"GET", "/ui", "http:/ui", ""},
       {"GET", "/v1/admin/resolver", "GetResolverStatus", ""},
       {"POST", "/v1/admin/resolver:rebuild", "Rebuild", ""},
       {"GET", "/v1/admin/resolver:rebuild", "GetRebuildStatus", ""},
@@ -342,8 +353,8 @@ TEST_F(AuthTest, HttpMatrixEveryRouteEveryCredential) {
       {"GET", "/v1/admin/suppressions", "ListSuppressions", ""},
       {"POST", "/v1/admin/suppressions:lift", "LiftSuppression", R"({"id_hash":"00"})"},
   };
-  // Every unary RPC has an HTTP route (IngestEventStream is a gRPC stream), plus the 4 HTTP-only routes (the
-  // Segment-compatible routes share one entry, /v1/track stands for them).
+  // Every unary RPC has an HTTP route (IngestEventStream is a gRPC stream), plus the 5 HTTP-only routes (the
+  // Segment-compatible routes share one entry, /v1/track stands for them; /ui for the support page's files).
   ASSERT_EQ(routes.size(), server::MethodScopes().size() - 1);
   int allowed_ingest = 0, n = 0;
   for (const auto& cred : creds) {

@@ -82,11 +82,12 @@ HttpResult HttpRaw(int port, const std::string& req) {
     if (const auto colon = h.find(':'); colon != std::string::npos) {
       size_t v = colon + 1;
       while (v < h.size() && h[v] == ' ') ++v;
-      r.headers[h.substr(0, colon)] = headers.substr(start + v, h.size() - v);
+      r.header_values[h.substr(0, colon)] = headers.substr(start + v, h.size() - v);
     }
     line = end;
   }
   r.body = raw.substr(header_end + 4);
+  r.headers = lower;
   return r;
 }
 

@@ -10,7 +10,8 @@ struct HttpResult {
   int status = 0;
   std::string content_type;
   std::string body;
-  std::map<std::string, std::string> headers;  ///< by lower-case name (values as sent)
+  std::string headers;  ///< the status line and header block, lower-cased (for header checks)
+  std::map<std::string, std::string> header_values;  ///< by lower-case name (values as sent)
 };
 
 /// Sends one request to 127.0.0.1:port; throws std::runtime_error on socket errors. `headers` are extra raw

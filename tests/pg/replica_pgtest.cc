@@ -226,8 +226,8 @@ TEST_F(ReplicaPgTest, QueriesReadTheStandbyFallBackWhenItLagsAndHonourReadYourWr
   auto http = HttpGet(app_->http_port(),
                       "/v1/persons:lookup?identifier_type=email&identifier_value=" + UrlEncode("bob@acme.example"));
   EXPECT_EQ(http.status, 200) << http.body;
-  EXPECT_EQ(http.headers["x-nexus-read-from"], "primary");
-  EXPECT_FALSE(http.headers["x-nexus-resolved-through"].empty());
+  EXPECT_EQ(http.header_values["x-nexus-read-from"], "primary");
+  EXPECT_FALSE(http.header_values["x-nexus-resolved-through"].empty());
   const auto bad =
       HttpCall(app_->http_port(), "GET", "/v1/persons:lookup?identifier_type=email&identifier_value=bob%40acme.example",
                "", "x-nexus-min-lsn: yesterday\r\n");
