@@ -14,9 +14,9 @@ namespace nexus::server {
 
 /// A parsed HTTP request, free of any Beast type.
 struct HttpRequest {
-  std::string method;                          ///< "GET", "POST", ...
-  std::string path;                            ///< decoded path without the query string
-  std::map<std::string, std::string> query;    ///< decoded query parameters (last one wins)
+  std::string method;                        ///< "GET", "POST", ...
+  std::string path;                          ///< decoded path without the query string
+  std::map<std::string, std::string> query;  ///< decoded query parameters (last one wins)
   /// authorization, content-type, content-encoding, origin, access-control-request-method/-headers; lower-case names
   std::map<std::string, std::string> headers;
   std::string body;

@@ -592,9 +592,9 @@ SearchPage QueryStore::Search(EntityKind kind, const SearchQuery& q) {
     out = SearchPage{};
     // The fragments are parameters: a generic plan cannot know they are selective and may scan the tables.
     tx.exec("SET LOCAL plan_cache_mode = force_custom_plan");
-    auto r = db_.impl().Exec(tx, c, s.name, s.sql, detail::TextArray(types), detail::TextArray(values), q.text,
-                             q.pattern, q.alt_pattern, score, after_id, q.limit + 1,
-                             std::string(q.prefix_only ? "" : "%"));
+    auto r =
+        db_.impl().Exec(tx, c, s.name, s.sql, detail::TextArray(types), detail::TextArray(values), q.text, q.pattern,
+                        q.alt_pattern, score, after_id, q.limit + 1, std::string(q.prefix_only ? "" : "%"));
     for (const auto& row : r) {
       if (static_cast<int>(out.items.size()) == q.limit) {
         out.more = true;

@@ -62,9 +62,7 @@ class StatementTimer {
     if (obs_) obs_->OnStatement(name_, Seconds(), ok_);
   }
   void Ok() { ok_ = true; }
-  double Seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
+  double Seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
 
  private:
   StorageObserver* obs_;
@@ -111,15 +109,10 @@ struct Database::Impl {
   template <typename... Args>
   pqxx::result Exec(pqxx::work& tx, detail::PooledConnection& c, const std::string& name, const std::string& sql,
                     Args&&... args) {
-    if (!c.named_statements) {
-      detail::StatementTimer t(observer, name);
-      pqxx::result r = tx.exec_params(sql, std::forward<Args>(args)...);
-      t.Ok();
-      return r;
-    }
-    Prepare(c, name, sql);
+    if (c.named_statements) Prepare(c, name, sql);
     detail::StatementTimer t(observer, name);
-    pqxx::result r = tx.exec_prepared(name, std::forward<Args>(args)...);
+    pqxx::result r = c.named_statements ? tx.exec_prepared(name, std::forward<Args>(args)...)
+                                        : tx.exec_params(sql, std::forward<Args>(args)...);
     t.Ok();
     return r;
   }
