@@ -161,7 +161,10 @@ until curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; do
 done
 say "HEALTHCHECK healthy: $(curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz")"
 curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null || die "/healthz failed"
-curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" | grep -q '^nexus_build_info' || die "/metrics has no nexus_build_info"
+# Read the whole body before matching: "curl | grep -q" under pipefail fails when grep
+# exits at the first match while curl is still writing a body larger than the pipe buffer.
+metrics=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics") || die "/metrics failed"
+grep -q '^nexus_build_info' <<<"$metrics" || die "/metrics has no nexus_build_info"
 
 PGDATA="$STAGE/var/lib/nexusd/pgdata"
 [ -f "$PGDATA/postmaster.pid" ] || die "embedded PostgreSQL has no postmaster.pid"
@@ -185,6 +188,7 @@ NEXUSD_PID=""
 for _ in $(seq 50); do alive "$PM" || break; sleep 0.1; done
 if alive "$PM"; then die "postmaster $PM still running 5s after nexusd exited"; fi
 # "[a]": the pattern must not match grep's own command line.
-if grep -l -- "${PGDATA%a}[a]" /proc/[0-9]*/cmdline 2>/dev/null | grep -q .; then die "a process still names $PGDATA"; fi
+holders=$(grep -l -- "${PGDATA%a}[a]" /proc/[0-9]*/cmdline 2>/dev/null || true)
+[ -z "$holders" ] || die "a process still names $PGDATA"
 say "SIGTERM: exit 0, embedded PostgreSQL stopped, nothing left behind"
 say "OK"
