@@ -126,7 +126,8 @@ struct KindState {
   size_t live = 0;
   std::vector<uint32_t> fallback_types;  // interned types that feed final columns
   // Link rules: identifier key -> (rule index, side 0|1) of the cannot-link rules naming it; the tags each
-  // cluster holds (only clusters holding a rule's identifier, so a side table); suppressed (event, edge) pairs.
+  // cluster holds (only clusters holding a rule's identifier, so a side table); suppressed (event, edge) pairs
+  // (edge "": every edge of the event).
   std::unordered_map<std::string, std::vector<std::pair<uint32_t, uint8_t>>> rule_keys;
   std::unordered_map<uint32_t, std::vector<std::pair<uint32_t, uint8_t>>> cluster_tags;
   std::map<std::pair<std::string, std::string>, uint32_t> suppressed_edges;
@@ -460,6 +461,7 @@ struct Engine::Impl {
                                 const std::vector<uint32_t>& roots, const std::vector<uint32_t>& fresh) {
     if (!s.suppressed_edges.empty()) {
       auto it = s.suppressed_edges.find({event_id, edge_id});
+      if (it == s.suppressed_edges.end()) it = s.suppressed_edges.find({event_id, std::string()});  // the whole event
       if (it != s.suppressed_edges.end()) return &link_rules[it->second];
     }
     if (s.rule_keys.empty()) return nullptr;

@@ -208,7 +208,9 @@ const std::vector<std::string>& FinalColumns(EntityKind kind);
 /// (incremental batches, loading, rebuilds):
 /// - cannot-link: identifiers `a` and `b` (type, normalized value) never end up in one entity. An edge whose
 ///   union would hold both (directly or through the components it joins) is quarantined with the rule as reason.
-/// - suppressed edge: the edge (event_id, edge_id) is never applied (quarantined with the rule as reason).
+/// - suppressed edge: the edge (event_id, edge_id) is never applied (quarantined with the rule as reason); an empty
+///   edge_id suppresses every edge of the event ("this event's links are wrong"). A link that another event also
+///   asserts stays: rules act on what one event says, never on the link itself.
 struct LinkRule {
   int64_t rule_id = 0;
   EntityKind kind = EntityKind::kPerson;

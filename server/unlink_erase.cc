@@ -83,7 +83,7 @@ grpc::Status AdminHandler::Unlink(const v1::UnlinkRequest& req, v1::UnlinkRespon
   const bool edge = !req.event_id().empty() || !req.edge_id().empty();
   if (pair == edge) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "give either two identifiers (a and b) or one edge (event_id and edge_id)");
+                        "give either two identifiers (a and b) or an event_id (with an edge_id: that edge only)");
   }
   rule.cannot_link = pair;
   rule.a = {req.a().type(), req.a().value()};

@@ -1420,15 +1420,19 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
       if (r.a == r.b) throw StorageError(ErrorKind::kInvalidArgument, "a and b are the same identifier");
       if (r.b < r.a) std::swap(r.a, r.b);
     } else {
-      if (r.event_id.empty() || r.edge_id.empty()) {
-        throw StorageError(ErrorKind::kInvalidArgument, "edge: event_id and edge_id are required");
+      if (r.event_id.empty()) {
+        throw StorageError(ErrorKind::kInvalidArgument,
+                           "event_id: required for an edge rule (with edge_id for one edge, without for all)");
       }
+      // edge_id "": every edge of the event.
       auto q = db.Exec(tx, c, k.Stmt("link_rule_known_edge"),
-                       k.Sql("SELECT 1 FROM {k}_identifiers WHERE event_id = $1 AND edge_id = $2 LIMIT 1"), r.event_id,
-                       r.edge_id);
+                       k.Sql("SELECT 1 FROM {k}_identifiers WHERE event_id = $1 AND ($2 = '' OR edge_id = $2) "
+                             "LIMIT 1"),
+                       r.event_id, r.edge_id);
       if (q.empty()) {
-        throw StorageError(ErrorKind::kInvalidArgument, "edge: event '" + r.event_id + "' has no " + k.name +
-                                                            " identifier rows under edge_id '" + r.edge_id + "'");
+        throw StorageError(ErrorKind::kInvalidArgument,
+                           "event '" + r.event_id + "' has no " + k.name + " identifier rows" +
+                               (r.edge_id.empty() ? std::string() : " under edge_id '" + r.edge_id + "'"));
       }
     }
     auto ins =
@@ -1445,7 +1449,7 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
                             std::string(kLinkRulesSql) +
                                 " WHERE kind = $1 AND ((rule_type = 'cannot_link' AND a_type = $2 AND a_value = $3 AND "
                                 "b_type = $4 AND b_value = $5) OR (rule_type = 'suppress_edge' AND event_id = $6 AND "
-                                "edge_id = $7))",
+                                "coalesce(edge_id, '') = $7))",
                             r.kind, r.a.first, r.a.second, r.b.first, r.b.second, r.event_id, r.edge_id);
     if (existing.empty()) throw StorageError(ErrorKind::kInternal, "link rule vanished after insert");
     out.rule = LinkRuleFromRow(existing[0]);
@@ -1461,7 +1465,7 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
                                      k.Sql("SELECT DISTINCT coalesce(r.{id}, '') FROM {k}_identifiers x "
                                            "LEFT JOIN resolved_{k}_identifiers r ON r.identifier_type = "
                                            "x.identifier_type AND r.identifier_value = x.identifier_value "
-                                           "WHERE x.event_id = $1 AND x.edge_id = $2 ORDER BY 1"),
+                                           "WHERE x.event_id = $1 AND ($2 = '' OR x.edge_id = $2) ORDER BY 1"),
                                      out.rule.event_id, out.rule.edge_id)) {
         out.entity_ids.push_back(row[0].c_str());
       }

@@ -1,6 +1,7 @@
 // Link rules (issue 15) in resolver::Engine, without PostgreSQL.
 //
-// Random streams of edges over a small identifier space, with random cannot-link and suppressed-edge rules,
+// Random streams of edges over a small identifier space, with random cannot-link and suppressed-edge rules (one
+// edge, or every edge of an event),
 // are resolved by the engine (in random batch cuts) and by a deliberately naive oracle that never calls the
 // engine: it keeps the applied edges as a plain list and, for every new edge, finds the components it would
 // join by BFS over the applied edges, refuses it when a suppressed-edge rule names it or when the union would
@@ -69,7 +70,7 @@ struct Oracle {
     bool any_unseen = false;
     for (const auto& i : e.ids) any_unseen |= seen.insert(i).second;
     for (const auto& r : rules) {
-      if (!r.cannot_link && r.event_id == e.event_id && r.edge_id == e.event_id + "#0") {
+      if (!r.cannot_link && r.event_id == e.event_id && (r.edge_id.empty() || r.edge_id == e.event_id + "#0")) {
         // The engine quarantines a suppressed edge unless it changes nothing (all its identifiers known and
         // in one component already).
         if (any_unseen || Unites(e)) refused.insert(e.event_id);
@@ -131,7 +132,7 @@ TEST(LinkRules, EngineAgreesWithNaiveOracleOnRandomStreams) {
       if (rng() % 4 == 0) {
         rule.cannot_link = false;
         rule.event_id = edges[rng() % edges.size()].event_id;
-        rule.edge_id = rule.event_id + "#0";
+        rule.edge_id = rng() % 2 ? rule.event_id + "#0" : "";  // "": every edge of the event
       } else {
         rule.a = RandomIdent(rng, space);
         rule.b = RandomIdent(rng, space);
@@ -215,6 +216,40 @@ TEST(LinkRules, CannotLinkQuarantinesWithTheRuleAsReasonAndBindsReleasedEdges) {
   plain.Apply(in, ProtectionConfig::Unlimited());
   EXPECT_EQ(plain.EntityOf(EntityKind::kPerson, "email", "alice@acme.io"),
             plain.EntityOf(EntityKind::kPerson, "email", "bob@acme.io"));
+}
+
+TEST(LinkRules, AnEventRuleSuppressesEveryEdgeOfThatEventAndOnlyThem) {
+  // e1 links a-b under one edge and c-d under another; e2 asserts a-b again.
+  BatchInput in;
+  in.events = {{"e1", 1, 0, "t", "crm"}, {"e2", 2, 0, "t", "mail"}};
+  in.identifiers[0] = {{0, 1, "e1#0", "email", "a@x.io", "contact", false},
+                       {0, 2, "e1#0", "email", "b@x.io", "contact", false},
+                       {0, 3, "e1#1", "email", "c@x.io", "contact", false},
+                       {0, 4, "e1#1", "email", "d@x.io", "contact", false},
+                       {1, 5, "e2#0", "email", "a@x.io", "contact", false},
+                       {1, 6, "e2#0", "email", "b@x.io", "contact", false}};
+  LinkRule rule;
+  rule.rule_id = 3;
+  rule.cannot_link = false;
+  rule.event_id = "e1";  // edge_id "": the whole event
+  Engine engine("salt", 1);
+  engine.SetLinkRules({rule});
+  const auto d = engine.Apply(in, ProtectionConfig::Unlimited());
+  ASSERT_EQ(d.kinds[0].quarantined.size(), 2u) << "both edges of e1";
+  for (const auto& q : d.kinds[0].quarantined) {
+    EXPECT_EQ(in.events[q.event].event_id, "e1");
+    EXPECT_EQ(q.reason, "suppressed by link rule 3");
+  }
+  auto of = [&](const char* v) { return engine.EntityOf(EntityKind::kPerson, "email", v); };
+  EXPECT_NE(of("c@x.io"), of("d@x.io")) << "nothing else asserts c-d";
+  EXPECT_EQ(of("a@x.io"), of("b@x.io")) << "e2 asserts a-b too: the link stays";
+  // A rule naming one edge leaves the event's other edge alone.
+  rule.edge_id = "e1#0";
+  Engine one_edge("salt", 1);
+  one_edge.SetLinkRules({rule});
+  EXPECT_EQ(one_edge.Apply(in, ProtectionConfig::Unlimited()).kinds[0].quarantined.size(), 1u);
+  EXPECT_EQ(one_edge.EntityOf(EntityKind::kPerson, "email", "c@x.io"),
+            one_edge.EntityOf(EntityKind::kPerson, "email", "d@x.io"));
 }
 
 TEST(LinkRules, RulesSetAfterLoadingTagTheLoadedClusters) {
