@@ -7,7 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <iostream>
 #include <map>
+#include <random>
+#include <set>
 #include <pqxx/pqxx>
 #include <string>
 #include <vector>
@@ -373,6 +377,60 @@ TEST_F(UnlinkErasureTest, BlocklistChangeAppliedByRebuildSplitsTheSupportCase) {
             "2");
 }
 
+TEST_F(UnlinkErasureTest, EventRuleRemovesOnlyTheLinksNothingElseAsserts) {
+  Start(kRoleAccountsOff);
+  // A bad CRM sync (crm-9) links alice to support@ and, in a second mention, carol to dave; a mail event also
+  // links alice to support@ on its own.
+  Ingest({MakeEvent("crm-9", 0,
+                    {{{{"email", "alice@acme.io"}, {"email", "support@acme.io"}}},
+                     {{{"email", "carol@acme.io"}, {"email", "dave@acme.io"}}}}),
+          MakeEvent("mail-1", 1, {{{{"email", "alice@acme.io"}, {"email", "support@acme.io"}}}})});
+  ASSERT_EQ(PersonOf("email", "carol@acme.io"), PersonOf("email", "dave@acme.io"));
+  v1::UnlinkRequest req;
+  req.set_event_id("crm-9");  // no edge_id: every link of the event
+  req.set_reason("the CRM sync of the 9th was wrong");
+  v1::UnlinkResponse out;
+  auto s = Unlink(req, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(out.created());
+  EXPECT_EQ(out.rule().event_id(), "crm-9");
+  EXPECT_EQ(out.rule().edge_id(), "");
+  EXPECT_EQ(out.entity_ids_size(), 3) << "alice+support, carol, dave";
+  EXPECT_NE(PersonOf("email", "carol@acme.io"), PersonOf("email", "dave@acme.io")) << "only crm-9 linked them";
+  EXPECT_EQ(PersonOf("email", "alice@acme.io"), PersonOf("email", "support@acme.io")) << "mail-1 asserts it too";
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM quarantined_edges WHERE event_id = 'crm-9' AND reason = "
+                              "'suppressed by link rule " +
+                                  std::to_string(out.rule().rule_id()) + "'"),
+            "2");
+  ExpectRebuildAgrees("after an event rule");
+  // The same rule again changes nothing; a second rule on mail-1 removes the last support of alice-support@.
+  v1::UnlinkResponse again;
+  ASSERT_TRUE(Unlink(req, &again).ok());
+  EXPECT_FALSE(again.created());
+  EXPECT_EQ(again.rule().rule_id(), out.rule().rule_id());
+  req.set_event_id("mail-1");
+  ASSERT_TRUE(Unlink(req, &again).ok());
+  EXPECT_NE(PersonOf("email", "alice@acme.io"), PersonOf("email", "support@acme.io"));
+  // An event without identifier rows is named in the error.
+  req.set_event_id("no-such-event");
+  s = Unlink(req, &again);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("event 'no-such-event' has no person identifier rows"), std::string::npos)
+      << s.error_message();
+  // Over HTTP the same rule reads back with an empty edge_id.
+  const auto r = HttpGet(app_->http_port(), "/v1/admin/link-rules");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"event_id\":\"crm-9\""), std::string::npos) << r.body;
+  // Removing the first rule links carol and dave again.
+  v1::RemoveLinkRuleRequest rm;
+  rm.set_rule_id(out.rule().rule_id());
+  v1::UnlinkResponse removed;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->RemoveLinkRule(&ctx, rm, &removed).ok());
+  EXPECT_EQ(PersonOf("email", "carol@acme.io"), PersonOf("email", "dave@acme.io"));
+  ExpectRebuildAgrees("after removing the event rule");
+}
+
 constexpr const char* kEve = "eve@evil.io";
 constexpr const char* kEveUser = "u-eve-7";
 
@@ -557,6 +615,196 @@ TEST_F(UnlinkErasureTest, HttpMirrors) {
   EXPECT_EQ(PersonOf("email", "alice@acme.io"), PersonOf("email", "bob@acme.io"));
   r = HttpGet(port, "/v1/admin/suppressions");
   EXPECT_EQ(r.status, 200) << r.body;
+}
+
+// The property of issue 15: random streams interleaved with random unlinks (pairs in one person, pairs across
+// persons, suppressed edges and whole events), rule removals and erasures (whole persons and single identifiers), with duplicates
+// and back-dated events. After every step every cannot-link rule holds and no erased identifier resolves or is
+// stored anywhere (a later event carrying it is suppressed); every few steps, and at the end, a full rebuild
+// leaves every resolved and final table exactly as the operations left them.
+// Env: NEXUS_SEED (printed on every run), NEXUS_UNLINK_STEPS (default 30).
+TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
+  uint64_t seed = std::random_device{}();
+  if (const char* e = std::getenv("NEXUS_SEED"); e && *e) seed = std::strtoull(e, nullptr, 10);
+  int steps = 30;
+  if (const char* e = std::getenv("NEXUS_UNLINK_STEPS"); e && *e) steps = std::atoi(e);
+  std::cout << "[ unlink/erase property ] seed " << seed << " (NEXUS_SEED=" << seed << " reproduces), " << steps
+            << " steps (NEXUS_UNLINK_STEPS)" << std::endl;
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
+  Start(kRoleAccountsOff);
+
+  // Values are delimited ("m3x@", "uid3x") so that no value is a substring of another in the table scans.
+  auto random_id = [&]() -> std::pair<std::string, std::string> {
+    if (pick(5) == 0) return {"user_id", "uid" + std::to_string(pick(6)) + "x"};
+    return {"email", "m" + std::to_string(pick(20)) + "x@p.io"};
+  };
+  std::vector<v1::Event> sent;
+  int next_event = 0;
+  auto random_event = [&]() {
+    std::vector<Mention> persons;
+    std::vector<std::pair<std::string, std::string>> memberships;
+    const int mentions = 1 + pick(2);
+    for (int m = 0; m < mentions; ++m) {
+      Mention mention;
+      const int ids = 1 + pick(2);
+      for (int i = 0; i < ids; ++i) mention.ids.push_back(random_id());
+      if (pick(2) == 0) mention.traits["name"] = "Name" + std::to_string(pick(50));
+      if (pick(4) == 0) mention.traits["title"] = "Title" + std::to_string(pick(10));
+      mention.role = m == 0 ? "sender" : "recipient";
+      if (pick(4) == 0 && mention.ids[0].first == "email") {
+        memberships.emplace_back(mention.ids[0].second, pick(2) ? "member" : "admin");
+      }
+      persons.push_back(std::move(mention));
+    }
+    // Back-dated now and then: occurred_at is random, ingest order is the log order.
+    return MakeEvent("ev" + std::to_string(next_event++), pick(1000), persons, memberships);
+  };
+  // person -> its identifiers, from the database.
+  auto persons_now = [&]() {
+    std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
+    pqxx::connection c(url_);
+    pqxx::nontransaction n(c);
+    for (const auto& row :
+         n.exec("SELECT person_id, identifier_type, identifier_value FROM resolved_person_identifiers ORDER BY 1, 2, 3")) {
+      out[row[0].c_str()].emplace_back(row[1].c_str(), row[2].c_str());
+    }
+    return out;
+  };
+  auto rules_now = [&]() {
+    v1::ListLinkRulesRequest req;
+    req.set_page_size(1000);
+    v1::ListLinkRulesResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(admin_->ListLinkRules(&ctx, req, &resp).ok());
+    return std::vector<v1::LinkRule>(resp.rules().begin(), resp.rules().end());
+  };
+  std::set<std::pair<std::string, std::string>> erased;
+  int unlinks = 0, removals = 0, erasures = 0, edge_rules = 0, ingests = 0;
+
+  for (int step = 0; step < steps && !HasFatalFailure(); ++step) {
+    const auto persons = persons_now();
+    const int op = pick(100);
+    std::string what;
+    if (op < 45 || persons.empty()) {
+      std::vector<v1::Event> batch;
+      const int n = 1 + pick(6);
+      for (int i = 0; i < n; ++i) {
+        if (!sent.empty() && pick(8) == 0) {
+          batch.push_back(sent[pick(static_cast<int>(sent.size()))]);  // a retry: a duplicate
+        } else {
+          batch.push_back(random_event());
+          sent.push_back(batch.back());
+        }
+      }
+      // A batch must not hold the same event twice.
+      std::map<std::string, v1::Event> unique;
+      for (auto& e : batch) unique.emplace(e.event_id(), e);
+      batch.clear();
+      for (auto& [id, e] : unique) batch.push_back(e);
+      Ingest(batch);
+      ++ingests;
+      what = "ingest of " + std::to_string(batch.size()) + " events";
+    } else if (op < 70) {
+      // Unlink two identifiers: mostly of one person (a split), sometimes of two (a rule against a future merge).
+      std::vector<const std::vector<std::pair<std::string, std::string>>*> multi, all;
+      for (const auto& [id, ids] : persons) {
+        all.push_back(&ids);
+        if (ids.size() >= 2) multi.push_back(&ids);
+      }
+      std::pair<std::string, std::string> a, b;
+      if (!multi.empty() && pick(5) != 0) {
+        const auto& ids = *multi[pick(static_cast<int>(multi.size()))];
+        const int i = pick(static_cast<int>(ids.size()));
+        int j = pick(static_cast<int>(ids.size()) - 1);
+        if (j >= i) ++j;
+        a = ids[i];
+        b = ids[j];
+      } else if (all.size() >= 2) {
+        const int i = pick(static_cast<int>(all.size()));
+        int j = pick(static_cast<int>(all.size()) - 1);
+        if (j >= i) ++j;
+        a = (*all[i])[0];
+        b = (*all[j])[0];
+      } else {
+        continue;
+      }
+      const auto r = UnlinkPair(Id(a.first, a.second), Id(b.first, b.second));
+      ++unlinks;
+      what = "unlink " + a.second + " / " + b.second + " (rule " + std::to_string(r.rule().rule_id()) + ")";
+    } else if (op < 75) {
+      // The link of one event's mention is wrong: a suppressed-edge rule.
+      const std::string row = QueryScalar(url_,
+                                          "SELECT event_id || ' ' || edge_id FROM person_identifiers "
+                                          "ORDER BY event_id, edge_id OFFSET " +
+                                              std::to_string(pick(50)) + " LIMIT 1");
+      if (row.empty()) continue;
+      v1::UnlinkRequest req;
+      req.set_event_id(row.substr(0, row.find(' ')));
+      const bool whole_event = pick(2) == 0;
+      if (!whole_event) req.set_edge_id(row.substr(row.find(' ') + 1));
+      req.set_reason("wrong sync");
+      v1::UnlinkResponse out;
+      auto s = Unlink(req, &out);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      ++edge_rules;
+      what = (whole_event ? "event rule on " + req.event_id() : "edge rule on " + row);
+    } else if (op < 85) {
+      const auto rules = rules_now();
+      if (rules.empty()) continue;
+      v1::RemoveLinkRuleRequest rm;
+      rm.set_rule_id(rules[pick(static_cast<int>(rules.size()))].rule_id());
+      v1::UnlinkResponse removed;
+      grpc::ClientContext ctx;
+      auto s = admin_->RemoveLinkRule(&ctx, rm, &removed);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      ++removals;
+      what = "remove rule " + std::to_string(rm.rule_id());
+    } else {
+      auto it = persons.begin();
+      std::advance(it, pick(static_cast<int>(persons.size())));
+      const auto& ids = it->second;
+      const auto target = ids[pick(static_cast<int>(ids.size()))];
+      const bool only = pick(2) == 0;
+      v1::EraseRequest req;
+      req.set_request_id("erase-" + std::to_string(step));
+      auto* t = req.add_targets();
+      *t->mutable_identifier() = Id(target.first, target.second);
+      t->set_identifier_only(only);
+      const auto e = Erase(req);
+      ASSERT_EQ(e.outcomes_size(), 1);
+      EXPECT_EQ(e.outcomes(0).outcome(), "erased") << "step " << step;
+      if (only) {
+        erased.insert(target);
+      } else {
+        for (const auto& i : ids) erased.insert(i);
+      }
+      // Re-sending the same request erases nothing more.
+      const auto replay = Erase(req);
+      EXPECT_TRUE(replay.replayed()) << "step " << step;
+      ++erasures;
+      what = std::string("erase ") + (only ? "identifier " : "person of ") + target.second;
+    }
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", step " + std::to_string(step) + ": " + what);
+
+    // Every cannot-link rule holds.
+    for (const auto& r : rules_now()) {
+      if (!r.has_a()) continue;
+      const std::string pa = PersonOf(r.a().type(), r.a().value());
+      const std::string pb = PersonOf(r.b().type(), r.b().value());
+      EXPECT_TRUE(pa.empty() || pa != pb) << "rule " << r.rule_id() << " broken: " << r.a().value() << " and "
+                                          << r.b().value() << " are both " << pa;
+    }
+    // No erased identifier resolves or is stored anywhere, whatever was ingested since.
+    for (const auto& [type, value] : erased) {
+      EXPECT_EQ(PersonOf(type, value), "") << value << " was erased";
+      EXPECT_EQ(TablesHolding(value), "") << value << " was erased";
+    }
+    if (step % 6 == 5) ExpectRebuildAgrees("step " + std::to_string(step) + " (" + what + ")");
+  }
+  ExpectRebuildAgrees("the end");
+  std::cout << "[ unlink/erase property ] " << ingests << " ingests, " << unlinks << " unlinks, " << edge_rules
+            << " edge rules, " << removals << " rule removals, " << erasures << " erasures" << std::endl;
 }
 
 }  // namespace
