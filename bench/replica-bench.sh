@@ -9,16 +9,9 @@
 # off the primary, not the capacity of a second machine.
 set -euo pipefail
 IDS="${1:-50000}"; ROUNDS="${2:-3}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${NEXUS_BUILD_DIR:-$ROOT/build}"
-PGBIN="${PG_BINDIR:-/usr/lib/postgresql/15/bin}"
-if [[ -z "${NEXUS_BENCH_NO_BUILD:-}" ]]; then flock /tmp/nexus-build.lock ninja -C "$BUILD" nexus_bench nexusd >/dev/null; fi
-NEXUSD="$BUILD/server/nexusd"; BENCH="$BUILD/bench/nexus_bench"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-TMP="$(mktemp -d /tmp/nexus-replica-bench.XXXXXX)"; chmod 755 "$TMP"
-SOCK="$TMP/sock"; mkdir -p "$SOCK"; [[ $(id -u) == 0 ]] && chown postgres "$TMP" "$SOCK"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_tmp nexus-replica-bench
 NEXUS_PID=""
 stop_nexusd() {
   if [[ -n "$NEXUS_PID" ]] && kill -0 "$NEXUS_PID" 2>/dev/null; then
@@ -101,5 +94,6 @@ for rpc in ("LookupPerson", "GetPerson", "ListPersonTimeline"):
     total = sum(r[k]["calls"] for r in res["runs"]["standby"] for k in ("LookupPerson", "GetPerson", "ListPersonTimeline"))
     share = sum(r["calls_from_replica"] for r in res["runs"]["standby"]) / max(total, 1)
     print("| %s | %s | %s | %.0f%% |" % (rpc, cells[0], cells[1], 100 * share))
-print(f"medians of {rounds} rounds each; raw: {out}")
+how = f"medians of {rounds} rounds each" if rounds >= 3 else f"{rounds} round(s) each: not a median"
+print(f"{how}; raw: {out}")
 PY

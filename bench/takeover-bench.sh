@@ -8,19 +8,13 @@
 #            after the first pass, so lock_s in the raw file includes the load and equals loaded_s),
 #   event  : until the event sent after the kill is resolvable (LookupPerson finds it) — the takeover a user sees;
 # and the survivor's own nexus_resolver_graph_load_seconds (loaded minus that is the wait for the lock). The killed
-# one is restarted as the standby and the roles swap. Writes bench/results/takeover-<IDENTIFIERS>-<date>.json with every round and prints medians.
+# one is restarted as the standby and the roles swap. Writes bench/results/takeover-<IDENTIFIERS>-<date>.json with
+# every round and prints medians ("best of 2" for 2 rounds).
 set -euo pipefail
 IDS="${1:-1000000}"; ROUNDS="${2:-3}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${NEXUS_BUILD_DIR:-$ROOT/build}"
-PGBIN="${PG_BINDIR:-/usr/lib/postgresql/15/bin}"
-if [[ -z "${NEXUS_BENCH_NO_BUILD:-}" ]]; then flock /tmp/nexus-build.lock ninja -C "$BUILD" nexus_bench nexusd >/dev/null; fi
-NEXUSD="$BUILD/server/nexusd"; BENCH="$BUILD/bench/nexus_bench"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-TMP="$(mktemp -d /tmp/nexus-takeover-bench.XXXXXX)"; chmod 755 "$TMP"
-SOCK="$TMP/sock"; mkdir -p "$SOCK"; [[ $(id -u) == 0 ]] && chown postgres "$TMP" "$SOCK"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_tmp nexus-takeover-bench
 declare -A PID=() HTTP=() GRPC=()
 cleanup() {
   set +e
@@ -170,9 +164,11 @@ os.makedirs(os.path.dirname(out), exist_ok=True)
 json.dump(res, open(out, "w"), indent=1)
 if rounds >= 3:
     word, agg = "median", lambda k: statistics.median(x[k] for x in runs)
-else:
+elif rounds == 2:
     word, agg = "best", lambda k: min(x[k] for x in runs)
-print(f"| takeover at {ids:,} identifiers ({word} of {rounds}) | seconds |")
+else:
+    word, agg = "one run", lambda k: runs[0][k]
+print(f"| takeover at {ids:,} identifiers ({word if rounds == 1 else f'{word} of {rounds}'}) | seconds |")
 print("|---|---|")
 for k, label in (("lock_wait_s", "kill -9 -> the survivor holds the lock (loaded minus graph load)"),
                  ("loaded_s", "kill -9 -> the survivor resolves (lock + graph loaded)"),
