@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <pqxx/pqxx>
 #include <random>
 #include <set>
-#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 
@@ -398,9 +398,10 @@ TEST_F(UnlinkErasureTest, EventRuleRemovesOnlyTheLinksNothingElseAsserts) {
   EXPECT_EQ(out.entity_ids_size(), 3) << "alice+support, carol, dave";
   EXPECT_NE(PersonOf("email", "carol@acme.io"), PersonOf("email", "dave@acme.io")) << "only crm-9 linked them";
   EXPECT_EQ(PersonOf("email", "alice@acme.io"), PersonOf("email", "support@acme.io")) << "mail-1 asserts it too";
-  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM quarantined_edges WHERE event_id = 'crm-9' AND reason = "
-                              "'suppressed by link rule " +
-                                  std::to_string(out.rule().rule_id()) + "'"),
+  EXPECT_EQ(QueryScalar(url_,
+                        "SELECT count(*) FROM quarantined_edges WHERE event_id = 'crm-9' AND reason = "
+                        "'suppressed by link rule " +
+                            std::to_string(out.rule().rule_id()) + "'"),
             "2");
   ExpectRebuildAgrees("after an event rule");
   // The same rule again changes nothing; a second rule on mail-1 removes the last support of alice-support@.
@@ -618,11 +619,11 @@ TEST_F(UnlinkErasureTest, HttpMirrors) {
 }
 
 // The property of issue 15: random streams interleaved with random unlinks (pairs in one person, pairs across
-// persons, suppressed edges and whole events), rule removals and erasures (whole persons and single identifiers), with duplicates
-// and back-dated events. After every step every cannot-link rule holds and no erased identifier resolves or is
-// stored anywhere (a later event carrying it is suppressed); every few steps, and at the end, a full rebuild
-// leaves every resolved and final table exactly as the operations left them.
-// Env: NEXUS_SEED (printed on every run), NEXUS_UNLINK_STEPS (default 30).
+// persons, suppressed edges and whole events), rule removals and erasures (whole persons and single identifiers), with
+// duplicates and back-dated events. After every step every cannot-link rule holds and no erased identifier resolves or
+// is stored anywhere (a later event carrying it is suppressed); every few steps, and at the end, a full rebuild leaves
+// every resolved and final table exactly as the operations left them. Env: NEXUS_SEED (printed on every run),
+// NEXUS_UNLINK_STEPS (default 30).
 TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
   uint64_t seed = std::random_device{}();
   if (const char* e = std::getenv("NEXUS_SEED"); e && *e) seed = std::strtoull(e, nullptr, 10);
@@ -665,8 +666,8 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
     std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
     pqxx::connection c(url_);
     pqxx::nontransaction n(c);
-    for (const auto& row :
-         n.exec("SELECT person_id, identifier_type, identifier_value FROM resolved_person_identifiers ORDER BY 1, 2, 3")) {
+    for (const auto& row : n.exec(
+             "SELECT person_id, identifier_type, identifier_value FROM resolved_person_identifiers ORDER BY 1, 2, 3")) {
       out[row[0].c_str()].emplace_back(row[1].c_str(), row[2].c_str());
     }
     return out;
@@ -792,8 +793,8 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       if (!r.has_a()) continue;
       const std::string pa = PersonOf(r.a().type(), r.a().value());
       const std::string pb = PersonOf(r.b().type(), r.b().value());
-      EXPECT_TRUE(pa.empty() || pa != pb) << "rule " << r.rule_id() << " broken: " << r.a().value() << " and "
-                                          << r.b().value() << " are both " << pa;
+      EXPECT_TRUE(pa.empty() || pa != pb)
+          << "rule " << r.rule_id() << " broken: " << r.a().value() << " and " << r.b().value() << " are both " << pa;
     }
     // No erased identifier resolves or is stored anywhere, whatever was ingested since.
     for (const auto& [type, value] : erased) {

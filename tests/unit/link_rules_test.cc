@@ -222,12 +222,10 @@ TEST(LinkRules, AnEventRuleSuppressesEveryEdgeOfThatEventAndOnlyThem) {
   // e1 links a-b under one edge and c-d under another; e2 asserts a-b again.
   BatchInput in;
   in.events = {{"e1", 1, 0, "t", "crm"}, {"e2", 2, 0, "t", "mail"}};
-  in.identifiers[0] = {{0, 1, "e1#0", "email", "a@x.io", "contact", false},
-                       {0, 2, "e1#0", "email", "b@x.io", "contact", false},
-                       {0, 3, "e1#1", "email", "c@x.io", "contact", false},
-                       {0, 4, "e1#1", "email", "d@x.io", "contact", false},
-                       {1, 5, "e2#0", "email", "a@x.io", "contact", false},
-                       {1, 6, "e2#0", "email", "b@x.io", "contact", false}};
+  in.identifiers[0] = {
+      {0, 1, "e1#0", "email", "a@x.io", "contact", false}, {0, 2, "e1#0", "email", "b@x.io", "contact", false},
+      {0, 3, "e1#1", "email", "c@x.io", "contact", false}, {0, 4, "e1#1", "email", "d@x.io", "contact", false},
+      {1, 5, "e2#0", "email", "a@x.io", "contact", false}, {1, 6, "e2#0", "email", "b@x.io", "contact", false}};
   LinkRule rule;
   rule.rule_id = 3;
   rule.cannot_link = false;
