@@ -14,3 +14,15 @@ bench_tmp() {
   SOCK="$TMP/sock"; mkdir -p "$SOCK"; [[ $(id -u) == 0 ]] && chown postgres "$TMP" "$SOCK"
   return 0
 }
+# bench_pg_start DIR PORT [postgresql.conf lines...]: initdb DIR, listen on 127.0.0.1:PORT and $SOCK with fsync and
+# synchronous_commit on (the benches measure durable writes), start it, create database "nexus".
+bench_pg_start() {
+  local dir=$1 port=$2; shift 2
+  as_pg "$PGBIN/initdb" -D "$dir" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1
+  {
+    printf '%s\n' "listen_addresses = '127.0.0.1'" "port = $port" "unix_socket_directories = '$SOCK'" \
+      "fsync = on" "synchronous_commit = on" "shared_buffers = 512MB" "max_connections = 100" "$@"
+  } >>"$dir/postgresql.conf"
+  as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$dir.log" -w -t 60 start >/dev/null
+  psql -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE nexus"
+}

@@ -28,21 +28,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 P_PORT=$(free_port); S_PORT=$(free_port)
-as_pg "$PGBIN/initdb" -D "$TMP/primary" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$TMP/initdb.log" 2>&1
-cat >>"$TMP/primary/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $P_PORT
-unix_socket_directories = '$SOCK'
-fsync = on
-synchronous_commit = on
-shared_buffers = 512MB
-wal_level = replica
-max_wal_senders = 4
-wal_keep_size = 2GB
-max_connections = 100
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$TMP/primary" -l "$TMP/primary.log" -w -t 60 start >/dev/null
-psql -q -h 127.0.0.1 -p "$P_PORT" -U postgres -d postgres -c "CREATE DATABASE nexus"
+bench_pg_start "$TMP/primary" "$P_PORT" "wal_level = replica" "max_wal_senders = 4" "wal_keep_size = 2GB"
 as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$P_PORT" -U postgres -D "$TMP/standby" -R -X stream
 sed -i "s/^port = $P_PORT/port = $S_PORT/" "$TMP/standby/postgresql.conf"
 as_pg "$PGBIN/pg_ctl" -D "$TMP/standby" -l "$TMP/standby.log" -w -t 60 start >/dev/null

@@ -25,18 +25,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 PORT=$(free_port)
-as_pg "$PGBIN/initdb" -D "$TMP/pg" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$TMP/initdb.log" 2>&1
-cat >>"$TMP/pg/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$SOCK'
-fsync = on
-synchronous_commit = on
-shared_buffers = 512MB
-max_connections = 100
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -t 60 start >/dev/null
-psql -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -c "CREATE DATABASE nexus"
+bench_pg_start "$TMP/pg" "$PORT"
 DB="postgresql://postgres@127.0.0.1:$PORT/nexus"
 for n in a b; do GRPC[$n]=$(free_port); HTTP[$n]=$(free_port); done
 
