@@ -196,13 +196,19 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
               [&](v1::ListLinkRulesResponse* out) { return admin_->ListLinkRules(in, out); });
         });
     Add("POST", "/v1/admin/link-rules/{id}:remove", "RemoveLinkRule",
-        [this](const HttpRequest&, const PathParams& p, CallContext& call) {
+        [this](const HttpRequest& req, const PathParams& p, CallContext& call) {
           const std::string& id = p.at("id");
           if (id.empty() || id.size() > 18 || id.find_first_not_of("0123456789") != std::string::npos) {
             return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "rule id: must be a positive whole number"));
           }
           v1::RemoveLinkRuleRequest in;
           in.set_rule_id(std::stoll(id));
+          if (auto it = req.query.find("dry_run"); it != req.query.end()) {
+            if (it->second == "true" || it->second == "1")
+              in.set_dry_run(true);
+            else if (it->second != "false" && it->second != "0" && !it->second.empty())
+              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "dry_run: must be true or false"));
+          }
           return JsonCall<v1::UnlinkResponse>(
               [&](v1::UnlinkResponse* out) { return admin_->RemoveLinkRule(in, out, call); });
         });

@@ -36,6 +36,25 @@ void FillResult(const storage::LinkRuleResult& r, v1::UnlinkResponse* out) {
   out->set_created(r.created);
   for (const auto& e : r.entity_ids) out->add_entity_ids(e);
   out->set_seconds(r.rebuild.seconds);
+  if (!r.dry_run) return;
+  out->set_dry_run(true);
+  auto* p = out->mutable_preview();
+  for (const auto& id : r.preview.current_entity_ids) p->add_current_entity_ids(id);
+  for (const auto& part : r.preview.parts) {
+    auto* o = p->add_parts();
+    o->set_entity_id(part.entity_id);
+    o->set_existing(part.existing);
+    o->set_identifier_count(static_cast<int64_t>(part.identifiers.size()));
+    constexpr size_t kListed = 100;
+    for (size_t i = 0; i < part.identifiers.size() && i < kListed; ++i) {
+      auto* id = o->add_identifiers();
+      id->set_type(part.identifiers[i].first);
+      id->set_value(part.identifiers[i].second);
+    }
+  }
+  p->set_identifiers(r.preview.identifiers);
+  p->set_events(r.preview.events);
+  p->set_identifier_rules_pending(r.preview.identifier_rules_pending);
 }
 
 grpc::Status ParseIdToken(const std::string& t, int64_t* after) {
@@ -93,9 +112,10 @@ grpc::Status AdminHandler::Unlink(const v1::UnlinkRequest& req, v1::UnlinkRespon
   rule.reason = req.reason();
   rule.created_by = call.principal.key_id;
   storage::LinkRuleResult result;
-  auto st = OnResolver(worker_, [&](storage::ResolverStore& s) { result = s.AddLinkRule(rule, *protection_.Get()); });
+  auto st = OnResolver(
+      worker_, [&](storage::ResolverStore& s) { result = s.AddLinkRule(rule, *protection_.Get(), req.dry_run()); });
   if (!st.ok()) return st;
-  call.audit_target = "link_rule:" + std::to_string(result.rule.rule_id);
+  call.audit_target = req.dry_run() ? "link_rule:dry_run" : "link_rule:" + std::to_string(result.rule.rule_id);
   FillResult(result, out);
   return grpc::Status::OK;
 }
@@ -116,10 +136,11 @@ grpc::Status AdminHandler::ListLinkRules(const v1::ListLinkRulesRequest& req, v1
 grpc::Status AdminHandler::RemoveLinkRule(const v1::RemoveLinkRuleRequest& req, v1::UnlinkResponse* out,
                                           CallContext& call) {
   if (req.rule_id() <= 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "rule_id: missing");
-  call.audit_target = "link_rule:" + std::to_string(req.rule_id());
+  call.audit_target = "link_rule:" + std::to_string(req.rule_id()) + (req.dry_run() ? ":dry_run" : "");
   storage::LinkRuleResult result;
-  auto st = OnResolver(
-      worker_, [&](storage::ResolverStore& s) { result = s.RemoveLinkRule(req.rule_id(), *protection_.Get()); });
+  auto st = OnResolver(worker_, [&](storage::ResolverStore& s) {
+    result = s.RemoveLinkRule(req.rule_id(), *protection_.Get(), req.dry_run());
+  });
   if (!st.ok()) return st;
   FillResult(result, out);
   return grpc::Status::OK;

@@ -173,6 +173,11 @@ constexpr const char* kLinkRulesSql =
     "SELECT rule_id, kind, rule_type = 'cannot_link', coalesce(a_type, ''), coalesce(a_value, ''), "
     "coalesce(b_type, ''), coalesce(b_value, ''), coalesce(event_id, ''), coalesce(edge_id, ''), reason, "
     "created_by, " NEXUS_TS_TO_US("created_at") " FROM link_rules";
+// The rule with the same content (rule_type, sides or edge), if one exists.
+const std::string kFindLinkRuleSql =
+    std::string(kLinkRulesSql) +
+    " WHERE kind = $1 AND ((rule_type = 'cannot_link' AND a_type = $2 AND a_value = $3 AND b_type = $4 AND "
+    "b_value = $5) OR (rule_type = 'suppress_edge' AND event_id = $6 AND coalesce(edge_id, '') = $7))";
 
 LinkRuleInfo LinkRuleFromRow(const pqxx::row& r) {
   LinkRuleInfo i;
@@ -189,20 +194,24 @@ LinkRuleInfo LinkRuleFromRow(const pqxx::row& r) {
   return i;
 }
 
+/// The rule as the engine takes it.
+resolver::LinkRule EngineRule(const LinkRuleInfo& i) {
+  resolver::LinkRule r;
+  r.rule_id = i.rule_id;
+  r.kind = i.kind == "group" ? EntityKind::kGroup : EntityKind::kPerson;
+  r.cannot_link = i.cannot_link;
+  r.a = i.a;
+  r.b = i.b;
+  r.event_id = i.event_id;
+  r.edge_id = i.edge_id;
+  return r;
+}
+
 /// Every link rule, as the engine takes them.
 std::vector<resolver::LinkRule> ReadLinkRules(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c) {
   std::vector<resolver::LinkRule> out;
   for (const auto& row : impl.Exec(tx, c, "resolver.link_rules", std::string(kLinkRulesSql) + " ORDER BY rule_id")) {
-    const LinkRuleInfo i = LinkRuleFromRow(row);
-    resolver::LinkRule r;
-    r.rule_id = i.rule_id;
-    r.kind = i.kind == "group" ? EntityKind::kGroup : EntityKind::kPerson;
-    r.cannot_link = i.cannot_link;
-    r.a = i.a;
-    r.b = i.b;
-    r.event_id = i.event_id;
-    r.edge_id = i.edge_id;
-    out.push_back(std::move(r));
+    out.push_back(EngineRule(LinkRuleFromRow(row)));
   }
   return out;
 }
@@ -1388,9 +1397,167 @@ std::unique_ptr<resolver::Engine> RebuildInTx(Database::Impl& db, pqxx::work& tx
   return engine;
 }
 
+// Rows sharing an edge with a row of the preview set: the rows of the same (event, edge_id) through the event_id
+// index, and, for an explicit edge_id (not local to its event: resolver::IsEventLocalEdge), the rows other events
+// sent under it through the partial index of migration 011 (the predicate is the index's, word for word).
+#define NEXUS_EXPLICIT_EDGE(t) "left(" t ".edge_id, length(" t ".event_id) + 1) <> " t ".event_id || '#'"
+constexpr const char* kPreviewGrowEdgesSql =
+    "WITH x AS MATERIALIZED (SELECT DISTINCT x.event_id, x.edge_id FROM preview_ids p JOIN {k}_identifiers x "
+    "USING (identifier_type, identifier_value) WHERE NOT x.is_blocked) "
+    "INSERT INTO preview_ids SELECT y.identifier_type, y.identifier_value FROM x JOIN {k}_identifiers y "
+    "ON y.event_id = x.event_id AND y.edge_id = x.edge_id WHERE NOT y.is_blocked "
+    "UNION SELECT y.identifier_type, y.identifier_value FROM x JOIN {k}_identifiers y ON y.edge_id = x.edge_id "
+    "WHERE NOT y.is_blocked AND " NEXUS_EXPLICIT_EDGE("x") " AND " NEXUS_EXPLICIT_EDGE("y") " ON CONFLICT DO NOTHING";
+#undef NEXUS_EXPLICIT_EDGE
+// The preview set's events below the rebuild horizon ($1), in log order; then its rows in them.
+constexpr const char* kPreviewEventsSql =
+    "SELECT e.event_id, " NEXUS_TS_TO_US("e.occurred_at") ", " NEXUS_TS_TO_US("e._ingested_at") ", e.event_type, "
+    "e.source FROM events e WHERE e._ingest_xid < $1::xid8 AND e.event_id IN (SELECT x.event_id FROM preview_ids p "
+    "JOIN {k}_identifiers x USING (identifier_type, identifier_value) WHERE NOT x.is_blocked) "
+    "ORDER BY e._ingest_xid, e.event_id";
+constexpr const char* kPreviewRowsSql =
+    "SELECT x.event_id, x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role FROM preview_ids p "
+    "JOIN {k}_identifiers x USING (identifier_type, identifier_value) JOIN events e ON e.event_id = x.event_id "
+    "WHERE e._ingest_xid < $1::xid8 AND NOT x.is_blocked ORDER BY e._ingest_xid, e.event_id, x.id";
+
+/// The preview of a link-rule change (see LinkRulePreview): the identifiers `seeds` (kind `k`) reach, re-resolved
+/// alone under `rules` (the stored ones with the change). Reads only; its working table is dropped at commit.
+LinkRulePreview PreviewLinkRules(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, const Kind& k,
+                                 const std::vector<std::pair<std::string, std::string>>& seeds,
+                                 const std::vector<resolver::LinkRule>& rules,
+                                 const resolver::ProtectionConfig& protection) {
+  LinkRulePreview out;
+  tx.exec(
+      "CREATE TEMP TABLE preview_ids (identifier_type text, identifier_value text, "
+      "PRIMARY KEY (identifier_type, identifier_value)) ON COMMIT DROP");
+  std::vector<std::string> types, values;
+  for (const auto& [t, v] : seeds) {
+    types.push_back(t);
+    values.push_back(v);
+  }
+  db.Exec(tx, c, "resolver.preview_seed",
+          "INSERT INTO preview_ids SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+          detail::TextArray(types), detail::TextArray(values));
+  // Closure: whole entities, then every non-blocked row sharing an edge_id with a row of the set (its own event's
+  // edge, and an explicit edge_id another event reused), until nothing is added. Blocked rows link nothing.
+  for (int round = 0;; ++round) {
+    if (round > 10000) throw StorageError(ErrorKind::kInternal, "link rule preview: closure does not converge");
+    // A temporary table has no statistics until analyzed: without them the planner guesses its size.
+    tx.exec("ANALYZE preview_ids");
+    const auto grown =
+        db.Exec(tx, c, k.Stmt("preview_grow_entities"),
+                k.Sql("INSERT INTO preview_ids SELECT r2.identifier_type, r2.identifier_value "
+                      "FROM resolved_{k}_identifiers r2 WHERE r2.{id} IN (SELECT DISTINCT r.{id} FROM preview_ids p "
+                      "JOIN resolved_{k}_identifiers r USING (identifier_type, identifier_value)) "
+                      "ON CONFLICT DO NOTHING"))
+            .affected_rows() +
+        db.Exec(tx, c, k.Stmt("preview_grow_edges"), k.Sql(kPreviewGrowEdgesSql)).affected_rows();
+    if (grown == 0) break;
+  }
+  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_current"),
+                                 k.Sql("SELECT DISTINCT r.{id} FROM preview_ids p JOIN resolved_{k}_identifiers r "
+                                       "USING (identifier_type, identifier_value)"))) {
+    out.current_entity_ids.push_back(row[0].c_str());
+  }
+  std::sort(out.current_entity_ids.begin(), out.current_entity_ids.end());
+
+  // The set's events, below the horizon a rebuild would read to, in log order, with the set's rows only.
+  BatchIo io(db, tx, c);
+  const State st = io.LoadState();
+  {
+    const auto r = db.Exec(tx, c, "resolver.rebuild_identifier_rules",
+                           "SELECT identifier_rules, identifier_rules_dirty FROM resolver_state");
+    out.identifier_rules_pending = r[0][1].as<bool>() || protection.ClassifyFingerprint() != r[0][0].c_str();
+  }
+  const std::string horizon = tx.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0].c_str();
+  resolver::BatchInput in;
+  std::unordered_map<std::string, uint32_t> pos;
+  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_events"), k.Sql(kPreviewEventsSql), horizon)) {
+    pos.emplace(row[0].c_str(), static_cast<uint32_t>(in.events.size()));
+    in.events.push_back({row[0].c_str(), row[1].as<int64_t>(), row[2].as<int64_t>(), row[3].c_str(), row[4].c_str()});
+  }
+  out.events = static_cast<int64_t>(in.events.size());
+  auto& rows = in.identifiers[Idx(k.kind)];
+  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_rows"), k.Sql(kPreviewRowsSql), horizon)) {
+    rows.push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(), row[4].c_str(),
+                    OptText(row[5]), false});
+  }
+  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_forced"),
+                                 k.Sql("SELECT event_id, edge_id FROM quarantined_edges WHERE kind = '{k}' AND "
+                                       "released_at IS NOT NULL"))) {
+    in.forced[Idx(k.kind)].insert({row[0].c_str(), row[1].c_str()});
+  }
+  resolver::Engine engine(st.salt, 1);
+  engine.SetLinkRules(rules);
+  engine.Apply(in, protection);
+
+  std::map<std::string, LinkRulePreview::Part> parts;
+  for (const auto& row :
+       db.Exec(tx, c, "resolver.preview_ids", "SELECT identifier_type, identifier_value FROM preview_ids")) {
+    ++out.identifiers;
+    const std::string id = engine.EntityOf(k.kind, row[0].c_str(), row[1].c_str());
+    if (id.empty()) continue;  // only in blocked rows, or in events past the horizon
+    auto& part = parts[id];
+    part.entity_id = id;
+    part.identifiers.emplace_back(row[0].c_str(), row[1].c_str());
+  }
+  std::vector<std::string> ids;
+  for (const auto& [id, part] : parts) ids.push_back(id);
+  std::set<std::string> existing;
+  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_existing"),
+                                 k.Sql("SELECT {id} FROM {E} WHERE {id} = ANY($1::text[])"), detail::TextArray(ids))) {
+    existing.insert(row[0].c_str());
+  }
+  for (auto& [id, part] : parts) {
+    part.existing = existing.count(id) > 0;
+    std::sort(part.identifiers.begin(), part.identifiers.end());  // byte order (the query's is the collation's)
+    out.parts.push_back(std::move(part));
+  }
+  std::stable_sort(out.parts.begin(), out.parts.end(),
+                   [](const auto& a, const auto& b) { return a.identifiers.size() > b.identifiers.size(); });
+  tx.exec("DROP TABLE preview_ids");
+  return out;
+}
+
+/// Where (type, value) of a preview would resolve ("" when nowhere).
+std::string PreviewEntityOf(const LinkRulePreview& p, const std::pair<std::string, std::string>& id) {
+  for (const auto& part : p.parts) {
+    if (std::binary_search(part.identifiers.begin(), part.identifiers.end(), id)) return part.entity_id;
+  }
+  return "";
+}
+
+/// LinkRuleResult::entity_ids of a dry run: where a and b (or the edge's identifiers, distinct) would resolve.
+void FillPreviewEntities(LinkRuleResult& out, const std::vector<std::pair<std::string, std::string>>& seeds) {
+  std::vector<std::string> ids;
+  for (const auto& id : seeds) ids.push_back(PreviewEntityOf(out.preview, id));
+  if (!out.rule.cannot_link) {
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  }
+  out.entity_ids = std::move(ids);
+}
+
+/// The identifiers a rule is about: a and b, or the non-blocked rows of its edge (every edge of its event).
+std::vector<std::pair<std::string, std::string>> RuleIdentifiers(Database::Impl& db, pqxx::work& tx,
+                                                                 detail::PooledConnection& c, const Kind& k,
+                                                                 const LinkRuleInfo& r) {
+  if (r.cannot_link) return {r.a, r.b};
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& row : db.Exec(tx, c, k.Stmt("link_rule_edge_identifiers"),
+                                 k.Sql("SELECT DISTINCT identifier_type, identifier_value FROM {k}_identifiers "
+                                       "WHERE event_id = $1 AND ($2 = '' OR edge_id = $2) AND NOT is_blocked "
+                                       "ORDER BY 1, 2"),
+                                 r.event_id, r.edge_id)) {
+    out.emplace_back(row[0].c_str(), row[1].c_str());
+  }
+  return out;
+}
+
 }  // namespace
 
-LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver::ProtectionConfig& protection) {
+LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver::ProtectionConfig& protection,
+                                          bool dry_run) {
   if (in.kind != "person" && in.kind != "group") {
     throw StorageError(ErrorKind::kInvalidArgument, "kind: must be person or group");
   }
@@ -1435,6 +1602,20 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
                                (r.edge_id.empty() ? std::string() : " under edge_id '" + r.edge_id + "'"));
       }
     }
+    if (dry_run) {
+      const auto start = std::chrono::steady_clock::now();
+      auto existing = db.Exec(tx, c, "resolver.find_link_rule", kFindLinkRuleSql, r.kind, r.a.first, r.a.second,
+                              r.b.first, r.b.second, r.event_id, r.edge_id);
+      out.rule = existing.empty() ? r : LinkRuleFromRow(existing[0]);
+      auto rules = ReadLinkRules(db, tx, c);
+      rules.push_back(EngineRule(r));
+      out.dry_run = true;
+      const auto seeds = RuleIdentifiers(db, tx, c, k, r);
+      out.preview = PreviewLinkRules(db, tx, c, k, seeds, rules, protection);
+      FillPreviewEntities(out, seeds);
+      out.rebuild.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      return;
+    }
     auto ins =
         db.Exec(tx, c, "resolver.insert_link_rule",
                 "INSERT INTO link_rules (kind, rule_type, a_type, a_value, b_type, b_value, event_id, edge_id, reason, "
@@ -1445,12 +1626,8 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
                 r.cannot_link ? r.b.first : "", r.cannot_link ? r.b.second : "", r.cannot_link ? "" : r.event_id,
                 r.cannot_link ? "" : r.edge_id, r.reason, r.created_by);
     out.created = !ins.empty();
-    auto existing = db.Exec(tx, c, "resolver.find_link_rule",
-                            std::string(kLinkRulesSql) +
-                                " WHERE kind = $1 AND ((rule_type = 'cannot_link' AND a_type = $2 AND a_value = $3 AND "
-                                "b_type = $4 AND b_value = $5) OR (rule_type = 'suppress_edge' AND event_id = $6 AND "
-                                "coalesce(edge_id, '') = $7))",
-                            r.kind, r.a.first, r.a.second, r.b.first, r.b.second, r.event_id, r.edge_id);
+    auto existing = db.Exec(tx, c, "resolver.find_link_rule", kFindLinkRuleSql, r.kind, r.a.first, r.a.second,
+                            r.b.first, r.b.second, r.event_id, r.edge_id);
     if (existing.empty()) throw StorageError(ErrorKind::kInternal, "link rule vanished after insert");
     out.rule = LinkRuleFromRow(existing[0]);
     if (out.created) {
@@ -1475,6 +1652,14 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
     impl_->engine = std::move(rebuilt);
     impl_->PublishGraph(static_cast<int64_t>(impl_->engine->MemoryBytes()));
   }
+  if (dry_run) {
+    log::Info("link rule previewed", {{"kind", out.rule.kind},
+                                      {"identifiers", static_cast<long long>(out.preview.identifiers)},
+                                      {"events", static_cast<long long>(out.preview.events)},
+                                      {"parts", static_cast<long long>(out.preview.parts.size())},
+                                      {"seconds", out.rebuild.seconds}});
+    return out;
+  }
   log::Info("link rule added", {{"rule_id", static_cast<long long>(out.rule.rule_id)},
                                 {"kind", out.rule.kind},
                                 {"created", out.created},
@@ -1482,8 +1667,30 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
   return out;
 }
 
-LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection) {
+LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection,
+                                             bool dry_run) {
   LinkRuleResult out;
+  if (dry_run) {
+    OnSession(*impl_, holds_lock_, "preview link rule removal", [&](pqxx::work& tx, detail::PooledConnection& c) {
+      auto& db = impl_->db.impl();
+      const auto start = std::chrono::steady_clock::now();
+      auto r = db.Exec(tx, c, "resolver.lookup_link_rule_preview", std::string(kLinkRulesSql) + " WHERE rule_id = $1",
+                       rule_id);
+      if (r.empty()) throw StorageError(ErrorKind::kNotFound, "link rule " + std::to_string(rule_id) + " not found");
+      out.rule = LinkRuleFromRow(r[0]);
+      auto rules = ReadLinkRules(db, tx, c);
+      rules.erase(
+          std::remove_if(rules.begin(), rules.end(), [&](const resolver::LinkRule& x) { return x.rule_id == rule_id; }),
+          rules.end());
+      out.dry_run = true;
+      const Kind& k = KindNamed(out.rule.kind);
+      const auto seeds = RuleIdentifiers(db, tx, c, k, out.rule);
+      out.preview = PreviewLinkRules(db, tx, c, k, seeds, rules, protection);
+      FillPreviewEntities(out, seeds);
+      out.rebuild.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    });
+    return out;
+  }
   std::unique_ptr<resolver::Engine> rebuilt;
   impl_->DropGraph();
   OnSession(*impl_, holds_lock_, "remove link rule", [&](pqxx::work& tx, detail::PooledConnection& c) {

@@ -98,13 +98,41 @@ struct LinkRuleInfo {
   int64_t created_at_us = 0;
 };
 
-/// What adding or removing a link rule did: the rule, whether it was new (re-sending an existing rule changes
-/// nothing), where the rule's identifiers resolve now, and the re-resolution's figures.
+/// What a link-rule change would do, computed without changing anything (a dry run).
+///
+/// Only the affected identifiers are re-resolved: the identifiers of the entities holding the rule's identifiers,
+/// closed under every non-blocked edge of the log that touches them (quarantined edges and edge_ids reused across
+/// events included) and under the entities those edges reach. No edge links that set to anything outside it, so
+/// its resolution does not depend on the rest of the log: its events, replayed in log order through a fresh engine
+/// with the changed rules, give the parts and ids the change gives (and a rebuild after it). Cost follows the size
+/// of that set, not of the database.
+struct LinkRulePreview {
+  struct Part {
+    std::string entity_id;
+    /// The id names an entity now: this part keeps it.
+    bool existing = false;
+    /// (type, value), sorted.
+    std::vector<std::pair<std::string, std::string>> identifiers;
+  };
+  std::vector<std::string> current_entity_ids;  ///< the entities the affected identifiers belong to now, sorted
+  std::vector<Part> parts;                      ///< after the change: largest first, then by id
+  int64_t identifiers = 0;                      ///< affected identifiers
+  int64_t events = 0;                           ///< events replayed
+  /// The identifier rules changed since the log was classified: the real change also re-applies them to the
+  /// whole log (it rebuilds), which the preview, resolving the stored values, does not show.
+  bool identifier_rules_pending = false;
+};
+
+/// What adding or removing a link rule did (or, for a dry run, would do): the rule, whether it was new
+/// (re-sending an existing rule changes nothing), where the rule's identifiers resolve now, and the
+/// re-resolution's figures.
 struct LinkRuleResult {
   LinkRuleInfo rule;
   bool created = false;
   std::vector<std::string> entity_ids;  ///< of a and b (cannot-link) or of the edge's identifiers; "" if none
-  RebuildStats rebuild;
+  RebuildStats rebuild;                 ///< for a dry run, only `seconds` (the preview's)
+  bool dry_run = false;
+  LinkRulePreview preview;  ///< dry run only
 };
 
 /// One input of an erasure: an entity id (per_/grp_, aliases followed), or an identifier: with `whole_entity`
@@ -194,9 +222,12 @@ class ResolverStore final {
   /// Adds a link rule (or finds the same one) and re-resolves with it in the same transaction, so every table
   /// follows the rule at commit: a full rebuild (cost follows the database; see README "Undoing a merge").
   /// kInvalidArgument names what is wrong (unknown identifier or edge, a == b).
-  LinkRuleResult AddLinkRule(const LinkRuleInfo& rule, const resolver::ProtectionConfig& protection);
+  /// `dry_run`: validates the rule the same way, changes nothing and returns LinkRuleResult::preview.
+  LinkRuleResult AddLinkRule(const LinkRuleInfo& rule, const resolver::ProtectionConfig& protection,
+                             bool dry_run = false);
   /// Deletes a link rule and re-resolves without it (what the log links merges again). kNotFound when unknown.
-  LinkRuleResult RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection);
+  /// `dry_run`: changes nothing and returns LinkRuleResult::preview.
+  LinkRuleResult RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection, bool dry_run = false);
   static std::vector<LinkRuleInfo> ListLinkRules(Database& db, int64_t after_id, int limit);
 
   /// Erases persons / groups / identifiers from the core log, every resolved and final table, quarantines and

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <pqxx/pqxx>
 #include <random>
 #include <set>
@@ -35,6 +36,7 @@ struct Mention {
   Ids ids = {};
   std::map<std::string, std::string> traits = {};
   std::string role = "contact";
+  std::string edge_id = "";  ///< "": derived by ingest, local to the event
 };
 
 v1::Event MakeEvent(const std::string& id, int64_t t, const std::vector<Mention>& persons,
@@ -48,6 +50,7 @@ v1::Event MakeEvent(const std::string& id, int64_t t, const std::vector<Mention>
   for (const auto& p : persons) {
     auto* m = e.add_persons();
     m->set_role(p.role);
+    m->set_edge_id(p.edge_id);
     for (const auto& [ty, v] : p.ids) {
       auto* i = m->add_identifiers();
       i->set_type(ty);
@@ -178,6 +181,42 @@ class UnlinkErasureTest : public PgTest {
                                        << " differs after a rebuild: " << FirstDifference(rows, after.at(table));
     }
   }
+  /// A dry run's preview, checked against the database after the real change: each part is exactly one person
+  /// now (its id, its identifiers, its size), and the parts hold every affected identifier that resolves.
+  void ExpectPreviewHeld(const v1::UnlinkPreview& preview, const std::string& when) {
+    std::map<std::pair<std::string, std::string>, std::string> person_of;
+    std::map<std::string, int64_t> size_of;
+    pqxx::connection c(url_);
+    pqxx::nontransaction n(c);
+    for (const auto& row :
+         n.exec("SELECT identifier_type, identifier_value, person_id FROM resolved_person_identifiers")) {
+      person_of[{row[0].c_str(), row[1].c_str()}] = row[2].c_str();
+      ++size_of[row[2].c_str()];
+    }
+    int64_t listed = 0;
+    for (const auto& part : preview.parts()) {
+      EXPECT_EQ(part.identifier_count(), size_of[part.entity_id()])
+          << when << ": the preview's part " << part.entity_id() << " has another size now";
+      ASSERT_EQ(part.identifiers_size(), part.identifier_count()) << when << ": small parts are listed whole";
+      for (const auto& id : part.identifiers()) {
+        const std::pair<std::string, std::string> key(id.type(), id.value());
+        EXPECT_EQ(person_of[key], part.entity_id())
+            << when << ": " << id.value() << " does not resolve where the preview said";
+      }
+      listed += part.identifier_count();
+    }
+    EXPECT_LE(listed, preview.identifiers()) << when;
+  }
+  v1::UnlinkResponse DryRun(v1::UnlinkRequest req) {
+    req.set_dry_run(true);
+    v1::UnlinkResponse out;
+    auto s = Unlink(req, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(out.dry_run());
+    EXPECT_FALSE(out.created());
+    return out;
+  }
+
   /// Rows of every table of the schema whose text holds `needle`, as "table: n" lines ("" when none).
   std::string TablesHolding(const std::string& needle) {
     std::string out;
@@ -311,6 +350,125 @@ TEST_F(UnlinkErasureTest, ChainSplitsInTheMiddleAndRemovingTheRuleMergesAgain) {
   ExpectRebuildAgrees("after removing the rule");
   grpc::ClientContext ctx2;
   EXPECT_EQ(admin_->RemoveLinkRule(&ctx2, rm, &removed).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// A dry run says what an unlink (and the removal of its rule) would do without changing anything, by re-resolving
+// only the component involved; the real change then does exactly that.
+TEST_F(UnlinkErasureTest, DryRunPreviewsTheSplitAndTheRemergeExactlyAndChangesNothing) {
+  Start(kRoleAccountsOff);
+  auto story = SupportStory();
+  story.push_back(MakeEvent("other", 5, {{{{"email", "carol@else.io"}}}}));  // not part of the component
+  Ingest(story);
+  const std::string merged = PersonOf("email", "alice@acme.io");
+  const auto before = DumpResolvedTables(url_);
+
+  v1::UnlinkRequest req;
+  *req.mutable_a() = Id("email", "alice@acme.io");
+  *req.mutable_b() = Id("email", "Bob@acme.io");
+  req.set_reason("different people");
+  const auto dry = DryRun(req);
+  EXPECT_EQ(dry.rule().rule_id(), 0) << "no rule was stored";
+  EXPECT_EQ(dry.rule().b().value(), "bob@acme.io") << "validated and normalized as for real";
+  const auto& p = dry.preview();
+  EXPECT_EQ(std::vector<std::string>(p.current_entity_ids().begin(), p.current_entity_ids().end()),
+            std::vector<std::string>{merged});
+  EXPECT_EQ(p.identifiers(), 3) << "alice@, bob@, support@: carol@ is not involved";
+  EXPECT_EQ(p.events(), 4);
+  EXPECT_FALSE(p.identifier_rules_pending());
+  ASSERT_EQ(p.parts_size(), 2) << dry.DebugString();
+  EXPECT_EQ(p.parts(0).entity_id(), merged);
+  EXPECT_TRUE(p.parts(0).existing());
+  EXPECT_EQ(p.parts(0).identifier_count(), 2);
+  EXPECT_FALSE(p.parts(1).existing());
+  ASSERT_EQ(p.parts(1).identifiers_size(), 1);
+  EXPECT_EQ(p.parts(1).identifiers(0).value(), "bob@acme.io");
+  ASSERT_EQ(dry.entity_ids_size(), 2);
+  EXPECT_EQ(dry.entity_ids(0), merged);
+  EXPECT_EQ(dry.entity_ids(1), p.parts(1).entity_id());
+
+  // Nothing changed: no rule, the same tables.
+  v1::ListLinkRulesResponse rules;
+  grpc::ClientContext lctx;
+  ASSERT_TRUE(admin_->ListLinkRules(&lctx, v1::ListLinkRulesRequest(), &rules).ok());
+  EXPECT_EQ(rules.rules_size(), 0);
+  const auto after_dry = DumpResolvedTables(url_);
+  for (const auto& [table, rows] : before) {
+    EXPECT_EQ(rows, after_dry.at(table)) << "a dry run changed " << table << ": "
+                                         << FirstDifference(rows, after_dry.at(table));
+  }
+
+  const auto real = UnlinkPair(Id("email", "alice@acme.io"), Id("email", "bob@acme.io"));
+  EXPECT_EQ(std::vector<std::string>(real.entity_ids().begin(), real.entity_ids().end()),
+            std::vector<std::string>(dry.entity_ids().begin(), dry.entity_ids().end()));
+  ExpectPreviewHeld(p, "after the unlink");
+
+  // A dry run of the same rule again: it exists (its id), and nothing would change.
+  const auto again = DryRun(req);
+  EXPECT_EQ(again.rule().rule_id(), real.rule().rule_id());
+  EXPECT_EQ(again.preview().parts_size(), 2);
+
+  // Removing the rule, previewed over HTTP: the two persons would merge back under the old id.
+  const auto r = HttpPost(app_->http_port(),
+                          "/v1/admin/link-rules/" + std::to_string(real.rule().rule_id()) + ":remove?dry_run=true", "");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"dry_run\":true"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"entity_id\":\"" + merged + "\",\"existing\":true,\"identifier_count\":\"3\""),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(PersonOf("email", "alice@acme.io"), PersonOf("email", "bob@acme.io")) << "the dry run changed nothing";
+  EXPECT_EQ(HttpPost(app_->http_port(), "/v1/admin/link-rules/1:remove?dry_run=maybe", "").status, 400);
+
+  v1::RemoveLinkRuleRequest rm;
+  rm.set_rule_id(real.rule().rule_id());
+  rm.set_dry_run(true);
+  v1::UnlinkResponse remerge;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->RemoveLinkRule(&ctx, rm, &remerge).ok());
+  ASSERT_EQ(remerge.preview().parts_size(), 1);
+  rm.set_dry_run(false);
+  v1::UnlinkResponse removed;
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(admin_->RemoveLinkRule(&ctx2, rm, &removed).ok());
+  ExpectPreviewHeld(remerge.preview(), "after removing the rule");
+  EXPECT_EQ(PersonOf("email", "bob@acme.io"), merged);
+}
+
+// An edge_id a source reuses links across events: the preview of removing a rule that suppressed one event's use of
+// it must follow that edge to the other events' rows (which are not in the suppressed part's entity).
+TEST_F(UnlinkErasureTest, DryRunFollowsAnEdgeIdReusedByOtherEvents) {
+  Start(kRoleAccountsOff);
+  Mention deal{{{"email", "a@deal.io"}, {"email", "b@deal.io"}}};
+  deal.edge_id = "deal-7";
+  Mention later{{{"email", "c@deal.io"}}};
+  later.edge_id = "deal-7";
+  Ingest({MakeEvent("d1", 0, {deal}), MakeEvent("d2", 1, {later})});
+  const std::string all = PersonOf("email", "a@deal.io");
+  ASSERT_EQ(PersonOf("email", "c@deal.io"), all) << "the reused edge_id links d2 to d1";
+
+  v1::UnlinkRequest req;
+  req.set_event_id("d2");
+  req.set_edge_id("deal-7");
+  req.set_reason("d2 reused the deal id by mistake");
+  const auto split = DryRun(req);
+  ASSERT_EQ(split.preview().parts_size(), 2) << split.DebugString();
+  v1::UnlinkResponse out;
+  ASSERT_TRUE(Unlink(req, &out).ok());
+  ExpectPreviewHeld(split.preview(), "after the edge rule");
+  ASSERT_NE(PersonOf("email", "c@deal.io"), PersonOf("email", "a@deal.io"));
+
+  v1::RemoveLinkRuleRequest rm;
+  rm.set_rule_id(out.rule().rule_id());
+  rm.set_dry_run(true);
+  v1::UnlinkResponse would;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->RemoveLinkRule(&ctx, rm, &would).ok());
+  EXPECT_EQ(would.preview().identifiers(), 3) << "c@'s part alone would miss the other events under deal-7";
+  ASSERT_EQ(would.preview().parts_size(), 1) << would.DebugString();
+  EXPECT_EQ(would.preview().parts(0).entity_id(), all);
+  rm.set_dry_run(false);
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(admin_->RemoveLinkRule(&ctx2, rm, &out).ok());
+  ExpectPreviewHeld(would.preview(), "after removing the edge rule");
 }
 
 TEST_F(UnlinkErasureTest, UnlinkErrorsNameWhatIsWrong) {
@@ -622,8 +780,9 @@ TEST_F(UnlinkErasureTest, HttpMirrors) {
 // persons, suppressed edges and whole events), rule removals and erasures (whole persons and single identifiers), with
 // duplicates and back-dated events. After every step every cannot-link rule holds and no erased identifier resolves or
 // is stored anywhere (a later event carrying it is suppressed); every few steps, and at the end, a full rebuild leaves
-// every resolved and final table exactly as the operations left them. Env: NEXUS_SEED (printed on every run),
-// NEXUS_UNLINK_STEPS (default 30).
+// every resolved and final table exactly as the operations left them. Every link-rule change is previewed first (a dry
+// run re-resolving only the component involved): the real change must give exactly the preview. Env: NEXUS_SEED
+// (printed on every run), NEXUS_UNLINK_STEPS (default 30).
 TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
   uint64_t seed = std::random_device{}();
   if (const char* e = std::getenv("NEXUS_SEED"); e && *e) seed = std::strtoull(e, nullptr, 10);
@@ -653,6 +812,8 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       if (pick(2) == 0) mention.traits["name"] = "Name" + std::to_string(pick(50));
       if (pick(4) == 0) mention.traits["title"] = "Title" + std::to_string(pick(10));
       mention.role = m == 0 ? "sender" : "recipient";
+      // Now and then an explicit edge_id that other events reuse: it links across events.
+      if (pick(6) == 0) mention.edge_id = "deal" + std::to_string(pick(4));
       if (pick(4) == 0 && mention.ids[0].first == "email") {
         memberships.emplace_back(mention.ids[0].second, pick(2) ? "member" : "admin");
       }
@@ -687,6 +848,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
     const auto persons = persons_now();
     const int op = pick(100);
     std::string what;
+    std::optional<v1::UnlinkPreview> preview;  // of a link-rule change: checked after it
     if (op < 45 || persons.empty()) {
       std::vector<v1::Event> batch;
       const int n = 1 + pick(6);
@@ -730,6 +892,11 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       } else {
         continue;
       }
+      v1::UnlinkRequest dry;
+      *dry.mutable_a() = Id(a.first, a.second);
+      *dry.mutable_b() = Id(b.first, b.second);
+      dry.set_reason("different people");
+      preview = DryRun(dry).preview();
       const auto r = UnlinkPair(Id(a.first, a.second), Id(b.first, b.second));
       ++unlinks;
       what = "unlink " + a.second + " / " + b.second + " (rule " + std::to_string(r.rule().rule_id()) + ")";
@@ -745,6 +912,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       const bool whole_event = pick(2) == 0;
       if (!whole_event) req.set_edge_id(row.substr(row.find(' ') + 1));
       req.set_reason("wrong sync");
+      preview = DryRun(req).preview();
       v1::UnlinkResponse out;
       auto s = Unlink(req, &out);
       ASSERT_TRUE(s.ok()) << s.error_message();
@@ -755,6 +923,12 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       if (rules.empty()) continue;
       v1::RemoveLinkRuleRequest rm;
       rm.set_rule_id(rules[pick(static_cast<int>(rules.size()))].rule_id());
+      rm.set_dry_run(true);
+      v1::UnlinkResponse would;
+      grpc::ClientContext dctx;
+      ASSERT_TRUE(admin_->RemoveLinkRule(&dctx, rm, &would).ok());
+      preview = would.preview();
+      rm.set_dry_run(false);
       v1::UnlinkResponse removed;
       grpc::ClientContext ctx;
       auto s = admin_->RemoveLinkRule(&ctx, rm, &removed);
@@ -787,6 +961,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       what = std::string("erase ") + (only ? "identifier " : "person of ") + target.second;
     }
     SCOPED_TRACE("seed " + std::to_string(seed) + ", step " + std::to_string(step) + ": " + what);
+    if (preview) ExpectPreviewHeld(*preview, "the dry run before it");
 
     // Every cannot-link rule holds.
     for (const auto& r : rules_now()) {
