@@ -582,6 +582,9 @@ struct Engine::Impl {
         for (uint32_t i : ids) add(i);
         q.reason = std::move(why);
         for (uint32_t r : roots) q.entity_ids.push_back(IdOf(s, r));
+        // Sorted: the order of `roots` follows the representatives remembered for an explicit edge_id, which
+        // depends on the order the graph was loaded in; the record must not.
+        std::sort(q.entity_ids.begin(), q.entity_ids.end());
         m.quarantined.push_back(std::move(q));
         for (uint32_t i : fresh) NewCluster(s, {i}, event_id);  // the edge is not applied
         return;

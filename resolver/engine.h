@@ -153,7 +153,7 @@ struct QuarantineRecord {
   std::string edge_id;
   std::vector<std::pair<std::string, std::string>> identifiers;  ///< (type, value) of this event's rows
   std::string reason;
-  std::vector<std::string> entity_ids;  ///< the entities it would have joined, at the time
+  std::vector<std::string> entity_ids;  ///< the entities it would have joined, at the time (sorted)
 };
 
 struct KindStats {
