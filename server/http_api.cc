@@ -116,10 +116,9 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
               return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: must be person or group"));
           }
           if (auto it = req.query.find("include_released"); it != req.query.end()) {
-            if (it->second == "true" || it->second == "1")
-              in.set_include_released(true);
-            else if (it->second != "false" && it->second != "0" && !it->second.empty())
-              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "include_released: must be true or false"));
+            bool v = false;
+            if (auto s = ParseBoolParam("include_released", it->second, &v); !s.ok()) return Error(s);
+            in.set_include_released(v);
           }
           if (auto it = req.query.find("page_size"); it != req.query.end()) {
             int32_t n = 0;
@@ -204,10 +203,9 @@ HttpApi::HttpApi(Metrics& metrics, ReadyCheck ready, IngestHandler* ingest, Admi
           v1::RemoveLinkRuleRequest in;
           in.set_rule_id(std::stoll(id));
           if (auto it = req.query.find("dry_run"); it != req.query.end()) {
-            if (it->second == "true" || it->second == "1")
-              in.set_dry_run(true);
-            else if (it->second != "false" && it->second != "0" && !it->second.empty())
-              return Error(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "dry_run: must be true or false"));
+            bool v = false;
+            if (auto s = ParseBoolParam("dry_run", it->second, &v); !s.ok()) return Error(s);
+            in.set_dry_run(v);
           }
           return JsonCall<v1::UnlinkResponse>(
               [&](v1::UnlinkResponse* out) { return admin_->RemoveLinkRule(in, out, call); });

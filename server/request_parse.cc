@@ -277,6 +277,17 @@ grpc::Status ParsePageSizeParam(std::string_view text, int32_t* out) {
   return grpc::Status::OK;
 }
 
+grpc::Status ParseBoolParam(std::string_view field, std::string_view text, bool* out) {
+  if (text == "true" || text == "1") {
+    *out = true;
+  } else if (text == "false" || text == "0" || text.empty()) {
+    *out = false;
+  } else {
+    return Invalid(std::string(field) + ": must be true or false");
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status CheckEntityId(std::string_view field, std::string_view id) {
   const std::string f(field);
   if (id.empty()) return Invalid(f + ": missing");

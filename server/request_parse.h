@@ -30,6 +30,9 @@ grpc::Status CheckStrictJson(std::string_view body, bool allow_null_in_lists = f
 /// A page_size query parameter: decimal digits only (no sign, spaces, hex, exponent, suffix), 0..1,000,000.
 grpc::Status ParsePageSizeParam(std::string_view text, int32_t* out);
 
+/// A boolean query parameter `field`: "true" / "1" or "false" / "0" / "" (absent counts as false).
+grpc::Status ParseBoolParam(std::string_view field, std::string_view text, bool* out);
+
 /// An entity id (person_id, group_id): present, at most kMaxEntityIdBytes, valid UTF-8, no control characters
 /// (a NUL used to truncate the id silently in SQL and return another entity).
 grpc::Status CheckEntityId(std::string_view field, std::string_view id);

@@ -207,6 +207,15 @@ resolver::LinkRule EngineRule(const LinkRuleInfo& i) {
   return r;
 }
 
+/// Whether the stored identifier rows may follow other identifier rules than `protection`'s (a changed fingerprint,
+/// or marked dirty): then only re-classifying every row from its raw value gives what the current rules give.
+bool IdentifierRulesPending(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c,
+                            const resolver::ProtectionConfig& protection) {
+  const auto r = impl.Exec(tx, c, "resolver.identifier_rules",
+                           "SELECT identifier_rules, identifier_rules_dirty FROM resolver_state");
+  return r[0][1].as<bool>() || protection.ClassifyFingerprint() != r[0][0].c_str();
+}
+
 /// Every link rule, as the engine takes them.
 std::vector<resolver::LinkRule> ReadLinkRules(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c) {
   std::vector<resolver::LinkRule> out;
@@ -851,12 +860,8 @@ class Rebuilder {
     // Re-classify identifier rows from their raw values only when the stored data may follow other rules
     // (parsing every phone number again is costly: a rebuild under unchanged rules skips it).
     const std::string fingerprint = protection.ClassifyFingerprint();
-    {
-      const auto rules = impl_.Exec(tx_, c_, "resolver.rebuild_identifier_rules",
-                                    "SELECT identifier_rules, identifier_rules_dirty FROM resolver_state");
-      reclassify_ = rules[0][1].as<bool>() || fingerprint != rules[0][0].c_str();
-      out->identifier_rules_reapplied = reclassify_;
-    }
+    reclassify_ = IdentifierRulesPending(impl_, tx_, c_, protection);
+    out->identifier_rules_reapplied = reclassify_;
     const std::string horizon = tx_.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0].c_str();
     const std::string below = "_ingest_xid < " + tx_.quote(horizon) + "::xid8";
     progress_.phase = "reading";
@@ -1464,11 +1469,7 @@ LinkRulePreview PreviewLinkRules(Database::Impl& db, pqxx::work& tx, detail::Poo
   // The set's events, below the horizon a rebuild would read to, in log order, with the set's rows only.
   BatchIo io(db, tx, c);
   const State st = io.LoadState();
-  {
-    const auto r = db.Exec(tx, c, "resolver.rebuild_identifier_rules",
-                           "SELECT identifier_rules, identifier_rules_dirty FROM resolver_state");
-    out.identifier_rules_pending = r[0][1].as<bool>() || protection.ClassifyFingerprint() != r[0][0].c_str();
-  }
+  out.identifier_rules_pending = IdentifierRulesPending(db, tx, c, protection);
   const std::string horizon = tx.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0].c_str();
   resolver::BatchInput in;
   std::unordered_map<std::string, uint32_t> pos;

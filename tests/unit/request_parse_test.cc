@@ -58,6 +58,25 @@ TEST(PageSizeParam, DigitsOnly) {
   }
 }
 
+TEST(BoolParam, TrueFalseOrAnErrorNamingTheField) {
+  bool v = false;
+  for (const char* yes : {"true", "1"}) {
+    v = false;
+    ASSERT_TRUE(ParseBoolParam("dry_run", yes, &v).ok());
+    EXPECT_TRUE(v) << yes;
+  }
+  for (const char* no : {"false", "0", ""}) {
+    v = true;
+    ASSERT_TRUE(ParseBoolParam("dry_run", no, &v).ok());
+    EXPECT_FALSE(v) << no;
+  }
+  for (const char* bad : {"maybe", "TRUE", "yes", "2"}) {
+    const auto s = ParseBoolParam("dry_run", bad, &v);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_EQ(s.error_message(), "dry_run: must be true or false");
+  }
+}
+
 TEST(EntityId, NulControlLengthAndUtf8AreRejectedWithoutEchoingTheId) {
   EXPECT_TRUE(CheckEntityId("person_id", "p_01HZX").ok());
   const std::string with_nul("p_01HZX\0junk", 12);
