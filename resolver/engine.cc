@@ -206,7 +206,7 @@ struct Engine::Impl {
   };
   std::array<BatchMarks, kKinds> marks;
   std::unordered_set<uint32_t> mem_marks;
-  std::vector<std::tuple<int64_t, uint32_t, uint32_t>> resolved_mems;  // row, person cluster, group cluster
+  std::vector<std::tuple<int64_t, uint32_t, uint32_t, int64_t>> resolved_mems;  // row, person and group cluster, when
   Interner roles;
   struct PendingTrait {
     EntityKind kind;
@@ -818,7 +818,7 @@ struct Engine::Impl {
               std::find_if(b->second.begin(), b->second.end(), [&](const TraitWin& w) { return w.name == name; });
           if (was != b->second.end() && was->key.row_id == it->key.row_id) continue;
         }
-        d.traits.push_back({IdOf(s, c), names.Name(name), it->key.row_id});
+        d.traits.push_back({IdOf(s, c), names.Name(name), it->key.row_id, it->key.occurred_us});
       }
       // Participants, deduplicated per (event, entity, role).
       std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> parts;
@@ -856,10 +856,11 @@ struct Engine::Impl {
     for (uint32_t i : mm) {
       const Mem& m = mems[i];
       if (m.dead) continue;
-      out.memberships.push_back({IdOf(ks[0], m.person), IdOf(ks[1], m.group), m.established_us, m.role.row_id});
+      out.memberships.push_back(
+          {IdOf(ks[0], m.person), IdOf(ks[1], m.group), m.established_us, m.role.row_id, m.role.occurred_us});
     }
-    for (const auto& [row, p, g] : resolved_mems) {
-      out.resolved_memberships.push_back({row, IdOf(ks[0], Find(ks[0], p)), IdOf(ks[1], Find(ks[1], g))});
+    for (const auto& [row, p, g, occurred] : resolved_mems) {
+      out.resolved_memberships.push_back({row, IdOf(ks[0], Find(ks[0], p)), IdOf(ks[1], Find(ks[1], g)), occurred});
     }
     out.next_birth_seq = next_birth_seq;
     return out;
@@ -945,7 +946,7 @@ BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protectio
         continue;
       }
       const uint32_t pr = x.RootOf(x.ks[0], p), gr = x.RootOf(x.ks[1], g);
-      x.resolved_mems.emplace_back(r.row_id, pr, gr);
+      x.resolved_mems.emplace_back(r.row_id, pr, gr, event.occurred_us);
       x.OfferMembership(pr, gr, event.occurred_us, {event.occurred_us, event.ingested_us, r.row_id}, true);
     }
   }
@@ -1154,14 +1155,16 @@ Engine::Snapshot Engine::TakeSnapshot(bool with_identifiers) const {
       const Cluster& cl = s.clusters[c];
       if (cl.parent != c) continue;
       out.entities[k].push_back({Impl::IdOf(s, c), cl.count, cl.birth_seq, "", true});
-      for (const auto& w : cl.traits) out.traits[k].push_back({Impl::IdOf(s, c), x.names.Name(w.name), w.key.row_id});
+      for (const auto& w : cl.traits) {
+        out.traits[k].push_back({Impl::IdOf(s, c), x.names.Name(w.name), w.key.row_id, w.key.occurred_us});
+      }
       out.finals[k].push_back({Impl::IdOf(s, c), x.Finals(s, c)});
     }
   }
   for (const Mem& m : x.mems) {
     if (m.dead) continue;
-    out.memberships.push_back(
-        {Impl::IdOf(x.ks[0], m.person), Impl::IdOf(x.ks[1], m.group), m.established_us, m.role.row_id});
+    out.memberships.push_back({Impl::IdOf(x.ks[0], m.person), Impl::IdOf(x.ks[1], m.group), m.established_us,
+                               m.role.row_id, m.role.occurred_us});
   }
   return out;
 }

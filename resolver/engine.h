@@ -124,6 +124,7 @@ struct TraitWinner {
   std::string entity_id;
   std::string name;
   int64_t row_id = 0;
+  int64_t row_occurred_us = 0;  ///< the row's occurred_at (its event's): with row_id, its key in the core log
 };
 
 /// A participant row: the entity took part in the event with a role ('' for none).
@@ -181,14 +182,16 @@ struct KindDelta {
 /// A membership whose established_at or winning role row changed, or that is new.
 struct MembershipChange {
   std::string person_id, group_id;
-  int64_t established_us = 0;  ///< earliest occurrence
-  int64_t role_row_id = 0;     ///< membership_identifiers row of the current role
+  int64_t established_us = 0;    ///< earliest occurrence
+  int64_t role_row_id = 0;       ///< membership_identifiers row of the current role
+  int64_t role_occurred_us = 0;  ///< that row's occurred_at (with role_row_id, its key in the core log)
 };
 
 /// A membership_identifiers row whose two sides resolved (resolved_membership_identifiers).
 struct ResolvedMembership {
   int64_t row_id = 0;
   std::string person_id, group_id;
+  int64_t occurred_us = 0;  ///< the row's occurred_at (with row_id, its key in the core log)
 };
 
 struct BatchDelta {

@@ -115,7 +115,8 @@ void App::Start() {
     }
     resolver_ = std::make_unique<ResolverWorker>(
         *resolver_db, resolver_db == db_.get() ? database_url_ : config_.resolver_database_url, *metrics_, *protection_,
-        ResolverWorker::Options{config_.resolver_batch_events, config_.resolver_poll_interval});
+        ResolverWorker::Options{config_.resolver_batch_events, config_.resolver_poll_interval,
+                                static_cast<int>(config_.log_partition_months_ahead)});
   }
   ResolverWorker* worker = resolver_.get();
   ingest_ = std::make_unique<IngestHandler>(*ingest_store_, *metrics_, config_.limits, *protection_, [worker] {

@@ -239,6 +239,9 @@ const std::vector<Option>& Options() {
         [](Config& c, const std::string& v) { return ParseBool(v, &c.resolver_enabled); }, true);
     add("resolver-batch-events", "5000", "events per resolver batch",
         IntField(&Config::resolver_batch_events, 1, 1000000));
+    add("log-partition-months-ahead", "3",
+        "month partitions of the core event log the resolver keeps created ahead of the current month (0-120)",
+        IntField(&Config::log_partition_months_ahead, 0, 120));
     add("resolver-poll-interval", "1s", "resolver wakes at least this often (it also wakes on new data); >= 10ms",
         [](Config& c, const std::string& v) {
           auto e = ParseDuration(v, &c.resolver_poll_interval);

@@ -42,6 +42,7 @@ struct Config {
   bool resolver_enabled = true;
   int64_t resolver_batch_events = 5000;
   std::chrono::milliseconds resolver_poll_interval{1000};
+  int64_t log_partition_months_ahead = 3;
   std::string protection_config;                             ///< path; empty: built-in defaults
   std::chrono::milliseconds protection_config_watch{10000};  ///< re-read the file when it changes; 0: off
   std::string default_phone_region = "US";  ///< libphonenumber region for numbers without a country code

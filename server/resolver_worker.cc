@@ -88,6 +88,20 @@ void ResolverWorker::PublishStatus(bool force) {
   }
 }
 
+void ResolverWorker::MaintainPartitions() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_partition_check_) return;
+  try {
+    const int created = storage::ResolverStore::EnsureLogPartitions(db_, options_.partition_months_ahead);
+    if (created > 0) log::Info("core log partitions created", {{"partitions", static_cast<long long>(created)}});
+    next_partition_check_ = now + std::chrono::hours(1);
+  } catch (const std::exception& e) {
+    // Not fatal: ingest creates the month of an event that has none before writing it.
+    log::Warn("core log partition maintenance failed; retrying in 5 minutes", {{"cause", e.what()}});
+    next_partition_check_ = now + std::chrono::minutes(5);
+  }
+}
+
 void ResolverWorker::Loop() {
   while (!stop_) {
     // Run queued exclusive tasks first (admin rebuild, release, ResolveNow).
@@ -107,6 +121,7 @@ void ResolverWorker::Loop() {
         if (store_->TryAcquireLock()) log::Info("resolver lock acquired: this replica resolves");
       }
       active_ = store_->holds_lock();
+      if (active_) MaintainPartitions();
       if (active_) {
         const auto stats = store_->RunBatch(options_.batch_events, *protection_.Get());
         if (stats.events > 0) {

@@ -29,6 +29,7 @@ class ResolverWorker final {
   struct Options {
     int64_t batch_events = 5000;
     std::chrono::milliseconds poll_interval{1000};
+    int partition_months_ahead = 3;  ///< core-log partitions kept ahead (checked hourly by the lock holder)
   };
   ResolverWorker(storage::Database& db, std::string url, Metrics& metrics, const ProtectionHolder& protection,
                  Options options);
@@ -74,6 +75,8 @@ class ResolverWorker final {
   void Loop();
   void RunJob(Job& job);
   void PublishStatus(bool force);
+  /// Keeps the core log's month partitions ahead (hourly; retried after 5 minutes on failure). Lock holder only.
+  void MaintainPartitions();
   void Record(const storage::BatchStats& s);
 
   storage::Database& db_;
@@ -91,6 +94,7 @@ class ResolverWorker final {
   bool accepting_ = false;  ///< guarded by mu_: the loop runs and takes jobs
   std::deque<Job> jobs_;
   int64_t failures_ = 0;                                 ///< consecutive failed batches; worker thread only
+  std::chrono::steady_clock::time_point next_partition_check_{};  ///< worker thread only
   std::mutex status_mu_;                                 ///< serializes PublishStatus
   std::chrono::steady_clock::time_point last_status_{};  ///< guarded by status_mu_
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <ctime>
 #include <thread>
 
 #include "common/log.h"
@@ -11,6 +12,15 @@
 
 namespace nexus::storage {
 namespace detail {
+
+std::string LogMonth(int64_t micros) {
+  const std::time_t t = static_cast<std::time_t>(micros >= 0 ? micros / 1000000 : (micros - 999999) / 1000000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+  return buf;
+}
 
 std::string FormatTimestamp(int64_t micros) {
   int64_t secs = micros / 1000000;

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <set>
 #include <tuple>
 #include <unordered_set>
 
+#include "common/log.h"
 #include "storage/detail/pg.h"
 
 namespace nexus::storage {
@@ -15,12 +17,16 @@ namespace {
 constexpr const char* kInsertEvents = "ingest.insert_events";
 constexpr const char* kCommitLsn = "ingest.commit_lsn";
 constexpr const char* kCommitLsnSql = "SELECT pg_current_wal_insert_lsn()::text";
+// event_keys holds the uniqueness of event_id (events is partitioned by occurred_at, migration 012): an event
+// whose key is new is inserted, one whose key exists is a duplicate (a retry, or a concurrent batch that won).
 constexpr const char* kInsertEventsSql =
+    "WITH u AS (SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::numeric[], $8::text[]) AS u(event_id, occurred_at, event_name, event_description, event_type, source, "
+    "value, value_unit)), "
+    "k AS (INSERT INTO event_keys (event_id, occurred_at) SELECT event_id, occurred_at FROM u "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
     "INSERT INTO events (event_id, occurred_at, event_name, event_description, event_type, source, value, "
-    "value_unit) "
-    "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], "
-    "$7::numeric[], $8::text[]) "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+    "value_unit) SELECT u.* FROM u JOIN k USING (event_id) RETURNING event_id";
 
 std::string FormatDouble(double v) {
   char buf[64];
@@ -31,6 +37,30 @@ std::string FormatDouble(double v) {
 std::optional<std::string> Opt(const std::optional<std::string>& s) { return s; }
 
 }  // namespace
+
+void IngestStore::EnsureMonths(const std::vector<const EventRecord*>& events) {
+  std::set<std::string> wanted;  // "YYYYMM"
+  for (const auto* e : events) wanted.insert(detail::LogMonth(e->occurred_at_us));
+  if (wanted.empty()) return;
+  auto& impl = db_.impl();
+  std::vector<std::string> missing;
+  impl.Run("log partitions", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    missing.clear();
+    for (const auto& row : impl.Exec(tx, c, "ingest.missing_partitions",
+                                     "SELECT m FROM unnest($1::text[]) AS m WHERE to_regclass('events_p' || m) IS NULL",
+                                     detail::TextArray(std::vector<std::string>(wanted.begin(), wanted.end())))) {
+      missing.push_back(row[0].c_str());
+    }
+  });
+  for (const auto& m : missing) {
+    int created = 0;
+    impl.Run("log partition", [&](pqxx::work& tx, detail::PooledConnection& c) {
+      created = impl.Exec(tx, c, "ingest.create_partition", "SELECT nexus_ensure_month(to_date($1, 'YYYYMM'))", m)[0][0]
+                    .as<int>();
+    });
+    if (created > 0) log::Info("core log month created", {{"month", m}, {"partitions", created}});
+  }
+}
 
 IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
   IngestResult result;
@@ -64,6 +94,7 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
                     a_types = detail::TextArray(types), a_src = detail::TextArray(sources),
                     a_val = detail::TextArray(values), a_units = detail::TextArray(units);
 
+  EnsureMonths(order);
   auto& impl = db_.impl();
   impl.Run("ingest", [&](pqxx::work& tx, detail::PooledConnection& c) {
     result = IngestResult{};
@@ -213,7 +244,9 @@ IngestResult IngestStore::Ingest(const std::vector<EventRecord>& events) {
       }
       if (!dropped.empty()) {
         std::vector<std::string> gone(dropped.begin(), dropped.end());
-        impl.Exec(tx, c, "ingest.drop_suppressed_events", "DELETE FROM events WHERE event_id = ANY($1::text[])",
+        impl.Exec(tx, c, "ingest.drop_suppressed_events",
+                  "WITH d AS (DELETE FROM events WHERE event_id = ANY($1::text[]) RETURNING event_id) "
+                  "DELETE FROM event_keys WHERE event_id IN (SELECT event_id FROM d)",
                   detail::TextArray(gone));
         result.suppressed_events = static_cast<int64_t>(gone.size());
       }

@@ -26,6 +26,10 @@ class IngestStore final {
   bool NoteClassifyRules(const std::string& fingerprint);
 
  private:
+  /// Creates the core log's month partitions (migration 012) that events of this batch need and that do not
+  /// exist yet, each in its own short transaction before the batch's (the log has no default partition).
+  void EnsureMonths(const std::vector<const EventRecord*>& events);
+
   Database& db_;
 };
 

@@ -58,22 +58,36 @@ constexpr const char* kStateSql =
 // Events past the watermark and below the oldest running transaction, in ingest order.
 constexpr const char* kSelectBatchSql =
     "SELECT e.event_id, e._ingest_xid::text, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_type, e.source, "
-    NEXUS_TS_TO_US("e._ingested_at") " FROM events e "
+    NEXUS_TS_TO_US("e._ingested_at") ", e.occurred_at::text FROM events e "
     "WHERE e._ingest_xid >= $1::xid8 AND (e._ingest_xid, e.event_id) > ($1::xid8, $2::text) "
     "  AND e._ingest_xid < pg_snapshot_xmin(pg_current_snapshot()) "
     "ORDER BY e._ingest_xid, e.event_id LIMIT $3";
-// Rows of the batch's events. A join with unnest, never `= ANY($1)`: under a generic plan a large parameter
-// array becomes a linear filter evaluated per row (measured: 6.5 s for one 10,000-event batch).
+// Rows of the batch's events, joined on (event_id, occurred_at) so that each event is looked up in its month's
+// partition only. A join with unnest, never `= ANY($1)`: under a generic plan a large parameter array becomes a
+// linear filter evaluated per row (measured: 6.5 s for one 10,000-event batch).
 constexpr const char* kBatchIdentifiersSql =
     "SELECT x.event_id, x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role, x.is_blocked "
-    "FROM unnest($1::text[]) AS b(event_id) JOIN {k}_identifiers x ON x.event_id = b.event_id ORDER BY x.id";
+    "FROM unnest($1::text[], $2::timestamptz[]) AS b(event_id, occurred_at) JOIN {k}_identifiers x "
+    "ON x.event_id = b.event_id AND x.occurred_at = b.occurred_at ORDER BY x.id";
 constexpr const char* kBatchTraitsSql =
-    "SELECT x.event_id, x.id, x.edge_id, x.trait_name, x.value_type = 'null' FROM unnest($1::text[]) AS b(event_id) "
-    "JOIN {k}_traits x ON x.event_id = b.event_id ORDER BY x.id";
+    "SELECT x.event_id, x.id, x.edge_id, x.trait_name, x.value_type = 'null' "
+    "FROM unnest($1::text[], $2::timestamptz[]) AS b(event_id, occurred_at) JOIN {k}_traits x "
+    "ON x.event_id = b.event_id AND x.occurred_at = b.occurred_at ORDER BY x.id";
 constexpr const char* kBatchMembershipsSql =
     "SELECT x.event_id, x.id, x.person_identifier_type, x.person_identifier, x.group_identifier_type, "
-    "x.group_identifier FROM unnest($1::text[]) AS b(event_id) JOIN membership_identifiers x "
-    "ON x.event_id = b.event_id ORDER BY x.id";
+    "x.group_identifier FROM unnest($1::text[], $2::timestamptz[]) AS b(event_id, occurred_at) "
+    "JOIN membership_identifiers x ON x.event_id = b.event_id AND x.occurred_at = b.occurred_at ORDER BY x.id";
+// The batch reads run with index probes only (kProbePlansSql, then kDefaultPlansSql). The month being written
+// fills from empty within minutes; with its statistics behind it and the cached pages costed as random reads,
+// the planner sorted or hashed the whole month (and every other month) for a batch of a few thousand events:
+// 1.9 s per read and growing with the month in a steady-ingest run, where one index probe per event in its own
+// partition is what the read costs. Planner settings are per transaction (SET LOCAL): nothing leaks into the
+// pooled session.
+constexpr const char* kProbePlansSql =
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+constexpr const char* kDefaultPlansSql =
+    "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; "
+    "SET LOCAL enable_mergejoin TO DEFAULT";
 constexpr const char* kAdvanceSql =
     "UPDATE resolver_state SET watermark_xid = $1::xid8, watermark_event_id = $2, "
     "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", next_birth_seq = $4, "
@@ -114,36 +128,36 @@ constexpr const char* kUpdateIdentifiersSql =
 constexpr const char* kUpdateCountsSql =
     "UPDATE {E} x SET identifier_count = u.n FROM unnest($1::text[], $2::bigint[]) AS u(i, n) WHERE x.{id} = u.i";
 // Trait winners: the engine picked the row; its value (and value type: a null winner is a cleared trait) comes
-// from the core log by row id.
+// from the core log by row id, from the month partition ({table}) its occurred_at names, as the batch reads.
 constexpr const char* kUpsertTraitsSql =
     "INSERT INTO resolved_{k}_traits AS t ({id}, trait_name, trait_value, value_type, source, occurred_at, "
     "_ingested_at, trait_row_id) SELECT u.i, x.trait_name, x.trait_value, x.value_type, x.source, x.occurred_at, "
-    "x._ingested_at, x.id FROM unnest($1::text[], $2::bigint[]) AS u(i, r) JOIN {k}_traits x ON x.id = u.r "
+    "x._ingested_at, x.id FROM unnest($1::text[], $2::bigint[]) AS u(i, r) JOIN {table} x ON x.id = u.r "
     "ON CONFLICT ({id}, trait_name) DO UPDATE SET trait_value = EXCLUDED.trait_value, "
     "value_type = EXCLUDED.value_type, source = EXCLUDED.source, occurred_at = EXCLUDED.occurred_at, "
     "_ingested_at = EXCLUDED._ingested_at, trait_row_id = EXCLUDED.trait_row_id";
 constexpr const char* kInsertQuarantineSql =
     "INSERT INTO quarantined_edges (kind, event_id, edge_id, source, occurred_at, identifier_types, "
-    "identifier_values, reason, entity_ids) SELECT $1, u.e, u.d, ev.source, ev.occurred_at, "
+    "identifier_values, reason, entity_ids) SELECT $1, u.e, u.d, u.s, u.o, "
     "string_to_array(u.t, chr(31)), string_to_array(u.v, chr(31)), u.r, string_to_array(u.n, chr(31)) "
-    "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(e, d, t, v, r, n) "
-    "JOIN events ev ON ev.event_id = u.e ON CONFLICT (kind, event_id, edge_id) DO NOTHING";
+    "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "
+    "$9::timestamptz[]) AS u(e, d, t, v, r, n, s, o) ON CONFLICT (kind, event_id, edge_id) DO NOTHING";
 constexpr const char* kUpsertMembershipsSql =
     "INSERT INTO memberships AS ms (id, person_id, group_id, role, source, established_at, role_occurred_at, "
     "role_ingested_at, role_row_id) SELECT 'mem_' || md5(u.p || chr(31) || u.g), u.p, u.g, x.role, x.source, "
     NEXUS_US_TO_TS("u.e") ", x.occurred_at, x._ingested_at, x.id "
-    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(p, g, e, r) "
-    "JOIN membership_identifiers x ON x.id = u.r "
+    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(p, g, e, r) JOIN {table} x ON x.id = u.r "
     "ON CONFLICT (person_id, group_id) DO UPDATE SET role = EXCLUDED.role, source = EXCLUDED.source, "
     "established_at = EXCLUDED.established_at, role_occurred_at = EXCLUDED.role_occurred_at, "
     "role_ingested_at = EXCLUDED.role_ingested_at, role_row_id = EXCLUDED.role_row_id, _last_updated = now()";
 constexpr const char* kInsertResolvedMembershipsSql =
     "INSERT INTO resolved_membership_identifiers (id, membership_identifier_id, person_id, group_id, role, source, "
     "occurred_at, _ingested_at) SELECT 'rmi_' || x.id, x.id, u.p, u.g, x.role, x.source, x.occurred_at, "
-    "x._ingested_at FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(r, p, g) "
-    "JOIN membership_identifiers x ON x.id = u.r";
+    "x._ingested_at FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(r, p, g) JOIN {table} x ON x.id = u.r";
 
-/// UPDATE of the final-table columns from (id, trait row, identifier value) per column.
+/// UPDATE of the final-table columns from (id, trait row, identifier value) per column. A column's trait row is
+/// a winner of the entity, written just before (upsert_traits): its value is read from the entity's resolved
+/// traits.
 std::string UpdateFinalsSql(const Kind& k) {
   const auto& cols = resolver::FinalColumns(k.kind);
   std::string arrays = "$1::text[]", names = "i", joins, sets;
@@ -151,11 +165,17 @@ std::string UpdateFinalsSql(const Kind& k) {
     const std::string r = "r" + std::to_string(c), v = "v" + std::to_string(c), t = "t" + std::to_string(c);
     arrays += ", $" + std::to_string(2 + 2 * c) + "::bigint[], $" + std::to_string(3 + 2 * c) + "::text[]";
     names += ", " + r + ", " + v;
-    joins += " LEFT JOIN {k}_traits " + t + " ON " + t + ".id = u." + r;
+    joins += " LEFT JOIN resolved_{k}_traits " + t + " ON " + t + ".{id} = u.i AND " + t + ".trait_row_id = u." + r;
     sets += (c ? ", " : "") + cols[c] + " = coalesce(" + t + ".trait_value, u." + v + ")";
   }
   return k.Sql("UPDATE {E} x SET " + sets + ", _last_updated = now() FROM unnest(" + arrays + ") AS u(" + names + ")" +
                joins + " WHERE x.{id} = u.i");
+}
+
+/// `sql` with {table} replaced by the month partition `table`_p`month` of the core log (migration 012).
+std::string LeafSql(std::string sql, const std::string& table, const std::string& month) {
+  sql.replace(sql.find("{table}"), 7, table + "_p" + month);
+  return sql;
 }
 
 std::string Us(int64_t us) { return detail::FormatTimestamp(us); }
@@ -273,30 +293,34 @@ class BatchIo {
                         max_events);
     std::vector<BatchEvent> events;
     std::unordered_map<std::string, uint32_t> pos;
-    std::vector<std::string> ids;
+    std::vector<std::string> ids, occurred;
     for (const auto& row : r) {
       pos.emplace(row[0].c_str(), static_cast<uint32_t>(in->events.size()));
       ids.push_back(row[0].c_str());
+      occurred.push_back(row[6].c_str());
       in->events.push_back(
           {row[0].c_str(), row[2].as<int64_t>(), row[5].as<int64_t>(), row[3].c_str(), row[4].c_str()});
       events.push_back({row[1].c_str(), row[0].c_str(), row[5].as<int64_t>()});
     }
     if (events.empty()) return events;
-    const std::string arr = detail::TextArray(ids);
+    const std::string arr = detail::TextArray(ids), occ = detail::TextArray(occurred);
+    tx_.exec(kProbePlansSql);
     for (const Kind* k : {&kPerson, &kGroup}) {
-      for (const auto& row : impl_.Exec(tx_, c_, k->Stmt("batch_identifiers"), k->Sql(kBatchIdentifiersSql), arr)) {
+      for (const auto& row :
+           impl_.Exec(tx_, c_, k->Stmt("batch_identifiers"), k->Sql(kBatchIdentifiersSql), arr, occ)) {
         in->identifiers[Idx(k->kind)].push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(),
                                                  row[3].c_str(), row[4].c_str(), OptText(row[5]), row[6].as<bool>()});
       }
-      for (const auto& row : impl_.Exec(tx_, c_, k->Stmt("batch_traits"), k->Sql(kBatchTraitsSql), arr)) {
+      for (const auto& row : impl_.Exec(tx_, c_, k->Stmt("batch_traits"), k->Sql(kBatchTraitsSql), arr, occ)) {
         in->traits[Idx(k->kind)].push_back(
             {pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(), row[4].as<bool>()});
       }
     }
-    for (const auto& row : impl_.Exec(tx_, c_, "resolver.batch_memberships", kBatchMembershipsSql, arr)) {
+    for (const auto& row : impl_.Exec(tx_, c_, "resolver.batch_memberships", kBatchMembershipsSql, arr, occ)) {
       in->memberships.push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(),
                                  row[4].c_str(), row[5].c_str()});
     }
+    tx_.exec(kDefaultPlansSql);
     return events;
   }
 
@@ -454,14 +478,16 @@ class BatchIo {
     }
     // Trait winners.
     if (!d.traits.empty()) {
-      std::vector<std::string> ti;
-      std::vector<int64_t> tr;
+      std::map<std::string, std::pair<std::vector<std::string>, std::vector<int64_t>>> by_month;
       for (const auto& t : d.traits) {
+        auto& [ti, tr] = by_month[detail::LogMonth(t.row_occurred_us)];
         ti.push_back(t.entity_id);
         tr.push_back(t.row_id);
       }
-      impl_.Exec(tx_, c_, k.Stmt("upsert_traits"), k.Sql(kUpsertTraitsSql), detail::TextArray(ti),
-                 detail::Int64Array(tr));
+      for (const auto& [month, rows] : by_month) {
+        impl_.ExecUnprepared(tx_, k.Stmt("upsert_traits"), LeafSql(k.Sql(kUpsertTraitsSql), k.name + "_traits", month),
+                             detail::TextArray(rows.first), detail::Int64Array(rows.second));
+      }
     }
     // Participants of the batch's events (new rows only).
     if (!d.participants.empty()) {
@@ -500,7 +526,7 @@ class BatchIo {
     }
     // Quarantined edges.
     if (!d.quarantined.empty()) {
-      std::vector<std::string> qe, qd, qt, qv, qr, qn;
+      std::vector<std::string> qe, qd, qt, qv, qr, qn, qs, qo;
       for (const auto& q : d.quarantined) {
         std::vector<std::string> ts, vs;
         for (const auto& [t, v] : q.identifiers) {
@@ -513,6 +539,8 @@ class BatchIo {
         qv.push_back(JoinUnit(vs));
         qr.push_back(q.reason);
         qn.push_back(JoinUnit(q.entity_ids));
+        qs.push_back(events[q.event].source);
+        qo.push_back(Us(events[q.event].occurred_us));
       }
       // One line per batch, not per edge (a burst of junk data logged thousands of lines a second): the count,
       // and the first edge as an example; every edge is in quarantined_edges / ListQuarantinedEdges.
@@ -523,33 +551,47 @@ class BatchIo {
                                       {"first_reason", qr.front()}});
       impl_.Exec(tx_, c_, "resolver.insert_quarantine", kInsertQuarantineSql, k.name, detail::TextArray(qe),
                  detail::TextArray(qd), detail::TextArray(qt), detail::TextArray(qv), detail::TextArray(qr),
-                 detail::TextArray(qn));
+                 detail::TextArray(qn), detail::TextArray(qs), detail::TextArray(qo));
     }
   }
 
   void WriteMemberships(const resolver::BatchDelta& d) {
     if (!d.memberships.empty()) {
-      std::vector<std::string> p, g;
-      std::vector<int64_t> e, r;
+      struct Rows {
+        std::vector<std::string> p, g;
+        std::vector<int64_t> e, r;
+      };
+      std::map<std::string, Rows> by_month;
       for (const auto& m : d.memberships) {
-        p.push_back(m.person_id);
-        g.push_back(m.group_id);
-        e.push_back(m.established_us);
-        r.push_back(m.role_row_id);
+        Rows& x = by_month[detail::LogMonth(m.role_occurred_us)];
+        x.p.push_back(m.person_id);
+        x.g.push_back(m.group_id);
+        x.e.push_back(m.established_us);
+        x.r.push_back(m.role_row_id);
       }
-      impl_.Exec(tx_, c_, "resolver.upsert_memberships", kUpsertMembershipsSql, detail::TextArray(p),
-                 detail::TextArray(g), detail::Int64Array(e), detail::Int64Array(r));
+      for (const auto& [month, x] : by_month) {
+        impl_.ExecUnprepared(tx_, "resolver.upsert_memberships",
+                             LeafSql(kUpsertMembershipsSql, "membership_identifiers", month), detail::TextArray(x.p),
+                             detail::TextArray(x.g), detail::Int64Array(x.e), detail::Int64Array(x.r));
+      }
     }
     if (!d.resolved_memberships.empty()) {
-      std::vector<int64_t> r;
-      std::vector<std::string> p, g;
+      struct Rows {
+        std::vector<int64_t> r;
+        std::vector<std::string> p, g;
+      };
+      std::map<std::string, Rows> by_month;
       for (const auto& m : d.resolved_memberships) {
-        r.push_back(m.row_id);
-        p.push_back(m.person_id);
-        g.push_back(m.group_id);
+        Rows& x = by_month[detail::LogMonth(m.occurred_us)];
+        x.r.push_back(m.row_id);
+        x.p.push_back(m.person_id);
+        x.g.push_back(m.group_id);
       }
-      impl_.Exec(tx_, c_, "resolver.insert_resolved_memberships", kInsertResolvedMembershipsSql, detail::Int64Array(r),
-                 detail::TextArray(p), detail::TextArray(g));
+      for (const auto& [month, x] : by_month) {
+        impl_.ExecUnprepared(tx_, "resolver.insert_resolved_memberships",
+                             LeafSql(kInsertResolvedMembershipsSql, "membership_identifiers", month),
+                             detail::Int64Array(x.r), detail::TextArray(x.p), detail::TextArray(x.g));
+      }
     }
   }
 
@@ -885,8 +927,9 @@ class Rebuilder {
         "e.source, " NEXUS_TS_TO_US("e._ingested_at") " FROM events e WHERE e." + below +
             " ORDER BY e._ingest_xid, e.event_id");
     auto joined = [&](const std::string& cols, const std::string& table) {
-      return "SELECT x.event_id, " + cols + " FROM " + table + " x JOIN events e ON e.event_id = x.event_id WHERE e." +
-             below + " ORDER BY e._ingest_xid, e.event_id, x.id";
+      return "SELECT x.event_id, " + cols + " FROM " + table +
+             " x JOIN events e ON e.event_id = x.event_id AND e.occurred_at = x.occurred_at WHERE e." + below +
+             " ORDER BY e._ingest_xid, e.event_id, x.id";
     };
     // The raw value and the verdict too: the current identifier rules are applied again (re-normalization).
     const std::string id_cols =
@@ -1911,6 +1954,7 @@ class Eraser {
            k->Sql("DELETE FROM {k}_identifiers WHERE id IN (SELECT id FROM er_iddel_{k})"));
     }
     Exec("resolver.erase_events", "DELETE FROM events WHERE event_id IN (SELECT event_id FROM er_events)");
+    Exec("resolver.erase_event_keys", "DELETE FROM event_keys WHERE event_id IN (SELECT event_id FROM er_events)");
     db_.Exec(tx_, c_, "resolver.erase_suppress",
              "INSERT INTO suppressed_identifiers (kind, id_hash, operation_id) SELECT e.k, " +
                  detail::IdentifierHashSql("e.k", "e.t", "e.v") +
@@ -2080,6 +2124,16 @@ std::string ResolverStore::LiftSuppression(Database& db, const std::string& kind
       1);
   if (lifted.empty()) throw StorageError(ErrorKind::kNotFound, "that identifier is not suppressed");
   return lifted;
+}
+
+int ResolverStore::EnsureLogPartitions(Database& db, int months_ahead) {
+  int created = 0;
+  db.impl().Run("log partitions", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    created = db.impl()
+                  .Exec(tx, c, "resolver.ensure_partitions", "SELECT nexus_ensure_partitions($1)", months_ahead)[0][0]
+                  .as<int>();
+  });
+  return created;
 }
 
 ResolverStatusInfo ResolverStore::Status(Database& db) {

@@ -243,6 +243,9 @@ class ResolverStore final {
 
   /// Status via the shared pool (works without the lock).
   static ResolverStatusInfo Status(Database& db);
+  /// Creates the month partitions of the core log (migration 012) from the current month to `months_ahead`
+  /// months ahead. Serialized between processes by the database. Returns how many partitions it created.
+  static int EnsureLogPartitions(Database& db, int months_ahead);
   static std::vector<QuarantinedEdgeInfo> ListQuarantined(Database& db, const std::string& kind, bool include_released,
                                                           int64_t after_id, int limit);
 

@@ -21,6 +21,8 @@ namespace nexus::storage::detail {
 
 /// Formats microseconds since the epoch as a PostgreSQL timestamptz literal in UTC.
 std::string FormatTimestamp(int64_t micros);
+/// "YYYYMM" (UTC) of a time in microseconds: the suffix of the core log's month partitions (migration 012).
+std::string LogMonth(int64_t micros);
 /// SQL expression turning a bigint of microseconds since the epoch into timestamptz.
 #define NEXUS_US_TO_TS(x) "('epoch'::timestamptz + (" x ") * interval '1 microsecond')"
 /// SQL expression turning a timestamptz into bigint microseconds since the epoch (exact).
@@ -104,6 +106,16 @@ struct Database::Impl {
   std::function<void(std::string_view what, const Body& fn, int attempts)> route;
   /// The per-transaction settings statement used behind a transaction pooler.
   std::string LocalSettingsSql() const;
+
+  /// Times one execution of a statement whose text varies (e.g. names a partition): unnamed, so planned for
+  /// the values at hand every time. `name` is the metric label.
+  template <typename... Args>
+  pqxx::result ExecUnprepared(pqxx::work& tx, const std::string& name, const std::string& sql, Args&&... args) {
+    detail::StatementTimer t(observer, name);
+    pqxx::result r = tx.exec_params(sql, std::forward<Args>(args)...);
+    t.Ok();
+    return r;
+  }
 
   /// Times one prepared statement execution.
   template <typename... Args>

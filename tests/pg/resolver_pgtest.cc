@@ -3,9 +3,13 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <ctime>
+#include <fstream>
 #include <map>
 #include <pqxx/pqxx>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "nexus/v1/admin.grpc.pb.h"
@@ -230,6 +234,7 @@ TEST_F(ResolverTest, NoRowSkippedWhenIngestTransactionsCommitOutOfOrder) {
   // Hold an ingest transaction open (as IngestStore writes it), while later ones commit and the resolver runs.
   pqxx::connection held(url_);
   pqxx::work tx(held);
+  tx.exec("INSERT INTO event_keys (event_id, occurred_at) VALUES ('held', now())");
   tx.exec(
       "INSERT INTO events (event_id, occurred_at, event_name, event_type, source) "
       "VALUES ('held', now(), 'x', 'test', 'testsrc')");
@@ -420,6 +425,240 @@ TEST_F(ResolverTest, OnlyOneResolverHoldsTheLockAndAnotherTakesOver) {
     if (!took) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_TRUE(took);
+}
+
+// ---- the partitioned core log (migration 012, issue 17) ----------------------------------------------------
+
+/// "YYYYMM" of a Unix time (UTC).
+std::string MonthOf(int64_t unix_s) {
+  const std::time_t t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y%m", &tm);
+  return buf;
+}
+
+/// The partition a row of `table` lives in.
+std::string PartitionOf(const std::string& url, const std::string& table, const std::string& event_id) {
+  return QueryScalar(url,
+                     "SELECT DISTINCT tableoid::regclass::text FROM " + table + " WHERE event_id = '" + event_id + "'");
+}
+
+/// Every row id of the per-event tables with its event, for "nothing moved changed".
+std::string LogRows(const std::string& url) {
+  std::string out;
+  for (const char* t :
+       {"person_identifiers", "person_traits", "group_identifiers", "group_traits", "membership_identifiers"}) {
+    out += std::string(t) + ": " +
+           QueryScalar(url, std::string("SELECT coalesce(string_agg(id::text || '/' || event_id || '/' || "
+                                        "occurred_at::text, ',' ORDER BY id), '') FROM ") +
+                                t) +
+           "\n";
+  }
+  return out + "events: " +
+         QueryScalar(url,
+                     "SELECT string_agg(event_id || '/' || occurred_at::text || '/' || _ingest_xid::text, ',' "
+                     "ORDER BY event_id) FROM events");
+}
+
+constexpr int64_t kMay2019 = 1557878400;  // 2019-05-15
+constexpr int64_t kJan2024 = 1704844800;  // 2024-01-10
+constexpr int64_t kJun2025 = 1749513600;  // 2025-06-10
+
+// An event and its rows sit in the partition of their month, which ingest creates before writing when it is
+// missing (back-dated events included; there is no default partition), also when concurrent requests bring the
+// same new month. The resolver's maintenance keeps months ahead. Resolution does not notice partitions.
+TEST_F(ResolverTest, LogPartitionsHoldEachMonthCreatedOnDemand) {
+  Start();
+  const int64_t now = std::time(nullptr);
+  const int64_t far = kMay2019 - 6 * 366 * 86400;  // 2013
+  Ingest({MakeEvent("old", kMay2019, {{{"email", "a@x"}}}, {{{"domain", "acme.io"}}}, {{"name", "Ann"}}),
+          MakeEvent("mid", kJun2025, {{{"email", "a@x"}, {"email", "b@x"}}}),
+          MakeEvent("cur", now, {{{"email", "c@x"}}}), MakeEvent("far", far, {{{"email", "c@x"}, {"email", "f@x"}}})});
+  Resolve();
+  EXPECT_EQ(PartitionOf(url_, "events", "cur"), "events_p" + MonthOf(now));
+  EXPECT_EQ(PartitionOf(url_, "person_identifiers", "cur"), "person_identifiers_p" + MonthOf(now));
+  EXPECT_EQ(PartitionOf(url_, "events", "old"), "events_p201905");
+  EXPECT_EQ(PartitionOf(url_, "person_identifiers", "old"), "person_identifiers_p201905");
+  EXPECT_EQ(PartitionOf(url_, "person_traits", "old"), "person_traits_p201905");
+  EXPECT_EQ(PartitionOf(url_, "group_identifiers", "old"), "group_identifiers_p201905");
+  EXPECT_EQ(PartitionOf(url_, "person_identifiers", "mid"), "person_identifiers_p202506");
+  EXPECT_EQ(PartitionOf(url_, "events", "far"), "events_p" + MonthOf(far));
+  EXPECT_EQ(QueryCount(url_, "SELECT 1 FROM pg_inherits WHERE inhparent = 'events'::regclass"),
+            QueryCount(url_, "SELECT 1 FROM pg_inherits WHERE inhparent = 'membership_identifiers'::regclass"));
+  EXPECT_EQ(PersonOf("email", "f@x"), PersonOf("email", "c@x"));
+
+  // Months ahead: the migration made three, maintenance adds what a longer horizon needs, once.
+  EXPECT_EQ(storage::ResolverStore::EnsureLogPartitions(app_->database(), 3), 0);
+  EXPECT_EQ(storage::ResolverStore::EnsureLogPartitions(app_->database(), 5), 12);
+  EXPECT_EQ(storage::ResolverStore::EnsureLogPartitions(app_->database(), 5), 0);
+
+  // Concurrent requests that bring the same new month: every one is stored, the month is created once.
+  std::vector<std::thread> threads;
+  std::atomic<int> accepted{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto stub = v1::IngestService::NewStub(channel_);
+      v1::IngestEventsRequest req;
+      *req.add_events() = MakeEvent("jan-" + std::to_string(t), kJan2024 + t, {{{"email", "b@x"}, {"email", "d@x"}}});
+      v1::IngestEventsResponse resp;
+      grpc::ClientContext ctx;
+      if (stub->IngestEvents(&ctx, req, &resp).ok()) accepted += static_cast<int>(resp.accepted());
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(accepted.load(), 4);
+  // The same race at the database: every caller succeeds, each month's six partitions are created once.
+  threads.clear();
+  std::atomic<int> created{0}, failed{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (const char* month : {"2031-01-01", "2031-02-01", "2031-03-01"}) {
+        try {
+          created += std::stoi(QueryScalar(url_, std::string("SELECT nexus_ensure_month('") + month + "')"));
+        } catch (const std::exception&) {
+          ++failed;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(created.load(), 18);
+  EXPECT_EQ(QueryScalar(url_,
+                        "SELECT string_agg(DISTINCT tableoid::regclass::text, ',') FROM events "
+                        "WHERE event_id LIKE 'jan-%'"),
+            "events_p202401");
+  Resolve();
+  EXPECT_EQ(PersonOf("email", "d@x"), PersonOf("email", "a@x"));
+  const auto incremental = DumpResolvedTables(url_);
+  grpc::ClientContext ctx;
+  v1::RebuildResponse rb;
+  ASSERT_TRUE(admin_->Rebuild(&ctx, WaitingRebuild(), &rb).ok());
+  for (const auto& [table, dump] : DumpResolvedTables(url_)) {
+    EXPECT_EQ(incremental.at(table), dump) << table << ": " << FirstDifference(incremental.at(table), dump);
+  }
+}
+
+// event_id stays unique although events is partitioned by time: a re-sent event with another occurred_at (in
+// another month) is a duplicate, not a second event.
+TEST_F(ResolverTest, AnEventIdIsUniqueAcrossMonths) {
+  Start();
+  EXPECT_EQ(Ingest({MakeEvent("e1", kJan2024, {{{"email", "a@x"}}})}).accepted(), 1);
+  const auto again = Ingest({MakeEvent("e1", kJun2025, {{{"email", "b@x"}}})});
+  EXPECT_EQ(again.accepted(), 0);
+  ASSERT_EQ(again.duplicate_event_ids_size(), 1);
+  EXPECT_EQ(again.duplicate_event_ids(0), "e1");
+  EXPECT_EQ(Count("events"), 1);
+  EXPECT_EQ(Count("person_identifiers"), 1);
+  EXPECT_EQ(QueryScalar(url_, "SELECT extract(epoch FROM occurred_at)::bigint FROM events"), std::to_string(kJan2024));
+}
+
+// Retention: dropping the months before a date removes their events and rows from every log table (month
+// partitions and the default partition alike); a rebuild then forgets what only they said.
+TEST_F(ResolverTest, RetentionDropsOldMonthsAndARebuildForgetsThem) {
+  Start();
+  Ingest({MakeEvent("old1", kJan2024, {{{"email", "a@x"}}}, {}, {{"title", "Intern"}}),
+          MakeEvent("old2", kJan2024, {{{"email", "b@x"}}}),
+          MakeEvent("older", kMay2019 - 5 * 366 * 86400, {{{"email", "e@x"}}}),  // 2014
+          MakeEvent("new1", kJun2025, {{{"email", "a@x"}}}, {}, {{"name", "Ann"}})});
+  EXPECT_EQ(PartitionOf(url_, "events", "old1"), "events_p202401");
+  EXPECT_EQ(PartitionOf(url_, "events", "older"), "events_p201405");
+  Resolve();
+  ASSERT_FALSE(PersonOf("email", "b@x").empty());
+
+  EXPECT_EQ(QueryScalar(url_, "SELECT nexus_drop_partitions_before('2025-01-01')"), "12");
+  EXPECT_EQ(QueryScalar(url_, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events"), "new1");
+  EXPECT_EQ(QueryScalar(url_, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM event_keys"), "new1");
+  EXPECT_EQ(Count("person_identifiers"), 1);
+  EXPECT_EQ(Count("person_traits"), 1);
+  EXPECT_EQ(QueryCount(url_, "SELECT 1 FROM pg_class WHERE relname LIKE '%_p202401'"), 0);
+
+  grpc::ClientContext ctx;
+  v1::RebuildResponse rb;
+  ASSERT_TRUE(admin_->Rebuild(&ctx, WaitingRebuild(), &rb).ok());
+  EXPECT_EQ(PersonOf("email", "b@x"), "");
+  EXPECT_EQ(PersonOf("email", "e@x"), "");
+  const std::string a = PersonOf("email", "a@x");
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(QueryScalar(url_, "SELECT string_agg(trait_name, ',' ORDER BY trait_name) FROM resolved_person_traits"),
+            "name");
+  EXPECT_EQ(QueryScalar(url_, "SELECT string_agg(event_id, ',') FROM person_participants"), "new1");
+  // The dropped event can be sent again: it is new to the log now.
+  EXPECT_EQ(Ingest({MakeEvent("old2", kJan2024, {{{"email", "b@x"}}})}).accepted(), 1);
+}
+
+// Migration 012 converts an existing database in place: every row keeps its id and values, lands in its month
+// (or the default partition outside the window), and the id sequences continue after the copied ids.
+TEST(LogPartitionMigration, ExistingDatabaseUpgradesInPlace) {
+  const std::string url = CreateTestDatabase();
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    tx.exec(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+        "applied_at timestamptz NOT NULL DEFAULT now())");
+    for (const char* name :
+         {"001_core_schema", "002_engine_schema", "003_engine_write_path", "004_quarantine_explain_indexes",
+          "005_api_keys_audit", "006_typed_trait_values", "007_identifier_rules", "008_search", "009_unlink_erasure",
+          "010_event_link_rules", "011_explicit_edge_index"}) {
+      std::ifstream in(std::string(NEXUS_SOURCE_DIR) + "/storage/migrations/" + name + ".sql");
+      ASSERT_TRUE(in) << name;
+      std::stringstream sql;
+      sql << in.rdbuf();
+      tx.exec(sql.str());
+      tx.exec("INSERT INTO schema_migrations (version, name) VALUES (" + std::string(name).substr(0, 3) + ", " +
+              tx.quote(name) + ")");
+    }
+    tx.exec(
+        "INSERT INTO events (event_id, occurred_at, event_name, event_type, source) VALUES "
+        "('e1', '2025-03-04T05:06:07.123456Z', 'n', 't', 'crm'), ('e2', '2025-04-01T00:00:00Z', 'n', 't', 'crm'), "
+        "('e3', '2001-01-01T00:00:00Z', 'n', 't', 'crm')");
+    tx.exec(
+        "INSERT INTO person_identifiers (event_id, edge_id, identifier_type, identifier_value, "
+        "identifier_value_raw, role, source, occurred_at) SELECT event_id, event_id || '#p0', 'email', "
+        "event_id || '@x', event_id || '@x', 'from', 'crm', occurred_at FROM events ORDER BY event_id");
+    tx.exec(
+        "INSERT INTO person_traits (event_id, edge_id, trait_name, trait_value, source, occurred_at) "
+        "SELECT event_id, event_id || '#p0', 'title', 'CFO', 'crm', occurred_at FROM events WHERE event_id = 'e2'");
+    tx.exec(
+        "INSERT INTO membership_identifiers (event_id, person_identifier, person_identifier_type, "
+        "group_identifier, group_identifier_type, role, source, occurred_at) SELECT event_id, 'e1@x', 'email', "
+        "'acme.io', 'domain', 'member', 'crm', occurred_at FROM events WHERE event_id = 'e1'");
+    tx.exec(
+        "INSERT INTO quarantined_edges (kind, event_id, edge_id, source, occurred_at, identifier_types, "
+        "identifier_values, reason, entity_ids) VALUES ('person', 'e2', 'e2#p0', 'crm', '2025-04-01', '{email}', "
+        "'{e2@x}', 'cap', '{}')");
+    tx.commit();
+  }
+  const std::string before = LogRows(url);
+  storage::Database db({url, 1, std::chrono::milliseconds(5000)}, nullptr);
+  const storage::MigrationResult result = storage::Migrate(db);
+  ASSERT_FALSE(result.applied.empty());
+  EXPECT_EQ(result.applied.front(), "012_partitioned_event_log");
+  EXPECT_EQ(LogRows(url), before);
+  EXPECT_EQ(PartitionOf(url, "events", "e1"), "events_p202503");
+  EXPECT_EQ(PartitionOf(url, "person_identifiers", "e2"), "person_identifiers_p202504");
+  EXPECT_EQ(PartitionOf(url, "person_traits", "e2"), "person_traits_p202504");
+  EXPECT_EQ(PartitionOf(url, "membership_identifiers", "e1"), "membership_identifiers_p202503");
+  EXPECT_EQ(PartitionOf(url, "events", "e3"), "events_p200101");
+  EXPECT_EQ(QueryScalar(url, "SELECT count(*) FROM event_keys"), "3");
+  pqxx::connection c(url);
+  {
+    pqxx::work tx(c);
+    const auto id =
+        tx.exec(
+              "INSERT INTO person_identifiers (event_id, edge_id, identifier_type, identifier_value, "
+              "identifier_value_raw, role, source, occurred_at) VALUES ('e1', 'e1#p1', 'email', 'z@x', 'z@x', 'to', "
+              "'crm', '2025-03-04T05:06:07.123456Z') RETURNING id")[0][0]
+            .as<long long>();
+    EXPECT_EQ(id, 4);
+    tx.commit();
+  }
+  pqxx::work tx(c);
+  EXPECT_THROW(tx.exec("INSERT INTO event_keys (event_id, occurred_at) VALUES ('e1', '2026-01-01')"),
+               pqxx::unique_violation);
 }
 
 }  // namespace

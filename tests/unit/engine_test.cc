@@ -927,6 +927,10 @@ class Sink {
           Error(kn + " trait winner row " + Str(t.row_id) + " is not a trait row");
           continue;
         }
+        if (t.row_occurred_us != when->second.occurred_us) {
+          Error(kn + " trait winner row " + Str(t.row_id) + " carries occurred_at " + Str(t.row_occurred_us) +
+                ", its row has " + Str(when->second.occurred_us));
+        }
         auto [it, fresh] = ks.traits.try_emplace({t.entity_id, t.name}, t.row_id);
         if (fresh) continue;
         if (strict && it->second == t.row_id) {
@@ -973,6 +977,10 @@ class Sink {
         Error("membership role row " + Str(m.role_row_id) + " is not a membership row");
         continue;
       }
+      if (m.role_occurred_us != when->second.occurred_us) {
+        Error("membership role row " + Str(m.role_row_id) + " carries occurred_at " + Str(m.role_occurred_us) +
+              ", its row has " + Str(when->second.occurred_us));
+      }
       auto [it, fresh] =
           state_.memberships.try_emplace({m.person_id, m.group_id}, MembershipState{m.established_us, m.role_row_id});
       if (fresh) continue;
@@ -984,6 +992,11 @@ class Sink {
       }
     }
     for (const ResolvedMembership& r : d.resolved_memberships) {
+      if (auto when = index_->membership_time.find(r.row_id);
+          when == index_->membership_time.end() || when->second.occurred_us != r.occurred_us) {
+        Error("resolved membership row " + Str(r.row_id) + " is not a membership row of occurred_at " +
+              Str(r.occurred_us));
+      }
       if (!state_.resolved.emplace(r.row_id, std::make_pair(r.person_id, r.group_id)).second) {
         Error("membership row " + Str(r.row_id) + " resolved twice");
       }
