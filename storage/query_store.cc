@@ -57,7 +57,10 @@ constexpr Templates kTraits{
 constexpr Templates kMergedIds{"query_@E_merged_ids",
                                "SELECT old_id FROM @E_id_aliases WHERE new_id = $1 ORDER BY old_id"};
 // Keyset page of a timeline: one row per event (all the entity's roles), newest first. The upper bound
-// is a row comparison on the index columns, so page N is one index range scan like page 1.
+// is a row comparison on the index columns, so page N is one index range scan like page 1. Events are joined
+// on (event_id, occurred_at): the partition key lets each lookup touch one month of the log (migration 012), and
+// the window repeated on e.occurred_at (PostgreSQL does not carry ranges across a join's equality) prunes, when
+// the statement starts, every month outside [from, min(to, cursor)].
 constexpr Templates kTimeline{
     "query_@E_timeline",
     "SELECT e.event_id, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_name, e.event_description, e.event_type,"
@@ -72,7 +75,8 @@ constexpr Templates kTimeline{
     "  GROUP BY pp.occurred_at, pp.event_id"
     "  ORDER BY pp.occurred_at DESC, pp.event_id DESC"
     "  LIMIT $8) p"
-    " JOIN events e ON e.event_id = p.event_id"
+    " JOIN events e ON e.event_id = p.event_id AND e.occurred_at = p.occurred_at"
+    "  AND e.occurred_at >= $2::timestamptz AND e.occurred_at < $3::timestamptz AND e.occurred_at <= $4::timestamptz"
     " ORDER BY p.occurred_at DESC, p.event_id DESC"};
 // Applied edge occurrences of an entity: rows of its identifiers, not blocked, not in an open quarantine.
 constexpr Templates kOccurrences{
@@ -174,7 +178,8 @@ const Stmt kGroupRecentMembers{"query_group_recent_members", NEXUS_MEMBERSHIP_CO
 
 const Stmt kEvent{"query_event",
                   "SELECT e.event_id, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_name, e.event_description,"
-                  " e.event_type, e.source, e.value::float8, e.value_unit FROM events e WHERE e.event_id = $1"};
+                  " e.event_type, e.source, e.value::float8, e.value_unit FROM event_keys k"
+                  " JOIN events e ON e.event_id = k.event_id AND e.occurred_at = k.occurred_at WHERE k.event_id = $1"};
 // Participants of events, from the core log's identifier rows with a role (rows without one are implied by a
 // membership, as in the engine) and the entity each non-blocked identifier resolved to. The participant tables
 // have no event index (migration 003 dropped it to cut resolver write cost); person_identifiers has one.
@@ -220,7 +225,8 @@ const Stmt kGroupTimelineWithMembers{
     "    GROUP BY pp.occurred_at, pp.event_id ORDER BY pp.occurred_at DESC, pp.event_id DESC LIMIT $8) x"
     "   WHERE m.group_id = $1) u"
     "  GROUP BY u.occurred_at, u.event_id ORDER BY u.occurred_at DESC, u.event_id DESC LIMIT $8) p"
-    " JOIN events e ON e.event_id = p.event_id"
+    " JOIN events e ON e.event_id = p.event_id AND e.occurred_at = p.occurred_at"
+    "  AND e.occurred_at >= $2::timestamptz AND e.occurred_at < $3::timestamptz AND e.occurred_at <= $4::timestamptz"
     " ORDER BY p.occurred_at DESC, p.event_id DESC"};
 #undef NEXUS_TIMELINE_FILTER
 
