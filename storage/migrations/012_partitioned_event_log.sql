@@ -16,7 +16,7 @@
 -- PARTITION, which takes only SHARE UPDATE EXCLUSIVE on the parent (readers and writers go on). Ingest creates
 -- the month of every event it is about to write that has none (nexus_ensure_month), the resolver keeps months
 -- ahead (nexus_ensure_partitions, hourly). Existing databases are converted in place: this migration copies
--- every row once (minutes per ten million rows), inside the migration transaction.
+-- every row once, inside the migration transaction (its duration grows with the log; not measured at scale).
 
 CREATE TABLE event_keys (
   event_id    text PRIMARY KEY,

@@ -595,8 +595,8 @@ TEST_F(ResolverTest, AnEventIdIsUniqueAcrossMonths) {
   EXPECT_EQ(QueryScalar(url_, "SELECT extract(epoch FROM occurred_at)::bigint FROM events"), std::to_string(kJan2024));
 }
 
-// Retention: dropping the months before a date removes their events and rows from every log table (month
-// partitions and the default partition alike); a rebuild then forgets what only they said.
+// Retention: dropping the months before a date removes their events and rows from every log table (back-dated
+// months too); a rebuild then forgets what only they said.
 TEST_F(ResolverTest, RetentionDropsOldMonthsAndARebuildForgetsThem) {
   Start();
   Ingest({MakeEvent("old1", kJan2024, {{{"email", "a@x"}}}, {}, {{"title", "Intern"}}),
@@ -629,8 +629,9 @@ TEST_F(ResolverTest, RetentionDropsOldMonthsAndARebuildForgetsThem) {
   EXPECT_EQ(Ingest({MakeEvent("old2", kJan2024, {{{"email", "b@x"}}})}).accepted(), 1);
 }
 
-// Migration 012 converts an existing database in place: every row keeps its id and values, lands in its month
-// (or the default partition outside the window), and the id sequences continue after the copied ids.
+// Migration 012 converts an existing database in place: every row keeps its id and values and lands in the
+// partition of its month (created for every month the log holds), and the id sequences continue after the
+// copied ids.
 TEST(LogPartitionMigration, ExistingDatabaseUpgradesInPlace) {
   const std::string url = CreateTestDatabase();
   {
