@@ -2,10 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <pqxx/pqxx>
+#include <sstream>
+#include <vector>
 
 #include "common/log.h"
 #include "storage/database.h"
@@ -121,6 +125,30 @@ std::string CreateTestDatabase() {
   n.exec("DROP DATABASE IF EXISTS " + name);
   n.exec("CREATE DATABASE " + name);
   return WithDbName(AdminUrl(), name);
+}
+
+void MigrateThrough(const std::string& url, int version) {
+  std::vector<std::filesystem::path> files;
+  for (const auto& f : std::filesystem::directory_iterator(std::string(NEXUS_SOURCE_DIR) + "/storage/migrations")) {
+    const std::string name = f.path().stem().string();
+    if (f.path().extension() == ".sql" && std::stoi(name.substr(0, 3)) <= version) files.push_back(f.path());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_EQ(static_cast<int>(files.size()), version) << "migrations 001.." << version << " in the source tree";
+  pqxx::connection c(url);
+  pqxx::work tx(c);
+  tx.exec(
+      "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+      "applied_at timestamptz NOT NULL DEFAULT now())");
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    std::stringstream sql;
+    sql << in.rdbuf();
+    tx.exec(sql.str());
+    const std::string name = f.stem().string();
+    tx.exec("INSERT INTO schema_migrations (version, name) VALUES (" + name.substr(0, 3) + ", " + tx.quote(name) + ")");
+  }
+  tx.commit();
 }
 
 std::string QueryScalar(const std::string& url, const std::string& sql) {

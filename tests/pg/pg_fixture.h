@@ -16,6 +16,10 @@ namespace nexus::testing {
 
 /// libpq connection string of a new, empty, uniquely named database (not migrated).
 std::string CreateTestDatabase();
+/// Brings the empty database at `url` to schema version `version` the way an older nexusd left it: applies
+/// storage/migrations/NNN_*.sql up to that number from the source tree, each recorded in schema_migrations
+/// (for tests of a migration's in-place upgrade).
+void MigrateThrough(const std::string& url, int version);
 /// The server-level (postgres database) connection string.
 std::string AdminUrl();
 /// The temp directory the cluster lives in (for tests that need scratch space).
