@@ -93,10 +93,10 @@ class ResolverWorker final {
   bool woken_ = false;
   bool accepting_ = false;  ///< guarded by mu_: the loop runs and takes jobs
   std::deque<Job> jobs_;
-  int64_t failures_ = 0;                                 ///< consecutive failed batches; worker thread only
+  int64_t failures_ = 0;                                          ///< consecutive failed batches; worker thread only
   std::chrono::steady_clock::time_point next_partition_check_{};  ///< worker thread only
-  std::mutex status_mu_;                                 ///< serializes PublishStatus
-  std::chrono::steady_clock::time_point last_status_{};  ///< guarded by status_mu_
+  std::mutex status_mu_;                                          ///< serializes PublishStatus
+  std::chrono::steady_clock::time_point last_status_{};           ///< guarded by status_mu_
 };
 
 }  // namespace nexus::server
