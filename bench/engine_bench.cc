@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
   std::cerr << "[engine] world: " << stream.size() << " events, "
             << std::chrono::duration<double>(Clock::now() - tg).count() << " s to generate\n";
 
-  Engine engine("bench-salt", 1);
+  Engine engine("bench-salt");
   const ProtectionConfig protection = ProtectionConfig::Defaults();
   LogBuilder log;
   double apply_s = 0;

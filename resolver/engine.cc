@@ -93,7 +93,7 @@ struct TraitWin {
 struct Cluster {
   uint32_t parent = 0;
   int64_t count = 0;
-  int64_t birth_seq = 0;
+  BirthKey birth;
   std::array<char, 26> id{};
   std::vector<std::pair<uint32_t, int64_t>> type_counts;
   std::vector<TraitWin> traits;
@@ -182,7 +182,6 @@ std::vector<std::pair<std::string, std::string>> KindDelta::AbsorbedExisting() c
 
 struct Engine::Impl {
   std::string salt;
-  int64_t next_birth_seq;
   Interner types, names, sources;
   std::array<KindState, kKinds> ks;
   std::vector<Mem> mems;
@@ -223,7 +222,7 @@ struct Engine::Impl {
   std::vector<PendingTrait> pending_traits;  // loaded, attached in FinishLoad
   std::vector<PendingMem> pending_mems;
 
-  Impl(std::string s, int64_t next) : salt(std::move(s)), next_birth_seq(next) {
+  explicit Impl(std::string s) : salt(std::move(s)) {
     for (EntityKind k : {EntityKind::kPerson, EntityKind::kGroup}) {
       ks[Idx(k)].kind = k;
       for (const auto& c : ColumnRules(k)) {
@@ -422,12 +421,14 @@ struct Engine::Impl {
   }
 
   // ---------------- edges ----------------
-  uint32_t NewCluster(KindState& s, const std::vector<uint32_t>& fresh, const std::string& event_id) {
+  /// A new entity of the identifiers `fresh` (unseen until now); the first founds it, born at `birth`.
+  uint32_t NewCluster(KindState& s, const std::vector<uint32_t>& fresh, const std::string& event_id,
+                      const BirthKey& birth) {
     auto& m = marks[Idx(s.kind)];
     const uint32_t c = static_cast<uint32_t>(s.clusters.size());
     Cluster cl;
     cl.parent = c;
-    cl.birth_seq = next_birth_seq++;
+    cl.birth = birth;
     const std::string id =
         MakeEntityId(s.kind, salt, std::string(TypeOf(s, fresh.front())), std::string(ValueOf(s, fresh.front())));
     std::copy(id.begin() + 4, id.end(), cl.id.begin());
@@ -527,16 +528,26 @@ struct Engine::Impl {
     return {};
   }
 
-  /// Unites the components of `ids` (plus the components earlier events saw under the edge_id).
-  /// `ids` are interned identifiers; `is_new[i]` says ids[i] was interned by this edge (no cluster yet).
-  void ApplyEdge(KindState& s, const std::string& event_id, uint32_t event_pos, const std::string& edge_id,
-                 const std::vector<uint32_t>& ids, const std::vector<bool>& is_new, bool force, const Caps& caps,
-                 const std::vector<uint32_t>* extra_roots = nullptr) {
+  /// The identifiers of one edge of one event: interned ids, whether each is unseen (no cluster yet), and each
+  /// one's first row in the edge (where it is born if it founds an entity).
+  struct EdgeRows {
+    std::vector<uint32_t> ids;
+    std::vector<bool> is_new;
+    std::vector<int64_t> rows;
+  };
+
+  /// Unites the components of the edge's identifiers (plus the components earlier events saw under the
+  /// edge_id). `xid`: the event's ingest transaction (births get their BirthKey from it and the rows).
+  void ApplyEdge(KindState& s, const std::string& event_id, int64_t xid, uint32_t event_pos, const std::string& edge_id,
+                 const EdgeRows& e, bool force, const Caps& caps, const std::vector<uint32_t>* extra_roots = nullptr) {
     auto& m = marks[Idx(s.kind)];
+    const std::vector<uint32_t>& ids = e.ids;
     std::vector<uint32_t> fresh, roots;
+    std::vector<int64_t> fresh_rows;
     for (size_t i = 0; i < ids.size(); ++i) {
-      if (is_new[i]) {
+      if (e.is_new[i]) {
         fresh.push_back(ids[i]);
+        fresh_rows.push_back(e.rows[i]);
         continue;
       }
       const uint32_t r = RootOf(s, ids[i]);
@@ -586,7 +597,9 @@ struct Engine::Impl {
         // depends on the order the graph was loaded in; the record must not.
         std::sort(q.entity_ids.begin(), q.entity_ids.end());
         m.quarantined.push_back(std::move(q));
-        for (uint32_t i : fresh) NewCluster(s, {i}, event_id);  // the edge is not applied
+        for (size_t i = 0; i < fresh.size(); ++i) {  // the edge is not applied
+          NewCluster(s, {fresh[i]}, event_id, {xid, e.rows.front(), fresh_rows[i]});
+        }
         return;
       }
     }
@@ -600,10 +613,10 @@ struct Engine::Impl {
       }
       const Cluster& c = s.clusters[r];
       const Cluster& sv = s.clusters[survivor];
-      if (c.count > sv.count || (c.count == sv.count && c.birth_seq < sv.birth_seq)) survivor = r;
+      if (c.count > sv.count || (c.count == sv.count && c.birth < sv.birth)) survivor = r;
     }
     if (survivor == kNone || static_cast<int64_t>(fresh.size()) > s.clusters[survivor].count) {
-      survivor = NewCluster(s, fresh, event_id);
+      survivor = NewCluster(s, fresh, event_id, {xid, e.rows.front(), fresh_rows.front()});
       fresh.clear();
     }
     Touch(s, survivor);
@@ -668,7 +681,7 @@ struct Engine::Impl {
     std::unordered_map<std::string, uint32_t> first_of_edge;
     // Edges of the event in order of their first row.
     std::vector<std::string> order;
-    std::unordered_map<std::string, std::pair<std::vector<uint32_t>, std::vector<bool>>> edges;
+    std::unordered_map<std::string, EdgeRows> edges;
     std::unordered_set<uint32_t> interned_here;
     row_idents_.clear();
     for (const LogIdentifier* r = begin; r != end; ++r) {
@@ -701,21 +714,22 @@ struct Engine::Impl {
         order.push_back(r->edge_id);
         first_of_edge.emplace(r->edge_id, ident);
       }
-      auto& [ids, is_new] = eit->second;
-      if (std::find(ids.begin(), ids.end(), ident) == ids.end()) {
-        ids.push_back(ident);
-        is_new.push_back(s.idents[ident].cluster == kNone);
+      EdgeRows& e = eit->second;
+      if (std::find(e.ids.begin(), e.ids.end(), ident) == e.ids.end()) {
+        e.ids.push_back(ident);
+        e.is_new.push_back(s.idents[ident].cluster == kNone);
+        e.rows.push_back(r->row_id);
       }
     }
     const auto& forced = in.forced[Idx(s.kind)];
     for (const auto& edge_id : order) {
-      auto& [ids, is_new] = edges[edge_id];
+      EdgeRows& e = edges[edge_id];
       // An identifier interned by an earlier edge of this event already has a cluster now.
-      for (size_t i = 0; i < ids.size(); ++i) is_new[i] = s.idents[ids[i]].cluster == kNone;
+      for (size_t i = 0; i < e.ids.size(); ++i) e.is_new[i] = s.idents[e.ids[i]].cluster == kNone;
       const bool force = !forced.empty() && forced.count({event.event_id, edge_id}) > 0;
-      ApplyEdge(s, event.event_id, ev, edge_id, ids, is_new, force, caps);
+      ApplyEdge(s, event.event_id, event.xid, ev, edge_id, e, force, caps);
       if (!IsEventLocalEdge(event.event_id, edge_id)) {
-        for (uint32_t i : ids) RecordEdgeSighting(s, edge_id, i);
+        for (uint32_t i : e.ids) RecordEdgeSighting(s, edge_id, i);
       }
     }
     // Sightings: first occurrence (ties: the first consumed) and latest.
@@ -791,7 +805,7 @@ struct Engine::Impl {
       for (size_t i = 0; i < m.born.size(); ++i) {
         const uint32_t c = m.born[i];
         if (s.clusters[c].parent != c) continue;
-        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth_seq, m.born_event[i], true});
+        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth, m.born_event[i], true});
         ++d.stats.born;
         ++d.stats.entities_delta;
       }
@@ -799,7 +813,7 @@ struct Engine::Impl {
       std::sort(counted.begin(), counted.end());
       for (uint32_t c : counted) {
         if (c >= limit || s.clusters[c].parent != c) continue;
-        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth_seq, "", false});
+        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth, "", false});
       }
       d.stats.accreted = static_cast<int64_t>(gained.size());
       // Trait winners that changed, on live entities.
@@ -862,7 +876,6 @@ struct Engine::Impl {
     for (const auto& [row, p, g, occurred] : resolved_mems) {
       out.resolved_memberships.push_back({row, IdOf(ks[0], Find(ks[0], p)), IdOf(ks[1], Find(ks[1], g)), occurred});
     }
-    out.next_birth_seq = next_birth_seq;
     return out;
   }
 
@@ -880,8 +893,7 @@ struct Engine::Impl {
   }
 };
 
-Engine::Engine(std::string id_salt, int64_t next_birth_seq)
-    : impl_(std::make_unique<Impl>(std::move(id_salt), next_birth_seq)) {}
+Engine::Engine(std::string id_salt) : impl_(std::make_unique<Impl>(std::move(id_salt))) {}
 Engine::~Engine() = default;
 
 BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protection) {
@@ -959,13 +971,14 @@ BatchDelta Engine::ApplyReleased(EntityKind kind, const std::string& event_id, c
   Impl& x = *impl_;
   x.BeginBatch();
   KindState& s = x.ks[Idx(kind)];
-  std::vector<uint32_t> ids;
-  std::vector<bool> is_new;
+  Impl::EdgeRows e;  // known identifiers only: nothing is born
+  std::vector<uint32_t>& ids = e.ids;
   for (const auto& [t, v] : identifiers) {
     const uint32_t i = x.Lookup(s, t, v);
     if (i == kNone || std::find(ids.begin(), ids.end(), i) != ids.end()) continue;
     ids.push_back(i);
-    is_new.push_back(false);
+    e.is_new.push_back(false);
+    e.rows.push_back(0);
   }
   // The entities the edge would have joined, wherever they are now. Ids are not indexed (a release is rare):
   // one pass over the clusters, absorbed ones included.
@@ -980,13 +993,13 @@ BatchDelta Engine::ApplyReleased(EntityKind kind, const std::string& event_id, c
       }
     }
   }
-  if (!ids.empty()) x.ApplyEdge(s, event_id, 0, edge_id, ids, is_new, true, Caps{}, &extra);
+  if (!ids.empty()) x.ApplyEdge(s, event_id, 0, 0, edge_id, e, true, Caps{}, &extra);
   BatchDelta d = x.EndBatch();
   if (entity_id) *entity_id = ids.empty() ? "" : Impl::IdOf(s, x.RootOf(s, ids.front()));
   return d;
 }
 
-void Engine::LoadEntity(EntityKind kind, const std::string& id, int64_t identifier_count, int64_t birth_seq) {
+void Engine::LoadEntity(EntityKind kind, const std::string& id, int64_t identifier_count, const BirthKey& birth) {
   (void)identifier_count;  // recounted from the identifiers
   KindState& s = impl_->ks[Idx(kind)];
   const std::string prefix = KindPrefix(kind);
@@ -995,7 +1008,7 @@ void Engine::LoadEntity(EntityKind kind, const std::string& id, int64_t identifi
   const uint32_t c = static_cast<uint32_t>(s.clusters.size());
   Cluster cl;
   cl.parent = c;
-  cl.birth_seq = birth_seq;
+  cl.birth = birth;
   std::copy(id.begin() + static_cast<std::ptrdiff_t>(prefix.size()), id.end(), cl.id.begin());
   s.clusters.push_back(std::move(cl));
   s.load_ids.emplace(id, c);
@@ -1107,7 +1120,6 @@ std::string Engine::EntityOf(EntityKind kind, const std::string& type, const std
   return Impl::IdOf(s, impl_->RootOf(s, i));
 }
 
-int64_t Engine::next_birth_seq() const { return impl_->next_birth_seq; }
 size_t Engine::identifier_count(EntityKind kind) const { return impl_->ks[Idx(kind)].idents.size(); }
 size_t Engine::entity_count(EntityKind kind) const { return impl_->ks[Idx(kind)].live; }
 
@@ -1154,7 +1166,7 @@ Engine::Snapshot Engine::TakeSnapshot(bool with_identifiers) const {
     for (uint32_t c = 0; c < s.clusters.size(); ++c) {
       const Cluster& cl = s.clusters[c];
       if (cl.parent != c) continue;
-      out.entities[k].push_back({Impl::IdOf(s, c), cl.count, cl.birth_seq, "", true});
+      out.entities[k].push_back({Impl::IdOf(s, c), cl.count, cl.birth, "", true});
       for (const auto& w : cl.traits) {
         out.traits[k].push_back({Impl::IdOf(s, c), x.names.Name(w.name), w.key.row_id, w.key.occurred_us});
       }

@@ -44,6 +44,7 @@ struct LogEvent {
   int64_t ingested_us = 0;
   std::string event_type;
   std::string source;
+  int64_t xid = 0;  ///< the ingest transaction that wrote it (_ingest_xid)
 };
 
 /// One row of person_identifiers / group_identifiers. `event` indexes BatchInput::events.
@@ -76,6 +77,8 @@ struct LogMembership {
 };
 
 /// Everything one batch consumes. Rows of each vector are in (event, row_id) order.
+/// Row ids of one table grow in log order within one ingest transaction (ingest writes a transaction's rows in
+/// event_id order): BirthKey relies on it.
 struct BatchInput {
   std::vector<LogEvent> events;
   std::array<std::vector<LogIdentifier>, kKinds> identifiers;
@@ -100,11 +103,23 @@ struct IdentifierChange {
   bool is_new = false;
 };
 
+/// Where an entity was born: the row of the log that founded it, as (ingest xid, first row of the founding edge
+/// in its event, the founder's first row in that edge). Within one ingest transaction row ids follow the log
+/// order (BatchInput), so comparing keys compares when the entities were born, as the engine consumed the log:
+/// smaller is older. A position in the log rather than a counter of births, so that a component re-resolved on
+/// its own (an unlink) gets the key a rebuild of the whole log gives it.
+struct BirthKey {
+  int64_t xid = 0;
+  int64_t edge_row = 0;
+  int64_t row = 0;
+  auto operator<=>(const BirthKey&) const = default;
+};
+
 /// An entity row to insert (is_new) or whose identifier_count changed.
 struct EntityChange {
   std::string id;
   int64_t identifier_count = 0;
-  int64_t birth_seq = 0;
+  BirthKey birth;
   std::string created_by_event_id;  ///< set when is_new
   bool is_new = false;
 };
@@ -198,7 +213,6 @@ struct BatchDelta {
   std::array<KindDelta, kKinds> kinds;
   std::vector<MembershipChange> memberships;  ///< memberships of absorbed entities are folded into these
   std::vector<ResolvedMembership> resolved_memberships;
-  int64_t next_birth_seq = 1;
 };
 
 /// The final-table columns of a kind, in FinalRow::columns order: persons (email, name, phone, title,
@@ -245,7 +259,7 @@ std::string LinkRuleReason(const LinkRule& rule);
 ///   total is over the cap and larger than its largest existing part (a part already over a lowered cap is
 ///   not split, but nothing joins it); unseen identifiers never count as a part already over.
 /// - A membership row resolves when both of its identifiers are resolved right after its own event.
-/// - Survivor of a union: more identifiers, then older (smaller birth_seq). A new component's id is
+/// - Survivor of a union: more identifiers, then older (smaller BirthKey). A new component's id is
 ///   KindPrefix + StableId128(salt, its first identifier).
 /// - An identifier's first occurrence: smallest occurred_at, ties to the first consumed; last seen: largest.
 /// - Trait winner per (entity, name): by the name's TraitRule (ProtectionConfig::traits), where "latest" is the
@@ -272,7 +286,7 @@ std::string LinkRuleReason(const LinkRule& rule);
 /// away and load a new one from the database. Not thread-safe.
 class Engine final {
  public:
-  Engine(std::string id_salt, int64_t next_birth_seq);
+  explicit Engine(std::string id_salt);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -299,7 +313,7 @@ class Engine final {
 
   // --- Loading a resolved state (from the database). Entities before their identifiers and identifiers
   // before their edge sightings; trait winners and memberships in any order. Then FinishLoad(). ---
-  void LoadEntity(EntityKind kind, const std::string& id, int64_t identifier_count, int64_t birth_seq);
+  void LoadEntity(EntityKind kind, const std::string& id, int64_t identifier_count, const BirthKey& birth);
   /// `entity_id` must have been loaded. Returns false (and ignores the row) when it was not.
   bool LoadIdentifier(EntityKind kind, const std::string& type, const std::string& value, const std::string& entity_id,
                       const std::string& source, int64_t first_us, int64_t last_us);
@@ -317,7 +331,6 @@ class Engine final {
   // --- Reading the state. ---
   /// The entity id of an identifier, or "" when unseen.
   std::string EntityOf(EntityKind kind, const std::string& type, const std::string& value) const;
-  int64_t next_birth_seq() const;
   size_t identifier_count(EntityKind kind) const;
   size_t entity_count(EntityKind kind) const;  ///< live entities
   /// Approximate bytes held (for the RSS budget and metrics).

@@ -54,7 +54,7 @@ const Kind kGroup{EntityKind::kGroup, "group", "group_id", "groups"};
 // Statements. Each is named once; the name is the metric label of nexus_db_query_duration_seconds.
 // ---------------------------------------------------------------------------------------------------------
 constexpr const char* kStateSql =
-    "SELECT watermark_xid::text, watermark_event_id, next_birth_seq, id_salt FROM resolver_state";
+    "SELECT watermark_xid::text, watermark_event_id, birth_keys_pending, id_salt FROM resolver_state";
 // Events past the watermark and below the oldest running transaction, in ingest order.
 constexpr const char* kSelectBatchSql =
     "SELECT e.event_id, e._ingest_xid::text, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_type, e.source, "
@@ -90,9 +90,9 @@ constexpr const char* kDefaultPlansSql =
     "SET LOCAL enable_mergejoin TO DEFAULT";
 constexpr const char* kAdvanceSql =
     "UPDATE resolver_state SET watermark_xid = $1::xid8, watermark_event_id = $2, "
-    "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", next_birth_seq = $4, "
+    "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", "
     "batches_total = batches_total + 1, last_batch_at = now(), "
-    "persons_count = persons_count + $5, groups_count = groups_count + $6";
+    "persons_count = persons_count + $4, groups_count = groups_count + $5";
 
 // Merges: rows of absorbed entities move to the survivor. $1 absorbed ids, $2 survivor ids.
 constexpr const char* kMergeMap = "WITH m AS (SELECT * FROM unnest($1::text[], $2::text[]) AS x(absorbed, survivor)) ";
@@ -267,7 +267,8 @@ std::optional<std::string> OptText(const pqxx::field& f) {
 struct State {
   std::string watermark_xid;
   std::string watermark_event_id;
-  int64_t next_birth_seq = 1;
+  /// Migration 013 left the birth keys of existing entities to the engine: a rebuild must come first.
+  bool birth_keys_pending = false;
   std::string salt;
 };
 
@@ -284,7 +285,7 @@ class BatchIo {
 
   State LoadState() {
     auto r = impl_.Exec(tx_, c_, "resolver.state", kStateSql);
-    return {r[0][0].c_str(), r[0][1].c_str(), r[0][2].as<int64_t>(), r[0][3].c_str()};
+    return {r[0][0].c_str(), r[0][1].c_str(), r[0][2].as<bool>(), r[0][3].c_str()};
   }
 
   /// The next batch: events after the watermark and every row they carry.
@@ -298,8 +299,8 @@ class BatchIo {
       pos.emplace(row[0].c_str(), static_cast<uint32_t>(in->events.size()));
       ids.push_back(row[0].c_str());
       occurred.push_back(row[6].c_str());
-      in->events.push_back(
-          {row[0].c_str(), row[2].as<int64_t>(), row[5].as<int64_t>(), row[3].c_str(), row[4].c_str()});
+      in->events.push_back({row[0].c_str(), row[2].as<int64_t>(), row[5].as<int64_t>(), row[3].c_str(), row[4].c_str(),
+                            row[1].as<int64_t>()});
       events.push_back({row[1].c_str(), row[0].c_str(), row[5].as<int64_t>()});
     }
     if (events.empty()) return events;
@@ -326,14 +327,20 @@ class BatchIo {
 
   /// Loads the resolved state (everything at or below the watermark) into a new engine.
   std::unique_ptr<resolver::Engine> LoadEngine(const State& s) {
-    auto e = std::make_unique<resolver::Engine>(s.salt, s.next_birth_seq);
+    if (s.birth_keys_pending) {
+      throw StorageError(ErrorKind::kInternal, "resolver: the birth keys of migration 013 are not computed yet");
+    }
+    auto e = std::make_unique<resolver::Engine>(s.salt);
     e->SetLinkRules(ReadLinkRules(impl_, tx_, c_));  // before the identifiers: they tag clusters as they load
     StorageObserver* obs = impl_.observer;
     for (const Kind* k : {&kPerson, &kGroup}) {
       const EntityKind kind = k->kind;
-      ForEachRow(
-          tx_, obs, k->Stmt("load_entities"), k->Sql("SELECT {id}, identifier_count, birth_seq FROM {E}"),
-          [&](const pqxx::row& r) { e->LoadEntity(kind, r[0].c_str(), r[1].as<int64_t>(), r[2].as<int64_t>()); });
+      ForEachRow(tx_, obs, k->Stmt("load_entities"),
+                 k->Sql("SELECT {id}, identifier_count, birth_xid, birth_edge_row, birth_row FROM {E}"),
+                 [&](const pqxx::row& r) {
+                   e->LoadEntity(kind, r[0].c_str(), r[1].as<int64_t>(),
+                                 {r[2].as<int64_t>(), r[3].as<int64_t>(), r[4].as<int64_t>()});
+                 });
       ForEachRow(tx_, obs, k->Stmt("load_identifiers"),
                  k->Sql("SELECT identifier_type, identifier_value, {id}, source, " NEXUS_TS_TO_US(
                      "occurred_at") ", " NEXUS_TS_TO_US("last_seen_at") " FROM resolved_{k}_identifiers"),
@@ -384,8 +391,8 @@ class BatchIo {
     WriteMemberships(d);
   }
 
-  void Advance(const BatchEvent& last, int64_t next_birth_seq, const resolver::BatchDelta& d) {
-    impl_.Exec(tx_, c_, "resolver.advance", kAdvanceSql, last.xid, last.event_id, last.ingested_us, next_birth_seq,
+  void Advance(const BatchEvent& last, const resolver::BatchDelta& d) {
+    impl_.Exec(tx_, c_, "resolver.advance", kAdvanceSql, last.xid, last.event_id, last.ingested_us,
                d.kinds[0].stats.entities_delta, d.kinds[1].stats.entities_delta);
   }
 
@@ -460,9 +467,13 @@ class BatchIo {
       const std::string stmt_name = k.Stmt("copy_entities");
       detail::StatementTimer t(impl_.observer, stmt_name);
       pqxx::stream_to s(tx_, k.entities,
-                        std::vector<std::string>{k.id, "identifier_count", "birth_seq", "created_by_event_id"});
+                        std::vector<std::string>{k.id, "identifier_count", "birth_xid", "birth_edge_row", "birth_row",
+                                                 "created_by_event_id"});
       for (const auto& e : d.entities) {
-        if (e.is_new) s << std::make_tuple(e.id, e.identifier_count, e.birth_seq, e.created_by_event_id);
+        if (e.is_new) {
+          s << std::make_tuple(e.id, e.identifier_count, e.birth.xid, e.birth.edge_row, e.birth.row,
+                               e.created_by_event_id);
+        }
       }
       s.complete();
       t.Ok();
@@ -711,9 +722,25 @@ void OnSession(ResolverStore::Impl& impl, bool& holds_lock, std::string_view wha
   }
 }
 
+std::unique_ptr<resolver::Engine> RebuildInTx(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
+                                              const resolver::ProtectionConfig& protection, RebuildStats* stats);
+
 /// Loads the resident graph when this session has none (after taking the lock, or after an error dropped it).
-void EnsureGraph(ResolverStore::Impl& impl, BatchIo& io, const State& s) {
-  if (impl.engine) return;
+/// Right after migration 013 the stored entities have no birth keys yet: the graph comes from a rebuild inside
+/// `tx` instead (once), and the function returns true (the watermark moved: `s` is stale).
+bool EnsureGraph(ResolverStore::Impl& impl, BatchIo& io, const State& s, pqxx::work& tx, detail::PooledConnection& c,
+                 const resolver::ProtectionConfig& protection) {
+  if (s.birth_keys_pending) {
+    log::Info("resolver rebuilding for the birth keys of migration 013");
+    RebuildStats stats;
+    impl.engine.reset();
+    impl.engine = RebuildInTx(impl.db.impl(), tx, c, protection, &stats);
+    impl.PublishGraph(static_cast<int64_t>(impl.engine->MemoryBytes()));
+    log::Info("resolver birth keys computed",
+              {{"events", static_cast<long long>(stats.events)}, {"seconds", stats.seconds}});
+    return true;
+  }
+  if (impl.engine) return false;
   const auto t0 = std::chrono::steady_clock::now();
   impl.engine = io.LoadEngine(s);
   impl.graph_load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -726,6 +753,7 @@ void EnsureGraph(ResolverStore::Impl& impl, BatchIo& io, const State& s) {
                                                     impl.engine->identifier_count(EntityKind::kGroup))},
              {"bytes", static_cast<long long>(bytes)},
              {"seconds", impl.graph_load_seconds}});
+  return false;
 }
 
 KindStats ToStats(const resolver::KindStats& s, int64_t repointed) {
@@ -746,14 +774,14 @@ BatchStats ResolverStore::RunBatch(int64_t max_events, const resolver::Protectio
   OnSession(*impl_, holds_lock_, "resolver batch", [&](pqxx::work& tx, detail::PooledConnection& c) {
     BatchIo io(impl_->db.impl(), tx, c);
     const State s = io.LoadState();
-    EnsureGraph(*impl_, io, s);
+    if (EnsureGraph(*impl_, io, s, tx, c, protection)) return;  // the upgrade's rebuild was this batch
     resolver::BatchInput in;
     const auto events = io.ReadBatch(s, max_events, &in);
     if (events.empty()) return;
     stats.events = static_cast<int64_t>(events.size());
     const resolver::BatchDelta d = impl_->engine->Apply(in, protection);
     io.WriteDelta(d, in.events);
-    io.Advance(events.back(), d.next_birth_seq, d);
+    io.Advance(events.back(), d);
     stats.persons = ToStats(d.kinds[0].stats, static_cast<int64_t>(d.kinds[0].AbsorbedExisting().size()));
     stats.groups = ToStats(d.kinds[1].stats, static_cast<int64_t>(d.kinds[1].AbsorbedExisting().size()));
   });
@@ -792,15 +820,15 @@ std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resol
     for (size_t i = 0; i < types.size() && i < values.size(); ++i) ids.emplace_back(types[i], values[i]);
     BatchIo io(impl_->db.impl(), tx, c);
     const State s = io.LoadState();
-    EnsureGraph(*impl_, io, s);
+    EnsureGraph(*impl_, io, s, tx, c, protection);
     impl_->engine->SetTraitRules(protection.traits);
     const resolver::BatchDelta d =
         impl_->engine->ApplyReleased(k.kind, q[0][1].c_str(), q[0][2].c_str(), ids, parse(q[0][6]), &entity);
     io.WriteDelta(d, {});
     impl_->db.impl().Exec(tx, c, "resolver.release_counts",
-                          "UPDATE resolver_state SET next_birth_seq = $1, persons_count = persons_count + $2, "
-                          "groups_count = groups_count + $3",
-                          d.next_birth_seq, d.kinds[0].stats.entities_delta, d.kinds[1].stats.entities_delta);
+                          "UPDATE resolver_state SET persons_count = persons_count + $1, "
+                          "groups_count = groups_count + $2",
+                          d.kinds[0].stats.entities_delta, d.kinds[1].stats.entities_delta);
     impl_->db.impl().Exec(tx, c, "resolver.mark_released",
                           "UPDATE quarantined_edges SET released_at = now() WHERE quarantine_id = $1", quarantine_id);
     log::Info("quarantined edge released",
@@ -915,7 +943,7 @@ class Rebuilder {
          tx_.exec("SELECT kind, event_id, edge_id FROM quarantined_edges WHERE released_at IS NOT NULL")) {
       forced_only.forced[std::string(row[0].c_str()) == "person" ? 0 : 1].insert({row[1].c_str(), row[2].c_str()});
     }
-    auto engine = std::make_unique<resolver::Engine>(s.salt, 1);
+    auto engine = std::make_unique<resolver::Engine>(s.salt);
     engine->SetLinkRules(ReadLinkRules(impl_, tx_, c_));
     CreateShadowTables();
 
@@ -956,8 +984,8 @@ class Rebuilder {
         const pqxx::row* r = events.Peek();
         if (!r) break;
         pos.emplace((*r)[0].c_str(), static_cast<uint32_t>(in.events.size()));
-        in.events.push_back(
-            {(*r)[0].c_str(), (*r)[2].as<int64_t>(), (*r)[5].as<int64_t>(), (*r)[3].c_str(), (*r)[4].c_str()});
+        in.events.push_back({(*r)[0].c_str(), (*r)[2].as<int64_t>(), (*r)[5].as<int64_t>(), (*r)[3].c_str(),
+                             (*r)[4].c_str(), (*r)[1].as<int64_t>()});
         last = {(*r)[1].c_str(), (*r)[0].c_str(), (*r)[5].as<int64_t>()};
         events.Next();
       }
@@ -1026,14 +1054,14 @@ class Rebuilder {
     if (any) {
       impl_.Exec(tx_, c_, "resolver.rebuild_state",
                  "UPDATE resolver_state SET watermark_xid = $1::xid8, watermark_event_id = $2, "
-                 "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", next_birth_seq = $4, "
-                 "persons_count = $5, groups_count = $6, batches_total = batches_total + 1, last_batch_at = now()",
-                 last.xid, last.event_id, last.ingested_us, engine->next_birth_seq(), persons, groups);
+                 "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", birth_keys_pending = false, "
+                 "persons_count = $4, groups_count = $5, batches_total = batches_total + 1, last_batch_at = now()",
+                 last.xid, last.event_id, last.ingested_us, persons, groups);
     } else {
       impl_.Exec(
           tx_, c_, "resolver.rebuild_state_empty",
           "UPDATE resolver_state SET watermark_xid = '0', watermark_event_id = '', watermark_ingested_at = NULL, "
-          "next_birth_seq = 1, persons_count = 0, groups_count = 0");
+          "birth_keys_pending = false, persons_count = 0, groups_count = 0");
     }
     if (reclassify_) {
       impl_.Exec(tx_, c_, "resolver.rebuild_identifier_rules_applied",
@@ -1193,9 +1221,9 @@ class Rebuilder {
                   "FROM rb_traits s JOIN {k}_traits x ON x.id = s.r"));
       tx_.exec("DROP TABLE rb_traits");
       const auto& cols = resolver::FinalColumns(k->kind);
-      std::string stage = "CREATE TEMP TABLE rb_entities (i text, n bigint, b bigint, c text";
-      std::vector<std::string> stage_cols = {"i", "n", "b", "c"};
-      std::string select = "SELECT s.i, s.n, s.b, s.c", joins, names;
+      std::string stage = "CREATE TEMP TABLE rb_entities (i text, n bigint, bx bigint, be bigint, br bigint, c text";
+      std::vector<std::string> stage_cols = {"i", "n", "bx", "be", "br", "c"};
+      std::string select = "SELECT s.i, s.n, s.bx, s.be, s.br, s.c", joins, names;
       for (size_t c = 0; c < cols.size(); ++c) {
         const std::string n = std::to_string(c);
         stage += ", r" + n + " bigint, v" + n + " text";
@@ -1221,13 +1249,14 @@ class Rebuilder {
             v.push_back(col.trait_row ? std::optional<std::string>(std::to_string(col.trait_row)) : std::nullopt);
             v.push_back(col.identifier_value);
           }
-          s << std::make_tuple(e.id, e.identifier_count, e.birth_seq, created, v[0], v[1], v[2], v[3], v[4], v[5], v[6],
-                               v[7], v[8], v[9]);
+          s << std::make_tuple(e.id, e.identifier_count, e.birth.xid, e.birth.edge_row, e.birth.row, created, v[0],
+                               v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
         }
       });
       Exec(k->Stmt("rebuild_entities"), k->Sql("INSERT INTO {E}" + std::string(kShadow) +
-                                               " ({id}, identifier_count, birth_seq, created_by_event_id" + names +
-                                               ") " + select + " FROM rb_entities s" + joins));
+                                               " ({id}, identifier_count, birth_xid, birth_edge_row, birth_row, "
+                                               "created_by_event_id" +
+                                               names + ") " + select + " FROM rb_entities s" + joins));
       tx_.exec("DROP TABLE rb_entities");
       release(snap.entities[ki]);
       release(snap.finals[ki]);
@@ -1460,7 +1489,7 @@ constexpr const char* kPreviewGrowEdgesSql =
 // The preview set's events below the rebuild horizon ($1), in log order; then its rows in them.
 constexpr const char* kPreviewEventsSql =
     "SELECT e.event_id, " NEXUS_TS_TO_US("e.occurred_at") ", " NEXUS_TS_TO_US("e._ingested_at") ", e.event_type, "
-    "e.source FROM events e WHERE e._ingest_xid < $1::xid8 AND e.event_id IN (SELECT x.event_id FROM preview_ids p "
+    "e.source, e._ingest_xid::text FROM events e WHERE e._ingest_xid < $1::xid8 AND e.event_id IN (SELECT x.event_id FROM preview_ids p "
     "JOIN {k}_identifiers x USING (identifier_type, identifier_value) WHERE NOT x.is_blocked) "
     "ORDER BY e._ingest_xid, e.event_id";
 constexpr const char* kPreviewRowsSql =
@@ -1518,7 +1547,8 @@ LinkRulePreview PreviewLinkRules(Database::Impl& db, pqxx::work& tx, detail::Poo
   std::unordered_map<std::string, uint32_t> pos;
   for (const auto& row : db.Exec(tx, c, k.Stmt("preview_events"), k.Sql(kPreviewEventsSql), horizon)) {
     pos.emplace(row[0].c_str(), static_cast<uint32_t>(in.events.size()));
-    in.events.push_back({row[0].c_str(), row[1].as<int64_t>(), row[2].as<int64_t>(), row[3].c_str(), row[4].c_str()});
+    in.events.push_back({row[0].c_str(), row[1].as<int64_t>(), row[2].as<int64_t>(), row[3].c_str(), row[4].c_str(),
+                         row[5].as<int64_t>()});
   }
   out.events = static_cast<int64_t>(in.events.size());
   auto& rows = in.identifiers[Idx(k.kind)];
@@ -1531,7 +1561,7 @@ LinkRulePreview PreviewLinkRules(Database::Impl& db, pqxx::work& tx, detail::Poo
                                        "released_at IS NOT NULL"))) {
     in.forced[Idx(k.kind)].insert({row[0].c_str(), row[1].c_str()});
   }
-  resolver::Engine engine(st.salt, 1);
+  resolver::Engine engine(st.salt);
   engine.SetLinkRules(rules);
   engine.Apply(in, protection);
 

@@ -77,16 +77,18 @@ const std::vector<std::pair<std::string, std::string>> kResolvedTables = {
      "id, person_id, group_id, role, source, established_at, role_occurred_at, role_ingested_at, role_row_id"},
     {"person_participants", "event_id, person_id, role, occurred_at, event_type, source"},
     {"group_participants", "event_id, group_id, role, occurred_at, event_type, source"},
-    {"persons", "person_id, email, name, phone, title, timezone, identifier_count, birth_seq, created_by_event_id"},
-    {"groups",
-     "group_id, domain, company_name, industry, company_size, shopify_id, identifier_count, birth_seq, "
+    {"persons",
+     "person_id, email, name, phone, title, timezone, identifier_count, birth_xid, birth_edge_row, birth_row, "
      "created_by_event_id"},
+    {"groups",
+     "group_id, domain, company_name, industry, company_size, shopify_id, identifier_count, birth_xid, birth_edge_row, "
+     "birth_row, created_by_event_id"},
     {"person_id_aliases", "old_id, new_id, merged_into_id, event_id, edge_id, absorbed_identifier_count"},
     {"group_id_aliases", "old_id, new_id, merged_into_id, event_id, edge_id, absorbed_identifier_count"},
     {"quarantined_edges",
      "kind, event_id, edge_id, source, occurred_at, identifier_types, identifier_values, reason, entity_ids, "
      "released_at IS NOT NULL"},
-    {"resolver_state", "watermark_xid, watermark_event_id, next_birth_seq, persons_count, groups_count"},
+    {"resolver_state", "watermark_xid, watermark_event_id, birth_keys_pending, persons_count, groups_count"},
 };
 
 }  // namespace

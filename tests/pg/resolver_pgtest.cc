@@ -627,6 +627,67 @@ TEST_F(ResolverTest, RetentionDropsOldMonthsAndARebuildForgetsThem) {
   EXPECT_EQ(Ingest({MakeEvent("old2", kJan2024, {{{"email", "b@x"}}})}).accepted(), 1);
 }
 
+// Migration 013 replaced the birth counter by positions in the log that only the engine can compute. On a
+// database resolved before it, the first resolver batch rebuilds: every table (ids, survivors of equal-size
+// merges, aliases) comes back as it was, with the birth keys filled in, and resolution goes on from there.
+TEST_F(ResolverTest, UpgradedDatabaseGetsItsBirthKeysFromOneRebuildAndKeepsEveryId) {
+  Start();
+  // Equal-size merges decided by birth order, with entities born in several ingest transactions and two
+  // born in one event.
+  Ingest({MakeEvent("a1", 50, {{{"email", "a@x"}}}), MakeEvent("a2", 40, {{{"email", "b@x"}}})});
+  Ingest({MakeEvent("b1", 30, {{{"email", "c@x"}}, {{"email", "d@x"}}}, {{{"domain", "one.io"}}})});
+  Resolve();
+  Ingest({MakeEvent("c1", 20, {{{"email", "a@x"}, {"email", "c@x"}}}),
+          MakeEvent("c2", 10, {{{"email", "b@x"}, {"email", "d@x"}}}, {{{"domain", "two.io"}}})});
+  Ingest({MakeEvent("d1", 5, {{{"email", "a@x"}, {"email", "d@x"}}}, {{{"domain", "one.io"}, {"domain", "two.io"}}})});
+  Resolve();
+  const auto before = DumpResolvedTables(url_);
+  ASSERT_NE(before.at("persons"), "");
+  // What migration 013 leaves on a database resolved before it.
+  {
+    pqxx::connection c(url_);
+    pqxx::work tx(c);
+    tx.exec("UPDATE persons SET birth_xid = NULL, birth_edge_row = NULL, birth_row = NULL");
+    tx.exec("UPDATE groups SET birth_xid = NULL, birth_edge_row = NULL, birth_row = NULL");
+    tx.exec("UPDATE resolver_state SET birth_keys_pending = true");
+    tx.commit();
+  }
+  app_->Shutdown();
+  Start();
+  Resolve();
+  auto after = DumpResolvedTables(url_);
+  for (const auto& [table, rows] : before) EXPECT_EQ(after.at(table), rows) << FirstDifference(rows, after.at(table));
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM persons WHERE birth_row IS NULL"), "0");
+  // And on from there: a new event resolves incrementally.
+  Ingest({MakeEvent("e1", 60, {{{"email", "a@x"}, {"email", "new@x"}}})});
+  Resolve();
+  EXPECT_EQ(PersonOf("email", "new@x"), PersonOf("email", "b@x"));
+}
+
+// Migration 013 itself: the counter columns go, the key columns come, and a database with resolved entities is
+// marked for the rebuild that fills them (an empty one is not).
+TEST(BirthKeyMigration, MarksAResolvedDatabaseForARebuild) {
+  for (bool resolved : {false, true}) {
+    const std::string url = CreateTestDatabase();
+    MigrateThrough(url, 12);
+    if (resolved) {
+      pqxx::connection c(url);
+      pqxx::work tx(c);
+      tx.exec("INSERT INTO persons (person_id, identifier_count, birth_seq) VALUES ('per_x', 1, 1)");
+      tx.commit();
+    }
+    storage::Database db({url, 1, std::chrono::milliseconds(5000)}, nullptr);
+    const storage::MigrationResult result = storage::Migrate(db);
+    ASSERT_FALSE(result.applied.empty());
+    EXPECT_EQ(result.applied.front(), "013_birth_key");
+    EXPECT_EQ(QueryScalar(url, "SELECT birth_keys_pending FROM resolver_state"), resolved ? "t" : "f");
+    EXPECT_EQ(QueryScalar(url,
+                          "SELECT count(*) FROM information_schema.columns WHERE column_name IN "
+                          "('birth_seq', 'next_birth_seq')"),
+              "0");
+  }
+}
+
 // Migration 012 converts an existing database in place: every row keeps its id and values and lands in the
 // partition of its month (created for every month the log holds), and the id sequences continue after the
 // copied ids.

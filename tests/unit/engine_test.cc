@@ -25,6 +25,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <random>
 #include <set>
@@ -202,7 +203,8 @@ struct IdentState {
   bool operator==(const IdentState&) const = default;
 };
 struct EntityState {
-  int64_t count = 0, birth_seq = 0;
+  int64_t count = 0;
+  BirthKey birth;
   std::string created_by;
   bool operator==(const EntityState&) const = default;
 };
@@ -236,7 +238,6 @@ struct State {
   std::array<KindState, kKinds> kinds;
   std::map<std::pair<std::string, std::string>, MembershipState> memberships;  // (person, group)
   std::map<int64_t, std::pair<std::string, std::string>> resolved;             // row id -> (person, group)
-  int64_t next_birth_seq = 1;
   /// Oracle only, never compared: how often each situation arose (to keep the generator honest).
   std::map<std::string, int64_t> coverage;
 };
@@ -252,7 +253,8 @@ std::string Str(const IdentState& s) {
          "}";
 }
 std::string Str(const EntityState& s) {
-  return "{count " + Str(s.count) + ", birth_seq " + Str(s.birth_seq) + ", created_by '" + s.created_by + "'}";
+  return "{count " + Str(s.count) + ", born (" + Str(s.birth.xid) + ", " + Str(s.birth.edge_row) + ", " +
+         Str(s.birth.row) + "), created_by '" + s.created_by + "'}";
 }
 std::string Str(const AliasState& s) {
   return "{new " + s.new_id + ", merged_into " + s.merged_into + ", by " + s.event_id + "/" + s.edge_id + ", count " +
@@ -368,9 +370,6 @@ void Diff(const State& a, const State& b, Compare mode, const std::string& label
   }
   DiffMap("membership", a.memberships, b.memberships, &p);
   DiffMap("resolved membership row", a.resolved, b.resolved, &p);
-  if (a.next_birth_seq != b.next_birth_seq) {
-    Add(&p, "next_birth_seq: A " + Str(a.next_birth_seq) + " B " + Str(b.next_birth_seq));
-  }
   for (auto& s : p) Add(out, label + ": " + s);
 }
 
@@ -463,7 +462,9 @@ class NaiveResolver {
   State Run(size_t n_events, const Release* release = nullptr) const {
     Replay r;
     // Events in log order; within an event persons, then groups, then memberships. Births of both kinds draw
-    // from one birth_seq counter in this order, which no batch cut can change.
+    // from one birth_seq counter in this order, which no batch cut can change: "older" is "born first" here.
+    // The engine compares BirthKeys instead (positions of the founding rows); the states compare those keys,
+    // which the oracle takes from the founding row it saw.
     for (size_t e = 0; e < n_events; ++e) {
       const LogEvent& event = log_.events[e];
       for (EntityKind kind : kKindList) {
@@ -471,15 +472,21 @@ class NaiveResolver {
         // The event's edges: its non-blocked rows grouped by edge_id, ordered by each edge's first such row.
         std::vector<std::string> order;
         std::map<std::string, std::vector<Ident>> own;
+        std::map<std::string, std::vector<int64_t>> own_rows;  // each identifier's first row in the edge
         for (size_t i : index_.rows[k][e]) {
           const LogIdentifier& row = log_.identifiers[k][i];
           if (row.blocked) continue;
           if (!own.count(row.edge_id)) order.push_back(row.edge_id);
           auto& ids = own[row.edge_id];
           const Ident id{row.type, row.value};
-          if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+          if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+            ids.push_back(id);
+            own_rows[row.edge_id].push_back(row.row_id);
+          }
         }
-        for (const auto& edge_id : order) ApplyEdge(&r, kind, event.event_id, edge_id, own[edge_id]);
+        for (const auto& edge_id : order) {
+          ApplyEdge(&r, kind, event, edge_id, own[edge_id], own_rows[edge_id]);
+        }
         // First occurrence (smallest occurred, ties: the first consumed) and last sighting (largest).
         for (size_t i : index_.rows[k][e]) {
           const LogIdentifier& row = log_.identifiers[k][i];
@@ -515,6 +522,7 @@ class NaiveResolver {
   struct Component {
     std::string id;
     int64_t birth_seq = 0;
+    BirthKey birth;  // reported (the engine's), never used to decide
     std::string created_by;
     std::set<Ident> members;
   };
@@ -542,11 +550,13 @@ class NaiveResolver {
     std::map<std::string, int64_t> coverage;
   };
 
-  static std::string Found(Replay* r, EntityKind kind, const std::vector<Ident>& ids, const std::string& event_id) {
+  static std::string Found(Replay* r, EntityKind kind, const std::vector<Ident>& ids, const std::string& event_id,
+                           const BirthKey& birth) {
     KindReplay& kr = r->kinds[Idx(kind)];
     Component c;
     c.id = OracleId(kind, ids.front());
     c.birth_seq = r->next_birth_seq++;
+    c.birth = birth;
     c.created_by = event_id;
     for (const auto& id : ids) {
       c.members.insert(id);
@@ -596,9 +606,15 @@ class NaiveResolver {
     return "";
   }
 
-  void ApplyEdge(Replay* r, EntityKind kind, const std::string& event_id, const std::string& edge_id,
-                 const std::vector<Ident>& own) const {
+  void ApplyEdge(Replay* r, EntityKind kind, const LogEvent& event, const std::string& edge_id,
+                 const std::vector<Ident>& own, const std::vector<int64_t>& own_rows) const {
+    const std::string& event_id = event.event_id;
     KindReplay& kr = r->kinds[Idx(kind)];
+    // Where an identifier of this edge is born: (the event's xid, the edge's first row, its first row here).
+    auto born_at = [&](const Ident& id) {
+      const size_t i = static_cast<size_t>(std::find(own.begin(), own.end(), id) - own.begin());
+      return BirthKey{event.xid, own_rows.front(), own_rows.at(i)};
+    };
     // "<event_id>#..." (what ingest derives for a mention without an edge_id) is the event's own: it neither
     // sees nor leaves sightings for other events, even ones naming it explicitly.
     const bool local = edge_id.rfind(event_id + "#", 0) == 0;
@@ -634,7 +650,7 @@ class NaiveResolver {
         ++coverage["quarantine " + std::string(KindName(kind)) + " " + (broken == "max_entity_size" ? broken : "type")];
         if (!prior.empty()) ++coverage["quarantine of a reused edge_id"];
         kr.quarantines.push_back({event_id, edge_id, broken, own, joined});
-        for (const auto& id : fresh) Found(r, kind, {id}, event_id);  // each unseen identifier stands alone
+        for (const auto& id : fresh) Found(r, kind, {id}, event_id, born_at(id));  // each one stands alone
         return;
       }
     }
@@ -655,7 +671,7 @@ class NaiveResolver {
     }
     if (survivor.empty() || fresh.size() > kr.entities.at(survivor).members.size()) {
       if (!joined.empty()) ++coverage["unseen identifiers outnumber every part: a new entity absorbs"];
-      survivor = Found(r, kind, fresh, event_id);
+      survivor = Found(r, kind, fresh, event_id, born_at(fresh.front()));
     } else {
       for (const auto& id : fresh) {
         kr.entities.at(survivor).members.insert(id);
@@ -714,7 +730,6 @@ class NaiveResolver {
 
   State Collect(const Replay& r, size_t n_events) const {
     State out;
-    out.next_birth_seq = r.next_birth_seq;
     out.coverage = r.coverage;
     for (EntityKind kind : kKindList) {
       const size_t k = Idx(kind);
@@ -725,7 +740,7 @@ class NaiveResolver {
         ks.identifiers[id] = {entity, s.source, s.first_us, s.last_us};
       }
       for (const auto& [id, c] : kr.entities) {
-        ks.entities[id] = {static_cast<int64_t>(c.members.size()), c.birth_seq, c.created_by};
+        ks.entities[id] = {static_cast<int64_t>(c.members.size()), c.birth, c.created_by};
       }
       // Trait winners: the trait goes to the entity of the first non-blocked identifier row of its
       // (event, edge_id); per (entity, name) the row that beats every other under the name's rule.
@@ -908,13 +923,13 @@ class Sink {
         auto it = ks.entities.find(c.id);
         if (c.is_new) {
           if (it != ks.entities.end()) Error(kn + " new entity " + c.id + " exists");
-          ks.entities[c.id] = {c.identifier_count, c.birth_seq, c.created_by_event_id};
+          ks.entities[c.id] = {c.identifier_count, c.birth, c.created_by_event_id};
           ks.finals[c.id] = std::vector<FinalValue>(FinalColumns(kind).size());
           ++born;
         } else if (it == ks.entities.end()) {
           Error(kn + " update of missing entity " + c.id);
         } else {
-          if (it->second.birth_seq != c.birth_seq) Error(kn + " entity " + c.id + " changed birth_seq");
+          if (it->second.birth != c.birth) Error(kn + " entity " + c.id + " changed its birth key");
           if (strict && it->second.count == c.identifier_count) {
             Unchanged(kn + " entity " + c.id + " (identifier_count as stored)");
           }
@@ -1001,7 +1016,6 @@ class Sink {
         Error("membership row " + Str(r.row_id) + " resolved twice");
       }
     }
-    state_.next_birth_seq = d.next_birth_seq;
   }
 
  private:
@@ -1080,7 +1094,6 @@ class Sink {
 State FromSnapshot(const Engine& engine, const std::string& label, Problems* out) {
   const Engine::Snapshot snap = engine.TakeSnapshot();
   State s;
-  s.next_birth_seq = engine.next_birth_seq();
   for (EntityKind kind : kKindList) {
     const size_t k = Idx(kind);
     KindState& ks = s.kinds[k];
@@ -1090,7 +1103,7 @@ State FromSnapshot(const Engine& engine, const std::string& label, Problems* out
         Add(out, label + ": snapshot lists identifier " + c.type + ":" + c.value + " twice");
       }
     }
-    for (const auto& c : snap.entities[k]) ks.entities[c.id] = {c.identifier_count, c.birth_seq, ""};
+    for (const auto& c : snap.entities[k]) ks.entities[c.id] = {c.identifier_count, c.birth, ""};
     for (const auto& t : snap.traits[k]) ks.traits[{t.entity_id, t.name}] = t.row_id;
     for (const auto& f : snap.finals[k]) ks.finals[f.entity_id] = f.columns;
   }
@@ -1125,14 +1138,14 @@ enum class LoadOrder {
 std::unique_ptr<Engine> LoadEngine(const State& stored, const Log& log, const LogIndex& index, size_t n_events,
                                    const std::string& label, Problems* out,
                                    LoadOrder order = LoadOrder::kEntitiesFirst) {
-  auto engine = std::make_unique<Engine>(kSalt, stored.next_birth_seq);
+  auto engine = std::make_unique<Engine>(kSalt);
   std::mt19937_64 rng(n_events * 7919 + stored.kinds[kPersons].identifiers.size());
   using Calls = std::vector<std::function<void()>>;
   Calls entities, identifiers, sightings, rest;
   for (EntityKind kind : kKindList) {
     const size_t k = Idx(kind);
     for (const auto& [id, e] : stored.kinds[k].entities) {
-      entities.push_back([&engine, kind, id, e] { engine->LoadEntity(kind, id, e.count, e.birth_seq); });
+      entities.push_back([&engine, kind, id, e] { engine->LoadEntity(kind, id, e.count, e.birth); });
     }
     for (const auto& [id, s] : stored.kinds[k].identifiers) {
       identifiers.push_back([&engine, kind, id, s, label, out] {
@@ -1245,9 +1258,6 @@ void CheckAccessors(const Engine& engine, const Log& log, const State& want, con
       }
     }
   }
-  if (engine.next_birth_seq() != want.next_birth_seq) {
-    Add(out, label + ": next_birth_seq() " + Str(engine.next_birth_seq()) + " != " + Str(want.next_birth_seq));
-  }
 }
 
 // =========================================================================================================
@@ -1263,7 +1273,7 @@ Problems CheckCase(const Case& c, std::map<std::string, int64_t>* coverage = nul
   const size_t n = log.events.size();
   const BatchInput empty;
 
-  Engine a(kSalt, 1);
+  Engine a(kSalt);
   Sink a_sink(log, index, Sink::Mode::kDeltaOnly, "(a) cuts");
   Sink a_fold(log, index, Sink::Mode::kFold, "(a) cuts, folding sink");
   StatSums a_sums;
@@ -1319,7 +1329,7 @@ Problems CheckCase(const Case& c, std::map<std::string, int64_t>* coverage = nul
   if (!d) load_d(n);
   const State want = oracle.Run(n);
 
-  Engine whole(kSalt, 1);
+  Engine whole(kSalt);
   Sink b_sink(log, index, Sink::Mode::kDeltaOnly, "(b) one batch");
   StatSums b_sums;
   const BatchDelta all = whole.Apply(Slice(log, 0, n), protection);
@@ -1422,6 +1432,7 @@ class StreamGenerator {
       AddRows(&log, EntityKind::kGroup, ev);
       AddMemberships(&log, ev);
     }
+    AssignTransactions(&log);
     for (EntityKind kind : kKindList) {
       const size_t k = Idx(kind);
       if (log.identifiers[k].empty() || !Chance(0.3)) continue;
@@ -1441,6 +1452,47 @@ class StreamGenerator {
   }
 
  private:
+  /// Groups consecutive events into ingest transactions (LogEvent::xid). Row ids grow in log order within one
+  /// transaction only (what ingest guarantees): concurrent transactions draw ids from one sequence, so a later
+  /// transaction's rows may have smaller ids. Half of the streams shuffle the transactions' id ranges so.
+  void AssignTransactions(Log* log) {
+    std::vector<std::pair<size_t, size_t>> txs;  // event ranges
+    for (size_t e = 0; e < log->events.size();) {
+      const size_t end = std::min(log->events.size(), e + static_cast<size_t>(Int(1, 4)));
+      txs.emplace_back(e, end);
+      e = end;
+    }
+    int64_t xid = 700;
+    std::vector<size_t> tx_of(log->events.size());
+    for (size_t t = 0; t < txs.size(); ++t) {
+      xid += Int(1, 3);
+      for (size_t e = txs[t].first; e < txs[t].second; ++e) {
+        log->events[e].xid = xid;
+        tx_of[e] = t;
+      }
+    }
+    if (txs.empty() || Chance(0.5)) return;
+    // Every row id of a transaction, then each transaction's ids moved as one block to a shuffled place.
+    std::vector<std::vector<int64_t*>> ids(txs.size());
+    for (size_t k = 0; k < kKinds; ++k) {
+      for (auto& r : log->identifiers[k]) ids[tx_of[r.event]].push_back(&r.row_id);
+      for (auto& r : log->traits[k]) ids[tx_of[r.event]].push_back(&r.row_id);
+    }
+    for (auto& r : log->memberships) ids[tx_of[r.event]].push_back(&r.row_id);
+    std::vector<size_t> place(txs.size());
+    std::iota(place.begin(), place.end(), 0);
+    std::shuffle(place.begin(), place.end(), rng_);
+    int64_t next = 1;
+    for (size_t t : place) {
+      auto& block = ids[t];
+      std::sort(block.begin(), block.end(), [](const int64_t* a, const int64_t* b) { return *a < *b; });
+      std::vector<int64_t> old;
+      for (const int64_t* p : block) old.push_back(*p);
+      for (size_t i = 0; i < block.size(); ++i) *block[i] = next + (old[i] - old.front());
+      if (!block.empty()) next += old.back() - old.front() + 1;
+    }
+  }
+
   int Int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
   bool Chance(double p) { return std::bernoulli_distribution(p)(rng_); }
   size_t Weighted(std::initializer_list<double> weights) { return std::discrete_distribution<size_t>(weights)(rng_); }
@@ -1847,7 +1899,7 @@ TEST(EngineProperty, RandomStreamsAgreeAcrossCutsReloadsAndTheOracle) {
 /// writes are idempotent), so this is kept apart from the correctness property above.
 Problems CheckOnlyChangedRowsListed(const Case& c) {
   const LogIndex index(c.log);
-  Engine engine(kSalt, 1);
+  Engine engine(kSalt);
   Sink sink(c.log, index, Sink::Mode::kDeltaOnly, "(a) cuts");
   for (const auto& [b, e] : Batches(c)) sink.Apply(engine.Apply(Slice(c.log, b, e), c.log.protection), b, e - b);
   return sink.unchanged_rows();
@@ -1932,7 +1984,7 @@ class Script {
 
 /// One engine over `log`, a batch per event (per_event) or one batch.
 std::unique_ptr<Engine> Resolve(const Log& log, bool per_event, std::vector<BatchDelta>* deltas = nullptr) {
-  auto engine = std::make_unique<Engine>(kSalt, 1);
+  auto engine = std::make_unique<Engine>(kSalt);
   const size_t n = log.events.size();
   for (size_t b = 0; b < n; b = per_event ? b + 1 : n) {
     BatchDelta d = engine->Apply(Slice(log, b, per_event ? b + 1 : n), log.protection);
@@ -2115,7 +2167,7 @@ TEST(EngineRules, ClearedTraitFallsBackToTheNextTraitOfTheColumn) {
   const int64_t company = s.GroupTrait("g", "company_name");
   s.Event(2).Group("h", "domain", "acme.io");
   s.GroupTraitNull("h", "company_name");
-  Engine before(kSalt, 1);
+  Engine before(kSalt);
   before.Apply(Slice(s.log(), 0, 1), s.log().protection);
   const std::string g = before.EntityOf(kGroup, "domain", "acme.io");
   EXPECT_EQ(FinalOf(before, kGroup, g, "company_name"), (FinalValue{company, std::nullopt}));
@@ -2140,14 +2192,14 @@ TEST(EngineRules, ChangedRulesApplyToLaterRowsAndARebuildReappliesThem) {
   ProtectionConfig crm_first = latest;
   crm_first.traits.named["name"] = Priority({"hubspot", "*"});
 
-  Engine running(kSalt, 1);
+  Engine running(kSalt);
   running.Apply(Slice(s.log(), 0, 2), latest);
   const std::string id = running.EntityOf(kPerson, "email", "a@x.io");
   EXPECT_EQ(TraitRow(running, kPerson, id, "name"), mail);  // latest
   running.Apply(Slice(s.log(), 2, 3), crm_first);           // reloaded: web (rank '*') vs mail (rank '*'): latest
   EXPECT_EQ(TraitRow(running, kPerson, id, "name"), web);
 
-  Engine rebuilt(kSalt, 1);
+  Engine rebuilt(kSalt);
   rebuilt.Apply(Slice(s.log(), 0, 3), crm_first);
   EXPECT_EQ(TraitRow(rebuilt, kPerson, id, "name"), crm);
 }
@@ -2201,7 +2253,7 @@ TEST(EngineRules, CapQuarantinesAndReleasedEdgeMerges) {
   s.Event(2).Person("y", "email", "a@x.io").Person("y", "user_id", "u2");
   QuarantineRecord q;
   {
-    Engine engine(kSalt, 1);
+    Engine engine(kSalt);
     const BatchDelta d = engine.Apply(Slice(s.log(), 0, 2), caps);
     const std::string a = engine.EntityOf(kPerson, "email", "a@x.io");
     ASSERT_EQ(d.kinds[kPersons].quarantined.size(), 1u);
@@ -2255,7 +2307,7 @@ TEST(EngineRules, MergeFoldsTraitsAndMemberships) {
   const int64_t later_membership = s.Membership({"email", "b@x.io"}, {"domain", "acme.io"});
   s.Event(3).Person("z", "email", "a@x.io").Person("z", "email", "b@x.io");
 
-  Engine engine(kSalt, 1);
+  Engine engine(kSalt);
   engine.Apply(Slice(s.log(), 0, 2), s.log().protection);
   const std::string big = engine.EntityOf(kPerson, "email", "a@x.io");  // 2 identifiers
   const std::string small = engine.EntityOf(kPerson, "email", "b@x.io");
@@ -2289,6 +2341,28 @@ TEST(EngineRules, MergeFoldsTraitsAndMemberships) {
   EXPECT_EQ(Join(CheckAllCuts(s.log())), "");
 }
 
+// Two entities born in one event: the one whose edge comes first (by its first row) is the older, even when
+// its founder's own row comes after the other's. Their equal-size merge later keeps the older one's id.
+TEST(EngineRules, BirthOrderFollowsTheEdgeOrderWithinAnEvent) {
+  Script s;
+  s.Event(1).Person("x", "email", "x@x.io");
+  // Edge A (first row: x, known) founds y+w's entity at y's row, after edge B's row of z (born alone).
+  s.Event(2)
+      .Person("A", "email", "x@x.io")
+      .Person("B", "email", "z@x.io")
+      .Person("A", "email", "y@x.io")
+      .Person("A", "email", "w@x.io");
+  s.Event(3).Person("C", "email", "z@x.io").Person("C", "email", "a@x.io");  // accretes to z's entity
+  s.Event(4).Person("C", "email", "z@x.io").Person("C", "email", "b@x.io");
+  s.Event(5).Person("D", "email", "y@x.io").Person("D", "email", "z@x.io");  // 3 + 3 identifiers
+  for (bool per_event : {false, true}) {
+    auto e = Resolve(s.log(), per_event);
+    const std::string y_id = "per_" + StableId128(std::string(kSalt) + '\x1f' + "email" + '\x1f' + "y@x.io");
+    EXPECT_EQ(e->EntityOf(kPerson, "email", "z@x.io"), y_id) << (per_event ? "per event" : "one batch");
+    EXPECT_EQ(e->EntityOf(kPerson, "email", "a@x.io"), y_id);
+  }
+}
+
 TEST(EngineRules, IdsAndBirthOrderAreStableAcrossBatchCuts) {
   Script s;
   s.Event(5).Group("g1", "domain", "acme.io");
@@ -2298,20 +2372,19 @@ TEST(EngineRules, IdsAndBirthOrderAreStableAcrossBatchCuts) {
   s.Event(1).Person("p4", "email", "a@x.io").Person("p4", "phone", "+15550001").Group("g3", "domain", "acme.io");
   s.Event(1).Group("g3", "shopify_id", "shop1");  // reused edge_id of the group kind
   auto fingerprint = [](const Engine& e) {
-    std::map<std::string, std::pair<int64_t, int64_t>> out;  // entity -> (identifier_count, birth_seq)
+    std::map<std::string, std::pair<int64_t, BirthKey>> out;  // entity -> (identifier_count, birth key)
     const auto snap = e.TakeSnapshot();
     for (const auto& kind : snap.entities) {
-      for (const auto& c : kind) out[c.id] = {c.identifier_count, c.birth_seq};
+      for (const auto& c : kind) out[c.id] = {c.identifier_count, c.birth};
     }
     for (const auto& kind : snap.identifiers) {
-      for (const auto& c : kind) out[c.type + ":" + c.value + "->" + c.entity_id] = {0, 0};
+      for (const auto& c : kind) out[c.type + ":" + c.value + "->" + c.entity_id] = {0, BirthKey{}};
     }
     return out;
   };
   auto whole = Resolve(s.log(), false);
   auto per_event = Resolve(s.log(), true);
   EXPECT_EQ(fingerprint(*whole), fingerprint(*per_event));
-  EXPECT_EQ(whole->next_birth_seq(), per_event->next_birth_seq());
   // A component's id is derived from its first identifier: b@x.io's entity was founded by the two phones of
   // p3 (larger than b's entity, so born and surviving), shop1's by acme.io (the older of two equal ones).
   auto id = [](const std::string& prefix, const std::string& type, const std::string& value) {
@@ -2334,7 +2407,7 @@ TEST(EngineLoad, ReloadedEngineContinuesLikeTheOriginal) {
   const Log& log = s.log();
   const LogIndex index(log);
   Sink stored(log, index, Sink::Mode::kDeltaOnly, "stored");
-  Engine first(kSalt, 1);
+  Engine first(kSalt);
   stored.Apply(first.Apply(Slice(log, 0, 1), log.protection), 0, 1);
   Problems problems;
   auto reloaded = LoadEngine(stored.state(), log, index, 1, "reloaded", &problems);
@@ -2363,7 +2436,7 @@ TEST(EngineRelease, ReleasingOneEdgeDoesNotApplyALaterQuarantinedOne) {
   s.Event(2).Person("crm-7", "user_id", "u2");  // quarantined: a second user_id
   s.Event(3).Person("crm-7", "user_id", "u3");  // quarantined too, and stays quarantined
 
-  Engine running(kSalt, 1);
+  Engine running(kSalt);
   const BatchDelta d = running.Apply(Slice(s.log(), 0, 3), caps);
   ASSERT_EQ(d.kinds[kPersons].quarantined.size(), 2u);
   const QuarantineRecord& q = d.kinds[kPersons].quarantined[0];
@@ -2374,7 +2447,7 @@ TEST(EngineRelease, ReleasingOneEdgeDoesNotApplyALaterQuarantinedOne) {
   Script released = s;
   Log log = released.log();
   log.forced[kPersons].emplace("e2", "crm-7");
-  Engine rebuilt(kSalt, 1);
+  Engine rebuilt(kSalt);
   const BatchDelta r = rebuilt.Apply(Slice(log, 0, 3), caps);
   EXPECT_EQ(r.kinds[kPersons].quarantined.size(), 1u);  // e3's edge is still quarantined
 
@@ -2397,19 +2470,19 @@ TEST(EngineLoad, TraitWinnersAndMembershipsMayBeLoadedBeforeTheirEntities) {
   const Log& log = s.log();
   const LogIndex index(log);
   Sink stored(log, index, Sink::Mode::kDeltaOnly, "stored");
-  Engine first(kSalt, 1);
+  Engine first(kSalt);
   stored.Apply(first.Apply(Slice(log, 0, 1), log.protection), 0, 1);
   const std::string person = first.EntityOf(kPerson, "email", "a@x.io");
   const std::string group = first.EntityOf(kGroup, "domain", "acme.io");
 
-  Engine e(kSalt, stored.state().next_birth_seq);
+  Engine e(kSalt);
   const RowTime t = index.trait_time[kPersons].at(title);
   const RowTime m = index.membership_time.at(membership);
   e.LoadTraitWinner(kPerson, person, "title", t.occurred_us, t.ingested_us, t.row_id, log.events[0].source, false);
   e.LoadMembership(person, group, m.occurred_us, m.occurred_us, m.ingested_us, m.row_id);
   for (EntityKind kind : kKindList) {
     for (const auto& [id, entity] : stored.state().kinds[Idx(kind)].entities) {
-      e.LoadEntity(kind, id, entity.count, entity.birth_seq);
+      e.LoadEntity(kind, id, entity.count, entity.birth);
     }
     for (const auto& [id, st] : stored.state().kinds[Idx(kind)].identifiers) {
       EXPECT_TRUE(e.LoadIdentifier(kind, id.first, id.second, st.entity, st.source, st.first_us, st.last_us));

@@ -141,7 +141,7 @@ TEST(LinkRules, EngineAgreesWithNaiveOracleOnRandomStreams) {
       rules.push_back(rule);
     }
     // Engine: random batch cuts.
-    Engine engine("salt", 1);
+    Engine engine("salt");
     engine.SetLinkRules(rules);
     std::set<std::string> quarantined;
     size_t i = 0;
@@ -186,7 +186,7 @@ TEST(LinkRules, EngineAgreesWithNaiveOracleOnRandomStreams) {
 }
 
 TEST(LinkRules, CannotLinkQuarantinesWithTheRuleAsReasonAndBindsReleasedEdges) {
-  Engine engine("salt", 1);
+  Engine engine("salt");
   LinkRule rule;
   rule.rule_id = 7;
   rule.a = {"email", "alice@acme.io"};
@@ -212,7 +212,7 @@ TEST(LinkRules, CannotLinkQuarantinesWithTheRuleAsReasonAndBindsReleasedEdges) {
   EXPECT_NE(engine.EntityOf(EntityKind::kPerson, "email", "alice@acme.io"),
             engine.EntityOf(EntityKind::kPerson, "email", "bob@acme.io"));
   // Without the rule the same log merges them.
-  Engine plain("salt", 1);
+  Engine plain("salt");
   plain.Apply(in, ProtectionConfig::Unlimited());
   EXPECT_EQ(plain.EntityOf(EntityKind::kPerson, "email", "alice@acme.io"),
             plain.EntityOf(EntityKind::kPerson, "email", "bob@acme.io"));
@@ -230,7 +230,7 @@ TEST(LinkRules, AnEventRuleSuppressesEveryEdgeOfThatEventAndOnlyThem) {
   rule.rule_id = 3;
   rule.cannot_link = false;
   rule.event_id = "e1";  // edge_id "": the whole event
-  Engine engine("salt", 1);
+  Engine engine("salt");
   engine.SetLinkRules({rule});
   const auto d = engine.Apply(in, ProtectionConfig::Unlimited());
   ASSERT_EQ(d.kinds[0].quarantined.size(), 2u) << "both edges of e1";
@@ -243,7 +243,7 @@ TEST(LinkRules, AnEventRuleSuppressesEveryEdgeOfThatEventAndOnlyThem) {
   EXPECT_EQ(of("a@x.io"), of("b@x.io")) << "e2 asserts a-b too: the link stays";
   // A rule naming one edge leaves the event's other edge alone.
   rule.edge_id = "e1#0";
-  Engine one_edge("salt", 1);
+  Engine one_edge("salt");
   one_edge.SetLinkRules({rule});
   EXPECT_EQ(one_edge.Apply(in, ProtectionConfig::Unlimited()).kinds[0].quarantined.size(), 1u);
   EXPECT_EQ(one_edge.EntityOf(EntityKind::kPerson, "email", "c@x.io"),
@@ -251,11 +251,11 @@ TEST(LinkRules, AnEventRuleSuppressesEveryEdgeOfThatEventAndOnlyThem) {
 }
 
 TEST(LinkRules, RulesSetAfterLoadingTagTheLoadedClusters) {
-  Engine engine("salt", 1);
-  engine.LoadEntity(EntityKind::kPerson, MakeEntityId(EntityKind::kPerson, "salt", "email", "a"), 1, 1);
+  Engine engine("salt");
+  engine.LoadEntity(EntityKind::kPerson, MakeEntityId(EntityKind::kPerson, "salt", "email", "a"), 1, {0, 1, 1});
   engine.LoadIdentifier(EntityKind::kPerson, "email", "a", MakeEntityId(EntityKind::kPerson, "salt", "email", "a"), "s",
                         1, 1);
-  engine.LoadEntity(EntityKind::kPerson, MakeEntityId(EntityKind::kPerson, "salt", "email", "b"), 1, 2);
+  engine.LoadEntity(EntityKind::kPerson, MakeEntityId(EntityKind::kPerson, "salt", "email", "b"), 1, {0, 2, 2});
   engine.LoadIdentifier(EntityKind::kPerson, "email", "b", MakeEntityId(EntityKind::kPerson, "salt", "email", "b"), "s",
                         1, 1);
   engine.FinishLoad();
