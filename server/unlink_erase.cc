@@ -36,7 +36,11 @@ void FillResult(const storage::LinkRuleResult& r, v1::UnlinkResponse* out) {
   out->set_created(r.created);
   for (const auto& e : r.entity_ids) out->add_entity_ids(e);
   out->set_seconds(r.rebuild.seconds);
-  if (!r.dry_run) return;
+  if (!r.dry_run) {
+    out->set_whole_log(r.whole_log);
+    out->set_events_replayed(r.rebuild.events);
+    return;
+  }
   out->set_dry_run(true);
   auto* p = out->mutable_preview();
   for (const auto& id : r.preview.current_entity_ids) p->add_current_entity_ids(id);

@@ -859,6 +859,163 @@ constexpr const char* kShadow = "_rb";
 constexpr int64_t kRebuildChunkEvents = 50000;
 
 /// A cursor read one row at a time, with one row of look-ahead.
+// Rows sharing an edge with a row of the preview set: the rows of the same (event, edge_id) through the event_id
+// index, and, for an explicit edge_id (not local to its event: resolver::IsEventLocalEdge), the rows other events
+// sent under it through the partial index of migration 011 (the predicate is the index's, word for word).
+#define NEXUS_EXPLICIT_EDGE(t) "left(" t ".edge_id, length(" t ".event_id) + 1) <> " t ".event_id || '#'"
+constexpr const char* kPreviewGrowEdgesSql =
+    "WITH x AS MATERIALIZED (SELECT DISTINCT x.event_id, x.edge_id FROM preview_ids p JOIN {k}_identifiers x "
+    "USING (identifier_type, identifier_value) WHERE NOT x.is_blocked) "
+    "INSERT INTO preview_ids SELECT y.identifier_type, y.identifier_value FROM x JOIN {k}_identifiers y "
+    "ON y.event_id = x.event_id AND y.edge_id = x.edge_id WHERE NOT y.is_blocked "
+    "UNION SELECT y.identifier_type, y.identifier_value FROM x JOIN {k}_identifiers y ON y.edge_id = x.edge_id "
+    "WHERE NOT y.is_blocked AND " NEXUS_EXPLICIT_EDGE("x") " AND " NEXUS_EXPLICIT_EDGE("y") " ON CONFLICT DO NOTHING";
+#undef NEXUS_EXPLICIT_EDGE
+// The closure's events up to the watermark ($1, $2: what batches have resolved), in log order; its rows in them;
+// the trait rows of its edges; the membership rows in its events whose side of this kind is in the closure and
+// whose other side ({o}) was resolved right after the event (a row of it, not blocked, at or before the event).
+// Ingest stores a membership's identifiers as rows of its event, so the closure's events hold every membership
+// row that names a closure identifier.
+#define NEXUS_UP_TO_WATERMARK(e) "(" e "._ingest_xid, " e ".event_id) <= ($1::xid8, $2::text)"
+constexpr const char* kClosureEventsSql =
+    "SELECT e.event_id, " NEXUS_TS_TO_US("e.occurred_at") ", " NEXUS_TS_TO_US("e._ingested_at") ", e.event_type, "
+    "e.source, e._ingest_xid::text FROM events e WHERE " NEXUS_UP_TO_WATERMARK("e") " AND e.event_id IN "
+    "(SELECT x.event_id FROM preview_ids p JOIN {k}_identifiers x USING (identifier_type, identifier_value) "
+    "WHERE NOT x.is_blocked) ORDER BY e._ingest_xid, e.event_id";
+constexpr const char* kClosureRowsSql =
+    "SELECT x.event_id, x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role FROM preview_ids p "
+    "JOIN {k}_identifiers x USING (identifier_type, identifier_value) JOIN events e ON e.event_id = x.event_id "
+    "AND e.occurred_at = x.occurred_at WHERE " NEXUS_UP_TO_WATERMARK("e") " AND NOT x.is_blocked "
+    "ORDER BY e._ingest_xid, e.event_id, x.id";
+constexpr const char* kClosureTraitsSql =
+    "SELECT t.event_id, t.id, t.edge_id, t.trait_name, t.value_type = 'null' FROM (SELECT DISTINCT x.event_id, "
+    "x.edge_id, x.occurred_at FROM preview_ids p JOIN {k}_identifiers x USING (identifier_type, identifier_value) "
+    "WHERE NOT x.is_blocked) s JOIN {k}_traits t ON t.event_id = s.event_id AND t.occurred_at = s.occurred_at "
+    "AND t.edge_id = s.edge_id JOIN events e ON e.event_id = t.event_id AND e.occurred_at = t.occurred_at "
+    "WHERE " NEXUS_UP_TO_WATERMARK("e") " ORDER BY e._ingest_xid, e.event_id, t.id";
+constexpr const char* kClosureMembershipsSql =
+    "SELECT m.event_id, m.id, m.person_identifier_type, m.person_identifier, m.group_identifier_type, "
+    "m.group_identifier FROM (SELECT DISTINCT x.event_id, x.occurred_at FROM preview_ids p JOIN {k}_identifiers x "
+    "USING (identifier_type, identifier_value) WHERE NOT x.is_blocked) s JOIN membership_identifiers m ON "
+    "m.event_id = s.event_id AND m.occurred_at = s.occurred_at JOIN events e ON e.event_id = m.event_id AND "
+    "e.occurred_at = m.occurred_at JOIN preview_ids p ON p.identifier_type = m.{k}_identifier_type AND "
+    "p.identifier_value = m.{k}_identifier WHERE " NEXUS_UP_TO_WATERMARK("e") " AND EXISTS (SELECT 1 FROM "
+    "{o}_identifiers y JOIN events ye ON ye.event_id = y.event_id AND ye.occurred_at = y.occurred_at WHERE "
+    "y.identifier_type = m.{o}_identifier_type AND y.identifier_value = m.{o}_identifier AND NOT y.is_blocked AND "
+    "(ye._ingest_xid, ye.event_id) <= (e._ingest_xid, e.event_id)) ORDER BY e._ingest_xid, e.event_id, m.id";
+#undef NEXUS_UP_TO_WATERMARK
+// The other kind's entities those membership rows name (they do not change: loaded as they are).
+constexpr const char* kClosureOtherSideSql =
+    "SELECT DISTINCT r.identifier_type, r.identifier_value, r.{o}_id, n.identifier_count, n.birth_xid, "
+    "n.birth_edge_row, n.birth_row FROM unnest($1::text[], $2::text[]) AS u(t, v) JOIN resolved_{o}_identifiers r "
+    "ON r.identifier_type = u.t AND r.identifier_value = u.v JOIN {O} n ON n.{o}_id = r.{o}_id";
+
+/// Fills the temporary table preview_ids (dropped at commit) with the closure of `seeds` (kind `k`): the
+/// identifiers of the entities holding them, closed under every non-blocked row sharing an edge_id with a row of
+/// the set (its own event's edge, and an explicit edge_id another event reused) and under the entities those
+/// reach, until nothing is added. Blocked rows link nothing. No edge links the closure to anything outside it.
+/// Returns the entities its identifiers belong to now, sorted.
+std::vector<std::string> BuildClosure(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, const Kind& k,
+                                      const std::vector<std::pair<std::string, std::string>>& seeds) {
+  tx.exec(
+      "CREATE TEMP TABLE preview_ids (identifier_type text, identifier_value text, "
+      "PRIMARY KEY (identifier_type, identifier_value)) ON COMMIT DROP");
+  std::vector<std::string> types, values;
+  for (const auto& [t, v] : seeds) {
+    types.push_back(t);
+    values.push_back(v);
+  }
+  db.Exec(tx, c, "resolver.preview_seed",
+          "INSERT INTO preview_ids SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+          detail::TextArray(types), detail::TextArray(values));
+  for (int round = 0;; ++round) {
+    if (round > 10000) throw StorageError(ErrorKind::kInternal, "link rule closure does not converge");
+    // A temporary table has no statistics until analyzed: without them the planner guesses its size.
+    tx.exec("ANALYZE preview_ids");
+    const auto grown =
+        db.Exec(tx, c, k.Stmt("preview_grow_entities"),
+                k.Sql("INSERT INTO preview_ids SELECT r2.identifier_type, r2.identifier_value "
+                      "FROM resolved_{k}_identifiers r2 WHERE r2.{id} IN (SELECT DISTINCT r.{id} FROM preview_ids p "
+                      "JOIN resolved_{k}_identifiers r USING (identifier_type, identifier_value)) "
+                      "ON CONFLICT DO NOTHING"))
+            .affected_rows() +
+        db.Exec(tx, c, k.Stmt("preview_grow_edges"), k.Sql(kPreviewGrowEdgesSql)).affected_rows();
+    if (grown == 0) break;
+  }
+  std::vector<std::string> current;
+  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_current"),
+                                 k.Sql("SELECT DISTINCT r.{id} FROM preview_ids p JOIN resolved_{k}_identifiers r "
+                                       "USING (identifier_type, identifier_value)"))) {
+    current.push_back(row[0].c_str());
+  }
+  std::sort(current.begin(), current.end());
+  return current;
+}
+
+/// The closure's part of the log up to the watermark of `st` (see kClosureEventsSql): its events in log order and
+/// its identifier rows; with `full` also its trait rows and membership rows, the other kind's entities those name
+/// loaded into `engine` (call FinishLoad after). `pos`: event_id -> index in the input.
+resolver::BatchInput ReadClosureLog(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, const Kind& k,
+                                    const State& st, bool full, resolver::Engine* engine,
+                                    std::unordered_map<std::string, uint32_t>* pos) {
+  const Kind& o = k.kind == EntityKind::kPerson ? kGroup : kPerson;
+  auto sql = [&](const char* t) {
+    std::string q = k.Sql(t);
+    for (const auto& [key, value] : {std::pair<std::string, std::string>{"{o}", o.name}, {"{O}", o.entities}}) {
+      for (size_t p = q.find(key); p != std::string::npos; p = q.find(key, p + value.size())) {
+        q.replace(p, key.size(), value);
+      }
+    }
+    return q;
+  };
+  resolver::BatchInput in;
+  for (const auto& row :
+       db.Exec(tx, c, k.Stmt("closure_events"), sql(kClosureEventsSql), st.watermark_xid, st.watermark_event_id)) {
+    pos->emplace(row[0].c_str(), static_cast<uint32_t>(in.events.size()));
+    in.events.push_back({row[0].c_str(), row[1].as<int64_t>(), row[2].as<int64_t>(), row[3].c_str(), row[4].c_str(),
+                         row[5].as<int64_t>()});
+  }
+  const size_t ki = Idx(k.kind);
+  for (const auto& row :
+       db.Exec(tx, c, k.Stmt("closure_rows"), sql(kClosureRowsSql), st.watermark_xid, st.watermark_event_id)) {
+    in.identifiers[ki].push_back({pos->at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(),
+                                  row[4].c_str(), OptText(row[5]), false});
+  }
+  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_forced"),
+                                 k.Sql("SELECT event_id, edge_id FROM quarantined_edges WHERE kind = '{k}' AND "
+                                       "released_at IS NOT NULL"))) {
+    in.forced[ki].insert({row[0].c_str(), row[1].c_str()});
+  }
+  if (!full) return in;
+  for (const auto& row :
+       db.Exec(tx, c, k.Stmt("closure_traits"), sql(kClosureTraitsSql), st.watermark_xid, st.watermark_event_id)) {
+    in.traits[ki].push_back(
+        {pos->at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(), row[4].as<bool>()});
+  }
+  std::vector<std::string> ot, ov;
+  for (const auto& row : db.Exec(tx, c, k.Stmt("closure_memberships"), sql(kClosureMembershipsSql), st.watermark_xid,
+                                 st.watermark_event_id)) {
+    in.memberships.push_back({pos->at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(),
+                              row[4].c_str(), row[5].c_str()});
+    const bool person = k.kind == EntityKind::kPerson;
+    ot.push_back(row[person ? 4 : 2].c_str());
+    ov.push_back(row[person ? 5 : 3].c_str());
+  }
+  if (!ot.empty()) {
+    std::set<std::string> loaded;
+    for (const auto& row : db.Exec(tx, c, k.Stmt("closure_other_side"), sql(kClosureOtherSideSql),
+                                   detail::TextArray(ot), detail::TextArray(ov))) {
+      const std::string id = row[2].c_str();
+      if (loaded.insert(id).second) {
+        engine->LoadEntity(o.kind, id, row[3].as<int64_t>(),
+                           {row[4].as<int64_t>(), row[5].as<int64_t>(), row[6].as<int64_t>()});
+      }
+      engine->LoadIdentifier(o.kind, row[0].c_str(), row[1].c_str(), id, "", 0, 0);
+    }
+  }
+  return in;
+}
+
 class CursorStream {
  public:
   CursorStream(pqxx::work& tx, std::string name, const std::string& query) : tx_(tx), name_(std::move(name)) {
@@ -1040,7 +1197,7 @@ class Rebuilder {
     progress_.phase = "writing";
     Report();
     out->renormalized = WriteRenormalized();
-    WriteShadowTables(*engine);
+    WriteTables(*engine, kShadow, std::nullopt);
     CheckCancelled();
     progress_.phase = "indexing";
     Report();
@@ -1071,6 +1228,51 @@ class Rebuilder {
     out->groups = groups;
     out->identifiers = static_cast<int64_t>(engine->identifier_count(EntityKind::kPerson) +
                                             engine->identifier_count(EntityKind::kGroup));
+    return engine;
+  }
+
+  /// Re-resolves, in place, the closure BuildClosure left in preview_ids (kind `k`; `old_ids`: its entities now)
+  /// under the stored link rules (issue 15): its part of the log up to the watermark replayed through a fresh
+  /// engine, and its rows of the resolved and final tables (entities, identifiers, traits, participants,
+  /// memberships, aliases, open quarantines) replaced by the replay's. No edge links the closure to anything
+  /// outside it, so the replay gives what a rebuild gives it; cost follows its size. Returns the replay's engine
+  /// (its state is the closure's alone).
+  std::unique_ptr<resolver::Engine> RunScoped(const Kind& k, const std::vector<std::string>& old_ids,
+                                              const resolver::ProtectionConfig& protection, RebuildStats* out) {
+    BatchIo io(impl_, tx_, c_);
+    const State s = io.LoadState();
+    auto engine = std::make_unique<resolver::Engine>(s.salt);
+    engine->SetLinkRules(ReadLinkRules(impl_, tx_, c_));
+    std::unordered_map<std::string, uint32_t> pos;
+    const resolver::BatchInput in = ReadClosureLog(impl_, tx_, c_, k, s, /*full=*/true, engine.get(), &pos);
+    engine->FinishLoad();
+    const resolver::BatchDelta d = engine->Apply(in, protection);
+    Collect(in, pos, d);
+    out->events = static_cast<int64_t>(in.events.size());
+    out->identifiers = static_cast<int64_t>(engine->identifier_count(k.kind));
+
+    const std::string ids = detail::TextArray(old_ids);
+    auto drop = [&](const char* what, const std::string& sql) { impl_.Exec(tx_, c_, k.Stmt(what), k.Sql(sql), ids); };
+    drop("scope_drop_identifiers",
+         "DELETE FROM resolved_{k}_identifiers x USING unnest($1::text[]) AS a(id) "
+         "WHERE x.{id} = a.id");
+    drop("scope_drop_traits",
+         "DELETE FROM resolved_{k}_traits x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
+    drop("scope_drop_participants",
+         "DELETE FROM {k}_participants x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
+    drop("scope_drop_memberships", "DELETE FROM memberships x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
+    drop("scope_drop_resolved_memberships",
+         "DELETE FROM resolved_membership_identifiers x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
+    drop("scope_drop_aliases", "DELETE FROM {k}_id_aliases x USING unnest($1::text[]) AS a(id) WHERE x.new_id = a.id");
+    drop("scope_drop_entities", kDropAbsorbedSql);
+    impl_.Exec(tx_, c_, k.Stmt("scope_drop_quarantines"),
+               k.Sql("DELETE FROM quarantined_edges q USING (SELECT DISTINCT x.event_id, x.edge_id FROM preview_ids p "
+                     "JOIN {k}_identifiers x USING (identifier_type, identifier_value) WHERE NOT x.is_blocked) s "
+                     "WHERE q.kind = '{k}' AND q.released_at IS NULL AND q.event_id = s.event_id "
+                     "AND q.edge_id = s.edge_id"));
+    WriteTables(*engine, "", k.kind);
+    const int64_t delta = static_cast<int64_t>(engine->entity_count(k.kind)) - static_cast<int64_t>(old_ids.size());
+    impl_.Exec(tx_, c_, k.Stmt("scope_counts"), k.Sql("UPDATE resolver_state SET {E}_count = {E}_count + $1"), delta);
     return engine;
   }
 
@@ -1193,14 +1395,18 @@ class Rebuilder {
     return n;
   }
 
-  void WriteShadowTables(resolver::Engine& engine) {
+  /// Writes the engine's state and what Collect kept into the tables named `suffix` (kShadow: the shadow tables of
+  /// a rebuild; "": the live ones, whose rows of the re-resolved entities the caller deleted), both kinds or
+  /// `only` one (the other kind's entities were loaded, not resolved: nothing of them is written).
+  void WriteTables(resolver::Engine& engine, const std::string& suffix, std::optional<EntityKind> only) {
     // Each part of the snapshot is freed as soon as it is written: the rebuild's peak memory is the engine
     // plus the snapshot, so what is written need not stay.
     resolver::Engine::Snapshot snap = engine.TakeSnapshot(/*with_identifiers=*/false);
     auto release = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
     for (const Kind* k : {&kPerson, &kGroup}) {
+      if (only && k->kind != *only) continue;
       const size_t ki = Idx(k->kind);
-      Copy("resolved_" + k->name + "_identifiers" + kShadow,
+      Copy("resolved_" + k->name + "_identifiers" + suffix,
            {k->id, "identifier_type", "identifier_value", "source", "occurred_at", "last_seen_at"},
            k->Stmt("rebuild_identifiers"), [&](pqxx::stream_to& s) {
              engine.ForEachIdentifier(k->kind, [&](const resolver::IdentifierChange& i) {
@@ -1214,7 +1420,7 @@ class Rebuilder {
       });
       release(snap.traits[ki]);
       Exec(k->Stmt("rebuild_traits"),
-           k->Sql("INSERT INTO resolved_{k}_traits" + std::string(kShadow) +
+           k->Sql("INSERT INTO resolved_{k}_traits" + suffix +
                   " ({id}, trait_name, trait_value, value_type, source, occurred_at, _ingested_at, trait_row_id) "
                   "SELECT s.e, x.trait_name, x.trait_value, x.value_type, x.source, x.occurred_at, x._ingested_at, "
                   "x.id "
@@ -1230,7 +1436,7 @@ class Rebuilder {
         stage_cols.push_back("r" + n);
         stage_cols.push_back("v" + n);
         select += ", coalesce(t" + n + ".trait_value, s.v" + n + ")";
-        joins += " LEFT JOIN resolved_{k}_traits" + std::string(kShadow) + " t" + n + " ON t" + n +
+        joins += " LEFT JOIN resolved_{k}_traits" + suffix + " t" + n + " ON t" + n + ".{id} = s.i AND t" + n +
                  ".trait_row_id = s.r" + n;
         names += ", " + cols[c];
       }
@@ -1253,14 +1459,14 @@ class Rebuilder {
                                v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
         }
       });
-      Exec(k->Stmt("rebuild_entities"), k->Sql("INSERT INTO {E}" + std::string(kShadow) +
+      Exec(k->Stmt("rebuild_entities"), k->Sql("INSERT INTO {E}" + suffix +
                                                " ({id}, identifier_count, birth_xid, birth_edge_row, birth_row, "
                                                "created_by_event_id" +
                                                names + ") " + select + " FROM rb_entities s" + joins));
       tx_.exec("DROP TABLE rb_entities");
       release(snap.entities[ki]);
       release(snap.finals[ki]);
-      Copy(k->name + "_participants" + kShadow, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
+      Copy(k->name + "_participants" + suffix, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
            k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) {
              std::vector<PartRow>& parts = parts_[ki];
              for (auto& p : parts) p.entity = ids_[ki].Root(p.entity);
@@ -1279,7 +1485,7 @@ class Rebuilder {
              }
              release(parts);
            });
-      Copy(k->name + "_id_aliases" + kShadow,
+      Copy(k->name + "_id_aliases" + suffix,
            {"old_id", "new_id", "merged_into_id", "event_id", "edge_id", "absorbed_identifier_count"},
            k->Stmt("rebuild_aliases"), [&](pqxx::stream_to& s) {
              for (const auto& m : aliases_[ki]) {
@@ -1296,7 +1502,7 @@ class Rebuilder {
     });
     release(snap.memberships);
     Exec("resolver.rebuild_memberships",
-         std::string("INSERT INTO memberships") + kShadow +
+         std::string("INSERT INTO memberships") + suffix +
              " (id, person_id, group_id, role, source, established_at, role_occurred_at, role_ingested_at, "
              "role_row_id) SELECT 'mem_' || md5(s.p || chr(31) || s.g), s.p, s.g, x.role, x.source, " +
              NEXUS_US_TO_TS("s.e") +
@@ -1309,14 +1515,20 @@ class Rebuilder {
       }
     });
     Exec("resolver.rebuild_resolved_memberships",
-         std::string("INSERT INTO resolved_membership_identifiers") + kShadow +
+         std::string("INSERT INTO resolved_membership_identifiers") + suffix +
              " (id, membership_identifier_id, person_id, group_id, role, source, occurred_at, _ingested_at) "
              "SELECT 'rmi_' || x.id, x.id, s.p, s.g, x.role, x.source, x.occurred_at, x._ingested_at FROM rb_rmi s "
              "JOIN membership_identifiers x ON x.id = s.r");
-    // Quarantines are rewritten in place: open ones are recomputed, released ones stay released.
-    Exec("resolver.rebuild_clear_quarantine", "DELETE FROM quarantined_edges WHERE released_at IS NULL");
+    // Quarantines are rewritten in place: open ones are recomputed (a re-resolution of some entities deleted
+    // theirs), released ones stay released (and are not recorded again when a link rule now refuses them).
+    if (!only) Exec("resolver.rebuild_clear_quarantine", "DELETE FROM quarantined_edges WHERE released_at IS NULL");
+    tx_.exec(
+        "CREATE TEMP TABLE rb_quarantine (kind text, event_id text, edge_id text, source text, occurred_at "
+        "timestamptz, identifier_types text[], identifier_values text[], reason text, entity_ids text[]) "
+        "ON COMMIT DROP");
     for (const Kind* k : {&kPerson, &kGroup}) {
-      Copy("quarantined_edges",
+      if (only && k->kind != *only) continue;
+      Copy("rb_quarantine",
            {"kind", "event_id", "edge_id", "source", "occurred_at", "identifier_types", "identifier_values", "reason",
             "entity_ids"},
            k->Stmt("rebuild_quarantine"), [&](pqxx::stream_to& s) {
@@ -1333,6 +1545,11 @@ class Rebuilder {
              }
            });
     }
+    Exec("resolver.rebuild_quarantine_insert",
+         "INSERT INTO quarantined_edges (kind, event_id, edge_id, source, occurred_at, identifier_types, "
+         "identifier_values, reason, entity_ids) SELECT * FROM rb_quarantine ON CONFLICT (kind, event_id, edge_id) "
+         "DO NOTHING");
+    tx_.exec("DROP TABLE rb_quarantine");
   }
 
   /// The live table's indexes and constraints, recreated on its shadow under temporary names.
@@ -1474,95 +1691,23 @@ std::unique_ptr<resolver::Engine> RebuildInTx(Database::Impl& db, pqxx::work& tx
   return engine;
 }
 
-// Rows sharing an edge with a row of the preview set: the rows of the same (event, edge_id) through the event_id
-// index, and, for an explicit edge_id (not local to its event: resolver::IsEventLocalEdge), the rows other events
-// sent under it through the partial index of migration 011 (the predicate is the index's, word for word).
-#define NEXUS_EXPLICIT_EDGE(t) "left(" t ".edge_id, length(" t ".event_id) + 1) <> " t ".event_id || '#'"
-constexpr const char* kPreviewGrowEdgesSql =
-    "WITH x AS MATERIALIZED (SELECT DISTINCT x.event_id, x.edge_id FROM preview_ids p JOIN {k}_identifiers x "
-    "USING (identifier_type, identifier_value) WHERE NOT x.is_blocked) "
-    "INSERT INTO preview_ids SELECT y.identifier_type, y.identifier_value FROM x JOIN {k}_identifiers y "
-    "ON y.event_id = x.event_id AND y.edge_id = x.edge_id WHERE NOT y.is_blocked "
-    "UNION SELECT y.identifier_type, y.identifier_value FROM x JOIN {k}_identifiers y ON y.edge_id = x.edge_id "
-    "WHERE NOT y.is_blocked AND " NEXUS_EXPLICIT_EDGE("x") " AND " NEXUS_EXPLICIT_EDGE("y") " ON CONFLICT DO NOTHING";
-#undef NEXUS_EXPLICIT_EDGE
-// The preview set's events below the rebuild horizon ($1), in log order; then its rows in them.
-constexpr const char* kPreviewEventsSql =
-    "SELECT e.event_id, " NEXUS_TS_TO_US("e.occurred_at") ", " NEXUS_TS_TO_US("e._ingested_at") ", e.event_type, "
-    "e.source, e._ingest_xid::text FROM events e WHERE e._ingest_xid < $1::xid8 AND e.event_id IN (SELECT x.event_id FROM preview_ids p "
-    "JOIN {k}_identifiers x USING (identifier_type, identifier_value) WHERE NOT x.is_blocked) "
-    "ORDER BY e._ingest_xid, e.event_id";
-constexpr const char* kPreviewRowsSql =
-    "SELECT x.event_id, x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role FROM preview_ids p "
-    "JOIN {k}_identifiers x USING (identifier_type, identifier_value) JOIN events e ON e.event_id = x.event_id "
-    "WHERE e._ingest_xid < $1::xid8 AND NOT x.is_blocked ORDER BY e._ingest_xid, e.event_id, x.id";
-
 /// The preview of a link-rule change (see LinkRulePreview): the identifiers `seeds` (kind `k`) reach, re-resolved
-/// alone under `rules` (the stored ones with the change). Reads only; its working table is dropped at commit.
+/// alone under `rules` (the stored ones with the change), up to the watermark as the change itself does. Reads only;
+/// its working table is dropped at commit.
 LinkRulePreview PreviewLinkRules(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, const Kind& k,
                                  const std::vector<std::pair<std::string, std::string>>& seeds,
                                  const std::vector<resolver::LinkRule>& rules,
                                  const resolver::ProtectionConfig& protection) {
   LinkRulePreview out;
-  tx.exec(
-      "CREATE TEMP TABLE preview_ids (identifier_type text, identifier_value text, "
-      "PRIMARY KEY (identifier_type, identifier_value)) ON COMMIT DROP");
-  std::vector<std::string> types, values;
-  for (const auto& [t, v] : seeds) {
-    types.push_back(t);
-    values.push_back(v);
-  }
-  db.Exec(tx, c, "resolver.preview_seed",
-          "INSERT INTO preview_ids SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-          detail::TextArray(types), detail::TextArray(values));
-  // Closure: whole entities, then every non-blocked row sharing an edge_id with a row of the set (its own event's
-  // edge, and an explicit edge_id another event reused), until nothing is added. Blocked rows link nothing.
-  for (int round = 0;; ++round) {
-    if (round > 10000) throw StorageError(ErrorKind::kInternal, "link rule preview: closure does not converge");
-    // A temporary table has no statistics until analyzed: without them the planner guesses its size.
-    tx.exec("ANALYZE preview_ids");
-    const auto grown =
-        db.Exec(tx, c, k.Stmt("preview_grow_entities"),
-                k.Sql("INSERT INTO preview_ids SELECT r2.identifier_type, r2.identifier_value "
-                      "FROM resolved_{k}_identifiers r2 WHERE r2.{id} IN (SELECT DISTINCT r.{id} FROM preview_ids p "
-                      "JOIN resolved_{k}_identifiers r USING (identifier_type, identifier_value)) "
-                      "ON CONFLICT DO NOTHING"))
-            .affected_rows() +
-        db.Exec(tx, c, k.Stmt("preview_grow_edges"), k.Sql(kPreviewGrowEdgesSql)).affected_rows();
-    if (grown == 0) break;
-  }
-  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_current"),
-                                 k.Sql("SELECT DISTINCT r.{id} FROM preview_ids p JOIN resolved_{k}_identifiers r "
-                                       "USING (identifier_type, identifier_value)"))) {
-    out.current_entity_ids.push_back(row[0].c_str());
-  }
-  std::sort(out.current_entity_ids.begin(), out.current_entity_ids.end());
-
-  // The set's events, below the horizon a rebuild would read to, in log order, with the set's rows only.
+  out.current_entity_ids = BuildClosure(db, tx, c, k, seeds);
   BatchIo io(db, tx, c);
   const State st = io.LoadState();
   out.identifier_rules_pending = IdentifierRulesPending(db, tx, c, protection);
-  const std::string horizon = tx.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0].c_str();
-  resolver::BatchInput in;
-  std::unordered_map<std::string, uint32_t> pos;
-  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_events"), k.Sql(kPreviewEventsSql), horizon)) {
-    pos.emplace(row[0].c_str(), static_cast<uint32_t>(in.events.size()));
-    in.events.push_back({row[0].c_str(), row[1].as<int64_t>(), row[2].as<int64_t>(), row[3].c_str(), row[4].c_str(),
-                         row[5].as<int64_t>()});
-  }
-  out.events = static_cast<int64_t>(in.events.size());
-  auto& rows = in.identifiers[Idx(k.kind)];
-  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_rows"), k.Sql(kPreviewRowsSql), horizon)) {
-    rows.push_back({pos.at(row[0].c_str()), row[1].as<int64_t>(), row[2].c_str(), row[3].c_str(), row[4].c_str(),
-                    OptText(row[5]), false});
-  }
-  for (const auto& row : db.Exec(tx, c, k.Stmt("preview_forced"),
-                                 k.Sql("SELECT event_id, edge_id FROM quarantined_edges WHERE kind = '{k}' AND "
-                                       "released_at IS NOT NULL"))) {
-    in.forced[Idx(k.kind)].insert({row[0].c_str(), row[1].c_str()});
-  }
   resolver::Engine engine(st.salt);
   engine.SetLinkRules(rules);
+  std::unordered_map<std::string, uint32_t> pos;
+  const resolver::BatchInput in = ReadClosureLog(db, tx, c, k, st, /*full=*/false, &engine, &pos);
+  out.events = static_cast<int64_t>(in.events.size());
   engine.Apply(in, protection);
 
   std::map<std::string, LinkRulePreview::Part> parts;
@@ -1570,7 +1715,7 @@ LinkRulePreview PreviewLinkRules(Database::Impl& db, pqxx::work& tx, detail::Poo
        db.Exec(tx, c, "resolver.preview_ids", "SELECT identifier_type, identifier_value FROM preview_ids")) {
     ++out.identifiers;
     const std::string id = engine.EntityOf(k.kind, row[0].c_str(), row[1].c_str());
-    if (id.empty()) continue;  // only in blocked rows, or in events past the horizon
+    if (id.empty()) continue;  // only in blocked rows, or in events past the watermark
     auto& part = parts[id];
     part.entity_id = id;
     part.identifiers.emplace_back(row[0].c_str(), row[1].c_str());
@@ -1626,6 +1771,29 @@ std::vector<std::pair<std::string, std::string>> RuleIdentifiers(Database::Impl&
     out.emplace_back(row[0].c_str(), row[1].c_str());
   }
   return out;
+}
+
+/// Re-resolves what a link-rule change affects, inside `tx` (the rules as this transaction sees them): the
+/// closure of `seeds` only (Rebuilder::RunScoped), or every table with a full rebuild when the stored state cannot
+/// be re-resolved piecewise (identifier rules changed since the log was classified, or the birth keys of migration
+/// 013 are not computed yet). Returns the rebuilt engine for a full rebuild, nullptr otherwise (the resident graph
+/// is then reloaded by the next batch).
+std::unique_ptr<resolver::Engine> ReResolve(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
+                                            const Kind& k,
+                                            const std::vector<std::pair<std::string, std::string>>& seeds,
+                                            const resolver::ProtectionConfig& protection, RebuildStats* stats) {
+  BatchIo io(db, tx, c);
+  if (io.LoadState().birth_keys_pending || IdentifierRulesPending(db, tx, c, protection)) {
+    return RebuildInTx(db, tx, c, protection, stats);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<std::string> old_ids = BuildClosure(db, tx, c, k, seeds);
+  static const RebuildControl kNoControl;
+  Rebuilder r(db, tx, c, kNoControl);
+  r.RunScoped(k, old_ids, protection, stats);
+  tx.exec("DROP TABLE preview_ids");
+  stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return nullptr;
 }
 
 }  // namespace
@@ -1705,8 +1873,9 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
     if (existing.empty()) throw StorageError(ErrorKind::kInternal, "link rule vanished after insert");
     out.rule = LinkRuleFromRow(existing[0]);
     if (out.created) {
-      impl_->DropGraph();  // replaced by the re-resolved graph (not held twice at the peak)
-      rebuilt = RebuildInTx(db, tx, c, protection, &out.rebuild);
+      impl_->DropGraph();  // reloaded (or rebuilt) with the rule
+      rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), protection, &out.rebuild);
+      out.whole_log = rebuilt != nullptr;
     }
     if (out.rule.cannot_link) {
       out.entity_ids = {ResolvedEntity(db, tx, c, k, out.rule.a.first, out.rule.a.second),
@@ -1737,6 +1906,8 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
   log::Info("link rule added", {{"rule_id", static_cast<long long>(out.rule.rule_id)},
                                 {"kind", out.rule.kind},
                                 {"created", out.created},
+                                {"whole_log", out.whole_log},
+                                {"events", static_cast<long long>(out.rebuild.events)},
                                 {"seconds", out.rebuild.seconds}});
   return out;
 }
@@ -1774,9 +1945,10 @@ LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::Pr
     if (r.empty()) throw StorageError(ErrorKind::kNotFound, "link rule " + std::to_string(rule_id) + " not found");
     out.rule = LinkRuleFromRow(r[0]);
     db.Exec(tx, c, "resolver.delete_link_rule", "DELETE FROM link_rules WHERE rule_id = $1", rule_id);
-    // Quarantines the rule caused are open ones: the rebuild recomputes every open quarantine.
-    rebuilt = RebuildInTx(db, tx, c, protection, &out.rebuild);
+    // Quarantines the rule caused are open ones of the closure: re-resolving it recomputes them.
     const Kind& k = KindNamed(out.rule.kind);
+    rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), protection, &out.rebuild);
+    out.whole_log = rebuilt != nullptr;
     if (out.rule.cannot_link) {
       out.entity_ids = {ResolvedEntity(db, tx, c, k, out.rule.a.first, out.rule.a.second),
                         ResolvedEntity(db, tx, c, k, out.rule.b.first, out.rule.b.second)};
@@ -1784,7 +1956,10 @@ LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::Pr
   });
   impl_->engine = std::move(rebuilt);
   impl_->PublishGraph(impl_->engine ? static_cast<int64_t>(impl_->engine->MemoryBytes()) : 0);
-  log::Info("link rule removed", {{"rule_id", static_cast<long long>(rule_id)}, {"seconds", out.rebuild.seconds}});
+  log::Info("link rule removed", {{"rule_id", static_cast<long long>(rule_id)},
+                                  {"whole_log", out.whole_log},
+                                  {"events", static_cast<long long>(out.rebuild.events)},
+                                  {"seconds", out.rebuild.seconds}});
   return out;
 }
 

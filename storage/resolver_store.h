@@ -131,6 +131,9 @@ struct LinkRuleResult {
   bool created = false;
   std::vector<std::string> entity_ids;  ///< of a and b (cannot-link) or of the edge's identifiers; "" if none
   RebuildStats rebuild;                 ///< for a dry run, only `seconds` (the preview's)
+  /// The change was applied by a full rebuild instead of re-resolving the affected identifiers only (identifier
+  /// rules changed since the log was classified, or migration 013's birth keys are not computed yet).
+  bool whole_log = false;
   bool dry_run = false;
   LinkRulePreview preview;  ///< dry run only
 };

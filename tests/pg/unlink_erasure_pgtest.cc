@@ -264,6 +264,8 @@ TEST_F(UnlinkErasureTest, SupportStoryUnlinkGivesBothPersonsBackAndHolds) {
   EXPECT_TRUE(r.created());
   EXPECT_GT(r.rule().rule_id(), 0);
   EXPECT_EQ(r.rule().reason(), "different people");
+  EXPECT_FALSE(r.whole_log()) << "only the component is re-resolved";
+  EXPECT_EQ(r.events_replayed(), static_cast<int64_t>(SupportStory().size()));
   ASSERT_EQ(r.entity_ids_size(), 2);
   EXPECT_EQ(r.entity_ids(0), merged) << "alice's part founded the person: it keeps the id";
   EXPECT_NE(r.entity_ids(1), merged);
@@ -326,7 +328,10 @@ TEST_F(UnlinkErasureTest, ChainSplitsInTheMiddleAndRemovingTheRuleMergesAgain) {
   PersonOf("user_id", "A", &p);
   EXPECT_EQ(p.name(), "CD");
 
+  Ingest({MakeEvent("c4", 3, {{{{"email", "elsewhere@x.io"}}}})});  // another person: not re-resolved
   const auto r = UnlinkPair(Id("email", "b@x.io"), Id("email", "c@x.io"));
+  EXPECT_FALSE(r.whole_log());
+  EXPECT_EQ(r.events_replayed(), 3);
   const std::string ab = PersonOf("user_id", "A", &p);
   EXPECT_EQ(ab, all);
   EXPECT_EQ(PersonOf("email", "b@x.io"), ab);
@@ -344,12 +349,89 @@ TEST_F(UnlinkErasureTest, ChainSplitsInTheMiddleAndRemovingTheRuleMergesAgain) {
   grpc::ClientContext ctx;
   auto s = admin_->RemoveLinkRule(&ctx, rm, &removed);
   ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(removed.whole_log());
+  EXPECT_EQ(removed.events_replayed(), 3);
   EXPECT_EQ(PersonOf("email", "d@x.io"), all) << "removing the rule merges what the log links";
   EXPECT_EQ(PersonOf("user_id", "A", &p), all);
   EXPECT_EQ(p.name(), "CD");
   ExpectRebuildAgrees("after removing the rule");
   grpc::ClientContext ctx2;
   EXPECT_EQ(admin_->RemoveLinkRule(&ctx2, rm, &removed).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// An unlink re-resolves what batches have resolved (up to the watermark); events ingested but not resolved yet
+// are left to the next batch, which applies them under the rule on the graph reloaded after the unlink.
+TEST_F(UnlinkErasureTest, EventsNotYetResolvedAtAnUnlinkAreResolvedUnderItsRuleNext) {
+  Start(kRoleAccountsOff);
+  Ingest({MakeEvent("c1", 0, {{{{"user_id", "A"}, {"email", "b@x.io"}}, {{"name", "AB"}}}}),
+          MakeEvent("c2", 1, {{{{"email", "b@x.io"}, {"email", "c@x.io"}}}}),
+          MakeEvent("c3", 2, {{{{"email", "c@x.io"}, {"email", "d@x.io"}}, {{"name", "CD"}}}})});
+  // An older transaction still running holds the resolver below the next events (pg_snapshot_xmin).
+  pqxx::connection holder(url_);
+  pqxx::work hold(holder);
+  hold.exec("SELECT pg_current_xact_id()");
+  Ingest({MakeEvent("c5", 3, {{{{"email", "c@x.io"}, {"email", "e@x.io"}}}}),
+          MakeEvent("c6", 4, {{{{"email", "b@x.io"}, {"email", "c@x.io"}}, {{"name", "again"}}}})});
+  const auto r = UnlinkPair(Id("email", "b@x.io"), Id("email", "c@x.io"));
+  EXPECT_FALSE(r.whole_log());
+  EXPECT_EQ(r.events_replayed(), 3) << "c5 and c6 are past the watermark";
+  EXPECT_EQ(PersonOf("email", "e@x.io"), "") << "not resolved yet";
+  hold.commit();
+  app_->resolver()->ResolveNow();
+  const std::string cd = PersonOf("email", "c@x.io");
+  EXPECT_EQ(PersonOf("email", "e@x.io"), cd);
+  EXPECT_NE(PersonOf("email", "b@x.io"), cd) << "c6 asserts the link again: quarantined by the rule";
+  ExpectRebuildAgrees("after the batch that followed the unlink");
+}
+
+// Groups split the same way: their memberships follow each part, the persons' side loaded as it is.
+TEST_F(UnlinkErasureTest, GroupUnlinkSplitsTheGroupAndItsMemberships) {
+  Start(kRoleAccountsOff);
+  auto event = [](const std::string& id, int64_t t, const std::string& domain, const std::string& person) {
+    v1::Event e = MakeEvent(id, t, {{{{"email", person}}}});
+    auto* g = e.add_groups();
+    g->set_role("account");
+    for (const auto& [ty, v] : Ids{{"domain", domain}, {"shopify_id", "shop-1"}}) {
+      auto* i = g->add_identifiers();
+      i->set_type(ty);
+      i->set_value(v);
+    }
+    (*g->mutable_traits())["company_name"] = domain;
+    auto* ms = e.add_memberships();
+    ms->mutable_person()->set_type("email");
+    ms->mutable_person()->set_value(person);
+    ms->mutable_group()->set_type("domain");
+    ms->mutable_group()->set_value(domain);
+    ms->set_role("member");
+    return e;
+  };
+  Ingest({event("g1", 0, "acme.io", "alice@x.io"), event("g2", 1, "beta.io", "bob@x.io")});
+  auto group_of = [&](const std::string& domain) {
+    return QueryScalar(url_,
+                       "SELECT group_id FROM resolved_group_identifiers WHERE identifier_value = '" + domain + "'");
+  };
+  const std::string both = group_of("acme.io");
+  ASSERT_EQ(group_of("beta.io"), both) << "the shared shop id merged them";
+  v1::UnlinkRequest req;
+  req.set_kind(v1::ENTITY_KIND_GROUP);
+  *req.mutable_a() = Id("domain", "acme.io");
+  *req.mutable_b() = Id("domain", "beta.io");
+  req.set_reason("two companies");
+  v1::UnlinkResponse out;
+  auto st = Unlink(req, &out);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_FALSE(out.whole_log());
+  EXPECT_EQ(out.events_replayed(), 2);
+  EXPECT_EQ(group_of("acme.io"), both) << "acme.io founded the group";
+  const std::string beta = group_of("beta.io");
+  EXPECT_NE(beta, both);
+  EXPECT_EQ(QueryScalar(url_,
+                        "SELECT string_agg(p.identifier_value, ',') FROM memberships m JOIN "
+                        "resolved_person_identifiers p USING (person_id) WHERE m.group_id = '" +
+                            beta + "'"),
+            "bob@x.io");
+  EXPECT_EQ(QueryScalar(url_, "SELECT company_name FROM groups WHERE group_id = '" + beta + "'"), "beta.io");
+  ExpectRebuildAgrees("after the group split");
 }
 
 // A dry run says what an unlink (and the removal of its rule) would do without changing anything, by re-resolving
@@ -898,6 +980,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       dry.set_reason("different people");
       preview = DryRun(dry).preview();
       const auto r = UnlinkPair(Id(a.first, a.second), Id(b.first, b.second));
+      EXPECT_FALSE(r.whole_log()) << "a link-rule change re-resolves the affected identifiers only";
       ++unlinks;
       what = "unlink " + a.second + " / " + b.second + " (rule " + std::to_string(r.rule().rule_id()) + ")";
     } else if (op < 75) {
@@ -916,6 +999,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       v1::UnlinkResponse out;
       auto s = Unlink(req, &out);
       ASSERT_TRUE(s.ok()) << s.error_message();
+      EXPECT_FALSE(out.whole_log());
       ++edge_rules;
       what = (whole_event ? "event rule on " + req.event_id() : "edge rule on " + row);
     } else if (op < 85) {
@@ -933,6 +1017,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       grpc::ClientContext ctx;
       auto s = admin_->RemoveLinkRule(&ctx, rm, &removed);
       ASSERT_TRUE(s.ok()) << s.error_message();
+      EXPECT_FALSE(removed.whole_log());
       ++removals;
       what = "remove rule " + std::to_string(rm.rule_id());
     } else {
