@@ -339,6 +339,53 @@ TEST_F(ResolverTest, CapBreakingEdgeIsQuarantinedListedAndReleased) {
   EXPECT_EQ(PersonOf("email", "a@x"), PersonOf("email", "b@x"));
 }
 
+// A released edge that a link rule refuses later stays released (it is not recorded again as quarantined), and
+// neither the rule's re-resolution nor a rebuild trips over its quarantine row.
+TEST_F(ResolverTest, ReleasedEdgeRefusedByALaterRuleSplitsAgain) {
+  Start(resolver::ProtectionConfig::Defaults());  // user_id cap 1
+  Ingest({MakeEvent("q1", 1, {{{"email", "a@x"}, {"user_id", "u1"}}}),
+          MakeEvent("q2", 2, {{{"email", "b@x"}, {"user_id", "u2"}}})});
+  Resolve();
+  Ingest({MakeEvent("q3", 3, {{{"email", "a@x"}, {"email", "b@x"}}})});
+  Resolve();
+  v1::ListQuarantinedEdgesResponse list;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(admin_->ListQuarantinedEdges(&ctx, v1::ListQuarantinedEdgesRequest(), &list).ok());
+  }
+  ASSERT_EQ(list.edges_size(), 1);
+  v1::ReleaseQuarantinedEdgeRequest rel;
+  rel.set_quarantine_id(list.edges(0).quarantine_id());
+  v1::ReleaseQuarantinedEdgeResponse rr;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(admin_->ReleaseQuarantinedEdge(&ctx, rel, &rr).ok());
+  }
+  ASSERT_EQ(PersonOf("email", "a@x"), PersonOf("email", "b@x"));
+  v1::UnlinkRequest un;
+  un.mutable_a()->set_type("email");
+  un.mutable_a()->set_value("a@x");
+  un.mutable_b()->set_type("email");
+  un.mutable_b()->set_value("b@x");
+  un.set_reason("different people");
+  v1::UnlinkResponse out;
+  {
+    grpc::ClientContext ctx;
+    auto s = admin_->Unlink(&ctx, un, &out);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_FALSE(out.whole_log());
+  EXPECT_NE(PersonOf("email", "a@x"), PersonOf("email", "b@x"));
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) || ' ' || bool_and(released_at IS NOT NULL) FROM quarantined_edges"),
+            "1 true");
+  v1::RebuildResponse rb;
+  grpc::ClientContext ctx;
+  auto s = admin_->Rebuild(&ctx, WaitingRebuild(), &rb);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(rb.operation().state(), v1::RebuildOperation::SUCCEEDED) << rb.DebugString();
+  EXPECT_NE(PersonOf("email", "a@x"), PersonOf("email", "b@x"));
+}
+
 // ---- the invariant: incremental == rebuild ------------------------------------------------------------
 
 TEST_F(ResolverTest, IncrementalEqualsRebuildOverRandomStreams) {
