@@ -200,6 +200,8 @@ grpc::Status AdminHandler::Erase(const v1::EraseRequest& req, v1::EraseResponse*
     x->set_identifiers(o.identifiers);
   }
   for (const auto& h : r.erased_hashes) out->add_erased_hashes(h);
+  out->set_whole_log(r.whole_log);
+  out->set_events_replayed(r.events_replayed);
   return grpc::Status::OK;
 }
 

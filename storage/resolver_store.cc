@@ -2049,6 +2049,10 @@ class Eraser {
   }
 
   bool empty() const { return ids_[0].empty() && ids_[1].empty(); }
+  /// The identifiers of kind `k` the inputs erase (after Resolve).
+  std::vector<std::pair<std::string, std::string>> Identifiers(EntityKind k) const {
+    return {ids_[Idx(k)].begin(), ids_[Idx(k)].end()};
+  }
 
   /// Stages the working sets and counts what would go, per table. Entities affected into `entities`.
   std::map<std::string, int64_t> Stage(std::vector<std::string>* entities) {
@@ -2248,10 +2252,47 @@ EraseResult ResolverStore::Erase(const EraseRequest& req, const resolver::Protec
     // commit (ingest checks the suppression list after inserting its events, so it then sees the new entries).
     tx.exec("LOCK TABLE events IN SHARE MODE");
     if (!er.empty()) {
+      // Re-resolve only what the erased identifiers belonged to: each kind's closure (BuildClosure), taken
+      // before the rows go (it is then a superset of what the remaining log links), replayed after. Persons
+      // first: the groups' replay loads the persons' side as the persons' replay left it.
+      BatchIo io(db, tx, c);
+      out.whole_log = io.LoadState().birth_keys_pending || IdentifierRulesPending(db, tx, c, protection);
+      std::array<std::vector<std::string>, resolver::kKinds> old_ids;
+      std::array<bool, resolver::kKinds> scoped{};
+      for (const Kind* k : {&kPerson, &kGroup}) {
+        const auto seeds = er.Identifiers(k->kind);
+        if (out.whole_log || seeds.empty()) continue;
+        old_ids[Idx(k->kind)] = BuildClosure(db, tx, c, *k, seeds);
+        scoped[Idx(k->kind)] = true;
+        tx.exec("ALTER TABLE preview_ids RENAME TO erase_closure_" + k->name);
+      }
       er.Delete(out.operation_id);
       impl_->DropGraph();
+      if (!out.whole_log) {
+        // The watermark names an event: when it was erased, the last remaining one before it marks the same
+        // position (as a rebuild would name it).
+        db.Exec(tx, c, "resolver.erase_watermark",
+                "UPDATE resolver_state s SET watermark_xid = coalesce(w._ingest_xid, '0'), watermark_event_id = "
+                "coalesce(w.event_id, ''), watermark_ingested_at = w._ingested_at FROM resolver_state s0 LEFT JOIN "
+                "LATERAL (SELECT e._ingest_xid, e.event_id, e._ingested_at FROM events e WHERE (e._ingest_xid, "
+                "e.event_id) <= (s0.watermark_xid, s0.watermark_event_id) ORDER BY e._ingest_xid DESC, "
+                "e.event_id DESC LIMIT 1) w ON true WHERE s0.watermark_event_id <> '' AND NOT EXISTS (SELECT 1 FROM "
+                "events x WHERE x._ingest_xid = s0.watermark_xid AND x.event_id = s0.watermark_event_id)");
+      }
       RebuildStats stats;
-      rebuilt = RebuildInTx(db, tx, c, protection, &stats);
+      if (out.whole_log) {
+        rebuilt = RebuildInTx(db, tx, c, protection, &stats);
+        out.events_replayed = stats.events;
+      }
+      for (const Kind* k : {&kPerson, &kGroup}) {
+        if (!scoped[Idx(k->kind)]) continue;
+        tx.exec("ALTER TABLE erase_closure_" + k->name + " RENAME TO preview_ids");
+        static const RebuildControl kNoControl;
+        Rebuilder r(db, tx, c, kNoControl);
+        r.RunScoped(*k, old_ids[Idx(k->kind)], protection, &stats);
+        out.events_replayed += stats.events;
+        tx.exec("DROP TABLE preview_ids");
+      }
       changed = true;
     }
     std::vector<std::string> inputs, outcomes, tables;
@@ -2285,6 +2326,8 @@ EraseResult ResolverStore::Erase(const EraseRequest& req, const resolver::Protec
   if (!out.dry_run) {
     log::Info("erasure", {{"operation_id", out.operation_id},
                           {"replayed", out.replayed},
+                          {"whole_log", out.whole_log},
+                          {"events_replayed", static_cast<long long>(out.events_replayed)},
                           {"identifiers", static_cast<long long>(out.erased_hashes.size())},
                           {"entities", static_cast<long long>(out.entity_ids.size())}});
   }

@@ -167,6 +167,10 @@ struct EraseResult {
   std::vector<std::string> entity_ids;    ///< entities affected (erased whole or split)
   std::vector<EraseOutcome> outcomes;     ///< per input, in order (a replay: outcome only)
   std::vector<std::string> erased_hashes;
+  /// How the rest was re-resolved (not for a dry run or replay): a full rebuild (identifier rules changed since the
+  /// log was classified, or migration 013's birth keys not computed yet) or the affected entities only.
+  bool whole_log = false;
+  int64_t events_replayed = 0;
 };
 
 struct SuppressionInfo {

@@ -728,6 +728,7 @@ TEST_F(UnlinkErasureTest, ErasureLeavesNothingOfThePersonAndIsSuppressedAtIngest
   EXPECT_EQ(e.outcomes(0).outcome(), "erased");
   EXPECT_EQ(e.counts().at("events"), 1);
   EXPECT_EQ(e.erased_hashes_size(), 2);
+  EXPECT_FALSE(e.whole_log()) << "only eve's entity (and what the log links to it) is re-resolved";
 
   for (const std::string& needle :
        {std::string(kEve), std::string(kEveUser), std::string("Eve Adams"), std::string("Spy"), eve}) {
@@ -1034,6 +1035,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
       const auto e = Erase(req);
       ASSERT_EQ(e.outcomes_size(), 1);
       EXPECT_EQ(e.outcomes(0).outcome(), "erased") << "step " << step;
+      EXPECT_FALSE(e.whole_log()) << "an erasure re-resolves the affected entities only";
       if (only) {
         erased.insert(target);
       } else {
