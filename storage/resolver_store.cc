@@ -2119,7 +2119,9 @@ class Eraser {
 
     std::map<std::string, int64_t> counts;
     auto count = [&](const std::string& table, const std::string& sql) {
+      detail::StatementTimer t(db_.observer, "resolver.erase_count_" + table);
       counts[table] = tx_.exec("SELECT count(*) " + sql)[0][0].as<int64_t>();
+      t.Ok();
     };
     count("events", "FROM er_events");
     count("membership_identifiers", "FROM er_memdel");

@@ -104,8 +104,9 @@ struct LinkRuleInfo {
 /// closed under every non-blocked edge of the log that touches them (quarantined edges and edge_ids reused across
 /// events included) and under the entities those edges reach. No edge links that set to anything outside it, so
 /// its resolution does not depend on the rest of the log: its events, replayed in log order through a fresh engine
-/// with the changed rules, give the parts and ids the change gives (and a rebuild after it). Cost follows the size
-/// of that set, not of the database.
+/// with the changed rules up to the watermark, give the parts and ids the change gives (and a rebuild after it:
+/// birth order is a position in the log, resolver::BirthKey). Cost follows the size of that set, not of the
+/// database. The real change re-resolves the same set the same way and writes it (ReResolve in the .cc).
 struct LinkRulePreview {
   struct Part {
     std::string entity_id;
@@ -227,7 +228,9 @@ class ResolverStore final {
   std::string ReleaseQuarantined(int64_t quarantine_id, const resolver::ProtectionConfig& protection);
 
   /// Adds a link rule (or finds the same one) and re-resolves with it in the same transaction, so every table
-  /// follows the rule at commit: a full rebuild (cost follows the database; see README "Undoing a merge").
+  /// follows the rule at commit: the affected identifiers only (as LinkRulePreview; cost follows their number), or a
+  /// full rebuild when the stored state cannot be re-resolved piecewise (LinkRuleResult::whole_log). The resident
+  /// graph is dropped and reloaded by the next batch (cost follows the database: issue 15's open step).
   /// kInvalidArgument names what is wrong (unknown identifier or edge, a == b).
   /// `dry_run`: validates the rule the same way, changes nothing and returns LinkRuleResult::preview.
   LinkRuleResult AddLinkRule(const LinkRuleInfo& rule, const resolver::ProtectionConfig& protection,
@@ -238,9 +241,9 @@ class ResolverStore final {
   static std::vector<LinkRuleInfo> ListLinkRules(Database& db, int64_t after_id, int limit);
 
   /// Erases persons / groups / identifiers from the core log, every resolved and final table, quarantines and
-  /// link rules; suppresses the erased identifiers at ingest; records the erasure (hashes only); re-resolves
-  /// (components the erased identifiers held together split). A dry run changes nothing. Idempotent by
-  /// request_id. Requires the lock.
+  /// link rules; suppresses the erased identifiers at ingest; records the erasure (hashes only); re-resolves the
+  /// entities the erased identifiers belonged to, as a link-rule change does (components they held together
+  /// split). A dry run changes nothing. Idempotent by request_id. Requires the lock.
   EraseResult Erase(const EraseRequest& request, const resolver::ProtectionConfig& protection);
   static std::vector<SuppressionInfo> ListSuppressions(Database& db, const std::string& after_hash, int limit);
   /// Lifts the suppression of identifier (kind, type, value) — or of `id_hash` when type is empty. Returns the
