@@ -394,6 +394,16 @@ grpc::Status QueryHandler::History(EntityKind kind, const std::string& id, v1::E
     r->set_edge_id(m.edge_id);
     r->set_absorbed_identifier_count(m.absorbed_identifier_count);
   }
+  for (const auto& s : h.splits) {
+    auto* r = out->add_splits();
+    SetTimestamp(r->mutable_at(), s.at_us);
+    r->set_cause(s.cause);
+    r->set_rule_id(s.rule_id);
+    r->set_reason(s.reason);
+    r->set_by_key_id(s.by_key_id);
+    for (const auto& id : s.before_ids) r->add_before_ids(id);
+    for (const auto& id : s.after_ids) r->add_after_ids(id);
+  }
   return grpc::Status::OK;
 }
 

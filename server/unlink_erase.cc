@@ -143,7 +143,7 @@ grpc::Status AdminHandler::RemoveLinkRule(const v1::RemoveLinkRuleRequest& req, 
   call.audit_target = "link_rule:" + std::to_string(req.rule_id()) + (req.dry_run() ? ":dry_run" : "");
   storage::LinkRuleResult result;
   auto st = OnResolver(worker_, [&](storage::ResolverStore& s) {
-    result = s.RemoveLinkRule(req.rule_id(), *protection_.Get(), req.dry_run());
+    result = s.RemoveLinkRule(req.rule_id(), *protection_.Get(), req.dry_run(), call.principal.key_id);
   });
   if (!st.ok()) return st;
   FillResult(result, out);

@@ -110,6 +110,10 @@ constexpr Templates kBlockedBy{
 constexpr Templates kCreated{
     "query_@E_created",
     "SELECT " NEXUS_TS_TO_US("created_at") ", coalesce(created_by_event_id, '') FROM @T WHERE @E_id = $1"};
+constexpr Templates kSplits{
+    "query_@E_splits",
+    "SELECT " NEXUS_TS_TO_US("at") ", cause, rule_id, reason, by_key_id, before_ids, after_ids FROM entity_splits"
+    " WHERE kind = '@E' AND (before_ids || after_ids) @> ARRAY[$1::text] ORDER BY split_id DESC LIMIT 100"};
 constexpr Templates kMerges{
     "query_@E_merges",
     "SELECT old_id, merged_into_id, " NEXUS_TS_TO_US("merged_at") ", coalesce(event_id, ''),"
@@ -259,7 +263,7 @@ Stmt Expand(const Templates& t, EntityKind k) {
 /// Every templated statement for one kind, expanded once.
 struct KindStatements {
   Stmt resolve, profile, lookup, identifiers, traits, merged_ids, timeline, occurrences, blocked_by, created, merges,
-      search, event_count;
+      splits, search, event_count;
   explicit KindStatements(EntityKind k)
       : resolve(Expand(kResolve, k)),
         profile(Expand(kProfile, k)),
@@ -272,6 +276,7 @@ struct KindStatements {
         blocked_by(Expand(kBlockedBy, k)),
         created(Expand(kCreated, k)),
         merges(Expand(kMerges, k)),
+        splits(Expand(kSplits, k)),
         search(Expand(kSearch, k)),
         event_count(Expand(kEventCount, k)) {}
 };
@@ -505,6 +510,11 @@ EntityHistoryInfo QueryStore::GetHistory(EntityKind kind, const std::string& id)
     for (const auto& row : db_.impl().Exec(tx, c, st.merges.name, st.merges.sql, out.entity_id)) {
       out.merges.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>(),
                             row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<int64_t>()});
+    }
+    for (const auto& row : db_.impl().Exec(tx, c, st.splits.name, st.splits.sql, out.entity_id)) {
+      out.splits.push_back({row[0].as<int64_t>(), row[1].as<std::string>(), row[2].as<int64_t>(),
+                            row[3].as<std::string>(), row[4].as<std::string>(), ParseTextArray(row[5]),
+                            ParseTextArray(row[6])});
     }
   });
   return out;

@@ -132,11 +132,22 @@ struct MergeInfo {
   int64_t absorbed_identifier_count = 0;
 };
 
+/// A link-rule change that split an entity or merged parts again (entity_splits, issue 15).
+struct SplitInfo {
+  int64_t at_us = 0;
+  std::string cause;
+  int64_t rule_id = 0;
+  std::string reason;
+  std::string by_key_id;
+  std::vector<std::string> before_ids, after_ids;
+};
+
 struct EntityHistoryInfo {
   std::string entity_id;
   int64_t created_at_us = 0;
   std::string created_by_event_id;
   std::vector<MergeInfo> merges;  ///< newest first
+  std::vector<SplitInfo> splits;  ///< newest first
 };
 
 /// Search input; `pattern` and `alt_pattern` are already LIKE-escaped fragments (lower case).

@@ -1253,6 +1253,10 @@ class Rebuilder {
 
     const std::string ids = detail::TextArray(old_ids);
     auto drop = [&](const char* what, const std::string& sql) { impl_.Exec(tx_, c_, k.Stmt(what), k.Sql(sql), ids); };
+    // An entity that keeps its id keeps its creation time (a rebuild, which writes every row anew, does not).
+    drop("scope_keep_created",
+         "CREATE TEMP TABLE scope_created ON COMMIT DROP AS SELECT x.{id} AS id, x.created_at FROM {E} x "
+         "JOIN unnest($1::text[]) AS a(id) ON x.{id} = a.id");
     drop("scope_drop_identifiers",
          "DELETE FROM resolved_{k}_identifiers x USING unnest($1::text[]) AS a(id) "
          "WHERE x.{id} = a.id");
@@ -1271,6 +1275,9 @@ class Rebuilder {
                      "WHERE q.kind = '{k}' AND q.released_at IS NULL AND q.event_id = s.event_id "
                      "AND q.edge_id = s.edge_id"));
     WriteTables(*engine, "", k.kind);
+    impl_.Exec(tx_, c_, k.Stmt("scope_restore_created"),
+               k.Sql("UPDATE {E} x SET created_at = s.created_at FROM scope_created s WHERE x.{id} = s.id"));
+    tx_.exec("DROP TABLE scope_created");
     const int64_t delta = static_cast<int64_t>(engine->entity_count(k.kind)) - static_cast<int64_t>(old_ids.size());
     impl_.Exec(tx_, c_, k.Stmt("scope_counts"), k.Sql("UPDATE resolver_state SET {E}_count = {E}_count + $1"), delta);
     return engine;
@@ -1778,22 +1785,51 @@ std::vector<std::pair<std::string, std::string>> RuleIdentifiers(Database::Impl&
 /// be re-resolved piecewise (identifier rules changed since the log was classified, or the birth keys of migration
 /// 013 are not computed yet). Returns the rebuilt engine for a full rebuild, nullptr otherwise (the resident graph
 /// is then reloaded by the next batch).
+/// `before`, `after`: the entities the affected identifiers formed before and after (sorted; for a full rebuild,
+/// those of `seeds` only).
 std::unique_ptr<resolver::Engine> ReResolve(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
                                             const Kind& k,
                                             const std::vector<std::pair<std::string, std::string>>& seeds,
-                                            const resolver::ProtectionConfig& protection, RebuildStats* stats) {
+                                            const resolver::ProtectionConfig& protection, RebuildStats* stats,
+                                            std::vector<std::string>* before, std::vector<std::string>* after) {
   BatchIo io(db, tx, c);
+  auto of_seeds = [&](std::vector<std::string>* out) {
+    for (const auto& [t, v] : seeds) {
+      const std::string id = ResolvedEntity(db, tx, c, k, t, v);
+      if (!id.empty()) out->push_back(id);
+    }
+    std::sort(out->begin(), out->end());
+    out->erase(std::unique(out->begin(), out->end()), out->end());
+  };
   if (io.LoadState().birth_keys_pending || IdentifierRulesPending(db, tx, c, protection)) {
-    return RebuildInTx(db, tx, c, protection, stats);
+    of_seeds(before);
+    auto engine = RebuildInTx(db, tx, c, protection, stats);
+    of_seeds(after);
+    return engine;
   }
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<std::string> old_ids = BuildClosure(db, tx, c, k, seeds);
+  *before = BuildClosure(db, tx, c, k, seeds);
   static const RebuildControl kNoControl;
   Rebuilder r(db, tx, c, kNoControl);
-  r.RunScoped(k, old_ids, protection, stats);
+  const auto replay = r.RunScoped(k, *before, protection, stats);
+  const resolver::Engine::Snapshot snap = replay->TakeSnapshot(/*with_identifiers=*/false);
+  for (const auto& e : snap.entities[Idx(k.kind)]) after->push_back(e.id);
+  std::sort(after->begin(), after->end());
   tx.exec("DROP TABLE preview_ids");
   stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return nullptr;
+}
+
+/// Records in entity_splits what a link-rule change did, when it changed which entities the identifiers form.
+void RecordSplit(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, const LinkRuleInfo& rule,
+                 const char* cause, const std::string& by, const std::vector<std::string>& before,
+                 const std::vector<std::string>& after) {
+  if (before == after) return;
+  db.Exec(tx, c, "resolver.record_split",
+          "INSERT INTO entity_splits (kind, cause, rule_id, reason, by_key_id, before_ids, after_ids) "
+          "VALUES ($1, $2, $3, $4, $5, $6::text[], $7::text[])",
+          rule.kind, std::string(cause), rule.rule_id, rule.reason, by, detail::TextArray(before),
+          detail::TextArray(after));
 }
 
 }  // namespace
@@ -1874,8 +1910,11 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
     out.rule = LinkRuleFromRow(existing[0]);
     if (out.created) {
       impl_->DropGraph();  // reloaded (or rebuilt) with the rule
-      rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), protection, &out.rebuild);
+      std::vector<std::string> before, after;
+      rebuilt =
+          ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), protection, &out.rebuild, &before, &after);
       out.whole_log = rebuilt != nullptr;
+      RecordSplit(db, tx, c, out.rule, "link_rule_added", out.rule.created_by, before, after);
     }
     if (out.rule.cannot_link) {
       out.entity_ids = {ResolvedEntity(db, tx, c, k, out.rule.a.first, out.rule.a.second),
@@ -1913,7 +1952,7 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
 }
 
 LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection,
-                                             bool dry_run) {
+                                             bool dry_run, const std::string& removed_by) {
   LinkRuleResult out;
   if (dry_run) {
     OnSession(*impl_, holds_lock_, "preview link rule removal", [&](pqxx::work& tx, detail::PooledConnection& c) {
@@ -1947,8 +1986,11 @@ LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::Pr
     db.Exec(tx, c, "resolver.delete_link_rule", "DELETE FROM link_rules WHERE rule_id = $1", rule_id);
     // Quarantines the rule caused are open ones of the closure: re-resolving it recomputes them.
     const Kind& k = KindNamed(out.rule.kind);
-    rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), protection, &out.rebuild);
+    std::vector<std::string> before, after;
+    rebuilt =
+        ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), protection, &out.rebuild, &before, &after);
     out.whole_log = rebuilt != nullptr;
+    RecordSplit(db, tx, c, out.rule, "link_rule_removed", removed_by, before, after);
     if (out.rule.cannot_link) {
       out.entity_ids = {ResolvedEntity(db, tx, c, k, out.rule.a.first, out.rule.a.second),
                         ResolvedEntity(db, tx, c, k, out.rule.b.first, out.rule.b.second)};
@@ -2155,6 +2197,16 @@ class Eraser {
   /// Deletes what Stage found and suppresses the erased identifiers under `operation_id`.
   void Delete(const std::string& operation_id) {
     Exec("resolver.erase_quarantine", "DELETE " + QuarantineWhere());
+    // The split history of the rules that go, and the erased entities' ids in the rest of it.
+    Exec("resolver.erase_split_history",
+         "DELETE FROM entity_splits WHERE rule_id IN (SELECT l.rule_id " + LinkRuleWhere() + ")");
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      Exec(k->Stmt("erase_split_ids"),
+           k->Sql("UPDATE entity_splits s SET before_ids = ARRAY(SELECT x FROM unnest(s.before_ids) x WHERE x NOT IN "
+                  "(SELECT id FROM er_gone_{k})), after_ids = ARRAY(SELECT x FROM unnest(s.after_ids) x WHERE x NOT IN "
+                  "(SELECT id FROM er_gone_{k})) WHERE s.kind = '{k}' AND (s.before_ids || s.after_ids) && "
+                  "ARRAY(SELECT id FROM er_gone_{k})"));
+    }
     Exec("resolver.erase_link_rules", "DELETE " + LinkRuleWhere());
     Exec("resolver.erase_resolved_memberships",
          "DELETE FROM resolved_membership_identifiers WHERE membership_identifier_id IN (SELECT id FROM er_memdel)");

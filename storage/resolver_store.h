@@ -237,7 +237,9 @@ class ResolverStore final {
                              bool dry_run = false);
   /// Deletes a link rule and re-resolves without it (what the log links merges again). kNotFound when unknown.
   /// `dry_run`: changes nothing and returns LinkRuleResult::preview.
-  LinkRuleResult RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection, bool dry_run = false);
+  /// `removed_by`: the caller's API key id, for the split history (entity_splits).
+  LinkRuleResult RemoveLinkRule(int64_t rule_id, const resolver::ProtectionConfig& protection, bool dry_run = false,
+                                const std::string& removed_by = "");
   static std::vector<LinkRuleInfo> ListLinkRules(Database& db, int64_t after_id, int limit);
 
   /// Erases persons / groups / identifiers from the core log, every resolved and final table, quarantines and

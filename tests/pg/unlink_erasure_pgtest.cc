@@ -260,6 +260,7 @@ TEST_F(UnlinkErasureTest, SupportStoryUnlinkGivesBothPersonsBackAndHolds) {
   ASSERT_FALSE(merged.empty());
   ASSERT_EQ(PersonOf("email", "bob@acme.io"), merged) << "the story starts with one wrongly merged person";
 
+  const std::string created = QueryScalar(url_, "SELECT created_at FROM persons WHERE person_id = '" + merged + "'");
   const auto r = UnlinkPair(Id("email", "Alice@ACME.io"), Id("email", "bob@acme.io"));  // normalized as at ingest
   EXPECT_TRUE(r.created());
   EXPECT_GT(r.rule().rule_id(), 0);
@@ -268,6 +269,8 @@ TEST_F(UnlinkErasureTest, SupportStoryUnlinkGivesBothPersonsBackAndHolds) {
   EXPECT_EQ(r.events_replayed(), static_cast<int64_t>(SupportStory().size()));
   ASSERT_EQ(r.entity_ids_size(), 2);
   EXPECT_EQ(r.entity_ids(0), merged) << "alice's part founded the person: it keeps the id";
+  EXPECT_EQ(QueryScalar(url_, "SELECT created_at FROM persons WHERE person_id = '" + merged + "'"), created)
+      << "and its creation time";
   EXPECT_NE(r.entity_ids(1), merged);
   EXPECT_FALSE(r.entity_ids(1).empty());
 
@@ -292,6 +295,26 @@ TEST_F(UnlinkErasureTest, SupportStoryUnlinkGivesBothPersonsBackAndHolds) {
   const auto again = UnlinkPair(Id("email", "bob@acme.io"), Id("email", "alice@acme.io"));
   EXPECT_FALSE(again.created());
   EXPECT_EQ(again.rule().rule_id(), r.rule().rule_id());
+
+  // Both persons' history says when, why, by which rule and into which parts it was split (once).
+  for (const std::string& id : {r.entity_ids(0), r.entity_ids(1)}) {
+    v1::GetPersonHistoryRequest hr;
+    hr.set_person_id(id);
+    v1::EntityHistory hist;
+    grpc::ClientContext hctx;
+    ASSERT_TRUE(query_->GetPersonHistory(&hctx, hr, &hist).ok());
+    ASSERT_EQ(hist.splits_size(), 1) << hist.DebugString();
+    const auto& sp = hist.splits(0);
+    EXPECT_EQ(sp.cause(), "link_rule_added");
+    EXPECT_EQ(sp.rule_id(), r.rule().rule_id());
+    EXPECT_EQ(sp.reason(), "different people");
+    EXPECT_GT(sp.at().seconds(), 0);
+    EXPECT_EQ(std::vector<std::string>(sp.before_ids().begin(), sp.before_ids().end()),
+              std::vector<std::string>{merged});
+    std::vector<std::string> parts{r.entity_ids(0), r.entity_ids(1)};
+    std::sort(parts.begin(), parts.end());
+    EXPECT_EQ(std::vector<std::string>(sp.after_ids().begin(), sp.after_ids().end()), parts);
+  }
 
   // A new event carrying the same link does not merge them again: quarantined with the rule as reason.
   Ingest({MakeEvent("crm-both", 4, {{{{"email", "alice@acme.io"}, {"email", "bob@acme.io"}}}})});
@@ -353,6 +376,18 @@ TEST_F(UnlinkErasureTest, ChainSplitsInTheMiddleAndRemovingTheRuleMergesAgain) {
   EXPECT_EQ(removed.events_replayed(), 3);
   EXPECT_EQ(PersonOf("email", "d@x.io"), all) << "removing the rule merges what the log links";
   EXPECT_EQ(PersonOf("user_id", "A", &p), all);
+  {  // The history holds the split and the merge back, newest first.
+    v1::GetPersonHistoryRequest hr;
+    hr.set_person_id(all);
+    v1::EntityHistory hist;
+    grpc::ClientContext hctx;
+    ASSERT_TRUE(query_->GetPersonHistory(&hctx, hr, &hist).ok());
+    ASSERT_EQ(hist.splits_size(), 2) << hist.DebugString();
+    EXPECT_EQ(hist.splits(0).cause(), "link_rule_removed");
+    EXPECT_EQ(hist.splits(0).before_ids_size(), 2);
+    EXPECT_EQ(hist.splits(0).after_ids_size(), 1);
+    EXPECT_EQ(hist.splits(1).cause(), "link_rule_added");
+  }
   EXPECT_EQ(p.name(), "CD");
   ExpectRebuildAgrees("after removing the rule");
   grpc::ClientContext ctx2;
