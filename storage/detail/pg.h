@@ -55,7 +55,7 @@ struct PooledConnection {
   bool named_statements = true;  ///< false behind a transaction-pooling proxy: statements go unnamed
 };
 
-/// Times a statement and reports it to the observer.
+/// Times a statement and reports it to the observer. Keeps a view of `name`: it must outlive the timer.
 class StatementTimer {
  public:
   StatementTimer(StorageObserver* obs, std::string_view name)
