@@ -63,7 +63,7 @@ class TraitsTest : public PgTest {
     const HttpResult r = Post(event_id, at, source, traits_json);
     ASSERT_EQ(r.status, 200) << r.body;
   }
-  void Resolve() { app_->resolver()->ResolveNow(); }
+  void Resolve() { ResolveAll(); }
 
   /// The profile over HTTP, as JSON text and parsed.
   v1::Person Profile(std::string* json = nullptr) {
