@@ -1252,22 +1252,26 @@ class Rebuilder {
     out->identifiers = static_cast<int64_t>(engine->identifier_count(k.kind));
 
     const std::string ids = detail::TextArray(old_ids);
-    auto on_old_ids = [&](const char* what, const std::string& sql) { impl_.Exec(tx_, c_, k.Stmt(what), k.Sql(sql), ids); };
+    auto on_old_ids = [&](const char* what, const std::string& sql) {
+      impl_.Exec(tx_, c_, k.Stmt(what), k.Sql(sql), ids);
+    };
     // An entity that keeps its id keeps its creation time (a rebuild, which writes every row anew, does not).
     on_old_ids("scope_keep_created",
-         "CREATE TEMP TABLE scope_created ON COMMIT DROP AS SELECT x.{id} AS id, x.created_at FROM {E} x "
-         "JOIN unnest($1::text[]) AS a(id) ON x.{id} = a.id");
+               "CREATE TEMP TABLE scope_created ON COMMIT DROP AS SELECT x.{id} AS id, x.created_at FROM {E} x "
+               "JOIN unnest($1::text[]) AS a(id) ON x.{id} = a.id");
     on_old_ids("scope_drop_identifiers",
-         "DELETE FROM resolved_{k}_identifiers x USING unnest($1::text[]) AS a(id) "
-         "WHERE x.{id} = a.id");
+               "DELETE FROM resolved_{k}_identifiers x USING unnest($1::text[]) AS a(id) "
+               "WHERE x.{id} = a.id");
     on_old_ids("scope_drop_traits",
-         "DELETE FROM resolved_{k}_traits x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
+               "DELETE FROM resolved_{k}_traits x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
     on_old_ids("scope_drop_participants",
-         "DELETE FROM {k}_participants x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
-    on_old_ids("scope_drop_memberships", "DELETE FROM memberships x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
+               "DELETE FROM {k}_participants x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
+    on_old_ids("scope_drop_memberships",
+               "DELETE FROM memberships x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
     on_old_ids("scope_drop_resolved_memberships",
-         "DELETE FROM resolved_membership_identifiers x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
-    on_old_ids("scope_drop_aliases", "DELETE FROM {k}_id_aliases x USING unnest($1::text[]) AS a(id) WHERE x.new_id = a.id");
+               "DELETE FROM resolved_membership_identifiers x USING unnest($1::text[]) AS a(id) WHERE x.{id} = a.id");
+    on_old_ids("scope_drop_aliases",
+               "DELETE FROM {k}_id_aliases x USING unnest($1::text[]) AS a(id) WHERE x.new_id = a.id");
     on_old_ids("scope_drop_entities", kDropAbsorbedSql);
     impl_.Exec(tx_, c_, k.Stmt("scope_drop_quarantines"),
                k.Sql("DELETE FROM quarantined_edges q USING (SELECT DISTINCT x.event_id, x.edge_id FROM preview_ids p "

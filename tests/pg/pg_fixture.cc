@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "common/log.h"
+#include "server/resolver_worker.h"
 #include "storage/database.h"
 #include "storage/embedded_postgres.h"
-#include "server/resolver_worker.h"
 #include "storage/migrations.h"
 
 namespace nexus::testing {
@@ -207,10 +207,10 @@ void PgTest::ResolveAll() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (;;) {
     app_->resolver()->ResolveNow();
-    const std::string pending = QueryScalar(
-        url_,
-        "SELECT count(*) FROM events e, resolver_state s WHERE (e._ingest_xid, e.event_id) > "
-        "(s.watermark_xid, s.watermark_event_id)");
+    const std::string pending =
+        QueryScalar(url_,
+                    "SELECT count(*) FROM events e, resolver_state s WHERE (e._ingest_xid, e.event_id) > "
+                    "(s.watermark_xid, s.watermark_event_id)");
     if (pending == "0") return;
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << pending << " events still unresolved";
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
