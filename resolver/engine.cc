@@ -1,8 +1,10 @@
 #include "resolver/engine.h"
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 #include <map>
+#include <set>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -131,6 +133,9 @@ struct KindState {
   std::unordered_map<std::string, std::vector<std::pair<uint32_t, uint8_t>>> rule_keys;
   std::unordered_map<uint32_t, std::vector<std::pair<uint32_t, uint8_t>>> cluster_tags;
   std::map<std::pair<std::string, std::string>, uint32_t> suppressed_edges;
+  // Id overrides (SetIdOverrides): birth -> id; the ids they give (reserved); those given so far.
+  std::map<BirthKey, std::string> id_overrides;
+  std::unordered_set<std::string> reserved_ids, given_ids;
 };
 
 }  // namespace
@@ -156,6 +161,11 @@ std::string MakeEntityId(EntityKind kind, const std::string& salt, const std::st
   material += '\x1f';
   material += value;
   return KindPrefix(kind) + StableId128(material);
+}
+
+std::string MakeSplitId(EntityKind kind, const std::string& salt, const std::string& old_id, const BirthKey& birth) {
+  return KindPrefix(kind) + StableId128(salt + "\x1fsplit\x1f" + old_id + "\x1f" + std::to_string(birth.xid) + "." +
+                                        std::to_string(birth.edge_row) + "." + std::to_string(birth.row));
 }
 
 const std::vector<std::string>& FinalColumns(EntityKind kind) {
@@ -429,8 +439,7 @@ struct Engine::Impl {
     Cluster cl;
     cl.parent = c;
     cl.birth = birth;
-    const std::string id =
-        MakeEntityId(s.kind, salt, std::string(TypeOf(s, fresh.front())), std::string(ValueOf(s, fresh.front())));
+    const std::string id = BirthId(s, fresh.front(), birth);
     std::copy(id.begin() + 4, id.end(), cl.id.begin());
     s.clusters.push_back(std::move(cl));
     ++s.live;
@@ -439,6 +448,18 @@ struct Engine::Impl {
     Touch(s, c);
     for (uint32_t i : fresh) Accrete(s, c, i);
     return c;
+  }
+  /// The id of a component founded by `founder` at `birth`: its override, else the founder's (see SetIdOverrides).
+  std::string BirthId(KindState& s, uint32_t founder, const BirthKey& birth) {
+    if (s.id_overrides.empty()) {
+      return MakeEntityId(s.kind, salt, std::string(TypeOf(s, founder)), std::string(ValueOf(s, founder)));
+    }
+    const auto it = s.id_overrides.find(birth);
+    if (it == s.id_overrides.end()) {
+      std::string id = MakeEntityId(s.kind, salt, std::string(TypeOf(s, founder)), std::string(ValueOf(s, founder)));
+      return s.reserved_ids.count(id) ? MakeSplitId(s.kind, salt, id, birth) : id;
+    }
+    return s.given_ids.insert(it->second).second ? it->second : MakeSplitId(s.kind, salt, it->second, birth);
   }
   void Accrete(KindState& s, uint32_t c, uint32_t ident) {
     s.idents[ident].cluster = c;
@@ -1078,6 +1099,53 @@ void Engine::SetLinkRules(const std::vector<LinkRule>& rules) {
   }
 }
 
+void Engine::SetIdOverrides(const std::vector<IdOverride>& overrides) {
+  for (auto& s : impl_->ks) {
+    s.id_overrides.clear();
+    s.reserved_ids.clear();
+    s.given_ids.clear();
+  }
+  for (const auto& o : overrides) impl_->ks[Idx(o.kind)].id_overrides[o.birth] = o.entity_id;
+  for (auto& s : impl_->ks) {
+    for (const auto& [birth, id] : s.id_overrides) s.reserved_ids.insert(id);
+  }
+}
+
+std::vector<IdOverride> Engine::SplitIds(EntityKind kind, const std::vector<std::array<std::string, 3>>& before) const {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  // Earlier entity -> the clusters (roots) its identifiers are in now; cluster -> the earlier entities it holds.
+  std::map<std::string, std::set<uint32_t>> parts;
+  std::unordered_map<uint32_t, std::set<std::string>> sources;
+  for (const auto& [type, value, old_id] : before) {
+    const uint32_t i = x.Lookup(s, type, value);
+    if (i == kNone || s.idents[i].cluster == kNone) continue;  // erased, or only in blocked rows now
+    const uint32_t root = x.RootOf(s, i);
+    parts[old_id].insert(root);
+    sources[root].insert(old_id);
+  }
+  std::vector<IdOverride> out;
+  for (const auto& [old_id, roots] : parts) {
+    bool pure = true;
+    for (uint32_t r : roots) pure = pure && sources[r].size() == 1;
+    if (!pure) continue;  // a merge of earlier entities: the survivor rule decides
+    uint32_t keeper = *roots.begin();
+    for (uint32_t r : roots) {
+      const Cluster& a = s.clusters[r];
+      const Cluster& b = s.clusters[keeper];
+      if (a.count > b.count || (a.count == b.count && a.birth < b.birth)) keeper = r;
+    }
+    if (Impl::IdOf(s, keeper) == old_id) continue;
+    out.push_back({kind, s.clusters[keeper].birth, old_id});
+    for (uint32_t r : roots) {
+      if (r != keeper && Impl::IdOf(s, r) == old_id) {
+        out.push_back({kind, s.clusters[r].birth, MakeSplitId(kind, x.salt, old_id, s.clusters[r].birth)});
+      }
+    }
+  }
+  return out;
+}
+
 void Engine::LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name,
                              int64_t occurred_us, int64_t ingested_us, int64_t row_id, const std::string& source,
                              bool is_null) {
@@ -1111,6 +1179,91 @@ void Engine::FinishLoad() {
   x.pending_mems = {};
   for (auto& s : impl_->ks) s.load_ids = {};
   impl_->BeginBatch();
+}
+
+void Engine::Forget(EntityKind kind, const std::vector<std::pair<std::string, std::string>>& identifiers) {
+  static const std::string kForgotten = "\x1f";  // the key of a forgotten identifier's slot: type "" value ""
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  std::unordered_set<uint32_t> gone;  // identifiers
+  std::unordered_set<uint32_t> roots;
+  for (const auto& [type, value] : identifiers) {
+    const uint32_t i = x.Lookup(s, type, value);
+    if (i == kNone) continue;
+    gone.insert(i);
+    if (s.idents[i].cluster != kNone) roots.insert(x.RootOf(s, i));
+  }
+  if (gone.empty()) return;
+  for (uint32_t r : roots) {
+    Cluster& cl = s.clusters[r];
+    for (uint32_t m : cl.memberships) {
+      Mem& mem = x.mems[m];
+      if (mem.dead) continue;
+      x.mem_index.erase(Impl::MemKey(mem.person, mem.group));
+      mem.dead = true;
+    }
+    s.cluster_tags.erase(r);
+    Cluster dead;
+    dead.parent = kNone;  // no longer a root: skipped wherever live entities are listed
+    dead.birth = cl.birth;
+    cl = std::move(dead);
+    --s.live;
+  }
+  // Edge representatives that are forgotten identifiers: the load gives the edge_ids theirs again.
+  for (auto it = s.edges.begin(); it != s.edges.end();) {
+    EdgeReps& reps = it->second;
+    std::vector<uint32_t> keep;
+    if (reps.first != kNone && !gone.count(reps.first)) keep.push_back(reps.first);
+    if (reps.more != kNone) {
+      for (uint32_t o : s.more_reps[reps.more]) {
+        if (!gone.count(o)) keep.push_back(o);
+      }
+      s.more_reps[reps.more].clear();
+    }
+    if (keep.empty()) {
+      it = s.edges.erase(it);
+      continue;
+    }
+    reps.first = keep.front();
+    if (reps.more != kNone) s.more_reps[reps.more].assign(keep.begin() + 1, keep.end());
+    ++it;
+  }
+  for (uint32_t i : gone) {
+    Ident& id = s.idents[i];
+    const std::string key = *id.key;
+    id.key = &kForgotten;
+    id.type_len = 0;
+    id.cluster = kNone;
+    s.index.erase(key);
+  }
+}
+
+bool Engine::LoadExistingEntity(EntityKind kind, const std::string& id, const std::string& type,
+                                const std::string& value) {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  if (s.load_ids.count(id)) return true;
+  const uint32_t i = x.Lookup(s, type, value);
+  if (i == kNone || s.idents[i].cluster == kNone) return false;
+  const uint32_t root = x.RootOf(s, i);
+  if (Impl::IdOf(s, root) != id) return false;
+  s.load_ids.emplace(id, root);
+  return true;
+}
+
+std::map<std::string, std::vector<std::string>> Engine::EdgeEntities(EntityKind kind) const {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& [edge, reps] : s.edges) {
+    std::set<std::string> ids;
+    if (reps.first != kNone) ids.insert(Impl::IdOf(s, x.RootOf(s, reps.first)));
+    if (reps.more != kNone) {
+      for (uint32_t o : s.more_reps[reps.more]) ids.insert(Impl::IdOf(s, x.RootOf(s, o)));
+    }
+    out[edge].assign(ids.begin(), ids.end());
+  }
+  return out;
 }
 
 std::string Engine::EntityOf(EntityKind kind, const std::string& type, const std::string& value) const {
@@ -1178,6 +1331,65 @@ Engine::Snapshot Engine::TakeSnapshot(bool with_identifiers) const {
     out.memberships.push_back({Impl::IdOf(x.ks[0], m.person), Impl::IdOf(x.ks[1], m.group), m.established_us,
                                m.role.row_id, m.role.occurred_us});
   }
+  return out;
+}
+
+namespace {
+/// Every row of an engine's resolved state as a line of text (sorted), for DiffStates.
+std::vector<std::string> StateLines(const Engine& e) {
+  std::vector<std::string> out;
+  const Engine::Snapshot snap = e.TakeSnapshot();
+  auto birth = [](const BirthKey& b) {
+    return std::to_string(b.xid) + "." + std::to_string(b.edge_row) + "." + std::to_string(b.row);
+  };
+  for (size_t k = 0; k < kKinds; ++k) {
+    const std::string kind = KindName(static_cast<EntityKind>(k));
+    for (const auto& x : snap.entities[k]) {
+      out.push_back(kind + " entity " + x.id + " n=" + std::to_string(x.identifier_count) + " born " + birth(x.birth));
+    }
+    for (const auto& x : snap.identifiers[k]) {
+      out.push_back(kind + " identifier " + x.type + ":" + x.value + " -> " + x.entity_id + " src=" + x.source +
+                    " first=" + std::to_string(x.first_us) + " last=" + std::to_string(x.last_us));
+    }
+    for (const auto& x : snap.traits[k]) {
+      out.push_back(kind + " trait " + x.entity_id + " " + x.name + " row " + std::to_string(x.row_id));
+    }
+    for (const auto& x : snap.finals[k]) {
+      std::string line = kind + " final " + x.entity_id;
+      for (const auto& v : x.columns) {
+        line += " | " + std::to_string(v.trait_row) + "/" + (v.identifier_value ? *v.identifier_value : "NULL");
+      }
+      out.push_back(line);
+    }
+    for (const auto& [edge, ids] : e.EdgeEntities(static_cast<EntityKind>(k))) {
+      std::string line = kind + " edge " + edge + " ->";
+      for (const auto& id : ids) line += " " + id;
+      out.push_back(line);
+    }
+  }
+  for (const auto& m : snap.memberships) {
+    out.push_back("membership " + m.person_id + " " + m.group_id + " since " + std::to_string(m.established_us) +
+                  " role row " + std::to_string(m.role_row_id));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
+std::string DiffStates(const Engine& a, const Engine& b, size_t max_lines) {
+  const auto la = StateLines(a), lb = StateLines(b);
+  std::vector<std::string> only_a, only_b;
+  std::set_difference(la.begin(), la.end(), lb.begin(), lb.end(), std::back_inserter(only_a));
+  std::set_difference(lb.begin(), lb.end(), la.begin(), la.end(), std::back_inserter(only_b));
+  std::string out;
+  size_t n = 0;
+  for (const auto& l : only_a) {
+    if (n++ < max_lines) out += "only in the first: " + l + "\n";
+  }
+  for (const auto& l : only_b) {
+    if (n++ < max_lines) out += "only in the second: " + l + "\n";
+  }
+  if (n > max_lines) out += std::to_string(n - max_lines) + " more differences\n";
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -26,6 +27,12 @@ const char* KindName(EntityKind k);
 const char* KindPrefix(EntityKind k);
 /// The id a component founded by identifier (type, value) gets: KindPrefix + StableId128(salt, type, value).
 std::string MakeEntityId(EntityKind kind, const std::string& salt, const std::string& type, const std::string& value);
+
+struct BirthKey;
+/// The id a split gives the part that would otherwise keep `old_id` when a larger part keeps it (Engine::SplitIds),
+/// and a component whose founder's id another entity holds by an override: KindPrefix + StableId128(salt, "split",
+/// old_id, birth). Derived, so a rebuild gives the same.
+std::string MakeSplitId(EntityKind kind, const std::string& salt, const std::string& old_id, const BirthKey& birth);
 
 /// Whether `edge_id` is local to event `event_id`: of the form "<event_id>#<anything>", the form ingest derives
 /// for a mention sent without an edge_id. A local edge links only what its own event says: it neither links to
@@ -113,6 +120,14 @@ struct BirthKey {
   int64_t edge_row = 0;
   int64_t row = 0;
   auto operator<=>(const BirthKey&) const = default;
+};
+
+/// An id an entity gets at birth instead of its founder's (Engine::SetIdOverrides): the entity of `kind` born at
+/// `birth` gets `entity_id`. Storage keeps them (entity_id_overrides) for the splits that made them.
+struct IdOverride {
+  EntityKind kind = EntityKind::kPerson;
+  BirthKey birth;
+  std::string entity_id;
 };
 
 /// An entity row to insert (is_new) or whose identifier_count changed.
@@ -260,7 +275,8 @@ std::string LinkRuleReason(const LinkRule& rule);
 ///   not split, but nothing joins it); unseen identifiers never count as a part already over.
 /// - A membership row resolves when both of its identifiers are resolved right after its own event.
 /// - Survivor of a union: more identifiers, then older (smaller BirthKey). A new component's id is
-///   KindPrefix + StableId128(salt, its first identifier).
+///   KindPrefix + StableId128(salt, its first identifier), unless an id override names its birth (SetIdOverrides).
+/// - A split entity's id goes to its part with the most identifiers (SplitIds), ties to the older.
 /// - An identifier's first occurrence: smallest occurred_at, ties to the first consumed; last seen: largest.
 /// - Trait winner per (entity, name): by the name's TraitRule (ProtectionConfig::traits), where "latest" is the
 ///   largest (occurred_at, _ingested_at, row id) and a row's source is its event's: kLatest the latest row;
@@ -298,6 +314,21 @@ class Engine final {
   /// re-checked (a rule added later takes effect through a rebuild).
   void SetLinkRules(const std::vector<LinkRule>& rules);
 
+  /// Ids given at birth instead of the founder's (see IdOverride); for the same (kind, birth) a later entry wins.
+  /// An id an override gives is reserved for it: a component whose founder's id it is (the part a split took it
+  /// from) is born with MakeSplitId(that id, its birth) instead, and so is a second birth given the same id. Ids
+  /// of entities already held are not changed. Call before Apply.
+  void SetIdOverrides(const std::vector<IdOverride>& overrides);
+
+  /// The id rule of a split (issue 15). `before`: identifiers (type, value) of kind `kind` with the entity id each
+  /// had before this engine resolved them again without some links. For each earlier entity whose identifiers
+  /// now form entities holding no other earlier entity's identifiers (a split, or an entity that lost some), the
+  /// one with the most identifiers (ties: the older) must keep the earlier id. Returns the overrides that make a
+  /// replay under the current ones give that: its birth -> the earlier id, and the birth of the part that holds
+  /// the earlier id now -> MakeSplitId(earlier id, its birth). Empty when every id is already right.
+  std::vector<IdOverride> SplitIds(EntityKind kind,
+                                   const std::vector<std::array<std::string, 3>>& before) const;
+
   /// The trait rules used from now on (Apply sets those of its ProtectionConfig; ApplyReleased and loading use
   /// the last ones set, the built-in "latest" at first).
   void SetTraitRules(const TraitRules& rules);
@@ -328,6 +359,21 @@ class Engine final {
                       int64_t role_occurred_us, int64_t role_ingested_us, int64_t role_row_id);
   void FinishLoad();
 
+  // --- Re-loading part of the graph: after storage re-resolved a closure on its own (issue 15), the resident
+  // engine takes what it wrote for that closure instead of loading everything again. ---
+  /// Forgets the entities of `kind` holding any of `identifiers` (every identifier of those entities must be
+  /// listed) with their memberships, trait winners and final values, and the identifiers themselves (unseen from
+  /// now on, also as representatives of an edge_id). Then load what storage wrote for them as above (LoadEntity,
+  /// LoadIdentifier, LoadEdgeSighting, LoadTraitWinner, LoadMembership, LoadExistingEntity for the other side of
+  /// memberships) and call FinishLoad. Call between batches only.
+  void Forget(EntityKind kind, const std::vector<std::pair<std::string, std::string>>& identifiers);
+  /// While loading: lets LoadMembership name an entity this engine holds already, found by one of its identifiers.
+  /// Returns false (and does nothing) unless (type, value) belongs to an entity with id `id`.
+  bool LoadExistingEntity(EntityKind kind, const std::string& id, const std::string& type, const std::string& value);
+  /// For tests and checks: the entities the identifiers remembered under each explicit edge_id are in now (sorted,
+  /// distinct), by edge_id.
+  std::map<std::string, std::vector<std::string>> EdgeEntities(EntityKind kind) const;
+
   // --- Reading the state. ---
   /// The entity id of an identifier, or "" when unseen.
   std::string EntityOf(EntityKind kind, const std::string& type, const std::string& value) const;
@@ -356,5 +402,10 @@ class Engine final {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+/// For tests and checks: where two engines' resolved states differ (entities with sizes and birth keys,
+/// identifiers with first/last seen and source, trait winners, final values, memberships, the entities under each
+/// explicit edge_id), as up to `max_lines` lines; "" when they agree. Order of interning does not matter.
+std::string DiffStates(const Engine& a, const Engine& b, size_t max_lines = 10);
 
 }  // namespace nexus::resolver

@@ -245,6 +245,31 @@ std::vector<resolver::LinkRule> ReadLinkRules(Database::Impl& impl, pqxx::work& 
   return out;
 }
 
+/// Every stored id override (migration 015), oldest first: for one birth the engine keeps the last.
+/// `without_rule`: leave out those of that link rule (a preview of its removal).
+std::vector<resolver::IdOverride> ReadIdOverrides(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c,
+                                                  int64_t without_rule = -1) {
+  std::vector<resolver::IdOverride> out;
+  for (const auto& r : impl.Exec(tx, c, "resolver.id_overrides",
+                                 "SELECT kind, birth_xid, birth_edge_row, birth_row, entity_id FROM "
+                                 "entity_id_overrides WHERE coalesce(rule_id, 0) <> $1 ORDER BY override_id",
+                                 without_rule)) {
+    out.push_back({std::string(r[0].c_str()) == "group" ? EntityKind::kGroup : EntityKind::kPerson,
+                   {r[1].as<int64_t>(), r[2].as<int64_t>(), r[3].as<int64_t>()},
+                   r[4].c_str()});
+  }
+  return out;
+}
+
+/// An engine configured with the stored link rules and id overrides (before it loads or applies anything).
+std::unique_ptr<resolver::Engine> ConfiguredEngine(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c,
+                                                   const std::string& salt) {
+  auto e = std::make_unique<resolver::Engine>(salt);
+  e->SetLinkRules(ReadLinkRules(impl, tx, c));  // before the identifiers: they tag clusters as they load
+  e->SetIdOverrides(ReadIdOverrides(impl, tx, c));
+  return e;
+}
+
 /// Streams the rows of `query` through a cursor, `kFetchRows` at a time.
 template <typename F>
 void ForEachRow(pqxx::work& tx, StorageObserver* obs, const std::string& name, const std::string& query, F&& fn) {
@@ -330,8 +355,7 @@ class BatchIo {
     if (s.birth_keys_pending) {
       throw StorageError(ErrorKind::kInternal, "resolver: the birth keys of migration 013 are not computed yet");
     }
-    auto e = std::make_unique<resolver::Engine>(s.salt);
-    e->SetLinkRules(ReadLinkRules(impl_, tx_, c_));  // before the identifiers: they tag clusters as they load
+    auto e = ConfiguredEngine(impl_, tx_, c_, s.salt);
     StorageObserver* obs = impl_.observer;
     for (const Kind* k : {&kPerson, &kGroup}) {
       const EntityKind kind = k->kind;
@@ -1074,6 +1098,110 @@ class EntityIds {
   std::vector<uint32_t> parent_;
 };
 
+// GraphPatch: the trait winners and memberships of the entities $1, as stored; each membership side named by one
+// of its identifiers (the engine finds entities by identifier).
+constexpr const char* kPatchTraitsSql =
+    "SELECT {id}, trait_name, source, " NEXUS_TS_TO_US("occurred_at") ", " NEXUS_TS_TO_US(
+        "_ingested_at") ", trait_row_id, value_type = 'null' FROM resolved_{k}_traits WHERE {id} = ANY($1::text[])";
+constexpr const char* kPatchMembershipsSql =
+    "SELECT m.person_id, m.group_id, " NEXUS_TS_TO_US("m.established_at") ", " NEXUS_TS_TO_US(
+        "m.role_occurred_at") ", " NEXUS_TS_TO_US("m.role_ingested_at") ", m.role_row_id, p.identifier_type, "
+    "p.identifier_value, g.identifier_type, g.identifier_value FROM memberships m JOIN LATERAL (SELECT "
+    "identifier_type, identifier_value FROM resolved_person_identifiers x WHERE x.person_id = m.person_id LIMIT 1) p "
+    "ON true JOIN LATERAL (SELECT identifier_type, identifier_value FROM resolved_group_identifiers x WHERE "
+    "x.group_id = m.group_id LIMIT 1) g ON true WHERE m.{id} = ANY($1::text[])";
+
+/// What the resident graph needs to take closures re-resolved on their own (issue 15) instead of loading the
+/// whole graph again: the closure's identifiers to forget, then what was written for them (read inside the
+/// transaction that wrote it; applied to the engine after it commits, see ApplyPatch).
+struct GraphPatch {
+  struct Trait {
+    std::string entity_id, name, source;
+    int64_t occurred_us, ingested_us, row_id;
+    bool is_null;
+  };
+  struct Membership {
+    std::string person_id, group_id;
+    int64_t established_us, role_occurred_us, role_ingested_us, role_row_id;
+    std::array<std::string, 4> sides;  // an identifier (type, value) of the person, then of the group
+  };
+  struct KindPart {
+    bool present = false;
+    std::vector<std::pair<std::string, std::string>> forget;
+    std::vector<resolver::EntityChange> entities;
+    std::vector<resolver::IdentifierChange> identifiers;
+    std::vector<std::array<std::string, 4>> sightings;  // event_id, edge_id, type, value
+    std::vector<Trait> traits;
+    std::vector<Membership> memberships;
+  };
+  std::array<KindPart, resolver::kKinds> kinds;
+  std::vector<resolver::LinkRule> rules;
+  std::vector<resolver::IdOverride> overrides;
+  bool empty() const { return !kinds[0].present && !kinds[1].present; }
+
+  void ApplyTo(resolver::Engine& e) const {
+    e.SetLinkRules(rules);
+    e.SetIdOverrides(overrides);
+    for (size_t k = 0; k < resolver::kKinds; ++k) {
+      if (kinds[k].present) e.Forget(static_cast<EntityKind>(k), kinds[k].forget);
+    }
+    for (size_t k = 0; k < resolver::kKinds; ++k) {
+      const EntityKind kind = static_cast<EntityKind>(k);
+      for (const auto& x : kinds[k].entities) e.LoadEntity(kind, x.id, x.identifier_count, x.birth);
+      for (const auto& x : kinds[k].identifiers) {
+        e.LoadIdentifier(kind, x.type, x.value, x.entity_id, x.source, x.first_us, x.last_us);
+      }
+      for (const auto& x : kinds[k].sightings) e.LoadEdgeSighting(kind, x[0], x[1], x[2], x[3]);
+      for (const auto& x : kinds[k].traits) {
+        e.LoadTraitWinner(kind, x.entity_id, x.name, x.occurred_us, x.ingested_us, x.row_id, x.source, x.is_null);
+      }
+    }
+    for (const auto& part : kinds) {
+      for (const auto& m : part.memberships) {
+        e.LoadExistingEntity(EntityKind::kPerson, m.person_id, m.sides[0], m.sides[1]);
+        e.LoadExistingEntity(EntityKind::kGroup, m.group_id, m.sides[2], m.sides[3]);
+        e.LoadMembership(m.person_id, m.group_id, m.established_us, m.role_occurred_us, m.role_ingested_us,
+                         m.role_row_id);
+      }
+    }
+    e.FinishLoad();
+  }
+};
+
+/// The identifiers of the closure in preview_ids with the entity each resolves to now (type, value, id).
+std::vector<std::array<std::string, 3>> ClosureEntities(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
+                                                        const Kind& k) {
+  std::vector<std::array<std::string, 3>> out;
+  for (const auto& row : db.Exec(tx, c, k.Stmt("scope_before"),
+                                 k.Sql("SELECT p.identifier_type, p.identifier_value, r.{id} FROM preview_ids p "
+                                       "JOIN resolved_{k}_identifiers r USING (identifier_type, identifier_value)"))) {
+    out.push_back({row[0].c_str(), row[1].c_str(), row[2].c_str()});
+  }
+  return out;
+}
+
+/// Stores id overrides (resolver::Engine::SplitIds) under link rule `rule_id` (0: none, an erasure's). Returns
+/// whether there were any.
+bool StoreIdOverrides(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, const Kind& k,
+                      const std::vector<resolver::IdOverride>& added, int64_t rule_id) {
+  if (added.empty()) return false;
+  std::vector<int64_t> xid, edge_row, row;
+  std::vector<std::string> ids;
+  for (const auto& o : added) {
+    xid.push_back(o.birth.xid);
+    edge_row.push_back(o.birth.edge_row);
+    row.push_back(o.birth.row);
+    ids.push_back(o.entity_id);
+  }
+  db.Exec(tx, c, k.Stmt("insert_id_overrides"),
+          k.Sql("INSERT INTO entity_id_overrides (kind, birth_xid, birth_edge_row, birth_row, entity_id, rule_id) "
+                "SELECT '{k}', u.x, u.e, u.r, u.id, nullif($5::bigint, 0) FROM unnest($1::bigint[], $2::bigint[], "
+                "$3::bigint[], $4::text[]) WITH ORDINALITY AS u(x, e, r, id, n) ORDER BY u.n"),
+          detail::Int64Array(xid), detail::Int64Array(edge_row), detail::Int64Array(row), detail::TextArray(ids),
+          rule_id);
+  return true;
+}
+
 class Rebuilder {
  public:
   Rebuilder(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c, const RebuildControl& control)
@@ -1100,8 +1228,7 @@ class Rebuilder {
          tx_.exec("SELECT kind, event_id, edge_id FROM quarantined_edges WHERE released_at IS NOT NULL")) {
       forced_only.forced[std::string(row[0].c_str()) == "person" ? 0 : 1].insert({row[1].c_str(), row[2].c_str()});
     }
-    auto engine = std::make_unique<resolver::Engine>(s.salt);
-    engine->SetLinkRules(ReadLinkRules(impl_, tx_, c_));
+    auto engine = ConfiguredEngine(impl_, tx_, c_, s.salt);
     CreateShadowTables();
 
     // Streams of the log in consumption order.
@@ -1237,15 +1364,19 @@ class Rebuilder {
   /// memberships, aliases, open quarantines) replaced by the replay's. No edge links the closure to anything
   /// outside it, so the replay gives what a rebuild gives it; cost follows its size. Returns the replay's engine
   /// (its state is the closure's alone).
-  std::unique_ptr<resolver::Engine> RunScoped(const Kind& k, const std::vector<std::string>& old_ids,
-                                              const resolver::ProtectionConfig& protection, RebuildStats* out) {
+  /// The id rule of a split (resolver::Engine::SplitIds) decides which part keeps each old id: the overrides it
+  /// needs are stored under `rule_id` (0: an erasure's, kept when rules go) before the replay that uses them.
+  /// `patch` (may be null) receives what the resident graph needs to take the result (GraphPatch).
+  std::unique_ptr<resolver::Engine> RunScoped(const Kind& k, const std::vector<std::string>& old_ids, int64_t rule_id,
+                                              const resolver::ProtectionConfig& protection, RebuildStats* out,
+                                              GraphPatch* patch) {
     BatchIo io(impl_, tx_, c_);
     const State s = io.LoadState();
-    auto engine = std::make_unique<resolver::Engine>(s.salt);
-    engine->SetLinkRules(ReadLinkRules(impl_, tx_, c_));
+    auto engine = ConfiguredEngine(impl_, tx_, c_, s.salt);
     std::unordered_map<std::string, uint32_t> pos;
     const resolver::BatchInput in = ReadClosureLog(impl_, tx_, c_, k, s, /*full=*/true, engine.get(), &pos);
     engine->FinishLoad();
+    if (KeepSplitIds(k, s, in, rule_id, protection)) engine->SetIdOverrides(ReadIdOverrides(impl_, tx_, c_));
     const resolver::BatchDelta d = engine->Apply(in, protection);
     Collect(in, pos, d);
     out->events = static_cast<int64_t>(in.events.size());
@@ -1284,6 +1415,7 @@ class Rebuilder {
     tx_.exec("DROP TABLE scope_created");
     const int64_t delta = static_cast<int64_t>(engine->entity_count(k.kind)) - static_cast<int64_t>(old_ids.size());
     impl_.Exec(tx_, c_, k.Stmt("scope_counts"), k.Sql("UPDATE resolver_state SET {E}_count = {E}_count + $1"), delta);
+    if (patch) FillPatch(k, in, *engine, &patch->kinds[Idx(k.kind)]);
     return engine;
   }
 
@@ -1299,6 +1431,56 @@ class Rebuilder {
     uint32_t entity;
     uint32_t role;
   };
+
+  /// What the resident graph needs of the closure just written (GraphPatch): its identifiers (preview_ids) to
+  /// forget; the replay's entities, identifiers and edge sightings; trait winners and memberships as stored.
+  void FillPatch(const Kind& k, const resolver::BatchInput& in, const resolver::Engine& replay,
+                 GraphPatch::KindPart* out) {
+    out->present = true;
+    for (const auto& row : impl_.Exec(tx_, c_, "resolver.patch_forget",
+                                      "SELECT identifier_type, identifier_value FROM preview_ids")) {
+      out->forget.emplace_back(row[0].c_str(), row[1].c_str());
+    }
+    const resolver::Engine::Snapshot snap = replay.TakeSnapshot(/*with_identifiers=*/false);
+    out->entities = snap.entities[Idx(k.kind)];
+    replay.ForEachIdentifier(k.kind, [&](const resolver::IdentifierChange& c) { out->identifiers.push_back(c); });
+    for (const auto& r : in.identifiers[Idx(k.kind)]) {
+      const std::string& event_id = in.events[r.event].event_id;
+      if (r.blocked || resolver::IsEventLocalEdge(event_id, r.edge_id)) continue;
+      out->sightings.push_back({event_id, r.edge_id, r.type, r.value});
+    }
+    std::vector<std::string> ids;
+    for (const auto& e : out->entities) ids.push_back(e.id);
+    const std::string arr = detail::TextArray(ids);
+    for (const auto& r : impl_.Exec(tx_, c_, k.Stmt("patch_traits"), k.Sql(kPatchTraitsSql), arr)) {
+      out->traits.push_back({r[0].c_str(), r[1].c_str(), r[2].c_str(), r[3].as<int64_t>(), r[4].as<int64_t>(),
+                             r[5].as<int64_t>(), r[6].as<bool>()});
+    }
+    for (const auto& r : impl_.Exec(tx_, c_, k.Stmt("patch_memberships"), k.Sql(kPatchMembershipsSql), arr)) {
+      out->memberships.push_back({r[0].c_str(),
+                                  r[1].c_str(),
+                                  r[2].as<int64_t>(),
+                                  r[3].as<int64_t>(),
+                                  r[4].as<int64_t>(),
+                                  r[5].as<int64_t>(),
+                                  {r[6].c_str(), r[7].c_str(), r[8].c_str(), r[9].c_str()}});
+    }
+  }
+
+  /// Re-resolves the identifiers of the closure in preview_ids (ids decide nothing else, so traits and
+  /// memberships can wait) and stores the id overrides that give each split entity's id to its largest part.
+  /// Returns whether it stored any.
+  bool KeepSplitIds(const Kind& k, const State& s, const resolver::BatchInput& in, int64_t rule_id,
+                    const resolver::ProtectionConfig& protection) {
+    const auto before = ClosureEntities(impl_, tx_, c_, k);
+    auto probe = ConfiguredEngine(impl_, tx_, c_, s.salt);
+    resolver::BatchInput ids_only;
+    ids_only.events = in.events;
+    ids_only.identifiers = in.identifiers;
+    ids_only.forced = in.forced;
+    probe->Apply(ids_only, protection);
+    return StoreIdOverrides(impl_, tx_, c_, k, probe->SplitIds(k.kind, before), rule_id);
+  }
 
   void Report() {
     if (control_.on_progress) control_.on_progress(progress_);
@@ -1641,6 +1823,16 @@ class Rebuilder {
 
 }  // namespace
 
+std::string ResolverStore::DiffGraphWithDatabase() {
+  if (!impl_->engine) return "";
+  std::unique_ptr<resolver::Engine> fresh;
+  OnSession(*impl_, holds_lock_, "compare the resident graph", [&](pqxx::work& tx, detail::PooledConnection& c) {
+    BatchIo io(impl_->db.impl(), tx, c);
+    fresh = io.LoadEngine(io.LoadState());
+  });
+  return resolver::DiffStates(*impl_->engine, *fresh);
+}
+
 RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection, const RebuildControl& control) {
   RebuildStats out;
   const auto start = std::chrono::steady_clock::now();
@@ -1707,19 +1899,32 @@ std::unique_ptr<resolver::Engine> RebuildInTx(Database::Impl& db, pqxx::work& tx
 /// its working table is dropped at commit.
 LinkRulePreview PreviewLinkRules(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, const Kind& k,
                                  const std::vector<std::pair<std::string, std::string>>& seeds,
-                                 const std::vector<resolver::LinkRule>& rules,
+                                 const std::vector<resolver::LinkRule>& rules, int64_t without_rule,
                                  const resolver::ProtectionConfig& protection) {
   LinkRulePreview out;
   out.current_entity_ids = BuildClosure(db, tx, c, k, seeds);
   BatchIo io(db, tx, c);
   const State st = io.LoadState();
   out.identifier_rules_pending = IdentifierRulesPending(db, tx, c, protection);
-  resolver::Engine engine(st.salt);
-  engine.SetLinkRules(rules);
+  std::vector<resolver::IdOverride> overrides = ReadIdOverrides(db, tx, c, without_rule);
+  auto resolve = [&](const resolver::BatchInput& in) {
+    auto e = std::make_unique<resolver::Engine>(st.salt);
+    e->SetLinkRules(rules);
+    e->SetIdOverrides(overrides);
+    e->Apply(in, protection);
+    return e;
+  };
   std::unordered_map<std::string, uint32_t> pos;
-  const resolver::BatchInput in = ReadClosureLog(db, tx, c, k, st, /*full=*/false, &engine, &pos);
+  const resolver::BatchInput in = ReadClosureLog(db, tx, c, k, st, /*full=*/false, nullptr, &pos);
   out.events = static_cast<int64_t>(in.events.size());
-  engine.Apply(in, protection);
+  auto resolved = resolve(in);
+  // The ids the change would give: the id rule of a split as the change applies it (Rebuilder::KeepSplitIds).
+  const auto added = resolved->SplitIds(k.kind, ClosureEntities(db, tx, c, k));
+  if (!added.empty()) {
+    overrides.insert(overrides.end(), added.begin(), added.end());
+    resolved = resolve(in);
+  }
+  const resolver::Engine& engine = *resolved;
 
   std::map<std::string, LinkRulePreview::Part> parts;
   for (const auto& row :
@@ -1784,18 +1989,48 @@ std::vector<std::pair<std::string, std::string>> RuleIdentifiers(Database::Impl&
   return out;
 }
 
+/// The rules and id overrides the resident graph follows after the change (read in its transaction).
+void FinishPatch(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c, GraphPatch* patch) {
+  if (!patch || patch->empty()) return;
+  patch->rules = ReadLinkRules(db, tx, c);
+  patch->overrides = ReadIdOverrides(db, tx, c);
+}
+
+/// After a committed scoped re-resolution: the resident graph forgets the closures and loads what was written for
+/// them (cost follows their size, as the re-resolution's). Without a resident graph there is nothing to do (the next
+/// batch loads one); if applying fails, the graph is dropped and the next batch loads it from the database.
+void ApplyPatch(ResolverStore::Impl& impl, const GraphPatch& patch) {
+  if (!impl.engine || patch.empty()) return;
+  try {
+    patch.ApplyTo(*impl.engine);
+    impl.PublishGraph(static_cast<int64_t>(impl.engine->MemoryBytes()));
+  } catch (const std::exception& e) {
+    log::Warn("resident graph: could not take a re-resolved component; reloading it", {{"cause", e.what()}});
+    impl.DropGraph();
+  }
+}
+
+/// Whether the stored state cannot be re-resolved piecewise: the identifier rules changed since the log was
+/// classified, or the birth keys of migration 013 are not computed yet. Re-resolution is then a full rebuild.
+bool NeedsFullRebuild(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
+                      const resolver::ProtectionConfig& protection) {
+  BatchIo io(db, tx, c);
+  return io.LoadState().birth_keys_pending || IdentifierRulesPending(db, tx, c, protection);
+}
+
 /// Re-resolves what a link-rule change affects, inside `tx` (the rules as this transaction sees them): the
 /// closure of `seeds` only (Rebuilder::RunScoped), or every table with a full rebuild when the stored state cannot
 /// be re-resolved piecewise (identifier rules changed since the log was classified, or the birth keys of migration
-/// 013 are not computed yet). Returns the rebuilt engine for a full rebuild, nullptr otherwise (the resident graph
-/// is then reloaded by the next batch).
+/// 013 are not computed yet). Returns the rebuilt engine for a full rebuild, nullptr otherwise (`patch` then says
+/// how the resident graph takes the change: ApplyPatch after commit).
 /// `before`, `after`: the entities the affected identifiers formed before and after (sorted; for a full rebuild,
 /// those of `seeds` only).
 std::unique_ptr<resolver::Engine> ReResolve(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
                                             const Kind& k,
                                             const std::vector<std::pair<std::string, std::string>>& seeds,
-                                            const resolver::ProtectionConfig& protection, RebuildStats* stats,
-                                            std::vector<std::string>* before, std::vector<std::string>* after) {
+                                            int64_t rule_id, const resolver::ProtectionConfig& protection,
+                                            RebuildStats* stats, std::vector<std::string>* before,
+                                            std::vector<std::string>* after, GraphPatch* patch) {
   BatchIo io(db, tx, c);
   auto of_seeds = [&](std::vector<std::string>* out) {
     for (const auto& [t, v] : seeds) {
@@ -1805,9 +2040,17 @@ std::unique_ptr<resolver::Engine> ReResolve(Database::Impl& db, pqxx::work& tx, 
     std::sort(out->begin(), out->end());
     out->erase(std::unique(out->begin(), out->end()), out->end());
   };
-  if (io.LoadState().birth_keys_pending || IdentifierRulesPending(db, tx, c, protection)) {
+  if (NeedsFullRebuild(db, tx, c, protection)) {
     of_seeds(before);
+    BuildClosure(db, tx, c, k, seeds);
+    const auto closure = ClosureEntities(db, tx, c, k);
+    tx.exec("DROP TABLE preview_ids");
     auto engine = RebuildInTx(db, tx, c, protection, stats);
+    // The id rule of a split needs the result first: when it moves an id, the rebuild runs again with it.
+    if (StoreIdOverrides(db, tx, c, k, engine->SplitIds(k.kind, closure), rule_id)) {
+      engine.reset();
+      engine = RebuildInTx(db, tx, c, protection, stats);
+    }
     of_seeds(after);
     return engine;
   }
@@ -1815,7 +2058,8 @@ std::unique_ptr<resolver::Engine> ReResolve(Database::Impl& db, pqxx::work& tx, 
   *before = BuildClosure(db, tx, c, k, seeds);
   static const RebuildControl kNoControl;
   Rebuilder r(db, tx, c, kNoControl);
-  const auto replay = r.RunScoped(k, *before, protection, stats);
+  const auto replay = r.RunScoped(k, *before, rule_id, protection, stats, patch);
+  FinishPatch(db, tx, c, patch);
   const resolver::Engine::Snapshot snap = replay->TakeSnapshot(/*with_identifiers=*/false);
   for (const auto& e : snap.entities[Idx(k.kind)]) after->push_back(e.id);
   std::sort(after->begin(), after->end());
@@ -1845,6 +2089,7 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
   }
   LinkRuleResult out;
   std::unique_ptr<resolver::Engine> rebuilt;
+  GraphPatch patch;
   OnSession(*impl_, holds_lock_, "add link rule", [&](pqxx::work& tx, detail::PooledConnection& c) {
     auto& db = impl_->db.impl();
     const Kind& k = KindNamed(in.kind);
@@ -1893,7 +2138,7 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
       rules.push_back(EngineRule(r));
       out.dry_run = true;
       const auto seeds = RuleIdentifiers(db, tx, c, k, r);
-      out.preview = PreviewLinkRules(db, tx, c, k, seeds, rules, protection);
+      out.preview = PreviewLinkRules(db, tx, c, k, seeds, rules, /*without_rule=*/-1, protection);
       FillPreviewEntities(out, seeds);
       out.rebuild.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       return;
@@ -1913,10 +2158,11 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
     if (existing.empty()) throw StorageError(ErrorKind::kInternal, "link rule vanished after insert");
     out.rule = LinkRuleFromRow(existing[0]);
     if (out.created) {
-      impl_->DropGraph();  // reloaded (or rebuilt) with the rule
+      // A full rebuild replaces the resident graph: not holding both at the peak.
+      if (NeedsFullRebuild(db, tx, c, protection)) impl_->DropGraph();
       std::vector<std::string> before, after;
-      rebuilt =
-          ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), protection, &out.rebuild, &before, &after);
+      rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), out.rule.rule_id, protection,
+                          &out.rebuild, &before, &after, &patch);
       out.whole_log = rebuilt != nullptr;
       RecordSplit(db, tx, c, out.rule, "link_rule_added", out.rule.created_by, before, after);
     }
@@ -1938,6 +2184,7 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
     impl_->engine = std::move(rebuilt);
     impl_->PublishGraph(static_cast<int64_t>(impl_->engine->MemoryBytes()));
   }
+  ApplyPatch(*impl_, patch);
   if (dry_run) {
     log::Info("link rule previewed", {{"kind", out.rule.kind},
                                       {"identifiers", static_cast<long long>(out.preview.identifiers)},
@@ -1973,14 +2220,14 @@ LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::Pr
       out.dry_run = true;
       const Kind& k = KindNamed(out.rule.kind);
       const auto seeds = RuleIdentifiers(db, tx, c, k, out.rule);
-      out.preview = PreviewLinkRules(db, tx, c, k, seeds, rules, protection);
+      out.preview = PreviewLinkRules(db, tx, c, k, seeds, rules, rule_id, protection);
       FillPreviewEntities(out, seeds);
       out.rebuild.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     });
     return out;
   }
   std::unique_ptr<resolver::Engine> rebuilt;
-  impl_->DropGraph();
+  GraphPatch patch;
   OnSession(*impl_, holds_lock_, "remove link rule", [&](pqxx::work& tx, detail::PooledConnection& c) {
     auto& db = impl_->db.impl();
     auto r = db.Exec(tx, c, "resolver.lookup_link_rule", std::string(kLinkRulesSql) + " WHERE rule_id = $1 FOR UPDATE",
@@ -1991,8 +2238,9 @@ LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::Pr
     // Quarantines the rule caused are open ones of the closure: re-resolving it recomputes them.
     const Kind& k = KindNamed(out.rule.kind);
     std::vector<std::string> before, after;
-    rebuilt =
-        ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), protection, &out.rebuild, &before, &after);
+    if (NeedsFullRebuild(db, tx, c, protection)) impl_->DropGraph();
+    rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), /*rule_id=*/0, protection,
+                        &out.rebuild, &before, &after, &patch);
     out.whole_log = rebuilt != nullptr;
     RecordSplit(db, tx, c, out.rule, "link_rule_removed", removed_by, before, after);
     if (out.rule.cannot_link) {
@@ -2000,8 +2248,11 @@ LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::Pr
                         ResolvedEntity(db, tx, c, k, out.rule.b.first, out.rule.b.second)};
     }
   });
-  impl_->engine = std::move(rebuilt);
-  impl_->PublishGraph(impl_->engine ? static_cast<int64_t>(impl_->engine->MemoryBytes()) : 0);
+  if (rebuilt) {
+    impl_->engine = std::move(rebuilt);
+    impl_->PublishGraph(static_cast<int64_t>(impl_->engine->MemoryBytes()));
+  }
+  ApplyPatch(*impl_, patch);
   log::Info("link rule removed", {{"rule_id", static_cast<long long>(rule_id)},
                                   {"whole_log", out.whole_log},
                                   {"events", static_cast<long long>(out.rebuild.events)},
@@ -2195,6 +2446,7 @@ class Eraser {
     }
     count("quarantined_edges", QuarantineWhere());
     count("link_rules", LinkRuleWhere());
+    count("entity_id_overrides", IdOverrideWhere());
     count("suppressed_identifiers", "FROM er_ids");
     return counts;
   }
@@ -2212,6 +2464,7 @@ class Eraser {
                   "(SELECT id FROM er_gone_{k})) WHERE s.kind = '{k}' AND (s.before_ids || s.after_ids) && "
                   "ARRAY(SELECT id FROM er_gone_{k})"));
     }
+    Exec("resolver.erase_id_overrides", "DELETE " + IdOverrideWhere());  // before the rules: a rule's go with it
     Exec("resolver.erase_link_rules", "DELETE " + LinkRuleWhere());
     Exec("resolver.erase_resolved_memberships",
          "DELETE FROM resolved_membership_identifiers WHERE membership_identifier_id IN (SELECT id FROM er_memdel)");
@@ -2244,6 +2497,13 @@ class Eraser {
     return "FROM quarantined_edges q WHERE q.event_id IN (SELECT event_id FROM er_events) OR q.identifier_values && "
            "ARRAY(SELECT e.v FROM er_ids e WHERE e.k = q.kind)";
   }
+  /// Id overrides giving an erased entity's id, and those of the link rules that go.
+  static std::string IdOverrideWhere() {
+    return "FROM entity_id_overrides o WHERE (o.kind = 'person' AND o.entity_id IN (SELECT id FROM er_gone_person)) "
+           "OR (o.kind = 'group' AND o.entity_id IN (SELECT id FROM er_gone_group)) OR o.rule_id IN (SELECT "
+           "l.rule_id " +
+           LinkRuleWhere() + ")";
+  }
   static std::string LinkRuleWhere() {
     return "FROM link_rules l WHERE EXISTS (SELECT 1 FROM er_ids e WHERE e.k = l.kind AND ((e.t = l.a_type AND "
            "e.v = l.a_value) OR (e.t = l.b_type AND e.v = l.b_value))) OR l.event_id IN (SELECT event_id FROM "
@@ -2272,6 +2532,7 @@ EraseResult ResolverStore::Erase(const EraseRequest& req, const resolver::Protec
   out.dry_run = req.dry_run;
   std::unique_ptr<resolver::Engine> rebuilt;
   bool changed = false;
+  GraphPatch patch;
   OnSession(*impl_, holds_lock_, "erase", [&](pqxx::work& tx, detail::PooledConnection& c) {
     auto& db = impl_->db.impl();
     out = EraseResult{};
@@ -2326,7 +2587,7 @@ EraseResult ResolverStore::Erase(const EraseRequest& req, const resolver::Protec
         tx.exec("ALTER TABLE preview_ids RENAME TO erase_closure_" + k->name);
       }
       er.Delete(out.operation_id);
-      impl_->DropGraph();
+      if (out.whole_log) impl_->DropGraph();  // replaced by the rebuilt one: not holding both at the peak
       if (!out.whole_log) {
         // The watermark names an event: when it was erased, the last remaining one before it marks the same
         // position (as a rebuild would name it).
@@ -2348,10 +2609,11 @@ EraseResult ResolverStore::Erase(const EraseRequest& req, const resolver::Protec
         tx.exec("ALTER TABLE erase_closure_" + k->name + " RENAME TO preview_ids");
         static const RebuildControl kNoControl;
         Rebuilder r(db, tx, c, kNoControl);
-        r.RunScoped(*k, old_ids[Idx(k->kind)], protection, &stats);
+        r.RunScoped(*k, old_ids[Idx(k->kind)], /*rule_id=*/0, protection, &stats, &patch);
         out.events_replayed += stats.events;
         tx.exec("DROP TABLE preview_ids");
       }
+      FinishPatch(db, tx, c, &patch);
       changed = true;
     }
     std::vector<std::string> inputs, outcomes, tables;
@@ -2378,10 +2640,11 @@ EraseResult ResolverStore::Erase(const EraseRequest& req, const resolver::Protec
         static_cast<int64_t>(out.entity_ids.size()));
     out.at_us = at[0][0].as<int64_t>();
   });
-  if (changed) {
+  if (rebuilt) {
     impl_->engine = std::move(rebuilt);
-    impl_->PublishGraph(impl_->engine ? static_cast<int64_t>(impl_->engine->MemoryBytes()) : 0);
+    impl_->PublishGraph(static_cast<int64_t>(impl_->engine->MemoryBytes()));
   }
+  if (changed) ApplyPatch(*impl_, patch);
   if (!out.dry_run) {
     log::Info("erasure", {{"operation_id", out.operation_id},
                           {"replayed", out.replayed},

@@ -213,6 +213,9 @@ class ResolverStore final {
     double load_seconds = 0;
   };
   GraphInfo graph_info() const;
+  /// For tests and checks: where the resident graph differs from one loaded from the database now
+  /// (resolver::DiffStates); "" when they agree or no graph is resident.
+  std::string DiffGraphWithDatabase();
 
   /// Waits up to `timeout` for an ingest notification. Returns true when one arrived.
   bool WaitForIngest(std::chrono::milliseconds timeout);

@@ -167,6 +167,18 @@ class UnlinkErasureTest : public PgTest {
     return out;
   }
   /// A full rebuild must leave every resolved and final table exactly as it is.
+  /// The resolver's in-memory graph, which took the change in place (no reload), equals one loaded from the
+  /// database now.
+  void ExpectGraphAgrees(const std::string& when) {
+    std::string diff;
+    bool resident = false;
+    app_->resolver()->RunExclusive([&](storage::ResolverStore& s) {
+      resident = s.graph_info().identifiers > 0;
+      diff = s.DiffGraphWithDatabase();
+    });
+    EXPECT_TRUE(resident) << when << ": the change dropped the resident graph";
+    EXPECT_EQ(diff, "") << when << ": the resident graph differs from the database";
+  }
   void ExpectRebuildAgrees(const std::string& when) {
     const auto before = DumpResolvedTables(url_);
     v1::RebuildRequest req;
@@ -832,6 +844,58 @@ TEST_F(UnlinkErasureTest, ErasureLeavesNothingOfThePersonAndIsSuppressedAtIngest
   EXPECT_FALSE(PersonOf("email", kEve).empty());
 }
 
+// The id rule of a split: the part with the most identifiers keeps the entity id even when the founder is in the
+// other part, which gets a new id; a rebuild gives the same ids, removing the rule gives the merged entity its id
+// back, and erasing the founder's identifier leaves the person its id.
+TEST_F(UnlinkErasureTest, TheLargestPartKeepsTheIdWhereverTheFounderIs) {
+  Start(kRoleAccountsOff);
+  Ingest({MakeEvent("k1", 0, {{{{"user_id", "F"}, {"email", "a@x.io"}}}}),
+          MakeEvent("k2", 1, {{{{"email", "a@x.io"}, {"email", "b@x.io"}}}}),
+          MakeEvent("k3", 2, {{{{"email", "b@x.io"}, {"email", "c@x.io"}}}}),
+          MakeEvent("k4", 3, {{{{"email", "c@x.io"}, {"email", "d@x.io"}}}})});
+  const std::string all = PersonOf("user_id", "F");
+  ASSERT_EQ(PersonOf("email", "d@x.io"), all);
+  const auto r = UnlinkPair(Id("email", "a@x.io"), Id("email", "b@x.io"));
+  EXPECT_FALSE(r.whole_log());
+  EXPECT_EQ(PersonOf("email", "b@x.io"), all) << "three identifiers against two: b, c, d keep the id";
+  EXPECT_EQ(PersonOf("email", "d@x.io"), all);
+  const std::string founders = PersonOf("user_id", "F");
+  EXPECT_NE(founders, all);
+  EXPECT_FALSE(founders.empty());
+  EXPECT_EQ(PersonOf("email", "a@x.io"), founders);
+  ExpectGraphAgrees("after the split");
+  ExpectRebuildAgrees("after a split whose founder is in the smaller part");
+
+  // Later events keep both where they are.
+  Ingest({MakeEvent("k5", 4, {{{{"user_id", "F"}, {"email", "e@x.io"}}}}),
+          MakeEvent("k6", 5, {{{{"email", "d@x.io"}, {"email", "f@x.io"}}}})});
+  EXPECT_EQ(PersonOf("email", "e@x.io"), founders);
+  EXPECT_EQ(PersonOf("email", "f@x.io"), all);
+  ExpectRebuildAgrees("after later events");
+
+  v1::RemoveLinkRuleRequest rm;
+  rm.set_rule_id(r.rule().rule_id());
+  v1::UnlinkResponse removed;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->RemoveLinkRule(&ctx, rm, &removed).ok());
+  EXPECT_EQ(PersonOf("user_id", "F"), all) << "merged again under the id it had";
+  EXPECT_EQ(PersonOf("email", "f@x.io"), all);
+  ExpectRebuildAgrees("after removing the rule");
+
+  // Erasing the founder's identifier: what remains is the same person.
+  v1::EraseRequest req;
+  req.set_request_id("founder");
+  auto* t = req.add_targets();
+  *t->mutable_identifier() = Id("user_id", "F");
+  t->set_identifier_only(true);
+  const auto e = Erase(req);
+  ASSERT_EQ(e.outcomes_size(), 1);
+  EXPECT_EQ(e.outcomes(0).outcome(), "erased");
+  EXPECT_EQ(PersonOf("email", "a@x.io"), all);
+  EXPECT_EQ(PersonOf("email", "f@x.io"), all);
+  ExpectRebuildAgrees("after erasing the founder's identifier");
+}
+
 TEST_F(UnlinkErasureTest, ErasingOneIdentifierSplitsWhatItHeldTogether) {
   Start(kRoleAccountsOff);
   Ingest({MakeEvent("c1", 0, {{{{"email", "a@x.io"}, {"email", "b@x.io"}}}}),
@@ -1084,6 +1148,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
     }
     SCOPED_TRACE("seed " + std::to_string(seed) + ", step " + std::to_string(step) + ": " + what);
     if (preview) ExpectPreviewHeld(*preview, "the dry run before it");
+    ExpectGraphAgrees(what);
 
     // Every cannot-link rule holds.
     for (const auto& r : rules_now()) {
@@ -1102,7 +1167,11 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
   }
   ExpectRebuildAgrees("the end");
   std::cout << "[ unlink/erase property ] " << ingests << " ingests, " << unlinks << " unlinks, " << edge_rules
-            << " edge rules, " << removals << " rule removals, " << erasures << " erasures" << std::endl;
+            << " edge rules, " << removals << " rule removals, " << erasures << " erasures, " << [&] {
+                 pqxx::connection c(url_);
+                 pqxx::nontransaction n(c);
+                 return n.exec("SELECT count(*) FROM entity_id_overrides")[0][0].as<int64_t>();
+               }() << " id overrides stored" << std::endl;
 }
 
 }  // namespace

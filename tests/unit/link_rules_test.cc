@@ -272,5 +272,74 @@ TEST(LinkRules, RulesSetAfterLoadingTagTheLoadedClusters) {
   EXPECT_EQ(d.kinds[0].quarantined[0].reason, "cannot-link rule 3");
 }
 
+// The id rule of a split (issue 15): the part with the most identifiers keeps the entity's id, whichever holds
+// the founder; the founder's part gets an id derived from the old one. Equal parts: the older keeps it.
+TEST(LinkRules, ASplitGivesTheIdToThePartWithTheMostIdentifiers) {
+  // a-b, b-c, c-d: one entity founded by a. Suppressing e1 (a-b) leaves {a} and {b, c, d}.
+  BatchInput in;
+  in.events = {{"e1", 1, 0, "t", "crm"}, {"e2", 2, 0, "t", "crm"}, {"e3", 3, 0, "t", "crm"}};
+  in.identifiers[0] = {
+      {0, 1, "e1#0", "email", "a", "contact", false}, {0, 2, "e1#0", "email", "b", "contact", false},
+      {1, 3, "e2#0", "email", "b", "contact", false}, {1, 4, "e2#0", "email", "c", "contact", false},
+      {2, 5, "e3#0", "email", "c", "contact", false}, {2, 6, "e3#0", "email", "d", "contact", false}};
+  Engine merged("salt");
+  merged.Apply(in, ProtectionConfig::Unlimited());
+  const std::string x = merged.EntityOf(EntityKind::kPerson, "email", "a");
+  ASSERT_EQ(x, MakeEntityId(EntityKind::kPerson, "salt", "email", "a"));
+  std::vector<std::array<std::string, 3>> before;
+  for (const char* v : {"a", "b", "c", "d"}) before.push_back({"email", v, x});
+
+  LinkRule rule;
+  rule.rule_id = 1;
+  rule.cannot_link = false;
+  rule.event_id = "e1";
+  Engine probe("salt");
+  probe.SetLinkRules({rule});
+  probe.Apply(in, ProtectionConfig::Unlimited());
+  EXPECT_EQ(probe.EntityOf(EntityKind::kPerson, "email", "a"), x) << "without overrides the founder's part keeps it";
+  const auto overrides = probe.SplitIds(EntityKind::kPerson, before);
+  ASSERT_EQ(overrides.size(), 2u);
+
+  for (bool per_event : {false, true}) {
+    Engine split("salt");
+    split.SetLinkRules({rule});
+    split.SetIdOverrides(overrides);
+    for (size_t e = 0; e < in.events.size(); e = per_event ? e + 1 : in.events.size()) {
+      BatchInput part = in;
+      if (per_event) {
+        part.events = {in.events[e]};
+        part.identifiers[0].clear();
+        for (auto row : in.identifiers[0]) {
+          if (row.event == e) part.identifiers[0].push_back({0, row.row_id, row.edge_id, row.type, row.value,
+                                                             row.role, row.blocked});
+        }
+      }
+      split.Apply(part, ProtectionConfig::Unlimited());
+    }
+    auto of = [&](const char* v) { return split.EntityOf(EntityKind::kPerson, "email", v); };
+    EXPECT_EQ(of("b"), x) << "the largest part keeps the id";
+    EXPECT_EQ(of("d"), x);
+    EXPECT_NE(of("a"), x);
+    EXPECT_EQ(of("a"), MakeSplitId(EntityKind::kPerson, "salt", x, overrides[1].birth)) << "derived from the old id";
+    EXPECT_TRUE(split.SplitIds(EntityKind::kPerson, before).empty()) << "nothing left to change";
+  }
+
+  // Only the keeper's override: the founder's natural id is reserved for it, so no two entities share it.
+  Engine reserved("salt");
+  reserved.SetLinkRules({rule});
+  reserved.SetIdOverrides({overrides[0]});
+  reserved.Apply(in, ProtectionConfig::Unlimited());
+  EXPECT_EQ(reserved.EntityOf(EntityKind::kPerson, "email", "b"), x);
+  EXPECT_NE(reserved.EntityOf(EntityKind::kPerson, "email", "a"), x);
+
+  // Equal parts ({a, b} and {c, d} once e2 is suppressed): the older, the founder's, keeps the id as it is.
+  rule.event_id = "e2";
+  Engine tie("salt");
+  tie.SetLinkRules({rule});
+  tie.Apply(in, ProtectionConfig::Unlimited());
+  EXPECT_EQ(tie.EntityOf(EntityKind::kPerson, "email", "a"), x);
+  EXPECT_TRUE(tie.SplitIds(EntityKind::kPerson, before).empty());
+}
+
 }  // namespace
 }  // namespace nexus::resolver
