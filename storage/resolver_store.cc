@@ -2362,57 +2362,64 @@ class Eraser {
       s.complete();
     }
     tx_.exec("ANALYZE er_ids");
+    // Each staging table is analyzed at once: without statistics the planner guesses its size and may scan whole
+    // log tables where an index lookup per row is what the few rows of one person need. Rows carry occurred_at so
+    // that lookups in the partitioned log reach one partition.
+    auto stage = [&](const std::string& stmt, const std::string& table, const std::string& select) {
+      Exec(stmt, "CREATE TEMP TABLE " + table + " ON COMMIT DROP AS " + select);
+      tx_.exec("ANALYZE " + table);
+    };
     for (const Kind* k : {&kPerson, &kGroup}) {
       // Rows of erased identifiers; the mentions (event, edge) they make up alone (other rows of such a mention are
       // blocked ones of the same mention); every identifier row of those mentions; their trait rows.
-      Exec(k->Stmt("erase_stage_rows"),
-           k->Sql("CREATE TEMP TABLE er_rows_{k} ON COMMIT DROP AS SELECT x.id, x.event_id, x.edge_id "
-                  "FROM er_ids e JOIN {k}_identifiers x ON x.identifier_type = e.t AND x.identifier_value = e.v "
-                  "WHERE e.k = '{k}'"));
-      Exec(k->Stmt("erase_stage_mentions"),
-           k->Sql("CREATE TEMP TABLE er_mentions_{k} ON COMMIT DROP AS SELECT DISTINCT r.event_id, r.edge_id "
-                  "FROM er_rows_{k} r WHERE NOT EXISTS (SELECT 1 FROM {k}_identifiers o WHERE o.event_id = "
-                  "r.event_id AND o.edge_id = r.edge_id AND NOT o.is_blocked AND NOT EXISTS (SELECT 1 FROM er_ids e "
-                  "WHERE e.k = '{k}' AND e.t = o.identifier_type AND e.v = o.identifier_value))"));
-      Exec(k->Stmt("erase_stage_idrows"),
-           k->Sql("CREATE TEMP TABLE er_idrows_{k} ON COMMIT DROP AS SELECT id FROM er_rows_{k} UNION "
-                  "SELECT o.id FROM er_mentions_{k} m JOIN {k}_identifiers o ON o.event_id = m.event_id "
-                  "AND o.edge_id = m.edge_id"));
-      Exec(k->Stmt("erase_stage_traitrows"),
-           k->Sql("CREATE TEMP TABLE er_traitrows_{k} ON COMMIT DROP AS SELECT t.id FROM er_mentions_{k} m "
-                  "JOIN {k}_traits t ON t.event_id = m.event_id AND t.edge_id = m.edge_id"));
+      stage(k->Stmt("erase_stage_rows"), "er_rows_" + k->name,
+            k->Sql("SELECT x.id, x.event_id, x.edge_id, x.occurred_at FROM er_ids e JOIN {k}_identifiers x ON "
+                   "x.identifier_type = e.t AND x.identifier_value = e.v WHERE e.k = '{k}'"));
+      stage(k->Stmt("erase_stage_mentions"), "er_mentions_" + k->name,
+            k->Sql("SELECT DISTINCT r.event_id, r.edge_id, r.occurred_at FROM er_rows_{k} r WHERE NOT EXISTS "
+                   "(SELECT 1 FROM {k}_identifiers o WHERE o.event_id = r.event_id AND o.occurred_at = r.occurred_at "
+                   "AND o.edge_id = r.edge_id AND NOT o.is_blocked AND NOT EXISTS (SELECT 1 FROM er_ids e WHERE "
+                   "e.k = '{k}' AND e.t = o.identifier_type AND e.v = o.identifier_value))"));
+      stage(k->Stmt("erase_stage_idrows"), "er_idrows_" + k->name,
+            k->Sql("SELECT id, occurred_at FROM er_rows_{k} UNION SELECT o.id, o.occurred_at FROM er_mentions_{k} m "
+                   "JOIN {k}_identifiers o ON o.event_id = m.event_id AND o.occurred_at = m.occurred_at AND "
+                   "o.edge_id = m.edge_id"));
+      stage(k->Stmt("erase_stage_traitrows"), "er_traitrows_" + k->name,
+            k->Sql("SELECT t.id, t.occurred_at FROM er_mentions_{k} m JOIN {k}_traits t ON t.event_id = m.event_id "
+                   "AND t.occurred_at = m.occurred_at AND t.edge_id = m.edge_id"));
     }
     // Events nobody else takes part in (no identifier row of either kind left).
-    Exec("resolver.erase_stage_events",
-         "CREATE TEMP TABLE er_events ON COMMIT DROP AS SELECT ev.event_id FROM (SELECT event_id FROM er_rows_person "
-         "UNION SELECT event_id FROM er_rows_group) ev WHERE NOT EXISTS (SELECT 1 FROM person_identifiers p WHERE "
-         "p.event_id = ev.event_id AND p.id NOT IN (SELECT id FROM er_idrows_person)) AND NOT EXISTS (SELECT 1 FROM "
-         "group_identifiers g WHERE g.event_id = ev.event_id AND g.id NOT IN (SELECT id FROM er_idrows_group))");
+    stage("resolver.erase_stage_events", "er_events",
+          "SELECT ev.event_id, ev.occurred_at FROM (SELECT event_id, occurred_at FROM er_rows_person UNION SELECT "
+          "event_id, occurred_at FROM er_rows_group) ev WHERE NOT EXISTS (SELECT 1 FROM person_identifiers p WHERE "
+          "p.event_id = ev.event_id AND p.occurred_at = ev.occurred_at AND NOT EXISTS (SELECT 1 FROM er_idrows_person "
+          "d WHERE d.id = p.id)) AND NOT EXISTS (SELECT 1 FROM group_identifiers g WHERE g.event_id = ev.event_id AND "
+          "g.occurred_at = ev.occurred_at AND NOT EXISTS (SELECT 1 FROM er_idrows_group d WHERE d.id = g.id))");
     for (const Kind* k : {&kPerson, &kGroup}) {
-      Exec(k->Stmt("erase_stage_iddel"),
-           k->Sql("CREATE TEMP TABLE er_iddel_{k} ON COMMIT DROP AS SELECT id FROM er_idrows_{k} UNION "
-                  "SELECT x.id FROM er_events e JOIN {k}_identifiers x ON x.event_id = e.event_id"));
-      Exec(k->Stmt("erase_stage_traitdel"),
-           k->Sql("CREATE TEMP TABLE er_traitdel_{k} ON COMMIT DROP AS SELECT id FROM er_traitrows_{k} UNION "
-                  "SELECT x.id FROM er_events e JOIN {k}_traits x ON x.event_id = e.event_id"));
+      stage(k->Stmt("erase_stage_iddel"), "er_iddel_" + k->name,
+            k->Sql("SELECT id, occurred_at FROM er_idrows_{k} UNION SELECT x.id, x.occurred_at FROM er_events e JOIN "
+                   "{k}_identifiers x ON x.event_id = e.event_id AND x.occurred_at = e.occurred_at"));
+      stage(k->Stmt("erase_stage_traitdel"), "er_traitdel_" + k->name,
+            k->Sql("SELECT id, occurred_at FROM er_traitrows_{k} UNION SELECT x.id, x.occurred_at FROM er_events e "
+                   "JOIN {k}_traits x ON x.event_id = e.event_id AND x.occurred_at = e.occurred_at"));
       // Entities affected, and those erased whole (every resolved identifier erased).
-      Exec(k->Stmt("erase_stage_affected"),
-           k->Sql("CREATE TEMP TABLE er_affected_{k} ON COMMIT DROP AS SELECT DISTINCT r.{id} AS id "
-                  "FROM er_ids e JOIN resolved_{k}_identifiers r ON r.identifier_type = e.t AND "
-                  "r.identifier_value = e.v WHERE e.k = '{k}'"));
-      Exec(k->Stmt("erase_stage_gone"),
-           k->Sql("CREATE TEMP TABLE er_gone_{k} ON COMMIT DROP AS SELECT a.id FROM er_affected_{k} a WHERE NOT "
-                  "EXISTS (SELECT 1 FROM resolved_{k}_identifiers r WHERE r.{id} = a.id AND NOT EXISTS (SELECT 1 "
-                  "FROM er_ids e WHERE e.k = '{k}' AND e.t = r.identifier_type AND e.v = r.identifier_value))"));
+      stage(k->Stmt("erase_stage_affected"), "er_affected_" + k->name,
+            k->Sql("SELECT DISTINCT r.{id} AS id FROM er_ids e JOIN resolved_{k}_identifiers r ON "
+                   "r.identifier_type = e.t AND r.identifier_value = e.v WHERE e.k = '{k}'"));
+      stage(k->Stmt("erase_stage_gone"), "er_gone_" + k->name,
+            k->Sql("SELECT a.id FROM er_affected_{k} a WHERE NOT EXISTS (SELECT 1 FROM resolved_{k}_identifiers r "
+                   "WHERE r.{id} = a.id AND NOT EXISTS (SELECT 1 FROM er_ids e WHERE e.k = '{k}' AND "
+                   "e.t = r.identifier_type AND e.v = r.identifier_value))"));
     }
     // Membership rows naming an erased identifier (they sit in the events that carry it), and those of deleted
     // events.
-    Exec("resolver.erase_stage_memberships",
-         "CREATE TEMP TABLE er_memdel ON COMMIT DROP AS SELECT x.id FROM (SELECT event_id FROM er_rows_person UNION "
-         "SELECT event_id FROM er_rows_group) ev JOIN membership_identifiers x ON x.event_id = ev.event_id "
-         "WHERE EXISTS (SELECT 1 FROM er_ids e WHERE (e.k = 'person' AND e.t = x.person_identifier_type AND "
-         "e.v = x.person_identifier) OR (e.k = 'group' AND e.t = x.group_identifier_type AND "
-         "e.v = x.group_identifier)) OR ev.event_id IN (SELECT event_id FROM er_events)");
+    stage("resolver.erase_stage_memberships", "er_memdel",
+          "SELECT x.id, x.occurred_at FROM (SELECT event_id, occurred_at FROM er_rows_person UNION SELECT event_id, "
+          "occurred_at FROM er_rows_group) ev JOIN membership_identifiers x ON x.event_id = ev.event_id AND "
+          "x.occurred_at = ev.occurred_at WHERE EXISTS (SELECT 1 FROM er_ids e WHERE (e.k = 'person' AND "
+          "e.t = x.person_identifier_type AND e.v = x.person_identifier) OR (e.k = 'group' AND "
+          "e.t = x.group_identifier_type AND e.v = x.group_identifier)) OR (ev.event_id, ev.occurred_at) IN (SELECT "
+          "event_id, occurred_at FROM er_events)");
 
     std::map<std::string, int64_t> counts;
     auto count = [&](const std::string& table, const std::string& sql) {
@@ -2468,13 +2475,17 @@ class Eraser {
     Exec("resolver.erase_link_rules", "DELETE " + LinkRuleWhere());
     Exec("resolver.erase_resolved_memberships",
          "DELETE FROM resolved_membership_identifiers WHERE membership_identifier_id IN (SELECT id FROM er_memdel)");
-    Exec("resolver.erase_membership_rows", "DELETE FROM membership_identifiers WHERE id IN (SELECT id FROM er_memdel)");
+    Exec("resolver.erase_membership_rows",
+         "DELETE FROM membership_identifiers x USING er_memdel d WHERE x.id = d.id AND x.occurred_at = d.occurred_at");
     for (const Kind* k : {&kPerson, &kGroup}) {
-      Exec(k->Stmt("erase_traits"), k->Sql("DELETE FROM {k}_traits WHERE id IN (SELECT id FROM er_traitdel_{k})"));
+      Exec(k->Stmt("erase_traits"),
+           k->Sql("DELETE FROM {k}_traits x USING er_traitdel_{k} d WHERE x.id = d.id AND x.occurred_at = d.occurred_at"));
       Exec(k->Stmt("erase_identifiers"),
-           k->Sql("DELETE FROM {k}_identifiers WHERE id IN (SELECT id FROM er_iddel_{k})"));
+           k->Sql("DELETE FROM {k}_identifiers x USING er_iddel_{k} d WHERE x.id = d.id AND x.occurred_at = "
+                  "d.occurred_at"));
     }
-    Exec("resolver.erase_events", "DELETE FROM events WHERE event_id IN (SELECT event_id FROM er_events)");
+    Exec("resolver.erase_events",
+         "DELETE FROM events x USING er_events d WHERE x.event_id = d.event_id AND x.occurred_at = d.occurred_at");
     Exec("resolver.erase_event_keys", "DELETE FROM event_keys WHERE event_id IN (SELECT event_id FROM er_events)");
     db_.Exec(tx_, c_, "resolver.erase_suppress",
              "INSERT INTO suppressed_identifiers (kind, id_hash, operation_id) SELECT e.k, " +

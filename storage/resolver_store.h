@@ -233,7 +233,8 @@ class ResolverStore final {
   /// Adds a link rule (or finds the same one) and re-resolves with it in the same transaction, so every table
   /// follows the rule at commit: the affected identifiers only (as LinkRulePreview; cost follows their number), or a
   /// full rebuild when the stored state cannot be re-resolved piecewise (LinkRuleResult::whole_log). The resident
-  /// graph is dropped and reloaded by the next batch (cost follows the database: issue 15's open step).
+  /// graph takes what was written for the affected identifiers after commit (resolver::Engine::Forget and a load
+  /// of those rows), or is replaced by the rebuilt one.
   /// kInvalidArgument names what is wrong (unknown identifier or edge, a == b).
   /// `dry_run`: validates the rule the same way, changes nothing and returns LinkRuleResult::preview.
   LinkRuleResult AddLinkRule(const LinkRuleInfo& rule, const resolver::ProtectionConfig& protection,
