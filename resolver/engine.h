@@ -297,7 +297,8 @@ std::string LinkRuleReason(const LinkRule& rule);
 ///   alone, as for caps); rules bind released edges too. Set them before loading or applying anything.
 ///
 /// Limits: it only adds edges (components never split: undoing a merge, i.e. adding a rule, means resolving
-/// again with the rule, which storage does by replaying the affected component through a fresh engine).
+/// again with the rule, which storage does by replaying the affected component through a fresh engine; the
+/// resident engine then forgets that component and loads the result: Forget).
 /// Apply() mutates the state before the caller has stored the delta: if storing fails, throw the engine
 /// away and load a new one from the database. Not thread-safe.
 class Engine final {
