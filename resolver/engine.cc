@@ -1117,18 +1117,20 @@ std::vector<IdOverride> Engine::SplitIds(EntityKind kind, const std::vector<std:
   // Earlier entity -> the clusters (roots) its identifiers are in now; cluster -> the earlier entities it holds.
   std::map<std::string, std::set<uint32_t>> parts;
   std::unordered_map<uint32_t, std::set<std::string>> sources;
+  std::map<std::pair<std::string, uint32_t>, int64_t> held;  // (earlier entity, cluster) -> its identifiers there
   for (const auto& [type, value, old_id] : before) {
     const uint32_t i = x.Lookup(s, type, value);
     if (i == kNone || s.idents[i].cluster == kNone) continue;  // erased, or only in blocked rows now
     const uint32_t root = x.RootOf(s, i);
     parts[old_id].insert(root);
     sources[root].insert(old_id);
+    ++held[{old_id, root}];
   }
   std::vector<IdOverride> out;
   for (const auto& [old_id, roots] : parts) {
     bool pure = true;
-    for (uint32_t r : roots) pure = pure && sources[r].size() == 1;
-    if (!pure) continue;  // a merge of earlier entities: the survivor rule decides
+    for (uint32_t r : roots) pure = pure && sources[r].size() == 1 && held[{old_id, r}] == s.clusters[r].count;
+    if (!pure) continue;  // holds what the earlier entity did not: a merge, decided by the survivor rule
     uint32_t keeper = *roots.begin();
     for (uint32_t r : roots) {
       const Cluster& a = s.clusters[r];
@@ -1194,6 +1196,14 @@ void Engine::Forget(EntityKind kind, const std::vector<std::pair<std::string, st
     if (s.idents[i].cluster != kNone) roots.insert(x.RootOf(s, i));
   }
   if (gone.empty()) return;
+  // Entities absorbed into the forgotten ones keep their ids (ApplyReleased follows them): they go too, as a
+  // reload would not have them. One walk over the clusters (linear in their number, no hashing).
+  std::vector<uint32_t> dead_clusters(roots.begin(), roots.end());
+  for (uint32_t c = 0; c < s.clusters.size(); ++c) {
+    uint32_t r = c;
+    while (r != kNone && s.clusters[r].parent != r) r = s.clusters[r].parent;
+    if (r != kNone && r != c && roots.count(r)) dead_clusters.push_back(c);
+  }
   for (uint32_t r : roots) {
     Cluster& cl = s.clusters[r];
     for (uint32_t m : cl.memberships) {
@@ -1203,11 +1213,12 @@ void Engine::Forget(EntityKind kind, const std::vector<std::pair<std::string, st
       mem.dead = true;
     }
     s.cluster_tags.erase(r);
-    Cluster dead;
-    dead.parent = kNone;  // no longer a root: skipped wherever live entities are listed
-    dead.birth = cl.birth;
-    cl = std::move(dead);
     --s.live;
+  }
+  for (uint32_t c : dead_clusters) {
+    Cluster dead;
+    dead.parent = kNone;  // not a root, and no id: skipped wherever entities are listed or looked up
+    s.clusters[c] = std::move(dead);
   }
   // Edge representatives that are forgotten identifiers: the load gives the edge_ids theirs again.
   for (auto it = s.edges.begin(); it != s.edges.end();) {

@@ -323,8 +323,10 @@ class Engine final {
 
   /// The id rule of a split (issue 15). `before`: identifiers (type, value) of kind `kind` with the entity id each
   /// had before this engine resolved them again without some links. For each earlier entity whose identifiers
-  /// now form entities holding no other earlier entity's identifiers (a split, or an entity that lost some), the
-  /// one with the most identifiers (ties: the older) must keep the earlier id. Returns the overrides that make a
+  /// now form entities holding nothing else (a split, or an entity that lost some), the one with the most
+  /// identifiers (ties: the older) must keep the earlier id. An entity holding identifiers not listed, or listed
+  /// under another earlier entity, is a merge: the survivor rule decides. So `before` may be given in pieces, each
+  /// holding every identifier of the earlier entities it names. Returns the overrides that make a
   /// replay under the current ones give that: its birth -> the earlier id, and the birth of the part that holds
   /// the earlier id now -> MakeSplitId(earlier id, its birth). Empty when every id is already right.
   std::vector<IdOverride> SplitIds(EntityKind kind,

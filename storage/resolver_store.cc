@@ -747,7 +747,8 @@ void OnSession(ResolverStore::Impl& impl, bool& holds_lock, std::string_view wha
 }
 
 std::unique_ptr<resolver::Engine> RebuildInTx(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
-                                              const resolver::ProtectionConfig& protection, RebuildStats* stats);
+                                              const resolver::ProtectionConfig& protection, RebuildStats* stats,
+                                              int64_t rule_id = 0);
 
 /// Loads the resident graph when this session has none (after taking the lock, or after an error dropped it).
 /// Right after migration 013 the stored entities have no birth keys yet: the graph comes from a rebuild inside
@@ -1319,8 +1320,11 @@ class Rebuilder {
       Report();
     }
     out->events = progress_.events_done;
-
     CheckCancelled();
+    // The id rule of a split, against the resolved state being replaced: when it moves an id, the caller
+    // (RunRebuild) stores the overrides and runs the rebuild again.
+    if (check_split_ids_ && FindMovedIds(*engine)) return nullptr;
+
     progress_.phase = "writing";
     Report();
     out->renormalized = WriteRenormalized();
@@ -1357,6 +1361,11 @@ class Rebuilder {
                                             engine->identifier_count(EntityKind::kGroup));
     return engine;
   }
+
+  /// Whether Run compares its result with the resolved tables it replaces (resolver::Engine::SplitIds) and stops
+  /// before writing when an id must move (moved_ids() then lists the overrides).
+  void CheckSplitIds(bool on) { check_split_ids_ = on; }
+  const std::vector<resolver::IdOverride>& moved_ids() const { return moved_; }
 
   /// Re-resolves, in place, the closure BuildClosure left in preview_ids (kind `k`; `old_ids`: its entities now)
   /// under the stored link rules (issue 15): its part of the log up to the watermark replayed through a fresh
@@ -1480,6 +1489,29 @@ class Rebuilder {
     ids_only.forced = in.forced;
     probe->Apply(ids_only, protection);
     return StoreIdOverrides(impl_, tx_, c_, k, probe->SplitIds(k.kind, before), rule_id);
+  }
+
+  /// Streams each kind's resolved identifiers by entity and asks `engine` which ids its result moves (in pieces of
+  /// whole entities: memory follows the piece, not the database). Returns whether any must move.
+  bool FindMovedIds(const resolver::Engine& engine) {
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      CursorStream old(tx_, "nexus_rb_old_" + k->name,
+                       k->Sql("SELECT identifier_type, identifier_value, {id} FROM resolved_{k}_identifiers ORDER BY "
+                              "{id}"));
+      std::vector<std::array<std::string, 3>> piece;
+      auto flush = [&] {
+        const auto moved = engine.SplitIds(k->kind, piece);
+        moved_.insert(moved_.end(), moved.begin(), moved.end());
+        piece.clear();
+      };
+      for (const pqxx::row* r = old.Peek(); r; old.Next(), r = old.Peek()) {
+        if (piece.size() >= 10000 && piece.back()[2] != (*r)[2].c_str()) flush();
+        piece.push_back({(*r)[0].c_str(), (*r)[1].c_str(), (*r)[2].c_str()});
+      }
+      flush();
+      tx_.exec("CLOSE nexus_rb_old_" + k->name);
+    }
+    return !moved_.empty();
   }
 
   void Report() {
@@ -1799,6 +1831,8 @@ class Rebuilder {
   pqxx::work& tx_;
   detail::PooledConnection& c_;
   const RebuildControl& control_;
+  bool check_split_ids_ = false;
+  std::vector<resolver::IdOverride> moved_;
   RebuildProgress progress_;
   std::vector<EventInfo> events_;
   std::unordered_map<std::string, uint32_t> text_index_;
@@ -1821,6 +1855,40 @@ class Rebuilder {
   std::vector<std::tuple<int64_t, std::string, std::string>> membership_renormalized_;
 };
 
+/// A full rebuild (Rebuilder::Run) under the id rule of a split: when its result moves an id (a changed blocklist
+/// or cap split an entity whose founder is in a smaller part, or an unlink that could not be re-resolved
+/// piecewise), the overrides are stored under link rule `rule_id` (0: none) and the rebuild runs again from a
+/// savepoint. So it takes two passes only when an id moves.
+std::unique_ptr<resolver::Engine> RunRebuild(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
+                                             const RebuildControl& control,
+                                             const resolver::ProtectionConfig& protection, RebuildStats* stats,
+                                             int64_t rule_id) {
+  std::vector<resolver::IdOverride> moved;
+  tx.exec("SAVEPOINT nexus_rebuild");
+  {
+    Rebuilder r(db, tx, c, control);
+    r.CheckSplitIds(true);
+    if (auto engine = r.Run(protection, stats)) {
+      tx.exec("RELEASE SAVEPOINT nexus_rebuild");
+      return engine;
+    }
+    moved = r.moved_ids();
+  }
+  tx.exec("ROLLBACK TO SAVEPOINT nexus_rebuild");
+  for (const Kind* k : {&kPerson, &kGroup}) {
+    std::vector<resolver::IdOverride> of_kind;
+    for (const auto& o : moved) {
+      if (o.kind == k->kind) of_kind.push_back(o);
+    }
+    StoreIdOverrides(db, tx, c, *k, of_kind, rule_id);
+  }
+  log::Info("rebuild: split entities keep their ids in their largest parts; rebuilding with them",
+            {{"overrides", static_cast<long long>(moved.size())}});
+  *stats = RebuildStats{};
+  Rebuilder again(db, tx, c, control);
+  return again.Run(protection, stats);
+}
+
 }  // namespace
 
 std::string ResolverStore::DiffGraphWithDatabase() {
@@ -1841,8 +1909,7 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
   // the peak. If the rebuild fails, the next batch loads the graph from the database as after any error.
   impl_->DropGraph();
   OnSession(*impl_, holds_lock_, "rebuild", [&](pqxx::work& tx, detail::PooledConnection& c) {
-    Rebuilder r(impl_->db.impl(), tx, c, control);
-    rebuilt = r.Run(protection, &out);
+    rebuilt = RunRebuild(impl_->db.impl(), tx, c, control, protection, &out, /*rule_id=*/0);
   });
   impl_->engine = std::move(rebuilt);  // the rebuilt graph is the resident one
   impl_->PublishGraph(impl_->engine ? static_cast<int64_t>(impl_->engine->MemoryBytes()) : 0);
@@ -1885,11 +1952,11 @@ std::vector<std::string> ParseTextArray(const pqxx::field& f) {
 
 /// Re-resolves every table inside `tx` (the rules and the log as this transaction sees them).
 std::unique_ptr<resolver::Engine> RebuildInTx(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
-                                              const resolver::ProtectionConfig& protection, RebuildStats* stats) {
+                                              const resolver::ProtectionConfig& protection, RebuildStats* stats,
+                                              int64_t rule_id) {
   const auto start = std::chrono::steady_clock::now();
   static const RebuildControl kNoControl;
-  Rebuilder r(db, tx, c, kNoControl);
-  auto engine = r.Run(protection, stats);
+  auto engine = RunRebuild(db, tx, c, kNoControl, protection, stats, rule_id);
   stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return engine;
 }
@@ -2042,15 +2109,7 @@ std::unique_ptr<resolver::Engine> ReResolve(Database::Impl& db, pqxx::work& tx, 
   };
   if (NeedsFullRebuild(db, tx, c, protection)) {
     of_seeds(before);
-    BuildClosure(db, tx, c, k, seeds);
-    const auto closure = ClosureEntities(db, tx, c, k);
-    tx.exec("DROP TABLE preview_ids");
-    auto engine = RebuildInTx(db, tx, c, protection, stats);
-    // The id rule of a split needs the result first: when it moves an id, the rebuild runs again with it.
-    if (StoreIdOverrides(db, tx, c, k, engine->SplitIds(k.kind, closure), rule_id)) {
-      engine.reset();
-      engine = RebuildInTx(db, tx, c, protection, stats);
-    }
+    auto engine = RebuildInTx(db, tx, c, protection, stats, rule_id);
     of_seeds(after);
     return engine;
   }

@@ -5,7 +5,8 @@
 -- writes two rows: that part's birth -> the old id, the founder's part -> an id derived from the old one
 -- (resolver::Engine::SplitIds). Every resolution path honours them (batches, unlink replays, rebuilds); for one
 -- birth the latest row wins. Rows of a link rule go with it (removing the rule re-merges under the old id); rows
--- of an erasure (rule_id NULL) stay. No identifier values: births are row positions.
+-- of an erasure or of a rebuild that split entities (a changed blocklist or caps) have rule_id NULL and stay. No
+-- identifier values: births are row positions.
 CREATE TABLE entity_id_overrides (
   override_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   kind           text NOT NULL CHECK (kind IN ('person', 'group')),

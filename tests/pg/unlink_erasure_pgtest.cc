@@ -664,6 +664,31 @@ TEST_F(UnlinkErasureTest, BlocklistChangeAppliedByRebuildSplitsTheSupportCase) {
             "2");
 }
 
+// A blocklist entry applied to stored data by a rebuild splits with the same id rule as an unlink: the part with
+// the most identifiers keeps the id though the founder is in the other part; a second rebuild changes nothing.
+TEST_F(UnlinkErasureTest, ABlocklistRebuildGivesTheIdToTheLargestPart) {
+  Start(kRoleAccountsOff);
+  Ingest({MakeEvent("b1", 0, {{{{"user_id", "F"}, {"email", "shared@acme.io"}}}}),
+          MakeEvent("b2", 1, {{{{"email", "shared@acme.io"}, {"email", "b@x.io"}}}}),
+          MakeEvent("b3", 2, {{{{"email", "b@x.io"}, {"email", "c@x.io"}}}})});
+  const std::string all = PersonOf("user_id", "F");
+  ASSERT_EQ(PersonOf("email", "c@x.io"), all);
+  SetProtection("[blocklist]\nemail = shared@acme.io\n");
+  v1::RebuildRequest req;
+  req.set_wait(true);
+  v1::RebuildResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->Rebuild(&ctx, req, &resp).ok());
+  EXPECT_EQ(PersonOf("email", "b@x.io"), all) << "b and c, two identifiers against one, keep the id";
+  EXPECT_EQ(PersonOf("email", "c@x.io"), all);
+  const std::string founder = PersonOf("user_id", "F");
+  EXPECT_FALSE(founder.empty());
+  EXPECT_NE(founder, all);
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM entity_id_overrides WHERE rule_id IS NULL"), "2");
+  ExpectRebuildAgrees("a second rebuild");
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM entity_id_overrides"), "2") << "nothing more moved";
+}
+
 TEST_F(UnlinkErasureTest, EventRuleRemovesOnlyTheLinksNothingElseAsserts) {
   Start(kRoleAccountsOff);
   // A bad CRM sync (crm-9) links alice to support@ and, in a second mention, carol to dave; a mail event also

@@ -341,5 +341,46 @@ TEST(LinkRules, ASplitGivesTheIdToThePartWithTheMostIdentifiers) {
   EXPECT_TRUE(tie.SplitIds(EntityKind::kPerson, before).empty());
 }
 
+// The resident engine takes a re-resolved component in place (Forget, then a load of its rows): afterwards it
+// equals an engine loaded whole, and ids of entities absorbed before are no longer followed to the forgotten ones.
+TEST(LinkRules, ForgettingAComponentAndLoadingItsRowsEqualsALoadOfEverything) {
+  const std::string a = MakeEntityId(EntityKind::kPerson, "salt", "email", "a");
+  const std::string b = MakeEntityId(EntityKind::kPerson, "salt", "email", "b");
+  const std::string c = MakeEntityId(EntityKind::kPerson, "salt", "email", "c");
+  BatchInput in;
+  in.events = {{"e1", 1, 0, "t", "crm"}, {"e2", 2, 0, "t", "crm"}, {"e3", 3, 0, "t", "crm"}, {"e4", 4, 0, "t", "crm"}};
+  in.identifiers[0] = {{0, 1, "deal", "email", "a", "contact", false},
+                       {1, 2, "e2#0", "email", "b", "contact", false},
+                       {2, 3, "e3#0", "email", "a", "contact", false},
+                       {2, 4, "e3#0", "email", "b", "contact", false},
+                       {3, 5, "e4#0", "email", "c", "contact", false}};
+  Engine resident("salt");
+  resident.Apply(in, ProtectionConfig::Unlimited());
+  ASSERT_EQ(resident.EntityOf(EntityKind::kPerson, "email", "b"), a) << "b's entity was absorbed into a's";
+  // As after an unlink of a-b: a and b stand alone again (b under its own id); c is untouched.
+  auto load_split = [&](Engine& e) {
+    e.LoadEntity(EntityKind::kPerson, a, 1, {0, 1, 1});
+    e.LoadEntity(EntityKind::kPerson, b, 1, {0, 2, 2});
+    e.LoadIdentifier(EntityKind::kPerson, "email", "a", a, "crm", 1, 3);
+    e.LoadIdentifier(EntityKind::kPerson, "email", "b", b, "crm", 2, 3);
+    e.LoadEdgeSighting(EntityKind::kPerson, "e1", "deal", "email", "a");
+  };
+  resident.Forget(EntityKind::kPerson, {{"email", "a"}, {"email", "b"}});
+  load_split(resident);
+  resident.FinishLoad();
+  Engine whole("salt");
+  load_split(whole);
+  whole.LoadEntity(EntityKind::kPerson, c, 1, {0, 5, 5});
+  whole.LoadIdentifier(EntityKind::kPerson, "email", "c", c, "crm", 4, 4);
+  whole.FinishLoad();
+  EXPECT_EQ(DiffStates(resident, whole), "");
+  EXPECT_EQ(resident.entity_count(EntityKind::kPerson), 3u);
+  // A released edge naming b's id reaches the entity b is now, not the forgotten one it was absorbed into.
+  std::string where;
+  resident.ApplyReleased(EntityKind::kPerson, "e9", "e9#0", {{"email", "c"}}, {b}, &where);
+  EXPECT_EQ(resident.EntityOf(EntityKind::kPerson, "email", "c"), resident.EntityOf(EntityKind::kPerson, "email", "b"));
+  EXPECT_NE(resident.EntityOf(EntityKind::kPerson, "email", "c"), resident.EntityOf(EntityKind::kPerson, "email", "a"));
+}
+
 }  // namespace
 }  // namespace nexus::resolver
