@@ -5,7 +5,8 @@
 // from the core log, and reports what the engine itself costs: events/s over the whole stream, the time of
 // the batches right after the 100k and 1M identifier checkpoints, and its memory (Engine::MemoryBytes and
 // the process's RSS, which also holds the generated world). The difference to bench/run's batch time is what PostgreSQL
-// costs.
+// costs. Then the cost of taking a re-resolved component in place (Engine::Forget and a load of its rows) for 5
+// entities of different sizes (issue 15).
 //
 //   nexus_engine_bench [--identifiers=1100000] [--batch=10000] [--seed=42] [--out=FILE.json]
 #include <sys/resource.h>
@@ -109,6 +110,46 @@ class LogBuilder {
 
 }  // namespace
 
+namespace resolver_inplace {
+struct Sample {
+  int64_t identifiers = 0;
+  double forget_s = 0, load_s = 0;
+};
+std::vector<Sample> Measure(Engine& engine) {
+  auto entities = engine.TakeSnapshot(/*with_identifiers=*/false).entities[0];
+  if (entities.empty()) return {};
+  std::sort(entities.begin(), entities.end(),
+            [](const EntityChange& a, const EntityChange& b) { return a.identifier_count > b.identifier_count; });
+  std::map<std::string, EntityChange> chosen;
+  for (size_t i : {size_t{0}, entities.size() / 1000, entities.size() / 100, entities.size() / 10,
+                   entities.size() / 2}) {
+    chosen.emplace(entities[i].id, entities[i]);
+  }
+  std::map<std::string, std::vector<IdentifierChange>> rows;
+  engine.ForEachIdentifier(EntityKind::kPerson, [&](const IdentifierChange& c) {
+    if (chosen.count(c.entity_id)) rows[c.entity_id].push_back(c);
+  });
+  std::vector<Sample> out;
+  for (const auto& [id, e] : chosen) {
+    const auto& ids = rows[id];
+    std::vector<std::pair<std::string, std::string>> keys;
+    for (const auto& r : ids) keys.emplace_back(r.type, r.value);
+    const auto t0 = Clock::now();
+    engine.Forget(EntityKind::kPerson, keys);
+    const auto t1 = Clock::now();
+    engine.LoadEntity(EntityKind::kPerson, id, e.identifier_count, e.birth);
+    for (const auto& r : ids) {
+      engine.LoadIdentifier(EntityKind::kPerson, r.type, r.value, id, r.source, r.first_us, r.last_us);
+    }
+    engine.FinishLoad();
+    const auto t2 = Clock::now();
+    out.push_back({static_cast<int64_t>(ids.size()), std::chrono::duration<double>(t1 - t0).count(),
+                   std::chrono::duration<double>(t2 - t1).count()});
+  }
+  return out;
+}
+}  // namespace resolver_inplace
+
 int main(int argc, char** argv) {
   auto f = Flags(argc, argv);
   const int64_t identifiers = std::stoll(f.count("identifiers") ? f["identifiers"] : "1100000");
@@ -176,6 +217,17 @@ int main(int argc, char** argv) {
         << ", \"median_s\": " << v[v.size() / 2] << ", \"min_s\": " << v.front() << ", \"max_s\": " << v.back() << "}";
     first = false;
   }
+  // Taking a re-resolved component in place (issue 15: after an unlink or erasure the resident engine forgets the
+  // component and loads its rows instead of reloading the graph): 5 person entities, the largest and 4 spread over
+  // the size order, each forgotten and loaded back (entities and identifiers; the storage layer also loads trait
+  // winners, sightings and memberships, which follow the component's size). Forget walks the clusters and the
+  // explicit edge_ids once: that part follows the graph.
+  std::vector<resolver_inplace::Sample> inplace = resolver_inplace::Measure(engine);
+  std::ostringstream ip;
+  for (size_t i = 0; i < inplace.size(); ++i) {
+    ip << (i ? ", " : "") << "{\"identifiers\": " << inplace[i].identifiers << ", \"forget_s\": " << inplace[i].forget_s
+       << ", \"load_s\": " << inplace[i].load_s << "}";
+  }
   std::ostringstream o;
   o << "{\n  \"identifiers_requested\": " << identifiers << ",\n  \"batch_events\": " << batch
     << ",\n  \"seed\": " << go.seed << ",\n  \"events\": " << stream.size()
@@ -185,7 +237,7 @@ int main(int argc, char** argv) {
     << cps.str() << "],\n  \"engine_memory_bytes\": " << engine.MemoryBytes()
     << ",\n  \"engine_bytes_per_identifier\": "
     << static_cast<double>(engine.MemoryBytes()) / static_cast<double>(all_ids)
-    << ",\n  \"process_rss_mib\": " << rss_after << "\n}\n";
+    << ",\n  \"process_rss_mib\": " << rss_after << ",\n  \"in_place_update\": [" << ip.str() << "]\n}\n";
   std::cout << o.str();
   if (f.count("out")) std::ofstream(f["out"]) << o.str();
   return 0;
