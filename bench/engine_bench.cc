@@ -121,8 +121,8 @@ std::vector<Sample> Measure(Engine& engine) {
   std::sort(entities.begin(), entities.end(),
             [](const EntityChange& a, const EntityChange& b) { return a.identifier_count > b.identifier_count; });
   std::map<std::string, EntityChange> chosen;
-  for (size_t i : {size_t{0}, entities.size() / 1000, entities.size() / 100, entities.size() / 10,
-                   entities.size() / 2}) {
+  for (size_t i :
+       {size_t{0}, entities.size() / 1000, entities.size() / 100, entities.size() / 10, entities.size() / 2}) {
     chosen.emplace(entities[i].id, entities[i]);
   }
   std::map<std::string, std::vector<IdentifierChange>> rows;

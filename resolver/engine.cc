@@ -1116,20 +1116,19 @@ std::vector<IdOverride> Engine::SplitIds(EntityKind kind, const std::vector<std:
   KindState& s = x.ks[Idx(kind)];
   // Earlier entity -> the clusters (roots) its identifiers are in now; cluster -> the earlier entities it holds.
   std::map<std::string, std::set<uint32_t>> parts;
-  std::unordered_map<uint32_t, std::set<std::string>> sources;
   std::map<std::pair<std::string, uint32_t>, int64_t> held;  // (earlier entity, cluster) -> its identifiers there
   for (const auto& [type, value, old_id] : before) {
     const uint32_t i = x.Lookup(s, type, value);
     if (i == kNone || s.idents[i].cluster == kNone) continue;  // erased, or only in blocked rows now
     const uint32_t root = x.RootOf(s, i);
     parts[old_id].insert(root);
-    sources[root].insert(old_id);
     ++held[{old_id, root}];
   }
   std::vector<IdOverride> out;
   for (const auto& [old_id, roots] : parts) {
     bool pure = true;
-    for (uint32_t r : roots) pure = pure && sources[r].size() == 1 && held[{old_id, r}] == s.clusters[r].count;
+    // Pure when each of its entities holds only identifiers listed under it (held == the entity's size).
+    for (uint32_t r : roots) pure = pure && held[{old_id, r}] == s.clusters[r].count;
     if (!pure) continue;  // holds what the earlier entity did not: a merge, decided by the survivor rule
     uint32_t keeper = *roots.begin();
     for (uint32_t r : roots) {

@@ -329,8 +329,7 @@ class Engine final {
   /// holding every identifier of the earlier entities it names. Returns the overrides that make a
   /// replay under the current ones give that: its birth -> the earlier id, and the birth of the part that holds
   /// the earlier id now -> MakeSplitId(earlier id, its birth). Empty when every id is already right.
-  std::vector<IdOverride> SplitIds(EntityKind kind,
-                                   const std::vector<std::array<std::string, 3>>& before) const;
+  std::vector<IdOverride> SplitIds(EntityKind kind, const std::vector<std::array<std::string, 3>>& before) const;
 
   /// The trait rules used from now on (Apply sets those of its ProtectionConfig; ApplyReleased and loading use
   /// the last ones set, the built-in "latest" at first).

@@ -1381,11 +1381,16 @@ class Rebuilder {
                                               GraphPatch* patch) {
     BatchIo io(impl_, tx_, c_);
     const State s = io.LoadState();
-    auto engine = ConfiguredEngine(impl_, tx_, c_, s.salt);
+    const std::vector<resolver::LinkRule> rules = ReadLinkRules(impl_, tx_, c_);
+    std::vector<resolver::IdOverride> overrides = ReadIdOverrides(impl_, tx_, c_);
+    auto engine = std::make_unique<resolver::Engine>(s.salt);
+    engine->SetLinkRules(rules);
     std::unordered_map<std::string, uint32_t> pos;
     const resolver::BatchInput in = ReadClosureLog(impl_, tx_, c_, k, s, /*full=*/true, engine.get(), &pos);
     engine->FinishLoad();
-    if (KeepSplitIds(k, s, in, rule_id, protection)) engine->SetIdOverrides(ReadIdOverrides(impl_, tx_, c_));
+    const auto added = KeepSplitIds(k, s, in, rules, overrides, rule_id, protection);
+    overrides.insert(overrides.end(), added.begin(), added.end());
+    engine->SetIdOverrides(overrides);
     const resolver::BatchDelta d = engine->Apply(in, protection);
     Collect(in, pos, d);
     out->events = static_cast<int64_t>(in.events.size());
@@ -1446,8 +1451,8 @@ class Rebuilder {
   void FillPatch(const Kind& k, const resolver::BatchInput& in, const resolver::Engine& replay,
                  GraphPatch::KindPart* out) {
     out->present = true;
-    for (const auto& row : impl_.Exec(tx_, c_, "resolver.patch_forget",
-                                      "SELECT identifier_type, identifier_value FROM preview_ids")) {
+    for (const auto& row :
+         impl_.Exec(tx_, c_, "resolver.patch_forget", "SELECT identifier_type, identifier_value FROM preview_ids")) {
       out->forget.emplace_back(row[0].c_str(), row[1].c_str());
     }
     const resolver::Engine::Snapshot snap = replay.TakeSnapshot(/*with_identifiers=*/false);
@@ -1477,18 +1482,24 @@ class Rebuilder {
   }
 
   /// Re-resolves the identifiers of the closure in preview_ids (ids decide nothing else, so traits and
-  /// memberships can wait) and stores the id overrides that give each split entity's id to its largest part.
-  /// Returns whether it stored any.
-  bool KeepSplitIds(const Kind& k, const State& s, const resolver::BatchInput& in, int64_t rule_id,
-                    const resolver::ProtectionConfig& protection) {
+  /// memberships can wait) under `rules` and `overrides`, and stores the id overrides that give each split
+  /// entity's id to its largest part. Returns them (empty: every id is right already).
+  std::vector<resolver::IdOverride> KeepSplitIds(const Kind& k, const State& s, const resolver::BatchInput& in,
+                                                 const std::vector<resolver::LinkRule>& rules,
+                                                 const std::vector<resolver::IdOverride>& overrides, int64_t rule_id,
+                                                 const resolver::ProtectionConfig& protection) {
     const auto before = ClosureEntities(impl_, tx_, c_, k);
-    auto probe = ConfiguredEngine(impl_, tx_, c_, s.salt);
+    resolver::Engine probe(s.salt);
+    probe.SetLinkRules(rules);
+    probe.SetIdOverrides(overrides);
     resolver::BatchInput ids_only;
     ids_only.events = in.events;
     ids_only.identifiers = in.identifiers;
     ids_only.forced = in.forced;
-    probe->Apply(ids_only, protection);
-    return StoreIdOverrides(impl_, tx_, c_, k, probe->SplitIds(k.kind, before), rule_id);
+    probe.Apply(ids_only, protection);
+    auto added = probe.SplitIds(k.kind, before);
+    StoreIdOverrides(impl_, tx_, c_, k, added, rule_id);
+    return added;
   }
 
   /// Streams each kind's resolved identifiers by entity and asks `engine` which ids its result moves (in pieces of
@@ -2086,19 +2097,18 @@ bool NeedsFullRebuild(Database::Impl& db, pqxx::work& tx, detail::PooledConnecti
 }
 
 /// Re-resolves what a link-rule change affects, inside `tx` (the rules as this transaction sees them): the
-/// closure of `seeds` only (Rebuilder::RunScoped), or every table with a full rebuild when the stored state cannot
-/// be re-resolved piecewise (identifier rules changed since the log was classified, or the birth keys of migration
-/// 013 are not computed yet). Returns the rebuilt engine for a full rebuild, nullptr otherwise (`patch` then says
+/// closure of `seeds` only (Rebuilder::RunScoped), or every table with a full rebuild when `whole_log`
+/// (NeedsFullRebuild). Returns the rebuilt engine for a full rebuild, nullptr otherwise (`patch` then says
 /// how the resident graph takes the change: ApplyPatch after commit).
 /// `before`, `after`: the entities the affected identifiers formed before and after (sorted; for a full rebuild,
 /// those of `seeds` only).
 std::unique_ptr<resolver::Engine> ReResolve(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
                                             const Kind& k,
                                             const std::vector<std::pair<std::string, std::string>>& seeds,
-                                            int64_t rule_id, const resolver::ProtectionConfig& protection,
-                                            RebuildStats* stats, std::vector<std::string>* before,
-                                            std::vector<std::string>* after, GraphPatch* patch) {
-  BatchIo io(db, tx, c);
+                                            bool whole_log, int64_t rule_id,
+                                            const resolver::ProtectionConfig& protection, RebuildStats* stats,
+                                            std::vector<std::string>* before, std::vector<std::string>* after,
+                                            GraphPatch* patch) {
   auto of_seeds = [&](std::vector<std::string>* out) {
     for (const auto& [t, v] : seeds) {
       const std::string id = ResolvedEntity(db, tx, c, k, t, v);
@@ -2107,7 +2117,7 @@ std::unique_ptr<resolver::Engine> ReResolve(Database::Impl& db, pqxx::work& tx, 
     std::sort(out->begin(), out->end());
     out->erase(std::unique(out->begin(), out->end()), out->end());
   };
-  if (NeedsFullRebuild(db, tx, c, protection)) {
+  if (whole_log) {
     of_seeds(before);
     auto engine = RebuildInTx(db, tx, c, protection, stats, rule_id);
     of_seeds(after);
@@ -2218,10 +2228,11 @@ LinkRuleResult ResolverStore::AddLinkRule(const LinkRuleInfo& in, const resolver
     out.rule = LinkRuleFromRow(existing[0]);
     if (out.created) {
       // A full rebuild replaces the resident graph: not holding both at the peak.
-      if (NeedsFullRebuild(db, tx, c, protection)) impl_->DropGraph();
+      const bool whole_log = NeedsFullRebuild(db, tx, c, protection);
+      if (whole_log) impl_->DropGraph();
       std::vector<std::string> before, after;
-      rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), out.rule.rule_id, protection,
-                          &out.rebuild, &before, &after, &patch);
+      rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), whole_log, out.rule.rule_id,
+                          protection, &out.rebuild, &before, &after, &patch);
       out.whole_log = rebuilt != nullptr;
       RecordSplit(db, tx, c, out.rule, "link_rule_added", out.rule.created_by, before, after);
     }
@@ -2297,8 +2308,9 @@ LinkRuleResult ResolverStore::RemoveLinkRule(int64_t rule_id, const resolver::Pr
     // Quarantines the rule caused are open ones of the closure: re-resolving it recomputes them.
     const Kind& k = KindNamed(out.rule.kind);
     std::vector<std::string> before, after;
-    if (NeedsFullRebuild(db, tx, c, protection)) impl_->DropGraph();
-    rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), /*rule_id=*/0, protection,
+    const bool whole_log = NeedsFullRebuild(db, tx, c, protection);
+    if (whole_log) impl_->DropGraph();
+    rebuilt = ReResolve(db, tx, c, k, RuleIdentifiers(db, tx, c, k, out.rule), whole_log, /*rule_id=*/0, protection,
                         &out.rebuild, &before, &after, &patch);
     out.whole_log = rebuilt != nullptr;
     RecordSplit(db, tx, c, out.rule, "link_rule_removed", removed_by, before, after);
@@ -2538,7 +2550,8 @@ class Eraser {
          "DELETE FROM membership_identifiers x USING er_memdel d WHERE x.id = d.id AND x.occurred_at = d.occurred_at");
     for (const Kind* k : {&kPerson, &kGroup}) {
       Exec(k->Stmt("erase_traits"),
-           k->Sql("DELETE FROM {k}_traits x USING er_traitdel_{k} d WHERE x.id = d.id AND x.occurred_at = d.occurred_at"));
+           k->Sql(
+               "DELETE FROM {k}_traits x USING er_traitdel_{k} d WHERE x.id = d.id AND x.occurred_at = d.occurred_at"));
       Exec(k->Stmt("erase_identifiers"),
            k->Sql("DELETE FROM {k}_identifiers x USING er_iddel_{k} d WHERE x.id = d.id AND x.occurred_at = "
                   "d.occurred_at"));

@@ -1191,12 +1191,10 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
     if (step % 6 == 5) ExpectRebuildAgrees("step " + std::to_string(step) + " (" + what + ")");
   }
   ExpectRebuildAgrees("the end");
+  const std::string overrides = QueryScalar(url_, "SELECT count(*) FROM entity_id_overrides");
   std::cout << "[ unlink/erase property ] " << ingests << " ingests, " << unlinks << " unlinks, " << edge_rules
-            << " edge rules, " << removals << " rule removals, " << erasures << " erasures, " << [&] {
-                 pqxx::connection c(url_);
-                 pqxx::nontransaction n(c);
-                 return n.exec("SELECT count(*) FROM entity_id_overrides")[0][0].as<int64_t>();
-               }() << " id overrides stored" << std::endl;
+            << " edge rules, " << removals << " rule removals, " << erasures << " erasures, " << overrides
+            << " id overrides stored" << std::endl;
 }
 
 }  // namespace

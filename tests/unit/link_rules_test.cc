@@ -278,10 +278,9 @@ TEST(LinkRules, ASplitGivesTheIdToThePartWithTheMostIdentifiers) {
   // a-b, b-c, c-d: one entity founded by a. Suppressing e1 (a-b) leaves {a} and {b, c, d}.
   BatchInput in;
   in.events = {{"e1", 1, 0, "t", "crm"}, {"e2", 2, 0, "t", "crm"}, {"e3", 3, 0, "t", "crm"}};
-  in.identifiers[0] = {
-      {0, 1, "e1#0", "email", "a", "contact", false}, {0, 2, "e1#0", "email", "b", "contact", false},
-      {1, 3, "e2#0", "email", "b", "contact", false}, {1, 4, "e2#0", "email", "c", "contact", false},
-      {2, 5, "e3#0", "email", "c", "contact", false}, {2, 6, "e3#0", "email", "d", "contact", false}};
+  in.identifiers[0] = {{0, 1, "e1#0", "email", "a", "contact", false}, {0, 2, "e1#0", "email", "b", "contact", false},
+                       {1, 3, "e2#0", "email", "b", "contact", false}, {1, 4, "e2#0", "email", "c", "contact", false},
+                       {2, 5, "e3#0", "email", "c", "contact", false}, {2, 6, "e3#0", "email", "d", "contact", false}};
   Engine merged("salt");
   merged.Apply(in, ProtectionConfig::Unlimited());
   const std::string x = merged.EntityOf(EntityKind::kPerson, "email", "a");
@@ -310,8 +309,8 @@ TEST(LinkRules, ASplitGivesTheIdToThePartWithTheMostIdentifiers) {
         part.events = {in.events[e]};
         part.identifiers[0].clear();
         for (auto row : in.identifiers[0]) {
-          if (row.event == e) part.identifiers[0].push_back({0, row.row_id, row.edge_id, row.type, row.value,
-                                                             row.role, row.blocked});
+          if (row.event == e)
+            part.identifiers[0].push_back({0, row.row_id, row.edge_id, row.type, row.value, row.role, row.blocked});
         }
       }
       split.Apply(part, ProtectionConfig::Unlimited());
