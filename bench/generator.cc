@@ -30,10 +30,10 @@ class Rng {
   uint64_t s_;
 };
 
-const char* kFirst[] = {"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
-                        "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "uma", "victor", "wendy"};
-const char* kLast[] = {"smith", "jones", "garcia", "miller", "davis", "lopez", "wilson", "moore", "taylor", "lee",
-                       "martin", "clark", "lewis", "walker", "hall", "young", "king", "wright", "scott", "green"};
+const char* kFirst[] = {"alice",   "bob",  "carol",  "dave",  "erin",   "frank", "grace", "heidi", "ivan",   "judy",
+                        "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "uma",   "victor", "wendy"};
+const char* kLast[] = {"smith",  "jones", "garcia", "miller", "davis", "lopez", "wilson", "moore",  "taylor", "lee",
+                       "martin", "clark", "lewis",  "walker", "hall",  "young", "king",   "wright", "scott",  "green"};
 const char* kTitles[] = {"Engineer", "Manager", "Director", "Analyst", "Designer", "VP Sales", "CTO", "Buyer"};
 
 std::string Cap(std::string s) {
@@ -62,51 +62,73 @@ std::string Variant(const GenIdentifier& id, Rng& r) {
         const size_t at = 1 + r.Below(local.size() - 1);
         return Cap(local.substr(0, at)) + "." + local.substr(at) + "@gmail.com";
       }
-      case 1: return local + "+news@gmail.com";
-      case 2: return Upper(local) + "@GoogleMail.com";
-      default: return id.norm;
+      case 1:
+        return local + "+news@gmail.com";
+      case 2:
+        return Upper(local) + "@GoogleMail.com";
+      default:
+        return id.norm;
     }
   }
   if (id.type == "email") {
     switch (r.Below(5)) {
-      case 0: return Upper(id.norm);
-      case 1: return "  " + id.norm + " ";
+      case 0:
+        return Upper(id.norm);
+      case 1:
+        return "  " + id.norm + " ";
       case 2: {
         std::string s = id.norm;
         auto at = s.find('@');
         return Cap(s.substr(0, at)) + Upper(s.substr(at, 2)) + s.substr(std::min(s.size(), at + 2));
       }
-      default: return id.norm;
+      default:
+        return id.norm;
     }
   }
   if (id.type == "phone" && id.norm.rfind("+44", 0) == 0) {  // London: +44 20 + 8 digits
     const std::string d = id.norm.substr(5);
     switch (r.Below(4)) {
-      case 0: return "+44 20 " + d.substr(0, 4) + " " + d.substr(4);
-      case 1: return "+44 (0)20 " + d.substr(0, 4) + " " + d.substr(4);
-      case 2: return "011 44 20 " + d.substr(0, 4) + "-" + d.substr(4);  // dialled from the US (default region)
-      default: return id.norm;
+      case 0:
+        return "+44 20 " + d.substr(0, 4) + " " + d.substr(4);
+      case 1:
+        return "+44 (0)20 " + d.substr(0, 4) + " " + d.substr(4);
+      case 2:
+        return "011 44 20 " + d.substr(0, 4) + "-" + d.substr(4);  // dialled from the US (default region)
+      default:
+        return id.norm;
     }
   }
   if (id.type == "phone") {  // norm = +1 + 10 digits; the national forms rely on the default region (US)
     const std::string d = id.norm.substr(2);
     switch (r.Below(8)) {
-      case 0: return "+1 (" + d.substr(0, 3) + ") " + d.substr(3, 3) + "-" + d.substr(6);
-      case 1: return "+1-" + d.substr(0, 3) + "-" + d.substr(3, 3) + "-" + d.substr(6);
-      case 2: return "+1." + d.substr(0, 3) + "." + d.substr(3, 3) + "." + d.substr(6);
-      case 3: return " +1 " + d.substr(0, 3) + " " + d.substr(3, 3) + " " + d.substr(6) + "\t";
-      case 4: return "(" + d.substr(0, 3) + ") " + d.substr(3, 3) + "-" + d.substr(6);
-      case 5: return d.substr(0, 3) + "-" + d.substr(3, 3) + "-" + d.substr(6);
-      case 6: return "1 " + d.substr(0, 3) + " " + d.substr(3, 3) + " " + d.substr(6);
-      default: return id.norm;
+      case 0:
+        return "+1 (" + d.substr(0, 3) + ") " + d.substr(3, 3) + "-" + d.substr(6);
+      case 1:
+        return "+1-" + d.substr(0, 3) + "-" + d.substr(3, 3) + "-" + d.substr(6);
+      case 2:
+        return "+1." + d.substr(0, 3) + "." + d.substr(3, 3) + "." + d.substr(6);
+      case 3:
+        return " +1 " + d.substr(0, 3) + " " + d.substr(3, 3) + " " + d.substr(6) + "\t";
+      case 4:
+        return "(" + d.substr(0, 3) + ") " + d.substr(3, 3) + "-" + d.substr(6);
+      case 5:
+        return d.substr(0, 3) + "-" + d.substr(3, 3) + "-" + d.substr(6);
+      case 6:
+        return "1 " + d.substr(0, 3) + " " + d.substr(3, 3) + " " + d.substr(6);
+      default:
+        return id.norm;
     }
   }
   if (id.type == "domain") {
     switch (r.Below(4)) {
-      case 0: return "https://www." + Cap(id.norm) + "/about";
-      case 1: return "WWW." + Upper(id.norm);
-      case 2: return id.norm + ".";
-      default: return id.norm;
+      case 0:
+        return "https://www." + Cap(id.norm) + "/about";
+      case 1:
+        return "WWW." + Upper(id.norm);
+      case 2:
+        return id.norm + ".";
+      default:
+        return id.norm;
     }
   }
   if (r.Chance(0.2)) return " " + id.norm;
@@ -146,12 +168,10 @@ struct Shape {
   const char* source;
   const char* roles[2];
 };
-const Shape kShapes[] = {{"email", "gmail", {"sender", "recipient"}},
-                         {"meeting", "gcal", {"organizer", "attendee"}},
-                         {"page_view", "segment", {"visitor", "visitor"}},
-                         {"purchase", "shopify", {"customer", "customer"}},
-                         {"ticket", "zendesk", {"requester", "cc"}},
-                         {"deal_update", "hubspot", {"owner", "contact"}}};
+const Shape kShapes[] = {
+    {"email", "gmail", {"sender", "recipient"}},      {"meeting", "gcal", {"organizer", "attendee"}},
+    {"page_view", "segment", {"visitor", "visitor"}}, {"purchase", "shopify", {"customer", "customer"}},
+    {"ticket", "zendesk", {"requester", "cc"}},       {"deal_update", "hubspot", {"owner", "contact"}}};
 
 }  // namespace
 
@@ -176,10 +196,10 @@ World Generate(const GenOptions& opt) {
       std::snprintf(hex, sizeof hex, "%08llx", static_cast<unsigned long long>(r.Next() & 0xffffffffULL));
       p.ids.push_back(Canon("anonymous_id", "a" + std::to_string(i) + "-" + std::to_string(j) + "-" + hex));
     }
-    p.work_email = p.first + "." + p.last + "." + std::to_string(i) + "@company" + std::to_string(p.company) + ".example";
+    p.work_email =
+        p.first + "." + p.last + "." + std::to_string(i) + "@company" + std::to_string(p.company) + ".example";
     p.ids.push_back(Canon("email", p.work_email));
-    if (!fresh && r.Chance(0.5))
-      p.ids.push_back(Canon("email", p.first + p.last + std::to_string(i) + "@gmail.com"));
+    if (!fresh && r.Chance(0.5)) p.ids.push_back(Canon("email", p.first + p.last + std::to_string(i) + "@gmail.com"));
     const int phones = fresh ? 0 : static_cast<int>(r.Below(3));
     for (int j = 0; j < phones; ++j) p.ids.push_back(Canon("phone", PhoneNumber(i * 3 + j)));
     if (fresh || r.Chance(0.7)) p.ids.push_back(Canon("user_id", "usr-" + std::to_string(100000 + i)));
@@ -211,9 +231,8 @@ World Generate(const GenOptions& opt) {
     const int singles = 1 + static_cast<int>(r.Below(3));
     for (int s = 0; s < singles; ++s) tasks.push_back({r.Unit(), i, {static_cast<int>(r.Below(k))}, ""});
   }
-  std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
-    return a.key != b.key ? a.key < b.key : a.person < b.person;
-  });
+  std::sort(tasks.begin(), tasks.end(),
+            [](const Task& a, const Task& b) { return a.key != b.key ? a.key < b.key : a.person < b.person; });
 
   std::vector<char> group_used(static_cast<size_t>(companies), 0);
   auto domain_of = [](int64_t c) { return Canon("domain", "company" + std::to_string(c) + ".example"); };
@@ -239,8 +258,8 @@ World Generate(const GenOptions& opt) {
     }
     if (member && r.Chance(0.15)) {
       group_used[static_cast<size_t>(company)] = 1;
-      e.memberships.push_back({WithVariant(Canon("email", member->work_email), r),
-                               WithVariant(domain_of(company), r), r.Chance(0.8) ? "member" : "admin"});
+      e.memberships.push_back({WithVariant(Canon("email", member->work_email), r), WithVariant(domain_of(company), r),
+                               r.Chance(0.8) ? "member" : "admin"});
     }
   };
 
@@ -280,13 +299,25 @@ World Generate(const GenOptions& opt) {
       order.push_back({static_cast<double>(i) + 1.5 + static_cast<double>(r.Below(3000)), i + base.size()});
   }
   std::stable_sort(order.begin(), order.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  // Every event is moved out of `base`, except the first sending of an event that is re-sent later (its copy
+  // comes later in the order and takes the original): one copy of the world, not two (10M identifiers).
+  std::vector<char> resent_later(base.size(), 0);
+  for (auto& [k, idx] : order)
+    if (idx >= base.size()) resent_later[idx - base.size()] = 1;
   w.events.reserve(order.size());
   for (auto& [k, idx] : order) {
     (void)k;
     const bool copy = idx >= base.size();
-    w.events.push_back(base[copy ? idx - base.size() : idx]);
+    if (copy) {
+      w.events.push_back(std::move(base[idx - base.size()]));
+    } else if (resent_later[idx]) {
+      w.events.push_back(base[idx]);
+    } else {
+      w.events.push_back(std::move(base[idx]));
+    }
     w.resent.push_back(copy ? 1 : 0);
   }
+  std::vector<GenEvent>().swap(base);
 
   // Freshness phase: each request = one probe event introducing a brand-new person (all identifiers on one
   // edge) + filler events re-mentioning one identifier of an existing person.
@@ -339,8 +370,6 @@ World Generate(const GenOptions& opt) {
     for (const auto& g : e.groups)
       for (const auto& id : g.ids)
         if (id.type == "shopify_id") w.group_truth[IdKey(id.type, id.norm)] = std::stoll(id.norm.substr(5));
-  w.person_ids.reserve(people.size());
-  for (auto& p : people) w.person_ids.push_back(p.ids);
 
   // Self-check: every variant normalizes to its truth value the way the server does, nothing is junk,
   // and every person stays within the default caps.
@@ -371,6 +400,8 @@ World Generate(const GenOptions& opt) {
     if (static_cast<int64_t>(p.ids.size()) > prot.person_caps.max_entity_size)
       throw std::logic_error("generator: entity too large");
   }
+  w.person_ids.reserve(people.size());
+  for (auto& p : people) w.person_ids.push_back(std::move(p.ids));
   return w;
 }
 
