@@ -2789,7 +2789,7 @@ int ResolverStore::EnsureLogPartitions(Database& db, int months_ahead) {
   return created;
 }
 
-ResolverStatusInfo ResolverStore::Status(Database& db) {
+ResolverStatusInfo ResolverStore::Status(Database& db, int64_t pending_limit) {
   ResolverStatusInfo out;
   db.impl().Run(
       "resolver status",
@@ -2811,8 +2811,9 @@ ResolverStatusInfo ResolverStore::Status(Database& db) {
         const std::string past = "FROM events e WHERE e._ingest_xid >= " + wx + " AND (e._ingest_xid, e.event_id) > (" +
                                  wx + ", " + we + ")";
         detail::StatementTimer t(db.observer(), "resolver.status_backlog");
-        auto p = tx.exec("SELECT (SELECT count(*) FROM (SELECT 1 " + past +
-                         " LIMIT 10000000) p), "
+        auto p = tx.exec("SELECT (SELECT count(*) FROM (SELECT 1 " + past + " LIMIT " +
+                         std::to_string(std::max<int64_t>(0, pending_limit)) +
+                         ") p), "
                          "coalesce(extract(epoch from now() - (SELECT e._ingested_at " +
                          past + " ORDER BY e._ingest_xid, e.event_id LIMIT 1)), 0)::float8");
         t.Ok();

@@ -255,6 +255,18 @@ TEST_F(ResolverTest, NoRowSkippedWhenIngestTransactionsCommitOutOfOrder) {
   EXPECT_EQ(storage::ResolverStore::Status(app_->database()).events_pending, 0);
 }
 
+TEST_F(ResolverTest, ThePendingCountStopsAtItsLimit) {
+  Start();
+  Ingest({MakeEvent("q1", 1, {{{"email", "q1@x"}}}), MakeEvent("q2", 2, {{{"email", "q2@x"}}}),
+          MakeEvent("q3", 3, {{{"email", "q3@x"}}})});
+  EXPECT_EQ(storage::ResolverStore::Status(app_->database()).events_pending, 3);
+  const auto capped = storage::ResolverStore::Status(app_->database(), 2);
+  EXPECT_EQ(capped.events_pending, 2);  // at least 2: counting stops there
+  EXPECT_GT(capped.lag_seconds, 0);     // the age of the oldest pending event is still read
+  Resolve();
+  EXPECT_EQ(storage::ResolverStore::Status(app_->database(), 2).events_pending, 0);
+}
+
 TEST_F(ResolverTest, ResentBatchChangesNothing) {
   Start();
   std::vector<v1::Event> evs = {MakeEvent("r1", 1, {{{"email", "a@x"}, {"user_id", "u1"}}})};
