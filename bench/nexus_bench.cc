@@ -2,7 +2,7 @@
 // Usage: nexus_bench run --grpc=HOST:PORT --http=HOST:PORT --db=URL --copy-db=URL --identifiers=N
 //          [--seed=42] [--repeats=3] [--streams=2] [--window=4] [--query-threads=4] [--query-seconds=5]
 //          [--fresh-requests=100] [--fresh-rate=10] [--checkpoints=100000,1000000] [--nexusd-pid=P]
-//          [--pg-pid=P] [--size-name=small] [--out=FILE.json]
+//          [--pg-pid=P] [--size-name=small] [--out=FILE.json] [--stages=a,b,...] [--hold-back=N]
 //        nexus_bench gen --identifiers=N [--seed=42]     (prints world statistics)
 // Exit status: 0 when every correctness check matched exactly, 1 otherwise, 2 on usage errors.
 #include <arpa/inet.h>
@@ -307,6 +307,9 @@ class Bench {
   IngestStats StreamSegment(size_t a, size_t b);
   Obj CopyBaseline();
   Obj Ingest();
+  Obj Increment(size_t pos, size_t n, int64_t checkpoint, IngestStats* all, double* batch_sum_before);
+  Obj LogIngest();
+  Obj Increments();
   Obj Freshness();
   Obj Correctness(const std::string& label);
   Obj Queries();
@@ -514,6 +517,67 @@ Bench::IngestStats Bench::StreamSegment(size_t a, size_t b) {
   return total;
 }
 
+// One increment: waits until the resolver has caught up, sends events [pos, pos + n) as ONE request (one
+// transaction, so the resolver with --resolver-batch-events=n takes them as one batch) and times it until
+// resolved, with where the time went by statement and the write volume.
+Obj Bench::Increment(size_t pos, size_t n, int64_t checkpoint, IngestStats* all, double* batch_sum_before) {
+  Obj io;
+  const double waited = WaitCaughtUp(3600);
+  io.D("catch_up_wait_s", waited);
+  const int64_t held = Count("SELECT count(*) FROM resolved_person_identifiers");
+  io.I("checkpoint", checkpoint).I("identifiers_before", held).I("events", static_cast<int64_t>(n));
+  const std::string m0 = HttpGet(f_.Get("http"), "/metrics");
+  const double s0 = Metric(m0, "nexus_resolver_batch_duration_seconds_sum"),
+               c0 = Metric(m0, "nexus_resolver_batch_duration_seconds_count"),
+               e0 = Metric(m0, "nexus_resolver_batch_events_sum");
+  if (batch_sum_before) *batch_sum_before = s0;
+  // Write volume, which the machine's load does not change: WAL bytes of ingesting + resolving this batch,
+  // and how many row updates were HOT (no index touched). Counters are cluster-wide; nothing else writes.
+  const char* kWalPos = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint";
+  const char* kUpdates = "SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables";
+  const char* kHotUpdates = "SELECT coalesce(sum(n_tup_hot_upd), 0)::bigint FROM pg_stat_user_tables";
+  const int64_t wal0 = Count(kWalPos), upd0 = Count(kUpdates), hot0 = Count(kHotUpdates);
+  v1::IngestEventsRequest req;
+  for (size_t j = pos; j < pos + n; ++j) ToProto(w_.events[j], req.add_events());
+  v1::IngestEventsResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(600));
+  const auto ti = Clock::now();
+  auto st = ingest_->IngestEvents(&ctx, req, &resp);
+  io.D("ingest_one_request_s", Secs(ti, Clock::now()));
+  if (!st.ok()) {
+    io.S("error", "IngestEvents(" + std::to_string(n) + "): " + st.error_message());
+  } else {
+    const auto tr = Clock::now();
+    const double w = WaitCaughtUp(3600);
+    io.D("ack_to_resolved_s", w >= 0 ? Secs(tr, Clock::now()) : NAN);
+    const std::string m1 = HttpGet(f_.Get("http"), "/metrics");
+    const double s1 = Metric(m1, "nexus_resolver_batch_duration_seconds_sum"),
+                 c1 = Metric(m1, "nexus_resolver_batch_duration_seconds_count"),
+                 e1 = Metric(m1, "nexus_resolver_batch_events_sum");
+    io.D("resolver_batches", c1 - c0).D("resolver_events", e1 - e0).D("resolver_seconds", s1 - s0);
+    // Where the batch's time went, by named statement (largest first; statements under 1 ms left out).
+    const auto before = StatementSums(m0), after = StatementSums(m1);
+    std::vector<std::pair<double, std::string>> by;
+    for (const auto& [name, v] : after) {
+      const double d = v - (before.count(name) ? before.at(name) : 0.0);
+      if (name.rfind("resolver.", 0) == 0 && d >= 0.001) by.emplace_back(d, name);
+    }
+    std::sort(by.rbegin(), by.rend());
+    Obj st;
+    for (const auto& [d, name] : by) st.D(name, d);
+    io.Set("statement_seconds", st.Str(6));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // backends flush table statistics when idle
+    io.I("wal_bytes", Count(kWalPos) - wal0);
+    io.I("row_updates", Count(kUpdates) - upd0).I("hot_row_updates", Count(kHotUpdates) - hot0);
+    io.D("identifiers_after", static_cast<double>(Count("SELECT count(*) FROM resolved_person_identifiers")));
+  }
+  all->events += static_cast<int64_t>(n);
+  all->accepted += resp.accepted();
+  all->duplicates += resp.duplicates();
+  return io;
+}
+
 Obj Bench::Ingest() {
   Obj o;
   // Cut points: where the cumulative number of distinct person identifiers reaches each checkpoint; the
@@ -564,63 +628,8 @@ Obj Bench::Ingest() {
       pos = end;
     }
     if (c == cuts.size()) break;
-    // Increment
-    Obj io;
     const size_t n = std::min(inc, w_.events.size() - pos);
-    const double waited = WaitCaughtUp(3600);
-    io.D("catch_up_wait_s", waited);
-    const int64_t held = Count("SELECT count(*) FROM resolved_person_identifiers");
-    io.I("checkpoint", cuts[c].second).I("identifiers_before", held).I("events", static_cast<int64_t>(n));
-    const std::string m0 = HttpGet(f_.Get("http"), "/metrics");
-    const double s0 = Metric(m0, "nexus_resolver_batch_duration_seconds_sum"),
-                 c0 = Metric(m0, "nexus_resolver_batch_duration_seconds_count"),
-                 e0 = Metric(m0, "nexus_resolver_batch_events_sum");
-    if (c == 0) batch_sum0 = s0;
-    // Write volume, which the machine's load does not change: WAL bytes of ingesting + resolving this batch,
-    // and how many row updates were HOT (no index touched). Counters are cluster-wide; nothing else writes.
-    const char* kWalPos = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint";
-    const char* kUpdates = "SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables";
-    const char* kHotUpdates = "SELECT coalesce(sum(n_tup_hot_upd), 0)::bigint FROM pg_stat_user_tables";
-    const int64_t wal0 = Count(kWalPos), upd0 = Count(kUpdates), hot0 = Count(kHotUpdates);
-    v1::IngestEventsRequest req;
-    for (size_t j = pos; j < pos + n; ++j) ToProto(w_.events[j], req.add_events());
-    v1::IngestEventsResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(600));
-    const auto ti = Clock::now();
-    auto st = ingest_->IngestEvents(&ctx, req, &resp);
-    io.D("ingest_one_request_s", Secs(ti, Clock::now()));
-    if (!st.ok()) {
-      io.S("error", "IngestEvents(" + std::to_string(n) + "): " + st.error_message());
-    } else {
-      const auto tr = Clock::now();
-      const double w = WaitCaughtUp(3600);
-      io.D("ack_to_resolved_s", w >= 0 ? Secs(tr, Clock::now()) : NAN);
-      const std::string m1 = HttpGet(f_.Get("http"), "/metrics");
-      const double s1 = Metric(m1, "nexus_resolver_batch_duration_seconds_sum"),
-                   c1 = Metric(m1, "nexus_resolver_batch_duration_seconds_count"),
-                   e1 = Metric(m1, "nexus_resolver_batch_events_sum");
-      io.D("resolver_batches", c1 - c0).D("resolver_events", e1 - e0).D("resolver_seconds", s1 - s0);
-      // Where the batch's time went, by named statement (largest first; statements under 1 ms left out).
-      const auto before = StatementSums(m0), after = StatementSums(m1);
-      std::vector<std::pair<double, std::string>> by;
-      for (const auto& [name, v] : after) {
-        const double d = v - (before.count(name) ? before.at(name) : 0.0);
-        if (name.rfind("resolver.", 0) == 0 && d >= 0.001) by.emplace_back(d, name);
-      }
-      std::sort(by.rbegin(), by.rend());
-      Obj st;
-      for (const auto& [d, name] : by) st.D(name, d);
-      io.Set("statement_seconds", st.Str(6));
-      std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // backends flush table statistics when idle
-      io.I("wal_bytes", Count(kWalPos) - wal0);
-      io.I("row_updates", Count(kUpdates) - upd0).I("hot_row_updates", Count(kHotUpdates) - hot0);
-      io.D("identifiers_after", static_cast<double>(Count("SELECT count(*) FROM resolved_person_identifiers")));
-    }
-    all.events += static_cast<int64_t>(n);
-    all.accepted += resp.accepted();
-    all.duplicates += resp.duplicates();
-    incs.push_back(io.Str(4));
+    incs.push_back(Increment(pos, n, cuts[c].second, &all, c == 0 ? &batch_sum0 : nullptr).Str(4));
     pos += n;
   }
   o.I("events_sent", all.events).I("accepted", all.accepted).I("duplicates", all.duplicates);
@@ -638,6 +647,40 @@ Obj Bench::Ingest() {
   const std::string m = HttpGet(f_.Get("http"), "/metrics");
   o.D("resolver_batch_seconds_total", Metric(m, "nexus_resolver_batch_duration_seconds_sum") - batch_sum0);
   o.D("resolver_batches_total", Metric(m, "nexus_resolver_batch_duration_seconds_count"));
+  return o;
+}
+
+// --hold-back=N, first half: the whole stream but its last N events, through nexusd's ingest as fast as it
+// takes them, without waiting for a resolver (bench/run's log-rebuild flow runs nexusd with --resolver=false
+// here, then a full rebuild). Not a measure of resolution: of ingest with nothing else running.
+Obj Bench::LogIngest() {
+  Obj o;
+  const size_t hold = static_cast<size_t>(f_.Int("hold-back", 0));
+  const size_t end = w_.events.size() - std::min(hold, w_.events.size());
+  const auto s = StreamSegment(0, end);
+  o.I("events_sent", s.events).I("accepted", s.accepted).I("duplicates", s.duplicates);
+  o.I("held_back", static_cast<int64_t>(w_.events.size() - end)).I("stream_requests", s.requests);
+  o.D("stream_seconds", s.seconds).D("events_per_s", static_cast<double>(s.events) / std::max(1e-9, s.seconds));
+  o.B("requests_built_while_streaming", built_while_streaming_);
+  if (!s.error.empty()) o.S("error", s.error);
+  return o;
+}
+
+// --hold-back=N, second half: the held-back events as increments of --increment-events (one request and one
+// resolver batch each) against a resolver that has loaded the whole graph.
+Obj Bench::Increments() {
+  Obj o;
+  const size_t inc = static_cast<size_t>(f_.Int("increment-events", 10000));
+  const size_t hold = std::min(static_cast<size_t>(f_.Int("hold-back", 0)), w_.events.size());
+  IngestStats all;
+  std::vector<std::string> incs;
+  for (size_t pos = w_.events.size() - hold; pos < w_.events.size();) {
+    const size_t n = std::min(inc, w_.events.size() - pos);
+    incs.push_back(Increment(pos, n, -1, &all, nullptr).Str(4));
+    pos += n;
+  }
+  o.I("events_sent", all.events).I("accepted", all.accepted).I("duplicates", all.duplicates);
+  o.Set("increments", Arr(incs));
   return o;
 }
 
@@ -1194,13 +1237,18 @@ int Bench::Run() {
     if (want(name)) stage(name, fn);
   };
   if (!f_.Get("copy-db").empty()) maybe("copy_baseline", [&] { return CopyBaseline(); });
-  maybe("ingest", [&] { return Ingest(); });
+  // --hold-back: bench/run's log-rebuild flow (10m) calls the bench twice, around a rebuild and a restart.
+  const bool split = f_.Int("hold-back", 0) > 0;
+  if (split) maybe("log_ingest", [&] { return LogIngest(); });
+  if (!split) maybe("ingest", [&] { return Ingest(); });
+  if (split) maybe("increments", [&] { return Increments(); });
   // No later stage sends the main stream again: give its memory back (at 10M identifiers, gigabytes that the
   // rebuild's peak would otherwise share the machine with).
   std::vector<GenEvent>().swap(w_.events);
   malloc_trim(0);
   maybe("freshness", [&] { return Freshness(); });
-  WaitCaughtUp(3600);
+  // (Not when only stages without a resolver run: log_ingest runs against nexusd --resolver=false.)
+  if (want("correctness") || want("queries") || want("rebuild")) WaitCaughtUp(3600);
   maybe("correctness", [&] { return Correctness("incremental"); });
   maybe("queries", [&] { return Queries(); });
   maybe("rebuild", [&] { return Rebuild(); });

@@ -16,6 +16,10 @@ def f(v, fmt="{:,.0f}"):
     return "n/a" if v is None else fmt.format(v)
 
 
+def ok(check):
+    return "n/a" if not check else "exact" if check.get("exact") else "MISMATCH"
+
+
 def rows(r):
     ing, cp = r.get("ingest", {}), r.get("copy_baseline", {})
     ratio = (ing.get("events_per_s") / cp["events_per_s"]) if ing.get("events_per_s") and cp.get("events_per_s") else None
@@ -33,7 +37,10 @@ def rows(r):
                 f"{st.get('seconds', 'n/a')} s (achieved events/s)",
                 f(st.get("p50_ms"), "{:.0f}") + " / " + f(st.get("p99_ms"), "{:.0f}") +
                 f" ({f(st.get('achieved_events_per_s'))})"))
-    for inc in ing.get("increments", []):
+    lg = r.get("log_ingest")
+    if lg:
+        out.append(("1. ingest with no resolver running, log-rebuild flow (events/s)", f(lg.get("events_per_s"))))
+    for inc in ing.get("increments", []) + (g(r, "increments", "increments") or []):
         b = inc.get("resolver_batches") or 0
         per = inc["resolver_seconds"] / b if b else None
         eps = inc.get("resolver_events", 0) / inc["resolver_seconds"] if inc.get("resolver_seconds") else None
@@ -60,12 +67,13 @@ def rows(r):
     c, ca = g(r, "correctness", "persons") or {}, g(r, "correctness_after_rebuild", "persons") or {}
     out += [
         ("6. persons vs truth (incremental / after rebuild)",
-         f"{'exact' if c.get('exact') else 'MISMATCH'} / {'exact' if ca.get('exact') else 'MISMATCH'} "
+         f"{ok(c)} / {ok(ca)} "
          f"({c.get('entities_resolved', 0):,} persons, {c.get('identifiers_resolved', 0):,} identifiers)"),
         ("6. groups vs truth", "exact" if g(r, "correctness", "groups", "exact") else "MISMATCH"),
         ("6. nexusd vs SQL baseline partition", "same" if sqlb.get("same_partition_as_nexus") else "DIFFERENT"),
         ("7. peak RSS nexusd (MiB)", f(g(r, "memory", "nexusd_vmhwm_mib"))),
         ("7. peak RSS PostgreSQL, sum of processes (MiB)", f(g(r, "memory", "postgres_vmhwm_sum_mib"))),
+        ("7. peak RSS of the rebuild process, `nexusd --rebuild` (MiB)", f(reb.get("peak_rss_mib"))),
         ("7. graph load at restart (s); nexusd RSS after it (MiB)",
          f(g(r, "graph_load", "seconds"), "{:.1f}") + "; " + f(g(r, "graph_load", "vmhwm_mib"))),
     ]
