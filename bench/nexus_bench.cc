@@ -281,7 +281,7 @@ class Bench {
   }
   // Waits until the resolver has nothing pending; returns seconds waited or -1 on timeout. Polls every 20 ms
   // once the backlog is under one batch, every 500 ms before: each poll costs the server a count of the
-  // backlog, which the 10m run showed taking a PostgreSQL core from the resolver it waits for.
+  // backlog, which PostgreSQL does beside the resolver being waited for.
   double WaitCaughtUp(double timeout_s) {
     const auto t0 = Clock::now();
     for (int i = 0; i < 1000000; ++i) {

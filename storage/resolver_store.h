@@ -257,9 +257,9 @@ class ResolverStore final {
   static std::string LiftSuppression(Database& db, const std::string& kind, const std::string& type,
                                      const std::string& value, const std::string& id_hash);
 
-  /// How many pending events Status counts at most. Counting walks the backlog: at 10M identifiers with 4M
-  /// events pending one count took ~1 s of a PostgreSQL core, and a client polling the status (or the gauges'
-  /// refresh) took that core from the resolver it was waiting for. A larger backlog reads as this many.
+  /// How many pending events Status counts at most. Counting walks the backlog, so with millions of events
+  /// pending a client polling the status (or the gauges' refresh) takes PostgreSQL time from the resolver it is
+  /// waiting for (seen in a 10M bench attempt). A larger backlog reads as this many.
   static constexpr int64_t kPendingCountLimit = 100000;
   /// Status via the shared pool (works without the lock). `events_pending` is exact up to `pending_limit`
   /// and `pending_limit` beyond it; `lag_seconds` (the age of the oldest pending event) is always exact.
