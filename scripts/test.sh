@@ -29,7 +29,14 @@ else
   export BUILD_DIR=${BUILD_DIR:-build}
 fi
 scripts/build.sh
-(cd "$BUILD_DIR" && ctest --output-on-failure --timeout 2400)
+if ! (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 2400); then
+  # CI keeps only the head and tail of a long log: repeat each failure (without the server's JSON log lines)
+  # at the very end, so the failing test's name and assertion are never cut out.
+  log="$BUILD_DIR/Testing/Temporary/LastTest.log"
+  echo "test.sh: FAILED; the failures again (full output: $log):"
+  grep -v '^{"time"' "$log" | grep -E -B12 '^\[  FAILED  \]' | tail -120 || true
+  exit 1
+fi
 if [ -z "${1:-}" ]; then
   # The real Segment and RudderStack SDKs against this build (npm ci: the pinned packages). Their current
   # versions need Node >= 20: Debian 12's own nodejs is 18, so on a machine with only that the step says so

@@ -103,6 +103,19 @@ class ResolverTest : public PgTest {
     return out;
   }
 
+  /// Writes an event in `tx` as IngestStore would and leaves it open: until `tx` ends, the resolver consumes
+  /// nothing at or past it (the worker wakes on every ingest, so a test that reads the backlog holds one).
+  static void HoldIngest(pqxx::work& tx, const std::string& event_id, const std::string& email) {
+    tx.exec("INSERT INTO event_keys (event_id, occurred_at) VALUES (" + tx.quote(event_id) + ", now())");
+    tx.exec("INSERT INTO events (event_id, occurred_at, event_name, event_type, source) VALUES (" + tx.quote(event_id) +
+            ", now(), 'x', 'test', 'testsrc')");
+    tx.exec(
+        "INSERT INTO person_identifiers (event_id, edge_id, identifier_type, identifier_value, "
+        "identifier_value_raw, role, source, occurred_at) VALUES (" +
+        tx.quote(event_id) + ", " + tx.quote(event_id + "#p0") + ", 'email', " + tx.quote(email) + ", " +
+        tx.quote(email) + ", 'participant', 'testsrc', now())");
+  }
+
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::IngestService::Stub> ingest_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
@@ -233,14 +246,7 @@ TEST_F(ResolverTest, NoRowSkippedWhenIngestTransactionsCommitOutOfOrder) {
   // Hold an ingest transaction open (as IngestStore writes it), while later ones commit and the resolver runs.
   pqxx::connection held(url_);
   pqxx::work tx(held);
-  tx.exec("INSERT INTO event_keys (event_id, occurred_at) VALUES ('held', now())");
-  tx.exec(
-      "INSERT INTO events (event_id, occurred_at, event_name, event_type, source) "
-      "VALUES ('held', now(), 'x', 'test', 'testsrc')");
-  tx.exec(
-      "INSERT INTO person_identifiers (event_id, edge_id, identifier_type, identifier_value, "
-      "identifier_value_raw, role, source, occurred_at) "
-      "VALUES ('held', 'held#p0', 'email', 'late@x', 'late@x', 'participant', 'testsrc', now())");
+  HoldIngest(tx, "held", "late@x");
   Ingest({MakeEvent("after1", 5, {{{"email", "early@x"}}}), MakeEvent("after2", 6, {{{"email", "late@x"}}})});
   Resolve();
   // Nothing at or past the open transaction is consumed yet...
@@ -257,12 +263,20 @@ TEST_F(ResolverTest, NoRowSkippedWhenIngestTransactionsCommitOutOfOrder) {
 
 TEST_F(ResolverTest, ThePendingCountStopsAtItsLimit) {
   Start();
+  // The worker wakes on each ingest: an open ingest transaction before the three keeps them pending (without
+  // it the worker now and then resolved them before the first count: this test failed once in CI, and every time
+  // with a 500 ms pause after the ingest).
+  pqxx::connection held(url_);
+  pqxx::work tx(held);
+  HoldIngest(tx, "q0", "q0@x");
   Ingest({MakeEvent("q1", 1, {{{"email", "q1@x"}}}), MakeEvent("q2", 2, {{{"email", "q2@x"}}}),
           MakeEvent("q3", 3, {{{"email", "q3@x"}}})});
+  Resolve();  // consumes nothing: the three are past the open transaction
   EXPECT_EQ(storage::ResolverStore::Status(app_->database()).events_pending, 3);
   const auto capped = storage::ResolverStore::Status(app_->database(), 2);
   EXPECT_EQ(capped.events_pending, 2);  // at least 2: counting stops there
   EXPECT_GT(capped.lag_seconds, 0);     // the age of the oldest pending event is still read
+  tx.commit();
   Resolve();
   EXPECT_EQ(storage::ResolverStore::Status(app_->database(), 2).events_pending, 0);
 }
