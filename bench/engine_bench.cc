@@ -3,12 +3,17 @@
 // Feeds the benchmark world (bench/generator.h, the same seeded stream bench/run ingests) to
 // resolver::Engine in batches of --batch events, the way the resolver worker does after reading them
 // from the core log, and reports what the engine itself costs: events/s over the whole stream, the time of
-// the batches right after the 100k and 1M identifier checkpoints, and its memory (Engine::MemoryBytes and
-// the process's RSS, which also holds the generated world). The difference to bench/run's batch time is what PostgreSQL
-// costs. Then the cost of taking a re-resolved component in place (Engine::Forget and a load of its rows) for 5
-// entities of different sizes (issue 15).
+// the batches right after the 100k and 1M identifier checkpoints, and its memory: Engine::MemoryBytes (its own
+// estimate), the process's RSS (which also holds the generated world) and the heap the engine holds (glibc's count
+// of allocated bytes, chunk overhead included, before and after; exact, unlike RSS differences, which freed but
+// unreturned pages blur). The difference to bench/run's batch time is what PostgreSQL costs. Then the cost of
+// taking a re-resolved component in place (Engine::Forget and a load of its rows) for 5 entities of different
+// sizes (issue 15), and a load of the resolved state (entities, identifiers, trait winners, memberships; not the
+// edge sightings) into a fresh engine the way nexusd's graph load feeds it: its time and heap are the engine's
+// part of a graph load.
 //
 //   nexus_engine_bench [--identifiers=1100000] [--batch=10000] [--seed=42] [--out=FILE.json]
+#include <malloc.h>  // mallinfo2
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -18,6 +23,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -45,6 +51,12 @@ std::map<std::string, std::string> Flags(int argc, char** argv) {
     f[a.substr(2, a.find('=') - 2)] = a.substr(a.find('=') + 1);
   }
   return f;
+}
+
+/// Bytes the heap has handed out and not taken back (arena chunks and mmapped blocks).
+double HeapMiB() {
+  const struct mallinfo2 mi = mallinfo2();
+  return static_cast<double>(mi.uordblks + mi.hblkhd) / 1048576.0;
 }
 
 double RssMiB() {
@@ -167,7 +179,9 @@ int main(int argc, char** argv) {
   std::cerr << "[engine] world: " << stream.size() << " events, "
             << std::chrono::duration<double>(Clock::now() - tg).count() << " s to generate\n";
 
-  Engine engine("bench-salt");
+  auto owned = std::make_unique<Engine>("bench-salt");
+  Engine& engine = *owned;
+  const double heap_before_engine = HeapMiB();
   const ProtectionConfig protection = ProtectionConfig::Defaults();
   LogBuilder log;
   double apply_s = 0;
@@ -201,6 +215,7 @@ int main(int argc, char** argv) {
     batches.emplace_back(before, s);
   }
   const double rss_after = RssMiB();
+  const double engine_heap = HeapMiB() - heap_before_engine;
   const int64_t persons_ids = static_cast<int64_t>(engine.identifier_count(EntityKind::kPerson));
   const int64_t all_ids = persons_ids + static_cast<int64_t>(engine.identifier_count(EntityKind::kGroup));
 
@@ -228,16 +243,47 @@ int main(int argc, char** argv) {
     ip << (i ? ", " : "") << "{\"identifiers\": " << inplace[i].identifiers << ", \"forget_s\": " << inplace[i].forget_s
        << ", \"load_s\": " << inplace[i].load_s << "}";
   }
+  // The resolved state loaded into a fresh engine, as a graph load feeds it. The snapshot has no trait row's
+  // ingest time, source or null flag, nor a role's ingest time: those load as 0, "" and false (same memory).
+  const size_t memory_bytes = engine.MemoryBytes();
+  double reload_s = 0, reload_heap = 0;
+  {
+    Engine::Snapshot snap = engine.TakeSnapshot(/*with_identifiers=*/true);
+    owned.reset();
+    const double heap0 = HeapMiB();
+    Engine fresh("bench-salt");
+    const auto t0 = Clock::now();
+    for (size_t k = 0; k < kKinds; ++k) {
+      const auto kind = static_cast<EntityKind>(k);
+      for (const auto& e : snap.entities[k]) fresh.LoadEntity(kind, e.id, e.identifier_count, e.birth);
+      for (const auto& r : snap.identifiers[k]) {
+        fresh.LoadIdentifier(kind, r.type, r.value, r.entity_id, r.source, r.first_us, r.last_us);
+      }
+      for (const auto& t : snap.traits[k]) {
+        fresh.LoadTraitWinner(kind, t.entity_id, t.name, t.row_occurred_us, 0, t.row_id, "", false);
+      }
+    }
+    for (const auto& m : snap.memberships) {
+      fresh.LoadMembership(m.person_id, m.group_id, m.established_us, m.role_occurred_us, 0, m.role_row_id);
+    }
+    fresh.FinishLoad();
+    reload_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    reload_heap = HeapMiB() - heap0;
+  }
   std::ostringstream o;
   o << "{\n  \"identifiers_requested\": " << identifiers << ",\n  \"batch_events\": " << batch
     << ",\n  \"seed\": " << go.seed << ",\n  \"events\": " << stream.size()
     << ",\n  \"person_identifiers\": " << persons_ids << ",\n  \"all_identifiers\": " << all_ids
     << ",\n  \"apply_seconds\": " << apply_s
     << ",\n  \"events_per_s\": " << static_cast<double>(stream.size()) / apply_s << ",\n  \"checkpoints\": ["
-    << cps.str() << "],\n  \"engine_memory_bytes\": " << engine.MemoryBytes()
-    << ",\n  \"engine_bytes_per_identifier\": "
-    << static_cast<double>(engine.MemoryBytes()) / static_cast<double>(all_ids)
-    << ",\n  \"process_rss_mib\": " << rss_after << ",\n  \"in_place_update\": [" << ip.str() << "]\n}\n";
+    << cps.str() << "],\n  \"engine_memory_bytes\": " << memory_bytes
+    << ",\n  \"engine_bytes_per_identifier\": " << static_cast<double>(memory_bytes) / static_cast<double>(all_ids)
+    << ",\n  \"process_rss_mib\": " << rss_after << ",\n  \"engine_heap_mib\": " << engine_heap
+    << ",\n  \"engine_heap_bytes_per_identifier\": " << engine_heap * 1048576.0 / static_cast<double>(all_ids)
+    << ",\n  \"in_place_update\": [" << ip.str() << "],\n  \"reload_seconds\": " << reload_s
+    << ",\n  \"reload_heap_mib\": " << reload_heap
+    << ",\n  \"reload_heap_bytes_per_identifier\": " << reload_heap * 1048576.0 / static_cast<double>(all_ids)
+    << "\n}\n";
   std::cout << o.str();
   if (f.count("out")) std::ofstream(f["out"]) << o.str();
   return 0;

@@ -1,10 +1,13 @@
 #include "resolver/engine.h"
 
 #include <algorithm>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -75,9 +78,118 @@ std::string Key(const std::string& type, const std::string& value) {
   return k;
 }
 
+/// The identifier keys of one kind ("type \x1f value"), interned: their bytes in append-only blocks, found
+/// through an open-addressing table (linear probing) of dense ids with their 32-bit hashes. About the key plus 26
+/// bytes per identifier, where an unordered_map<std::string, uint32_t> took the key plus about 100 (a node, a
+/// string header, often a second allocation for the string, a bucket). Ids are given in order, from 0; an erased
+/// key's id is not given again and its bytes stay until the index is dropped.
+class KeyIndex {
+ public:
+  /// The id of `key`, or kNone.
+  uint32_t Find(std::string_view key) const {
+    if (slots_.empty()) return kNone;
+    const uint32_t h = Hash(key);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& sl = slots_[i];
+      if (sl.id == kNone) return kNone;
+      if (sl.id != kErased && sl.hash == h && Key(sl.id) == key) return sl.id;
+    }
+  }
+  /// Adds `key`, which must not be present, as the next id and returns it.
+  uint32_t Add(std::string_view key) {
+    if ((live_ + erased_ + 1) * 4 > slots_.size() * 3) Grow();
+    const uint32_t id = static_cast<uint32_t>(refs_.size());
+    refs_.push_back(Store(key));
+    Place(id, Hash(key));
+    ++live_;
+    return id;
+  }
+  /// Takes `id` out of lookups; Key(id) is "\x1f" (type "" and value "") from now on.
+  void Erase(uint32_t id) {
+    const std::string_view key = Key(id);
+    const uint32_t h = Hash(key);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      if (slots_[i].id == id) {
+        slots_[i].id = kErased;
+        break;
+      }
+    }
+    refs_[id] = Ref{kErased, 0, 0};
+    --live_;
+    ++erased_;
+  }
+  std::string_view Key(uint32_t id) const {
+    const Ref& r = refs_[id];
+    if (r.block == kErased) return "\x1f";
+    return {blocks_[r.block].get() + r.offset, r.length};
+  }
+  size_t MemoryBytes() const {
+    return slots_.capacity() * sizeof(Slot) + refs_.capacity() * sizeof(Ref) + block_bytes_;
+  }
+
+ private:
+  static constexpr uint32_t kErased = kNone - 1;
+  static constexpr size_t kBlockBytes = size_t{1} << 20;
+  struct Ref {
+    uint32_t block, offset, length;
+  };
+  struct Slot {
+    uint32_t id = kNone;  // kNone: empty; kErased: a removed key (probes go on)
+    uint32_t hash = 0;
+  };
+  static uint32_t Hash(std::string_view key) {
+    const uint64_t h = std::hash<std::string_view>{}(key);
+    return static_cast<uint32_t>(h ^ (h >> 32));
+  }
+  Ref Store(std::string_view key) {
+    if (blocks_.empty() || used_ + key.size() > block_size_) {
+      block_size_ = std::max(kBlockBytes, key.size());
+      blocks_.push_back(std::make_unique<char[]>(block_size_));
+      block_bytes_ += block_size_;
+      used_ = 0;
+    }
+    std::copy(key.begin(), key.end(), blocks_.back().get() + used_);
+    const Ref r{static_cast<uint32_t>(blocks_.size() - 1), static_cast<uint32_t>(used_),
+                static_cast<uint32_t>(key.size())};
+    used_ += key.size();
+    return r;
+  }
+  void Place(uint32_t id, uint32_t h) {
+    size_t i = h & mask_;
+    while (slots_[i].id != kNone) i = (i + 1) & mask_;
+    slots_[i] = Slot{id, h};
+  }
+  /// Doubles the table (or only drops erased slots when they are the growth), placing the live ids again.
+  void Grow() {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    size_t n = old.empty() ? 1024 : old.size();
+    while ((live_ + 1) * 2 > n) n *= 2;  // at most half full after growing
+    slots_.assign(n, Slot{});
+    mask_ = n - 1;
+    for (const Slot& sl : old) {
+      if (sl.id != kNone && sl.id != kErased) Place(sl.id, sl.hash);
+    }
+    erased_ = 0;
+  }
+
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  size_t live_ = 0, erased_ = 0;
+  std::vector<Ref> refs_;  // by id
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  size_t block_size_ = 0, used_ = 0, block_bytes_ = 0;
+};
+
+/// Empties a container and gives its memory back: `c = {}` would pick the initializer_list assignment, which
+/// keeps the capacity (an absorbed cluster kept its type counts' buffer, a finished load its staging vectors).
+template <class C>
+void FreeAll(C& c) {
+  C().swap(c);
+}
+
 struct Ident {
-  const std::string* key = nullptr;  // type '\x1f' value, owned by the index
-  uint32_t cluster = 0;              // the cluster it joined (follow parents to the entity)
+  uint32_t cluster = 0;  // the cluster it joined (follow parents to the entity)
   uint32_t type = 0;
   uint32_t source = 0;  // of the first occurrence
   int64_t first_us = 0;
@@ -119,7 +231,7 @@ struct EdgeReps {
 
 struct KindState {
   EntityKind kind;
-  std::unordered_map<std::string, uint32_t> index;
+  KeyIndex index;  // the key of idents[i] has id i
   std::vector<Ident> idents;
   std::vector<Cluster> clusters;
   std::unordered_map<std::string, EdgeReps> edges;
@@ -262,16 +374,15 @@ struct Engine::Impl {
   }
   static std::string_view ValueOf(const KindState& s, uint32_t ident) {
     const Ident& i = s.idents[ident];
-    return std::string_view(*i.key).substr(i.type_len + 1);
+    return s.index.Key(ident).substr(i.type_len + 1);
   }
   static std::string_view TypeOf(const KindState& s, uint32_t ident) {
     const Ident& i = s.idents[ident];
-    return std::string_view(*i.key).substr(0, i.type_len);
+    return s.index.Key(ident).substr(0, i.type_len);
   }
   uint32_t Lookup(const KindState& s, const std::string& type, const std::string& value) {
     key_.assign(type).append(1, '\x1f').append(value);
-    auto it = s.index.find(key_);
-    return it == s.index.end() ? kNone : it->second;
+    return s.index.Find(key_);
   }
   std::string key_;                   // scratch for index lookups (no allocation per row)
   std::vector<uint32_t> row_idents_;  // ApplyEventRows: the interned identifier of each row (kNone: blocked)
@@ -469,7 +580,7 @@ struct Engine::Impl {
     OfferLatest(s, cl, ident);
     marks[Idx(s.kind)].count_changed.insert(c);
     if (!s.rule_keys.empty()) {
-      if (auto it = s.rule_keys.find(*s.idents[ident].key); it != s.rule_keys.end()) {
+      if (auto it = s.rule_keys.find(std::string(s.index.Key(ident))); it != s.rule_keys.end()) {
         auto& tags = s.cluster_tags[c];
         tags.insert(tags.end(), it->second.begin(), it->second.end());
       }
@@ -494,7 +605,7 @@ struct Engine::Impl {
       }
     }
     for (uint32_t i : fresh) {
-      if (auto it = s.rule_keys.find(*s.idents[i].key); it != s.rule_keys.end()) {
+      if (auto it = s.rule_keys.find(std::string(s.index.Key(i))); it != s.rule_keys.end()) {
         tags.insert(tags.end(), it->second.begin(), it->second.end());
       }
     }
@@ -654,7 +765,7 @@ struct Engine::Impl {
       sv.count += c.count;
       m.count_changed.insert(survivor);
       for (const auto& [t, n] : c.type_counts) AddTypeCount(sv, t, n);
-      c.type_counts = {};
+      FreeAll(c.type_counts);
       if (!s.cluster_tags.empty()) {
         if (auto it = s.cluster_tags.find(r); it != s.cluster_tags.end()) {
           auto moved = std::move(it->second);
@@ -664,9 +775,9 @@ struct Engine::Impl {
         }
       }
       for (const auto& [t, ident] : c.latest) OfferLatest(s, s.clusters[survivor], ident);
-      c.latest = {};
-      const std::vector<TraitWin> absorbed_traits = std::move(c.traits);
-      c.traits = {};
+      FreeAll(c.latest);
+      std::vector<TraitWin> absorbed_traits;
+      absorbed_traits.swap(c.traits);
       for (const auto& w : absorbed_traits) OfferTrait(s, survivor, w);
       FoldMemberships(s.kind, r, survivor);
     }
@@ -712,13 +823,12 @@ struct Engine::Impl {
       }
       // Most rows name a known identifier: look up with a reused key buffer, allocate only for new ones.
       key_.assign(r->type).append(1, '\x1f').append(r->value);
-      auto it = s.index.find(key_);
-      const bool fresh = it == s.index.end();
-      if (fresh) it = s.index.emplace(key_, static_cast<uint32_t>(s.idents.size())).first;
-      row_idents_.push_back(it->second);
+      uint32_t id = s.index.Find(key_);
+      const bool fresh = id == kNone;
+      if (fresh) id = s.index.Add(key_);
+      row_idents_.push_back(id);
       if (fresh) {
         Ident i;
-        i.key = &it->first;
         i.cluster = kNone;
         i.type = types.Id(r->type);
         i.type_len = static_cast<uint32_t>(r->type.size());
@@ -726,10 +836,10 @@ struct Engine::Impl {
         i.first_us = event.occurred_us;
         i.last_us = event.occurred_us;
         s.idents.push_back(i);
-        interned_here.insert(it->second);
-        m.new_idents.push_back(it->second);
+        interned_here.insert(id);
+        m.new_idents.push_back(id);
       }
-      const uint32_t ident = it->second;
+      const uint32_t ident = id;
       auto [eit, efresh] = edges.try_emplace(r->edge_id);
       if (efresh) {
         order.push_back(r->edge_id);
@@ -1043,10 +1153,10 @@ bool Engine::LoadIdentifier(EntityKind kind, const std::string& type, const std:
   KindState& s = x.ks[Idx(kind)];
   auto ent = s.load_ids.find(entity_id);
   if (ent == s.load_ids.end()) return false;
-  auto [it, fresh] = s.index.emplace(Key(type, value), static_cast<uint32_t>(s.idents.size()));
-  if (!fresh) return false;
+  const std::string key = Key(type, value);
+  if (s.index.Find(key) != kNone) return false;
+  const uint32_t id = s.index.Add(key);
   Ident i;
-  i.key = &it->first;
   i.type = x.types.Id(type);
   i.type_len = static_cast<uint32_t>(type.size());
   i.source = x.sources.Id(source);
@@ -1054,7 +1164,7 @@ bool Engine::LoadIdentifier(EntityKind kind, const std::string& type, const std:
   i.last_us = last_us;
   s.idents.push_back(i);
   x.marks[Idx(kind)].count_changed.clear();
-  x.Accrete(s, ent->second, it->second);
+  x.Accrete(s, ent->second, id);
   return true;
 }
 
@@ -1091,9 +1201,9 @@ void Engine::SetLinkRules(const std::vector<LinkRule>& rules) {
   // Identifiers already held (an engine given rules after loading): tag their clusters.
   for (auto& s : x.ks) {
     for (const auto& [key, tags] : s.rule_keys) {
-      auto it = s.index.find(key);
-      if (it == s.index.end() || s.idents[it->second].cluster == kNone) continue;
-      auto& ct = s.cluster_tags[x.RootOf(s, it->second)];
+      const uint32_t id = s.index.Find(key);
+      if (id == kNone || s.idents[id].cluster == kNone) continue;
+      auto& ct = s.cluster_tags[x.RootOf(s, id)];
       ct.insert(ct.end(), tags.begin(), tags.end());
     }
   }
@@ -1176,14 +1286,13 @@ void Engine::FinishLoad() {
       x.OfferMembership(p->second, g->second, m.established_us, m.role, false);
     }
   }
-  x.pending_traits = {};
-  x.pending_mems = {};
-  for (auto& s : impl_->ks) s.load_ids = {};
+  FreeAll(x.pending_traits);
+  FreeAll(x.pending_mems);
+  for (auto& s : impl_->ks) FreeAll(s.load_ids);
   impl_->BeginBatch();
 }
 
 void Engine::Forget(EntityKind kind, const std::vector<std::pair<std::string, std::string>>& identifiers) {
-  static const std::string kForgotten = "\x1f";  // the key of a forgotten identifier's slot: type "" value ""
   Impl& x = *impl_;
   KindState& s = x.ks[Idx(kind)];
   std::unordered_set<uint32_t> gone;  // identifiers
@@ -1240,11 +1349,9 @@ void Engine::Forget(EntityKind kind, const std::vector<std::pair<std::string, st
   }
   for (uint32_t i : gone) {
     Ident& id = s.idents[i];
-    const std::string key = *id.key;
-    id.key = &kForgotten;
     id.type_len = 0;
     id.cluster = kNone;
-    s.index.erase(key);
+    s.index.Erase(i);
   }
 }
 
@@ -1290,7 +1397,7 @@ size_t Engine::MemoryBytes() const {
   size_t n = impl_->mems.capacity() * sizeof(Mem) + impl_->mem_index.size() * 32;
   for (const auto& s : impl_->ks) {
     n += s.idents.capacity() * sizeof(Ident) + s.clusters.capacity() * sizeof(Cluster);
-    for (const auto& [k, v] : s.index) n += k.capacity() + 48;
+    n += s.index.MemoryBytes();
     for (const auto& [k, v] : s.edges) n += k.capacity() + 56;
     for (const auto& c : s.clusters) {
       n += c.type_counts.capacity() * 16 + c.traits.capacity() * sizeof(TraitWin) + c.latest.capacity() * 8 +

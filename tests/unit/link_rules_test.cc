@@ -381,5 +381,47 @@ TEST(LinkRules, ForgettingAComponentAndLoadingItsRowsEqualsALoadOfEverything) {
   EXPECT_NE(resident.EntityOf(EntityKind::kPerson, "email", "c"), resident.EntityOf(EntityKind::kPerson, "email", "a"));
 }
 
+// Many forgotten identifiers (more than the identifier index's first table holds, so it grows past removed keys):
+// each forgotten one is unseen, every other keeps its entity, and a forgotten one seen again is interned afresh.
+TEST(LinkRules, ForgettingManyIdentifiersKeepsEveryOtherAndInternsThemAgain) {
+  auto batch = [](int first, int n, int64_t row0) {
+    BatchInput in;
+    for (int i = 0; i < n; ++i) {
+      const std::string ev = "ev" + std::to_string(first + i);
+      in.events.push_back({ev, first + i, 0, "t", "crm"});
+      in.identifiers[0].push_back({static_cast<uint32_t>(i), row0 + i, ev + "#0", "email",
+                                   "p" + std::to_string(first + i) + "@x", "contact", false});
+    }
+    return in;
+  };
+  auto email = [](int i) { return "p" + std::to_string(i) + "@x"; };
+  Engine engine("salt");
+  engine.Apply(batch(0, 3000, 1), ProtectionConfig::Unlimited());
+  std::vector<std::string> ids(3000);
+  for (int i = 0; i < 3000; ++i) ids[i] = engine.EntityOf(EntityKind::kPerson, "email", email(i));
+  std::vector<std::pair<std::string, std::string>> gone;
+  for (int i = 0; i < 3000; i += 3) gone.emplace_back("email", email(i));
+  engine.Forget(EntityKind::kPerson, gone);
+  engine.FinishLoad();
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_EQ(engine.EntityOf(EntityKind::kPerson, "email", email(i)), i % 3 ? ids[i] : "") << email(i);
+  }
+  // 3,000 new identifiers and the first 600 again (the forgotten among them are new to the engine now).
+  engine.Apply(batch(3000, 3000, 10000), ProtectionConfig::Unlimited());
+  engine.Apply(batch(0, 600, 20000), ProtectionConfig::Unlimited());
+  for (int i = 0; i < 6000; ++i) {
+    const std::string now = engine.EntityOf(EntityKind::kPerson, "email", email(i));
+    if (i < 600 || i % 3 || i >= 3000) {
+      EXPECT_FALSE(now.empty()) << email(i);
+    } else {
+      EXPECT_EQ(now, "") << email(i);
+    }
+    if (i < 3000 && i % 3) {
+      EXPECT_EQ(now, ids[i]) << email(i);
+    }
+  }
+  EXPECT_EQ(engine.entity_count(EntityKind::kPerson), 5200u);  // 1,000 forgotten, 200 of them seen again
+}
+
 }  // namespace
 }  // namespace nexus::resolver
