@@ -192,10 +192,11 @@ struct Ident {
   uint32_t cluster = 0;  // the cluster it joined (follow parents to the entity)
   uint32_t type = 0;
   uint32_t source = 0;  // of the first occurrence
+  uint32_t type_len = 0;
   int64_t first_us = 0;
   int64_t last_us = 0;
-  uint32_t type_len = 0;
 };
+static_assert(sizeof(Ident) == 32, "one per identifier: keep it packed");
 
 struct TraitWin {
   uint32_t name;
@@ -205,9 +206,9 @@ struct TraitWin {
 };
 
 struct Cluster {
-  uint32_t parent = 0;
   int64_t count = 0;
   BirthKey birth;
+  uint32_t parent = 0;
   std::array<char, 26> id{};
   std::vector<std::pair<uint32_t, int64_t>> type_counts;
   std::vector<TraitWin> traits;
