@@ -86,23 +86,17 @@ std::string Key(const std::string& type, const std::string& value) {
 class KeyIndex {
  public:
   /// The id of `key`, or kNone.
-  uint32_t Find(std::string_view key) const {
-    if (slots_.empty()) return kNone;
+  uint32_t Find(std::string_view key) const { return Find(key, Hash(key)); }
+  /// The id of `key` and false, or, when it is new, the next id (now given to it) and true.
+  std::pair<uint32_t, bool> Intern(std::string_view key) {
     const uint32_t h = Hash(key);
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-      const Slot& sl = slots_[i];
-      if (sl.id == kNone) return kNone;
-      if (sl.id != kErased && sl.hash == h && Key(sl.id) == key) return sl.id;
-    }
-  }
-  /// Adds `key`, which must not be present, as the next id and returns it.
-  uint32_t Add(std::string_view key) {
+    if (const uint32_t id = Find(key, h); id != kNone) return {id, false};
     if ((live_ + erased_ + 1) * 4 > slots_.size() * 3) Grow();
     const uint32_t id = static_cast<uint32_t>(refs_.size());
     refs_.push_back(Store(key));
-    Place(id, Hash(key));
+    Place(id, h);
     ++live_;
-    return id;
+    return {id, true};
   }
   /// Takes `id` out of lookups; Key(id) is "\x1f" (type "" and value "") from now on.
   void Erase(uint32_t id) {
@@ -140,6 +134,14 @@ class KeyIndex {
   static uint32_t Hash(std::string_view key) {
     const uint64_t h = std::hash<std::string_view>{}(key);
     return static_cast<uint32_t>(h ^ (h >> 32));
+  }
+  uint32_t Find(std::string_view key, uint32_t h) const {
+    if (slots_.empty()) return kNone;
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& sl = slots_[i];
+      if (sl.id == kNone) return kNone;
+      if (sl.id != kErased && sl.hash == h && Key(sl.id) == key) return sl.id;
+    }
   }
   Ref Store(std::string_view key) {
     if (blocks_.empty() || used_ + key.size() > block_size_) {
@@ -824,9 +826,7 @@ struct Engine::Impl {
       }
       // Most rows name a known identifier: look up with a reused key buffer, allocate only for new ones.
       key_.assign(r->type).append(1, '\x1f').append(r->value);
-      uint32_t id = s.index.Find(key_);
-      const bool fresh = id == kNone;
-      if (fresh) id = s.index.Add(key_);
+      const auto [id, fresh] = s.index.Intern(key_);
       row_idents_.push_back(id);
       if (fresh) {
         Ident i;
@@ -1154,9 +1154,9 @@ bool Engine::LoadIdentifier(EntityKind kind, const std::string& type, const std:
   KindState& s = x.ks[Idx(kind)];
   auto ent = s.load_ids.find(entity_id);
   if (ent == s.load_ids.end()) return false;
-  const std::string key = Key(type, value);
-  if (s.index.Find(key) != kNone) return false;
-  const uint32_t id = s.index.Add(key);
+  x.key_.assign(type).append(1, '\x1f').append(value);
+  const auto [id, fresh] = s.index.Intern(x.key_);
+  if (!fresh) return false;
   Ident i;
   i.type = x.types.Id(type);
   i.type_len = static_cast<uint32_t>(type.size());
