@@ -84,13 +84,18 @@ constexpr const char* kBatchMembershipsSql =
 // fills from empty within minutes; with its statistics behind it and the cached pages costed as random reads,
 // the planner sorted or hashed the whole month (and every other month) for a batch of a few thousand events:
 // 1.9 s per read and growing with the month in a steady-ingest run, where one index probe per event in its own
-// partition is what the read costs. Planner settings are per transaction (SET LOCAL): nothing leaks into the
-// pooled session.
+// partition is what the read costs. The delta's writes run the same way (WriteDelta): each is keyed by the
+// batch's arrays (thousands of ids) on an indexed column, but with ~9,000 absorbed entities in a 10,000-event
+// batch at 1.1M identifiers the planner hashed whole tables instead (2026-12-04: repoint_identifiers built a
+// 1.08M-row hash for 14k rows, drop_duplicate_participants hashed and spilled 1.34M participants and scanned
+// them again for its EXISTS, 3.7 s) and paid 0.3 s of JIT compilation on top: JIT is off for the same reason.
+// Planner settings are per transaction (SET LOCAL): nothing leaks into the pooled session.
 constexpr const char* kProbePlansSql =
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
+    "SET LOCAL jit = off";
 constexpr const char* kDefaultPlansSql =
     "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; "
-    "SET LOCAL enable_mergejoin TO DEFAULT";
+    "SET LOCAL enable_mergejoin TO DEFAULT; SET LOCAL jit TO DEFAULT";
 constexpr const char* kAdvanceSql =
     "UPDATE resolver_state SET watermark_xid = $1::xid8, watermark_event_id = $2, "
     "watermark_ingested_at = " NEXUS_US_TO_TS("$3::bigint") ", "
@@ -422,10 +427,12 @@ class BatchIo {
 
   /// Writes a delta. `events` are the batch's events (participants and quarantines index them).
   void WriteDelta(const resolver::BatchDelta& d, const std::vector<resolver::LogEvent>& events) {
+    tx_.exec(kProbePlansSql);  // index probes per batch row (see kProbePlansSql)
     // Merges first, for both kinds: memberships of absorbed entities are dropped before the folded ones land.
     for (const Kind* k : {&kPerson, &kGroup}) WriteMerges(*k, d.kinds[Idx(k->kind)]);
     for (const Kind* k : {&kPerson, &kGroup}) WriteKind(*k, d.kinds[Idx(k->kind)], events);
     WriteMemberships(d);
+    tx_.exec(kDefaultPlansSql);
   }
 
   void Advance(const BatchEvent& last, const resolver::BatchDelta& d) {
