@@ -121,10 +121,11 @@ constexpr Templates kMerges{
     " FROM @E_id_aliases WHERE new_id = $1 ORDER BY merged_at DESC, old_id DESC"};
 
 // Search: exact normalized identifiers (primary key), identifier values and the name column by fragment (trigram
-// GIN indexes, migration 008). Per entity the best match scores; tiers keep exact > prefix > fragment.
-// $1/$2 exact (types, values), $3 the lower-cased query, $4/$5 LIKE-escaped fragments, ($6, $7) the keyset
-// cursor, $8 the limit, $9 '%' (fragments) or '' (prefixes only: short queries, whose padded word-start
-// trigrams the index can use, where a 2-character fragment has no trigram and would read the whole index).
+// GIN indexes, migration 008; the identifier values' moved to @E_identifier_search in migration 016). Per entity the
+// best match scores; tiers keep exact > prefix > fragment. $1/$2 exact (types, values), $3 the lower-cased query, $4/$5
+// LIKE-escaped fragments, ($6, $7) the keyset cursor, $8 the limit, $9 '%' (fragments) or '' (prefixes only: short
+// queries, whose padded word-start trigrams the index can use, where a 2-character fragment has no trigram and would
+// read the whole index).
 #define NEXUS_SEARCH_SCORE(col)                                    \
   "CASE WHEN lower(" col                                           \
   ") = $3 THEN 5.0"                                                \
@@ -139,8 +140,9 @@ constexpr Templates kSearch{
     "  JOIN resolved_@E_identifiers r ON r.identifier_type = n.t AND r.identifier_value = n.v"
     " UNION ALL"
     " SELECT r.@E_id, r.identifier_type, r.identifier_value, " NEXUS_SEARCH_SCORE("r.identifier_value")
-    "  FROM resolved_@E_identifiers r"
-    "  WHERE r.identifier_value ILIKE $9 || $4 || '%' OR r.identifier_value ILIKE $9 || $5 || '%'"
+    "  FROM @E_identifier_search f JOIN resolved_@E_identifiers r"
+    "   ON r.identifier_type = f.identifier_type AND r.identifier_value = f.identifier_value"
+    "  WHERE f.identifier_value ILIKE $9 || $4 || '%' OR f.identifier_value ILIKE $9 || $5 || '%'"
     " UNION ALL"
     " SELECT t.@E_id, 'trait:@NAME', t.@NAME, " NEXUS_SEARCH_SCORE("t.@NAME")
     "  FROM @T t WHERE t.@NAME ILIKE $9 || $4 || '%' OR t.@NAME ILIKE $9 || $5 || '%'"

@@ -887,8 +887,12 @@ std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resol
 // ---------------------------------------------------------------------------------------------------------
 namespace {
 
-// The tables a rebuild replaces. quarantined_edges is rewritten in place (released edges are kept).
+// The tables a rebuild replaces. quarantined_edges is rewritten in place (released edges are kept). The search
+// tables (migration 016) follow the resolved identifier tables: filled from them, and kept so by their triggers,
+// which IndexShadowTables creates once the shadows are loaded.
 const std::vector<std::string> kRebuiltTables = {"resolved_person_identifiers",
+                                                 "person_identifier_search",
+                                                 "group_identifier_search",
                                                  "resolved_person_traits",
                                                  "resolved_group_identifiers",
                                                  "resolved_group_traits",
@@ -1698,6 +1702,12 @@ class Rebuilder {
                s << std::make_tuple(i.entity_id, i.type, i.value, i.source, Us(i.first_us), Us(i.last_us));
              });
            });
+      // The live table's triggers fill its search table; a shadow gets its triggers only after loading.
+      if (suffix == kShadow) {
+        Exec(k->Stmt("rebuild_identifier_search"),
+             k->Sql("INSERT INTO {k}_identifier_search" + suffix +
+                    " SELECT identifier_type, identifier_value FROM resolved_{k}_identifiers" + suffix));
+      }
       // Trait winners and final columns take their values from the core log by row id.
       tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");
       Stage("rb_traits", {"e", "r"}, k->Stmt("rebuild_traits_stage"), [&](pqxx::stream_to& s) {
@@ -1869,6 +1879,22 @@ class Rebuilder {
                  " NOT VALID");
         renames_.push_back("ALTER TABLE " + t + " RENAME CONSTRAINT " + row[0].c_str() + kShadow + " TO " +
                            row[0].c_str());
+      }
+      // Triggers (names are per table: the shadow's keep theirs), after the load so that it fires none of them.
+      for (const auto& row : tx_.exec("SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = " +
+                                      tx_.quote(t) + "::regclass AND NOT tgisinternal")) {
+        std::string def = row[1].c_str();
+        size_t at = std::string::npos;
+        for (const std::string& on : {" ON public." + t + " ", " ON " + t + " "}) {
+          if ((at = def.find(on)) != std::string::npos) {
+            def.replace(at, on.size(), " ON " + shadow + " ");
+            break;
+          }
+        }
+        if (at == std::string::npos) {
+          throw StorageError(ErrorKind::kInternal, "rebuild: cannot read trigger definition of " + t);
+        }
+        tx_.exec(def);
       }
       Exec("resolver.rebuild_analyze", "ANALYZE " + shadow);
     }

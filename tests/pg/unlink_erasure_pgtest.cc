@@ -230,6 +230,19 @@ class UnlinkErasureTest : public PgTest {
   }
 
   /// Rows of every table of the schema whose text holds `needle`, as "table: n" lines ("" when none).
+  /// The search tables (migration 016) hold exactly the resolved (type, value) pairs of their kind: their triggers
+  /// follow every insert and delete, and a rebuild refills them.
+  void ExpectSearchTablesFollow(const std::string& after) {
+    for (const std::string k : {"person", "group"}) {
+      const std::string resolved = "SELECT identifier_type, identifier_value FROM resolved_" + k + "_identifiers";
+      const std::string search = "SELECT identifier_type, identifier_value FROM " + k + "_identifier_search";
+      EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM ((" + resolved + " EXCEPT " + search + ") UNION ALL (" +
+                                      search + " EXCEPT " + resolved + ")) d"),
+                "0")
+          << k << "_identifier_search differs from the resolved identifiers after " << after;
+    }
+  }
+
   std::string TablesHolding(const std::string& needle) {
     std::string out;
     pqxx::connection c(url_);
@@ -1174,6 +1187,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
     SCOPED_TRACE("seed " + std::to_string(seed) + ", step " + std::to_string(step) + ": " + what);
     if (preview) ExpectPreviewHeld(*preview, "the dry run before it");
     ExpectGraphAgrees(what);
+    ExpectSearchTablesFollow(what);
 
     // Every cannot-link rule holds.
     for (const auto& r : rules_now()) {
@@ -1191,6 +1205,7 @@ TEST_F(UnlinkErasureTest, RandomStreamsUnlinksAndErasuresAgreeWithARebuild) {
     if (step % 6 == 5) ExpectRebuildAgrees("step " + std::to_string(step) + " (" + what + ")");
   }
   ExpectRebuildAgrees("the end");
+  ExpectSearchTablesFollow("the rebuild at the end");
   const std::string overrides = QueryScalar(url_, "SELECT count(*) FROM entity_id_overrides");
   std::cout << "[ unlink/erase property ] " << ingests << " ingests, " << unlinks << " unlinks, " << edge_rules
             << " edge rules, " << removals << " rule removals, " << erasures << " erasures, " << overrides
