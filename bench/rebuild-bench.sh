@@ -13,7 +13,7 @@
 #                VmRSS / VmHWM right after;
 #   increments : the held-back events as three 10,000-event requests, one resolver batch each (nexus_bench's
 #                increments stage): each batch's seconds and per-statement sums.
-# Writes bench/results/rebuild-<IDENTIFIERS>-<date>.json with every run and the medians per build.
+# Writes bench/results/rebuild-<IDENTIFIERS>-<date>[-$NEXUS_BENCH_TAG].json with every run and the medians per build.
 set -euo pipefail
 IDS="${1:-1100000}"; ROUNDS="${2:-3}"; BASELINE="${3:-}"; HOLD=30000
 # shellcheck source=bench/common.sh
@@ -127,7 +127,7 @@ PY
 done
 
 mkdir -p "$ROOT/bench/results"
-OUT="$ROOT/bench/results/rebuild-$IDS-$(date -u +%Y-%m-%d).json"
+OUT="$ROOT/bench/results/rebuild-$IDS-$(date -u +%Y-%m-%d)${NEXUS_BENCH_TAG:+-$NEXUS_BENCH_TAG}.json"
 /usr/bin/python3 - "$TMP/runs.jsonl" "$OUT" "$IDS" "$ROUNDS" "$BASELINE" <<'PY'
 import json, os, statistics, subprocess, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]

@@ -1,6 +1,7 @@
 #include "resolver/engine.h"
 
 #include <algorithm>
+#include <cassert>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -313,14 +314,28 @@ struct Engine::Impl {
   std::vector<Mem> mems;
   std::unordered_map<uint64_t, uint32_t> mem_index;  // (person root << 32 | group root) -> mems index
 
+  /// A final row by reference: per column the winning trait row (0: none) and, when there is none, the fallback
+  /// identifier (kNone: none). Within a column the type is fixed, so equal keys are equal values; a batch compares
+  /// these and spells out (Finals) only the rows that changed.
+  struct ColumnKey {
+    int64_t trait_row = 0;
+    uint32_t ident = kNone;
+    bool operator==(const ColumnKey&) const = default;
+  };
+  static constexpr size_t kMaxColumns = 5;
+  using FinalKeys = std::array<ColumnKey, kMaxColumns>;
+  bool changes_ = true;  // Apply's Report is kChanges: record what the delta needs
+
   // ---- per-batch bookkeeping (cleared by BeginBatch) ----
   struct BatchMarks {
-    std::unordered_map<uint32_t, std::vector<FinalValue>> finals_before;  // cluster -> finals at first touch
-    std::unordered_map<uint32_t, std::vector<TraitWin>> traits_before;    // existing cluster -> winners then
+    // Existing cluster -> its final row at first touch (Touch); -> its trait winners before their first change
+    // (OfferTrait).
+    std::unordered_map<uint32_t, FinalKeys> finals_before;
+    std::unordered_map<uint32_t, std::vector<TraitWin>> traits_before;
     uint32_t existing_limit = 0;  // clusters below this index existed before the batch (per kind)
-    std::unordered_set<uint32_t> changed_idents;
-    std::vector<uint32_t> new_idents;
-    std::unordered_set<uint32_t> count_changed;
+    uint32_t ident_limit = 0;     // identifiers from this index on are new in the batch (ids are given in order)
+    std::vector<uint32_t> changed_idents;  // existing identifiers whose sightings changed (repeats allowed)
+    std::vector<uint32_t> count_changed;   // clusters whose identifier count changed (repeats allowed)
     std::vector<std::pair<uint32_t, uint32_t>> trait_marks;              // (cluster, name)
     std::vector<std::tuple<uint32_t, uint32_t, int64_t>> merges;         // absorbed, merged into, absorbed size
     std::vector<std::pair<std::string, std::string>> merge_edges;        // (event_id, edge_id) per merge
@@ -353,7 +368,10 @@ struct Engine::Impl {
       ks[Idx(k)].kind = k;
       for (const auto& c : ColumnRules(k)) {
         if (!c.identifier_type.empty()) ks[Idx(k)].fallback_types.push_back(types.Id(c.identifier_type));
+        column_names[Idx(k)].emplace_back(c.traits.size(), kNone);
+        column_types[Idx(k)].push_back(c.identifier_type.empty() ? kNone : types.Id(c.identifier_type));
       }
+      assert(ColumnRules(k).size() <= kMaxColumns);
     }
     BeginBatch();
   }
@@ -408,14 +426,20 @@ struct Engine::Impl {
   }
 
   // ---------------- final columns ----------------
-  std::vector<FinalValue> Finals(KindState& s, uint32_t c) {
+  /// Trait name ids of each column rule (kNone until the name is first seen), per kind.
+  std::array<std::vector<std::vector<uint32_t>>, kKinds> column_names;
+  std::array<std::vector<uint32_t>, kKinds> column_types;  // interned fallback type per column (kNone: none)
+
+  FinalKeys KeysOf(KindState& s, uint32_t c) {
     const Cluster& cl = s.clusters[c];
-    std::vector<FinalValue> out;
-    out.reserve(ColumnRules(s.kind).size());
-    for (const auto& rule : ColumnRules(s.kind)) {
-      FinalValue v;
-      for (const auto& t : rule.traits) {
-        const uint32_t n = names.Find(t);
+    const auto& rules = ColumnRules(s.kind);
+    auto& col_names = column_names[Idx(s.kind)];
+    FinalKeys out{};
+    for (size_t col = 0; col < rules.size(); ++col) {
+      ColumnKey& v = out[col];
+      for (size_t t = 0; t < rules[col].traits.size(); ++t) {
+        uint32_t& n = col_names[col][t];
+        if (n == kNone) n = names.Find(rules[col].traits[t]);  // interned ids never change once given
         if (n == kNone) continue;
         auto it = std::find_if(cl.traits.begin(), cl.traits.end(), [&](const TraitWin& w) { return w.name == n; });
         if (it != cl.traits.end() && !it->is_null) {  // a cleared trait counts as absent
@@ -423,22 +447,31 @@ struct Engine::Impl {
           break;
         }
       }
-      if (v.trait_row == 0 && !rule.identifier_type.empty()) {
-        const uint32_t t = types.Find(rule.identifier_type);
+      const uint32_t type = column_types[Idx(s.kind)][col];
+      if (v.trait_row == 0 && type != kNone) {
         for (const auto& [ty, ident] : cl.latest) {
-          if (ty == t) v.identifier_value = std::string(ValueOf(s, ident));
+          if (ty == type) v.ident = ident;
         }
       }
-      out.push_back(std::move(v));
     }
     return out;
   }
-  /// Call before anything that may change a live cluster's final columns, trait winners or count.
+  std::vector<FinalValue> Finals(KindState& s, uint32_t c) { return Spell(s, KeysOf(s, c)); }
+  std::vector<FinalValue> Spell(const KindState& s, const FinalKeys& keys) const {
+    std::vector<FinalValue> out(ColumnRules(s.kind).size());
+    for (size_t col = 0; col < out.size(); ++col) {
+      out[col].trait_row = keys[col].trait_row;
+      if (keys[col].ident != kNone) out[col].identifier_value = std::string(ValueOf(s, keys[col].ident));
+    }
+    return out;
+  }
+  /// Call before anything that may change a live cluster's final columns or count. Entities born in the batch
+  /// need no record (their row starts all NULL), nor does a replay (Report::kReplay) any.
   void Touch(KindState& s, uint32_t c) {
     auto& m = marks[Idx(s.kind)];
-    if (m.finals_before.count(c)) return;
-    m.finals_before.emplace(c, c < m.existing_limit ? Finals(s, c) : std::vector<FinalValue>{});
-    if (c < m.existing_limit) m.traits_before.emplace(c, s.clusters[c].traits);
+    if (!changes_ || c >= m.existing_limit) return;
+    auto [it, fresh] = m.finals_before.try_emplace(c);
+    if (fresh) it->second = KeysOf(s, c);
   }
 
   bool LatestBetter(const KindState& s, uint32_t a, uint32_t b) const {
@@ -492,16 +525,18 @@ struct Engine::Impl {
 
   void OfferTrait(KindState& s, uint32_t c, const TraitWin& row) {
     Cluster& cl = s.clusters[c];
-    for (auto& w : cl.traits) {
-      if (w.name != row.name) continue;
-      if (w.key.row_id != row.key.row_id && TraitBeats(RuleOf(row.name), row, w)) {
-        w = row;
-        marks[Idx(s.kind)].trait_marks.emplace_back(c, row.name);
-      }
-      return;
+    auto it = std::find_if(cl.traits.begin(), cl.traits.end(), [&](const TraitWin& w) { return w.name == row.name; });
+    if (it != cl.traits.end() && (it->key.row_id == row.key.row_id || !TraitBeats(RuleOf(row.name), row, *it))) return;
+    if (changes_) {  // the winners before the batch's first change (an entity's winners change only here)
+      auto& m = marks[Idx(s.kind)];
+      if (c < m.existing_limit) m.traits_before.try_emplace(c, cl.traits);
+      m.trait_marks.emplace_back(c, row.name);
     }
-    cl.traits.push_back(row);
-    marks[Idx(s.kind)].trait_marks.emplace_back(c, row.name);
+    if (it != cl.traits.end()) {
+      *it = row;
+    } else {
+      cl.traits.push_back(row);
+    }
   }
 
   // ---------------- memberships ----------------
@@ -512,7 +547,7 @@ struct Engine::Impl {
       mems.push_back({p, g, established, role, false});
       ks[0].clusters[p].memberships.push_back(it->second);
       ks[1].clusters[g].memberships.push_back(it->second);
-      if (mark) mem_marks.insert(it->second);
+      if (mark && changes_) mem_marks.insert(it->second);
       return;
     }
     Mem& m = mems[it->second];
@@ -525,7 +560,7 @@ struct Engine::Impl {
       m.role = role;
       changed = true;
     }
-    if (changed && mark) mem_marks.insert(it->second);
+    if (changed && mark && changes_) mem_marks.insert(it->second);
   }
   /// Moves the memberships of absorbed cluster `a` (of `kind`) to survivor `s`, folding duplicates.
   void FoldMemberships(EntityKind kind, uint32_t a, uint32_t s) {
@@ -538,8 +573,9 @@ struct Engine::Impl {
       mem_index.erase(MemKey(m.person, m.group));
       m.dead = true;
       const Mem copy = m;
-      mem_marks.erase(idx);
       OfferMembership(person ? s : copy.person, person ? copy.group : s, copy.established_us, copy.role, true);
+      if (!changes_) continue;
+      mem_marks.erase(idx);
       // A folded membership always changes its row (new person/group id), so mark it even if unchanged.
       mem_marks.insert(mem_index.at(MemKey(person ? s : copy.person, person ? copy.group : s)));
     }
@@ -582,7 +618,7 @@ struct Engine::Impl {
     ++cl.count;
     AddTypeCount(cl, s.idents[ident].type, 1);
     OfferLatest(s, cl, ident);
-    marks[Idx(s.kind)].count_changed.insert(c);
+    if (changes_) marks[Idx(s.kind)].count_changed.push_back(c);
     if (!s.rule_keys.empty()) {
       if (auto it = s.rule_keys.find(std::string(s.index.Key(ident))); it != s.rule_keys.end()) {
         auto& tags = s.cluster_tags[c];
@@ -758,8 +794,7 @@ struct Engine::Impl {
     Touch(s, survivor);
     for (uint32_t i : fresh) Accrete(s, survivor, i);
     for (uint32_t r : roots) {
-      if (r == survivor) continue;
-      Touch(s, r);
+      if (r == survivor) continue;  // an absorbed cluster's rows are dropped, not compared: no Touch
       Cluster& c = s.clusters[r];
       m.merges.emplace_back(r, survivor, c.count);
       m.merge_edges.emplace_back(event_id, edge_id);
@@ -767,7 +802,7 @@ struct Engine::Impl {
       --s.live;
       Cluster& sv = s.clusters[survivor];
       sv.count += c.count;
-      m.count_changed.insert(survivor);
+      if (changes_) m.count_changed.push_back(survivor);
       for (const auto& [t, n] : c.type_counts) AddTypeCount(sv, t, n);
       FreeAll(c.type_counts);
       if (!s.cluster_tags.empty()) {
@@ -818,7 +853,7 @@ struct Engine::Impl {
     // Edges of the event in order of their first row.
     std::vector<std::string> order;
     std::unordered_map<std::string, EdgeRows> edges;
-    std::unordered_set<uint32_t> interned_here;
+    const uint32_t interned_here = static_cast<uint32_t>(s.idents.size());  // ids from here on are this event's
     row_idents_.clear();
     for (const LogIdentifier* r = begin; r != end; ++r) {
       if (r->blocked) {
@@ -838,8 +873,6 @@ struct Engine::Impl {
         i.first_us = event.occurred_us;
         i.last_us = event.occurred_us;
         s.idents.push_back(i);
-        interned_here.insert(id);
-        m.new_idents.push_back(id);
       }
       const uint32_t ident = id;
       auto [eit, efresh] = edges.try_emplace(r->edge_id);
@@ -870,7 +903,7 @@ struct Engine::Impl {
       if (r->blocked) continue;
       const uint32_t ident = row_idents_[static_cast<size_t>(r - begin)];
       Ident& i = s.idents[ident];
-      if (interned_here.count(ident) == 0) {
+      if (ident < interned_here) {
         const bool earlier = event.occurred_us < i.first_us;
         const bool later = event.occurred_us > i.last_us;
         if (earlier || later) {
@@ -884,7 +917,7 @@ struct Engine::Impl {
             i.last_us = event.occurred_us;
             OfferLatest(s, s.clusters[root], ident);
           }
-          m.changed_idents.insert(ident);
+          if (changes_) m.changed_idents.push_back(ident);
         }
       }
       if (r->role) m.participants.emplace_back(ev, s.idents[ident].cluster, roles.Id(*r->role));
@@ -897,9 +930,15 @@ struct Engine::Impl {
       auto& m = marks[Idx(s.kind)];
       m = BatchMarks{};
       m.existing_limit = static_cast<uint32_t>(s.clusters.size());
+      m.ident_limit = static_cast<uint32_t>(s.idents.size());
     }
     mem_marks.clear();
     resolved_mems.clear();
+  }
+
+  static void SortUnique(std::vector<uint32_t>& v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
   }
 
   BatchDelta EndBatch() {
@@ -908,6 +947,7 @@ struct Engine::Impl {
       auto& m = marks[Idx(s.kind)];
       KindDelta& d = out.kinds[Idx(s.kind)];
       const uint32_t limit = m.existing_limit;
+      const uint32_t idents_end = static_cast<uint32_t>(s.idents.size());
       // Merges, with the final survivor.
       for (size_t i = 0; i < m.merges.size(); ++i) {
         const auto& [absorbed, into, count] = m.merges[i];
@@ -916,25 +956,8 @@ struct Engine::Impl {
         if (absorbed < limit) --d.stats.entities_delta;
       }
       d.stats.merged = static_cast<int64_t>(m.merges.size());
-      // Identifiers.
-      std::unordered_set<uint32_t> gained;
-      for (uint32_t i : m.new_idents) {
-        const uint32_t root = RootOf(s, i);
-        if (root < limit) gained.insert(root);
-        const Ident& id = s.idents[i];
-        d.identifiers.push_back({std::string(TypeOf(s, i)), std::string(ValueOf(s, i)), IdOf(s, root),
-                                 sources.Name(id.source), id.first_us, id.last_us, true});
-        m.changed_idents.erase(i);
-      }
-      std::vector<uint32_t> changed(m.changed_idents.begin(), m.changed_idents.end());
-      std::sort(changed.begin(), changed.end());
-      for (uint32_t i : changed) {
-        const Ident& id = s.idents[i];
-        d.identifiers.push_back({std::string(TypeOf(s, i)), std::string(ValueOf(s, i)), IdOf(s, RootOf(s, i)),
-                                 sources.Name(id.source), id.first_us, id.last_us, false});
-      }
-      d.stats.identifiers = static_cast<int64_t>(m.new_idents.size());
-      // Entities: born ones that survived, existing survivors whose size changed.
+      d.stats.identifiers = static_cast<int64_t>(idents_end - m.ident_limit);
+      // Entities born that survived.
       for (size_t i = 0; i < m.born.size(); ++i) {
         const uint32_t c = m.born[i];
         if (s.clusters[c].parent != c) continue;
@@ -942,13 +965,42 @@ struct Engine::Impl {
         ++d.stats.born;
         ++d.stats.entities_delta;
       }
-      std::vector<uint32_t> counted(m.count_changed.begin(), m.count_changed.end());
-      std::sort(counted.begin(), counted.end());
-      for (uint32_t c : counted) {
+      // Participants, deduplicated per (event, entity, role).
+      std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> parts;
+      parts.reserve(m.participants.size());
+      for (const auto& [ev, c, role] : m.participants) parts.emplace_back(ev, Find(s, c), role);
+      std::sort(parts.begin(), parts.end());
+      parts.erase(std::unique(parts.begin(), parts.end()), parts.end());
+      d.participants.reserve(parts.size());
+      for (const auto& [ev, c, role] : parts) d.participants.push_back({ev, IdOf(s, c), roles.Name(role)});
+      d.quarantined = std::move(m.quarantined);
+      d.stats.quarantined = static_cast<int64_t>(d.quarantined.size());
+      if (!changes_) continue;
+
+      // Identifiers: the new ones (in the order they were first seen), then existing ones whose sightings changed.
+      std::vector<uint32_t> gained;
+      for (uint32_t i = m.ident_limit; i < idents_end; ++i) {
+        const uint32_t root = RootOf(s, i);
+        if (root < limit) gained.push_back(root);
+        const Ident& id = s.idents[i];
+        d.identifiers.push_back({std::string(TypeOf(s, i)), std::string(ValueOf(s, i)), IdOf(s, root),
+                                 sources.Name(id.source), id.first_us, id.last_us, true});
+      }
+      SortUnique(m.changed_idents);
+      for (uint32_t i : m.changed_idents) {
+        if (i >= m.ident_limit) continue;  // first seen in an earlier event of the batch: listed as new
+        const Ident& id = s.idents[i];
+        d.identifiers.push_back({std::string(TypeOf(s, i)), std::string(ValueOf(s, i)), IdOf(s, RootOf(s, i)),
+                                 sources.Name(id.source), id.first_us, id.last_us, false});
+      }
+      SortUnique(gained);
+      d.stats.accreted = static_cast<int64_t>(gained.size());
+      // Existing survivors whose size changed.
+      SortUnique(m.count_changed);
+      for (uint32_t c : m.count_changed) {
         if (c >= limit || s.clusters[c].parent != c) continue;
         d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth, "", false});
       }
-      d.stats.accreted = static_cast<int64_t>(gained.size());
       // Trait winners that changed, on live entities.
       std::set<std::pair<uint32_t, uint32_t>> tm;
       for (const auto& [c, name] : m.trait_marks) {
@@ -959,45 +1011,32 @@ struct Engine::Impl {
         const Cluster& cl = s.clusters[c];
         auto it = std::find_if(cl.traits.begin(), cl.traits.end(), [&](const TraitWin& w) { return w.name == name; });
         if (it == cl.traits.end()) continue;
-        // Unchanged when the entity existed and already had this winner (e.g. it won against an absorbed one).
-        if (auto b = m.traits_before.find(c); b != m.traits_before.end()) {
+        // Unchanged when the entity existed and already had this winner (e.g. it won against an absorbed one); an
+        // entity that existed and whose winners did not change in the batch has no traits_before.
+        if (c < limit) {
+          auto b = m.traits_before.find(c);
+          if (b == m.traits_before.end()) continue;
           auto was =
               std::find_if(b->second.begin(), b->second.end(), [&](const TraitWin& w) { return w.name == name; });
           if (was != b->second.end() && was->key.row_id == it->key.row_id) continue;
         }
         d.traits.push_back({IdOf(s, c), names.Name(name), it->key.row_id, it->key.occurred_us});
       }
-      // Participants, deduplicated per (event, entity, role).
-      std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> parts;
-      parts.reserve(m.participants.size());
-      for (const auto& [ev, c, role] : m.participants) parts.emplace_back(ev, Find(s, c), role);
-      std::sort(parts.begin(), parts.end());
-      parts.erase(std::unique(parts.begin(), parts.end()), parts.end());
-      d.participants.reserve(parts.size());
-      for (const auto& [ev, c, role] : parts) d.participants.push_back({ev, IdOf(s, c), roles.Name(role)});
-      // Final rows whose values changed.
+      // Final rows whose values changed: existing entities touched (sorted), then entities born (in order, all
+      // after them), whose row starts all NULL.
       std::vector<uint32_t> touched;
+      touched.reserve(m.finals_before.size() + m.born.size());
       for (const auto& [c, before] : m.finals_before) touched.push_back(c);
       std::sort(touched.begin(), touched.end());
+      touched.insert(touched.end(), m.born.begin(), m.born.end());
+      const FinalKeys empty{};
       for (uint32_t c : touched) {
         if (s.clusters[c].parent != c) continue;
-        auto after = Finals(s, c);
-        const auto& before = m.finals_before.at(c);
-        const bool is_new = c >= limit;
-        bool differs = before.size() != after.size();
-        if (!differs) {
-          for (size_t i = 0; i < after.size(); ++i) differs |= !(before[i] == after[i]);
-        }
-        if (is_new) {  // a new row starts all NULL
-          differs = false;
-          for (const auto& v : after) differs |= v.trait_row != 0 || v.identifier_value.has_value();
-        }
-        if (differs) d.finals.push_back({IdOf(s, c), std::move(after)});
+        const FinalKeys after = KeysOf(s, c);
+        if (after != (c < limit ? m.finals_before.at(c) : empty)) d.finals.push_back({IdOf(s, c), Spell(s, after)});
       }
-      d.quarantined = std::move(m.quarantined);
-      d.stats.quarantined = static_cast<int64_t>(d.quarantined.size());
     }
-    // Memberships.
+    // Memberships (mem_marks is empty in a replay).
     std::vector<uint32_t> mm(mem_marks.begin(), mem_marks.end());
     std::sort(mm.begin(), mm.end());
     for (uint32_t i : mm) {
@@ -1029,9 +1068,10 @@ struct Engine::Impl {
 Engine::Engine(std::string id_salt) : impl_(std::make_unique<Impl>(std::move(id_salt))) {}
 Engine::~Engine() = default;
 
-BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protection) {
+BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protection, Report report) {
   Impl& x = *impl_;
   x.SetRules(protection.traits);
+  x.changes_ = report == Report::kChanges;
   x.BeginBatch();
   // Rows are grouped by event: used in place when in (event, row_id) order, as storage reads them; a sorted
   // copy only when a caller handed them out of order.
@@ -1102,6 +1142,7 @@ BatchDelta Engine::ApplyReleased(EntityKind kind, const std::string& event_id, c
                                  const std::vector<std::pair<std::string, std::string>>& identifiers,
                                  const std::vector<std::string>& entity_ids, std::string* entity_id) {
   Impl& x = *impl_;
+  x.changes_ = true;
   x.BeginBatch();
   KindState& s = x.ks[Idx(kind)];
   Impl::EdgeRows e;  // known identifiers only: nothing is born

@@ -308,8 +308,15 @@ class Engine final {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  /// What Apply reports. kChanges: the whole BatchDelta, for storage to apply to the resolved tables. kReplay:
+  /// only what a replay of the log cannot take from the state at its end: merges, participants, entities born
+  /// (EntityChange::is_new), quarantined edges and resolved memberships; identifiers, other entity changes, trait
+  /// winners, final rows, memberships and KindStats::accreted stay empty (a rebuild writes those from
+  /// TakeSnapshot and ForEachIdentifier). The state after Apply is the same in both.
+  enum class Report { kChanges, kReplay };
+
   /// Resolves one batch with the given merge protection and trait rules. Never throws for data reasons.
-  BatchDelta Apply(const BatchInput& batch, const ProtectionConfig& protection);
+  BatchDelta Apply(const BatchInput& batch, const ProtectionConfig& protection, Report report = Report::kChanges);
 
   /// The link rules (see LinkRule). Call before loading or applying anything: clusters already formed are not
   /// re-checked (a rule added later takes effect through a rebuild).

@@ -1356,7 +1356,7 @@ class Rebuilder {
         CheckCancelled();
         any = true;
         last = ch->last;
-        const resolver::BatchDelta d = engine->Apply(ch->in, protection);
+        const resolver::BatchDelta d = engine->Apply(ch->in, protection, resolver::Engine::Report::kReplay);
         Collect(ch->in, ch->pos, d);
         progress_.events_done += static_cast<int64_t>(ch->in.events.size());
         Report();
@@ -1435,7 +1435,7 @@ class Rebuilder {
     const auto added = KeepSplitIds(k, s, in, rules, overrides, rule_id, protection);
     overrides.insert(overrides.end(), added.begin(), added.end());
     engine->SetIdOverrides(overrides);
-    const resolver::BatchDelta d = engine->Apply(in, protection);
+    const resolver::BatchDelta d = engine->Apply(in, protection, resolver::Engine::Report::kReplay);
     Collect(in, pos, d);
     out->events = static_cast<int64_t>(in.events.size());
     out->identifiers = static_cast<int64_t>(engine->identifier_count(k.kind));
@@ -1540,7 +1540,7 @@ class Rebuilder {
     ids_only.events = in.events;
     ids_only.identifiers = in.identifiers;
     ids_only.forced = in.forced;
-    probe.Apply(ids_only, protection);
+    probe.Apply(ids_only, protection, resolver::Engine::Report::kReplay);
     auto added = probe.SplitIds(k.kind, before);
     StoreIdOverrides(impl_, tx_, c_, k, added, rule_id);
     return added;
@@ -2064,7 +2064,7 @@ LinkRulePreview PreviewLinkRules(Database::Impl& db, pqxx::work& tx, detail::Poo
     auto e = std::make_unique<resolver::Engine>(st.salt);
     e->SetLinkRules(rules);
     e->SetIdOverrides(overrides);
-    e->Apply(in, protection);
+    e->Apply(in, protection, resolver::Engine::Report::kReplay);
     return e;
   };
   std::unordered_map<std::string, uint32_t> pos;

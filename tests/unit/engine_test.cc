@@ -1260,8 +1260,46 @@ void CheckAccessors(const Engine& engine, const Log& log, const State& want, con
   }
 }
 
+/// What a replay (Engine::Report::kReplay) must report of a batch, spelled out: merges, participants, entities
+/// born, quarantined edges, resolved memberships and the stats other than `accreted`; then whether any of the parts
+/// it leaves out is not empty.
+std::string ReplayParts(const BatchDelta& d, bool replay) {
+  std::ostringstream o;
+  for (const auto& kd : d.kinds) {
+    o << "kind\n";
+    for (const auto& m : kd.merges) {
+      o << "merge " << m.absorbed_id << ' ' << m.merged_into_id << ' ' << m.survivor_id << ' ' << m.event_id << ' '
+        << m.edge_id << ' ' << m.absorbed_count << ' ' << m.absorbed_existing << '\n';
+    }
+    for (const auto& p : kd.participants) o << "participant " << p.event << ' ' << p.entity_id << ' ' << p.role << '\n';
+    for (const auto& e : kd.entities) {
+      if (e.is_new) o << "born " << e.id << ' ' << e.identifier_count << ' ' << e.created_by_event_id << '\n';
+    }
+    for (const auto& q : kd.quarantined) {
+      o << "quarantined " << q.event << ' ' << q.edge_id << ' ' << q.reason << ' ' << q.identifiers.size();
+      for (const auto& id : q.entity_ids) o << ' ' << id;
+      o << '\n';
+    }
+    o << "stats " << kd.stats.born << ' ' << kd.stats.merged << ' ' << kd.stats.quarantined << ' '
+      << kd.stats.identifiers << ' ' << kd.stats.entities_delta << '\n';
+    if (replay) {
+      const bool only_born =
+          std::all_of(kd.entities.begin(), kd.entities.end(), [](const EntityChange& e) { return e.is_new; });
+      if (!kd.identifiers.empty() || !only_born || !kd.traits.empty() || !kd.finals.empty() || kd.stats.accreted) {
+        o << "a part a replay leaves out is not empty\n";
+      }
+    }
+  }
+  for (const auto& m : d.resolved_memberships) {
+    o << "resolved membership " << m.row_id << ' ' << m.person_id << ' ' << m.group_id << ' ' << m.occurred_us << '\n';
+  }
+  if (replay && !d.memberships.empty()) o << "memberships in a replay\n";
+  return o.str();
+}
+
 // =========================================================================================================
-// One case: (a) cuts, (b) one batch, (c) oracle, (d) reloaded. Returns the problems (empty: all agree).
+// One case: (a) cuts, (b) one batch, (c) oracle, (d) reloaded, (r) a replay of (a)'s cuts. Returns the problems
+// (empty: all agree).
 // =========================================================================================================
 
 Problems CheckCase(const Case& c, std::map<std::string, int64_t>* coverage = nullptr) {
@@ -1274,6 +1312,7 @@ Problems CheckCase(const Case& c, std::map<std::string, int64_t>* coverage = nul
   const BatchInput empty;
 
   Engine a(kSalt);
+  Engine r(kSalt);  // the same cuts, Report::kReplay
   Sink a_sink(log, index, Sink::Mode::kDeltaOnly, "(a) cuts");
   Sink a_fold(log, index, Sink::Mode::kFold, "(a) cuts, folding sink");
   StatSums a_sums;
@@ -1303,6 +1342,12 @@ Problems CheckCase(const Case& c, std::map<std::string, int64_t>* coverage = nul
     }
     const BatchInput in = Slice(log, b, e);
     const BatchDelta delta = a.Apply(in, protection);
+    const std::string replayed = ReplayParts(r.Apply(in, protection, Engine::Report::kReplay), true);
+    if (replayed != ReplayParts(delta, false)) {
+      Add(&out, "(r) replay of batch #" + std::to_string(bi) + " reports other merges, participants, births, " +
+                    "quarantines or stats than (a), or a part it leaves out:\n" + replayed + "\nwant:\n" +
+                    ReplayParts(delta, false));
+    }
     a_sink.Apply(delta, b, e - b);
     a_fold.Apply(delta, b, e - b);
     a_sums.Add(delta);
@@ -1355,6 +1400,7 @@ Problems CheckCase(const Case& c, std::map<std::string, int64_t>* coverage = nul
   b_sums.Check(want, "(b)", &out);
   CheckAccessors(a, log, want, "(a)", &out);
   CheckAccessors(*d, log, want, "(d)", &out);
+  if (const std::string diff = DiffStates(r, a); !diff.empty()) Add(&out, "(r) replay's state vs (a):\n" + diff);
 
   // (e) An operator releases one quarantined edge on the running engine (a): its delta, stored, must give
   // the oracle's state with that release applied.
