@@ -121,7 +121,8 @@ constexpr Templates kMerges{
     " FROM @E_id_aliases WHERE new_id = $1 ORDER BY merged_at DESC, old_id DESC"};
 
 // Search: exact normalized identifiers (primary key), identifier values and the name column by fragment (trigram
-// GIN indexes, migration 008; the identifier values' moved to @E_identifier_search in migration 016). Per entity the
+// GIN indexes, migration 008; the identifier values' moved to @E_identifier_search in migration 016, which holds each
+// value's entity since migration 017: a fragment is found and attributed without the resolved table). Per entity the
 // best match scores; tiers keep exact > prefix > fragment. $1/$2 exact (types, values), $3 the lower-cased query, $4/$5
 // LIKE-escaped fragments, ($6, $7) the keyset cursor, $8 the limit, $9 '%' (fragments) or '' (prefixes only: short
 // queries, whose padded word-start trigrams the index can use, where a 2-character fragment has no trigram and would
@@ -139,9 +140,8 @@ constexpr Templates kSearch{
     "  FROM unnest($1::text[], $2::text[]) AS n(t, v)"
     "  JOIN resolved_@E_identifiers r ON r.identifier_type = n.t AND r.identifier_value = n.v"
     " UNION ALL"
-    " SELECT r.@E_id, r.identifier_type, r.identifier_value, " NEXUS_SEARCH_SCORE("r.identifier_value")
-    "  FROM @E_identifier_search f JOIN resolved_@E_identifiers r"
-    "   ON r.identifier_type = f.identifier_type AND r.identifier_value = f.identifier_value"
+    " SELECT f.@E_id, f.identifier_type, f.identifier_value, " NEXUS_SEARCH_SCORE("f.identifier_value")
+    "  FROM @E_identifier_search f"
     "  WHERE f.identifier_value ILIKE $9 || $4 || '%' OR f.identifier_value ILIKE $9 || $5 || '%'"
     " UNION ALL"
     " SELECT t.@E_id, 'trait:@NAME', t.@NAME, " NEXUS_SEARCH_SCORE("t.@NAME")

@@ -104,8 +104,13 @@ constexpr const char* kAdvanceSql =
 
 // Merges: rows of absorbed entities move to the survivor. $1 absorbed ids, $2 survivor ids.
 constexpr const char* kMergeMap = "WITH m AS (SELECT * FROM unnest($1::text[], $2::text[]) AS x(absorbed, survivor)) ";
+// The search table holds each identifier's entity too (migration 017): moved in the same statement, by primary key
+// (a HOT update there: the id is not indexed).
 constexpr const char* kRepointIdentifiersSql =
-    "UPDATE resolved_{k}_identifiers r SET {id} = m.survivor FROM m WHERE r.{id} = m.absorbed";
+    ", r AS (UPDATE resolved_{k}_identifiers r SET {id} = m.survivor FROM m WHERE r.{id} = m.absorbed "
+    "  RETURNING r.identifier_type, r.identifier_value, r.{id}) "
+    "UPDATE {k}_identifier_search s SET {id} = r.{id} FROM r "
+    "WHERE s.identifier_type = r.identifier_type AND s.identifier_value = r.identifier_value";
 constexpr const char* kDropAbsorbedTraitsSql =
     "DELETE FROM resolved_{k}_traits t USING unnest($1::text[]) AS a(id) WHERE t.{id} = a.id";
 // A participant row of an absorbed entity whose (event, role) the survivor already has, or that an absorbed
@@ -1706,7 +1711,9 @@ class Rebuilder {
       if (suffix == kShadow) {
         Exec(k->Stmt("rebuild_identifier_search"),
              k->Sql("INSERT INTO {k}_identifier_search" + suffix +
-                    " SELECT identifier_type, identifier_value FROM resolved_{k}_identifiers" + suffix));
+                    " (identifier_type, identifier_value, {id}) SELECT identifier_type, identifier_value, {id} FROM "
+                    "resolved_{k}_identifiers" +
+                    suffix));
       }
       // Trait winners and final columns take their values from the core log by row id.
       tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");

@@ -230,12 +230,13 @@ class UnlinkErasureTest : public PgTest {
   }
 
   /// Rows of every table of the schema whose text holds `needle`, as "table: n" lines ("" when none).
-  /// The search tables (migration 016) hold exactly the resolved (type, value) pairs of their kind: their triggers
-  /// follow every insert and delete, and a rebuild refills them.
+  /// The search tables (migrations 016, 017) hold exactly the resolved (type, value, entity) rows of their kind:
+  /// their triggers follow every insert and delete, a merge's repoint moves both, and a rebuild refills them.
   void ExpectSearchTablesFollow(const std::string& after) {
     for (const std::string k : {"person", "group"}) {
-      const std::string resolved = "SELECT identifier_type, identifier_value FROM resolved_" + k + "_identifiers";
-      const std::string search = "SELECT identifier_type, identifier_value FROM " + k + "_identifier_search";
+      const std::string cols = "identifier_type, identifier_value, " + k + "_id";
+      const std::string resolved = "SELECT " + cols + " FROM resolved_" + k + "_identifiers";
+      const std::string search = "SELECT " + cols + " FROM " + k + "_identifier_search";
       EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM ((" + resolved + " EXCEPT " + search + ") UNION ALL (" +
                                       search + " EXCEPT " + resolved + ")) d"),
                 "0")
