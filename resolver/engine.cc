@@ -1468,6 +1468,28 @@ void Engine::ForEachIdentifier(EntityKind kind, const std::function<void(const I
   }
 }
 
+void Engine::ForEachEntity(EntityKind kind, bool with_finals, const std::function<void(const EntityState&)>& fn) const {
+  Impl& x = *impl_;
+  KindState& s = x.ks[Idx(kind)];
+  EntityState st;
+  for (uint32_t c = 0; c < s.clusters.size(); ++c) {
+    const Cluster& cl = s.clusters[c];
+    if (cl.parent != c) continue;
+    st.entity = {Impl::IdOf(s, c), cl.count, cl.birth, "", true};
+    st.traits.clear();
+    for (const auto& w : cl.traits) {
+      st.traits.push_back({st.entity.id, x.names.Name(w.name), w.key.row_id, w.key.occurred_us});
+    }
+    st.finals.entity_id = st.entity.id;
+    if (with_finals) {
+      st.finals.columns = x.Finals(s, c);
+    } else {
+      st.finals.columns.clear();
+    }
+    fn(st);
+  }
+}
+
 Engine::Snapshot Engine::TakeSnapshot(bool with_identifiers) const {
   Impl& x = *impl_;
   Snapshot out;
@@ -1476,22 +1498,23 @@ Engine::Snapshot Engine::TakeSnapshot(bool with_identifiers) const {
     if (with_identifiers) {
       ForEachIdentifier(s.kind, [&](const IdentifierChange& c) { out.identifiers[k].push_back(c); });
     }
-    for (uint32_t c = 0; c < s.clusters.size(); ++c) {
-      const Cluster& cl = s.clusters[c];
-      if (cl.parent != c) continue;
-      out.entities[k].push_back({Impl::IdOf(s, c), cl.count, cl.birth, "", true});
-      for (const auto& w : cl.traits) {
-        out.traits[k].push_back({Impl::IdOf(s, c), x.names.Name(w.name), w.key.row_id, w.key.occurred_us});
-      }
-      out.finals[k].push_back({Impl::IdOf(s, c), x.Finals(s, c)});
-    }
+    ForEachEntity(s.kind, true, [&](const EntityState& e) {
+      out.entities[k].push_back(e.entity);
+      out.traits[k].insert(out.traits[k].end(), e.traits.begin(), e.traits.end());
+      out.finals[k].push_back(e.finals);
+    });
   }
+  ForEachMembership([&](const MembershipChange& m) { out.memberships.push_back(m); });
+  return out;
+}
+
+void Engine::ForEachMembership(const std::function<void(const MembershipChange&)>& fn) const {
+  Impl& x = *impl_;
   for (const Mem& m : x.mems) {
     if (m.dead) continue;
-    out.memberships.push_back({Impl::IdOf(x.ks[0], m.person), Impl::IdOf(x.ks[1], m.group), m.established_us,
-                               m.role.row_id, m.role.occurred_us});
+    fn({Impl::IdOf(x.ks[0], m.person), Impl::IdOf(x.ks[1], m.group), m.established_us, m.role.row_id,
+        m.role.occurred_us});
   }
-  return out;
 }
 
 namespace {

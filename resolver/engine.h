@@ -405,6 +405,18 @@ class Engine final {
   Snapshot TakeSnapshot(bool with_identifiers = true) const;
   /// Every resolved identifier of a kind, as a row of resolved_<kind>_identifiers, in interning order.
   void ForEachIdentifier(EntityKind kind, const std::function<void(const IdentifierChange&)>& fn) const;
+  /// One live entity as TakeSnapshot lists it: its row (is_new = true), its trait winners and, when asked for, its
+  /// final row (else `finals.columns` is empty).
+  struct EntityState {
+    EntityChange entity;
+    std::vector<TraitWinner> traits;
+    FinalRow finals;
+  };
+  /// Every live entity of a kind, one at a time (the argument is reused: copy what must outlive the call), in the
+  /// engine's order: a writer need not hold them all as strings at once.
+  void ForEachEntity(EntityKind kind, bool with_finals, const std::function<void(const EntityState&)>& fn) const;
+  /// Every membership (between live entities), as TakeSnapshot lists them.
+  void ForEachMembership(const std::function<void(const MembershipChange&)>& fn) const;
 
   struct Impl;
 

@@ -1494,6 +1494,14 @@ class Rebuilder {
     uint32_t entity;
     uint32_t role;
   };
+  /// A merge as the alias table records it, by reference (a MergeRecord holds five strings: at 1.1M identifiers
+  /// the rebuild kept hundreds of thousands of them until it wrote the aliases).
+  struct AliasRow {
+    uint32_t absorbed, merged_into;  // ids_
+    uint32_t event;                  // events_
+    int64_t absorbed_count;
+    std::string edge_id;
+  };
 
   /// What the resident graph needs of the closure just written (GraphPatch): its identifiers (preview_ids) to
   /// forget; the replay's entities, identifiers and edge sightings; trait winners and memberships as stored.
@@ -1601,7 +1609,8 @@ class Rebuilder {
       const auto& kd = d.kinds[k];
       for (const auto& m : kd.merges) {
         ids_[k].Merge(m.absorbed_id, m.survivor_id);
-        aliases_[k].push_back(m);
+        aliases_[k].push_back({ids_[k].Id(m.absorbed_id), ids_[k].Id(m.merged_into_id), base + pos.at(m.event_id),
+                               m.absorbed_count, m.edge_id});
       }
       for (const auto& p : kd.participants) {
         parts_[k].push_back({base + p.event, ids_[k].Id(p.entity_id), Intern(text_index_, texts_, p.role)});
@@ -1693,9 +1702,9 @@ class Rebuilder {
   /// a rebuild; "": the live ones, whose rows of the re-resolved entities the caller deleted), both kinds or
   /// `only` one (the other kind's entities were loaded, not resolved: nothing of them is written).
   void WriteTables(resolver::Engine& engine, const std::string& suffix, std::optional<EntityKind> only) {
-    // Each part of the snapshot is freed as soon as it is written: the rebuild's peak memory is the engine
-    // plus the snapshot, so what is written need not stay.
-    resolver::Engine::Snapshot snap = engine.TakeSnapshot(/*with_identifiers=*/false);
+    // The engine's state is streamed (ForEachIdentifier, ForEachEntity, ForEachMembership), never held as strings
+    // all at once, and what Collect kept is freed as soon as it is written: the rebuild's peak memory is the engine
+    // plus that.
     auto release = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
     for (const Kind* k : {&kPerson, &kGroup}) {
       if (only && k->kind != *only) continue;
@@ -1718,9 +1727,10 @@ class Rebuilder {
       // Trait winners and final columns take their values from the core log by row id.
       tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");
       Stage("rb_traits", {"e", "r"}, k->Stmt("rebuild_traits_stage"), [&](pqxx::stream_to& s) {
-        for (const auto& t : snap.traits[ki]) s << std::make_tuple(t.entity_id, t.row_id);
+        engine.ForEachEntity(k->kind, /*with_finals=*/false, [&](const resolver::Engine::EntityState& e) {
+          for (const auto& t : e.traits) s << std::make_tuple(t.entity_id, t.row_id);
+        });
       });
-      release(snap.traits[ki]);
       Exec(k->Stmt("rebuild_traits"),
            k->Sql("INSERT INTO resolved_{k}_traits" + suffix +
                   " ({id}, trait_name, trait_value, value_type, source, occurred_at, _ingested_at, trait_row_id) "
@@ -1743,11 +1753,10 @@ class Rebuilder {
         names += ", " + cols[c];
       }
       tx_.exec(stage + ") ON COMMIT DROP");
-      std::unordered_map<std::string, const resolver::FinalRow*> finals;
-      for (const auto& f : snap.finals[ki]) finals.emplace(f.entity_id, &f);
       Stage("rb_entities", stage_cols, k->Stmt("rebuild_entities_stage"), [&](pqxx::stream_to& s) {
-        for (const auto& e : snap.entities[ki]) {
-          const auto* f = finals.at(e.id);
+        engine.ForEachEntity(k->kind, /*with_finals=*/true, [&](const resolver::Engine::EntityState& st) {
+          const resolver::EntityChange& e = st.entity;
+          const resolver::FinalRow* f = &st.finals;
           auto born = born_[ki].find(ids_[ki].Id(e.id));
           const std::optional<std::string> created =
               born == born_[ki].end() ? std::nullopt : std::optional<std::string>(events_[born->second].event_id);
@@ -1759,15 +1768,13 @@ class Rebuilder {
           }
           s << std::make_tuple(e.id, e.identifier_count, e.birth.xid, e.birth.edge_row, e.birth.row, created, v[0],
                                v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
-        }
+        });
       });
       Exec(k->Stmt("rebuild_entities"), k->Sql("INSERT INTO {E}" + suffix +
                                                " ({id}, identifier_count, birth_xid, birth_edge_row, birth_row, "
                                                "created_by_event_id" +
                                                names + ") " + select + " FROM rb_entities s" + joins));
       tx_.exec("DROP TABLE rb_entities");
-      release(snap.entities[ki]);
-      release(snap.finals[ki]);
       Copy(k->name + "_participants" + suffix, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
            k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) {
              std::vector<PartRow>& parts = parts_[ki];
@@ -1791,18 +1798,19 @@ class Rebuilder {
            {"old_id", "new_id", "merged_into_id", "event_id", "edge_id", "absorbed_identifier_count"},
            k->Stmt("rebuild_aliases"), [&](pqxx::stream_to& s) {
              for (const auto& m : aliases_[ki]) {
-               s << std::make_tuple(m.absorbed_id, ids_[ki].Final(ids_[ki].Id(m.absorbed_id)), m.merged_into_id,
-                                    m.event_id, m.edge_id, m.absorbed_count);
+               s << std::make_tuple(ids_[ki].Name(m.absorbed), ids_[ki].Final(m.absorbed), ids_[ki].Name(m.merged_into),
+                                    events_[m.event].event_id, m.edge_id, m.absorbed_count);
              }
+             release(aliases_[ki]);
            });
     }
     // Memberships and resolved membership rows take role/source/times from the core log by row id.
     tx_.exec("CREATE TEMP TABLE rb_mem (p text, g text, e bigint, r bigint) ON COMMIT DROP");
     Stage("rb_mem", {"p", "g", "e", "r"}, "resolver.rebuild_memberships_stage", [&](pqxx::stream_to& s) {
-      for (const auto& m : snap.memberships)
+      engine.ForEachMembership([&](const resolver::MembershipChange& m) {
         s << std::make_tuple(m.person_id, m.group_id, m.established_us, m.role_row_id);
+      });
     });
-    release(snap.memberships);
     Exec("resolver.rebuild_memberships",
          std::string("INSERT INTO memberships") + suffix +
              " (id, person_id, group_id, role, source, established_at, role_occurred_at, role_ingested_at, "
@@ -1933,7 +1941,7 @@ class Rebuilder {
   std::array<EntityIds, resolver::kKinds> ids_;
   std::array<std::vector<PartRow>, resolver::kKinds> parts_;
   std::array<std::unordered_map<uint32_t, uint32_t>, resolver::kKinds> born_;
-  std::array<std::vector<resolver::MergeRecord>, resolver::kKinds> aliases_;
+  std::array<std::vector<AliasRow>, resolver::kKinds> aliases_;
   std::array<std::vector<resolver::QuarantineRecord>, resolver::kKinds> quarantined_;
   std::vector<std::tuple<int64_t, uint32_t, uint32_t>> rmis_;
   std::vector<std::string> renames_;
