@@ -952,7 +952,7 @@ struct Engine::Impl {
       for (size_t i = 0; i < m.merges.size(); ++i) {
         const auto& [absorbed, into, count] = m.merges[i];
         d.merges.push_back({IdOf(s, absorbed), IdOf(s, into), IdOf(s, Find(s, into)), m.merge_edges[i].first,
-                            m.merge_edges[i].second, count, absorbed < limit});
+                            m.merge_edges[i].second, count, absorbed < limit, absorbed, into});
         if (absorbed < limit) --d.stats.entities_delta;
       }
       d.stats.merged = static_cast<int64_t>(m.merges.size());
@@ -961,7 +961,7 @@ struct Engine::Impl {
       for (size_t i = 0; i < m.born.size(); ++i) {
         const uint32_t c = m.born[i];
         if (s.clusters[c].parent != c) continue;
-        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth, m.born_event[i], true});
+        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth, m.born_event[i], true, c});
         ++d.stats.born;
         ++d.stats.entities_delta;
       }
@@ -972,7 +972,7 @@ struct Engine::Impl {
       std::sort(parts.begin(), parts.end());
       parts.erase(std::unique(parts.begin(), parts.end()), parts.end());
       d.participants.reserve(parts.size());
-      for (const auto& [ev, c, role] : parts) d.participants.push_back({ev, IdOf(s, c), roles.Name(role)});
+      for (const auto& [ev, c, role] : parts) d.participants.push_back({ev, IdOf(s, c), roles.Name(role), c});
       d.quarantined = std::move(m.quarantined);
       d.stats.quarantined = static_cast<int64_t>(d.quarantined.size());
       if (!changes_) continue;
@@ -999,7 +999,7 @@ struct Engine::Impl {
       SortUnique(m.count_changed);
       for (uint32_t c : m.count_changed) {
         if (c >= limit || s.clusters[c].parent != c) continue;
-        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth, "", false});
+        d.entities.push_back({IdOf(s, c), s.clusters[c].count, s.clusters[c].birth, "", false, c});
       }
       // Trait winners that changed, on live entities.
       std::set<std::pair<uint32_t, uint32_t>> tm;
@@ -1046,7 +1046,8 @@ struct Engine::Impl {
           {IdOf(ks[0], m.person), IdOf(ks[1], m.group), m.established_us, m.role.row_id, m.role.occurred_us});
     }
     for (const auto& [row, p, g, occurred] : resolved_mems) {
-      out.resolved_memberships.push_back({row, IdOf(ks[0], Find(ks[0], p)), IdOf(ks[1], Find(ks[1], g)), occurred});
+      const uint32_t pr = Find(ks[0], p), gr = Find(ks[1], g);
+      out.resolved_memberships.push_back({row, IdOf(ks[0], pr), IdOf(ks[1], gr), occurred, pr, gr});
     }
     return out;
   }
@@ -1433,6 +1434,18 @@ std::string Engine::EntityOf(EntityKind kind, const std::string& type, const std
   return Impl::IdOf(s, impl_->RootOf(s, i));
 }
 
+std::string Engine::EntityIdAt(EntityKind kind, uint32_t ref) const {
+  const KindState& s = impl_->ks[Idx(kind)];
+  assert(ref < s.clusters.size() && s.clusters[ref].parent != kNone);
+  return Impl::IdOf(s, ref);
+}
+
+uint32_t Engine::SurvivorAt(EntityKind kind, uint32_t ref) const {
+  KindState& s = impl_->ks[Idx(kind)];
+  assert(ref < s.clusters.size() && s.clusters[ref].parent != kNone);
+  return impl_->Find(s, ref);
+}
+
 size_t Engine::identifier_count(EntityKind kind) const { return impl_->ks[Idx(kind)].idents.size(); }
 size_t Engine::entity_count(EntityKind kind) const { return impl_->ks[Idx(kind)].live; }
 
@@ -1475,7 +1488,7 @@ void Engine::ForEachEntity(EntityKind kind, bool with_finals, const std::functio
   for (uint32_t c = 0; c < s.clusters.size(); ++c) {
     const Cluster& cl = s.clusters[c];
     if (cl.parent != c) continue;
-    st.entity = {Impl::IdOf(s, c), cl.count, cl.birth, "", true};
+    st.entity = {Impl::IdOf(s, c), cl.count, cl.birth, "", true, c};
     st.traits.clear();
     for (const auto& w : cl.traits) {
       st.traits.push_back({st.entity.id, x.names.Name(w.name), w.key.row_id, w.key.occurred_us});

@@ -137,6 +137,7 @@ struct EntityChange {
   BirthKey birth;
   std::string created_by_event_id;  ///< set when is_new
   bool is_new = false;
+  uint32_t ref = 0;  ///< the entity's ref (Engine::EntityIdAt)
 };
 
 /// `absorbed_id` was merged into `merged_into_id` by (event_id, edge_id); `survivor_id` is where it ended up
@@ -146,6 +147,7 @@ struct MergeRecord {
   std::string event_id, edge_id;
   int64_t absorbed_count = 0;
   bool absorbed_existing = false;
+  uint32_t absorbed_ref = 0, merged_into_ref = 0;  ///< refs of absorbed_id and merged_into_id (Engine::EntityIdAt)
 };
 
 /// The winning trait row of (entity, trait name) under the trait rules. A null winner (the row's value is a
@@ -162,6 +164,7 @@ struct Participant {
   uint32_t event = 0;  ///< index into the batch's events
   std::string entity_id;
   std::string role;
+  uint32_t entity_ref = 0;  ///< the ref of entity_id (Engine::EntityIdAt)
 };
 
 /// One final-table column's value: the value of trait row `trait_row` when non-zero, else `identifier_value`
@@ -221,7 +224,8 @@ struct MembershipChange {
 struct ResolvedMembership {
   int64_t row_id = 0;
   std::string person_id, group_id;
-  int64_t occurred_us = 0;  ///< the row's occurred_at (with row_id, its key in the core log)
+  int64_t occurred_us = 0;                 ///< the row's occurred_at (with row_id, its key in the core log)
+  uint32_t person_ref = 0, group_ref = 0;  ///< refs of person_id and group_id (Engine::EntityIdAt)
 };
 
 struct BatchDelta {
@@ -384,6 +388,14 @@ class Engine final {
   std::map<std::string, std::vector<std::string>> EdgeEntities(EntityKind kind) const;
 
   // --- Reading the state. ---
+  /// Entities by ref: every entity the engine holds, live or absorbed, has a ref, a dense number given at its birth
+  /// (or load) and never given to another; deltas carry it beside the id. A caller that must follow entities over
+  /// many batches (a rebuild: participants and merges of the whole log) keeps refs instead of ids and spells
+  /// them out at the end. A ref stays valid until Forget drops its entity.
+  /// The id of the entity `ref` names (absorbed or not).
+  std::string EntityIdAt(EntityKind kind, uint32_t ref) const;
+  /// The ref of the live entity that holds entity `ref` now (`ref` itself while it is live).
+  uint32_t SurvivorAt(EntityKind kind, uint32_t ref) const;
   /// The entity id of an identifier, or "" when unseen.
   std::string EntityOf(EntityKind kind, const std::string& type, const std::string& value) const;
   size_t identifier_count(EntityKind kind) const;

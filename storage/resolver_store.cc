@@ -1100,36 +1100,6 @@ class CursorStream {
 };
 
 /// Entity ids seen by the rebuild, interned, with the merges between them (to find where each ended).
-class EntityIds {
- public:
-  uint32_t Id(const std::string& s) {
-    auto [it, fresh] = index_.emplace(s, static_cast<uint32_t>(names_.size()));
-    if (fresh) {
-      names_.push_back(&it->first);
-      parent_.push_back(it->second);
-    }
-    return it->second;
-  }
-  void Merge(const std::string& absorbed, const std::string& survivor) {
-    const uint32_t a = Id(absorbed), s = Id(survivor);
-    parent_[a] = s;
-  }
-  uint32_t Root(uint32_t id) {
-    while (parent_[id] != id) {
-      parent_[id] = parent_[parent_[id]];
-      id = parent_[id];
-    }
-    return id;
-  }
-  const std::string& Final(uint32_t id) { return *names_[Root(id)]; }
-  const std::string& Name(uint32_t id) const { return *names_[id]; }
-
- private:
-  std::unordered_map<std::string, uint32_t> index_;
-  std::vector<const std::string*> names_;
-  std::vector<uint32_t> parent_;
-};
-
 // GraphPatch: the trait winners and memberships of the entities $1, as stored; each membership side named by one
 // of its identifiers (the engine finds entities by identifier).
 constexpr const char* kPatchTraitsSql =
@@ -1253,6 +1223,8 @@ class Rebuilder {
     const std::string below = "_ingest_xid < " + tx_.quote(horizon) + "::xid8";
     progress_.phase = "reading";
     progress_.events_total = tx_.exec("SELECT count(*) FROM events WHERE " + below)[0][0].as<int64_t>();
+    // Sized once: growing by doubling would hold up to twice the events, and three times while it moves them.
+    events_.reserve(static_cast<size_t>(progress_.events_total));
     Report();
 
     resolver::BatchInput forced_only;
@@ -1497,11 +1469,12 @@ class Rebuilder {
   /// A merge as the alias table records it, by reference (a MergeRecord holds five strings: at 1.1M identifiers
   /// the rebuild kept hundreds of thousands of them until it wrote the aliases).
   struct AliasRow {
-    uint32_t absorbed, merged_into;  // ids_
+    uint32_t absorbed, merged_into;  // the engine's entity refs (Engine::EntityIdAt)
     uint32_t event;                  // events_
     int64_t absorbed_count;
     std::string edge_id;
   };
+  static constexpr uint32_t kNoEvent = UINT32_MAX;
 
   /// What the resident graph needs of the closure just written (GraphPatch): its identifiers (preview_ids) to
   /// forget; the replay's entities, identifiers and edge sightings; trait winners and memberships as stored.
@@ -1608,24 +1581,23 @@ class Rebuilder {
     for (size_t k = 0; k < resolver::kKinds; ++k) {
       const auto& kd = d.kinds[k];
       for (const auto& m : kd.merges) {
-        ids_[k].Merge(m.absorbed_id, m.survivor_id);
-        aliases_[k].push_back({ids_[k].Id(m.absorbed_id), ids_[k].Id(m.merged_into_id), base + pos.at(m.event_id),
-                               m.absorbed_count, m.edge_id});
+        aliases_[k].push_back(
+            {m.absorbed_ref, m.merged_into_ref, base + pos.at(m.event_id), m.absorbed_count, m.edge_id});
       }
       for (const auto& p : kd.participants) {
-        parts_[k].push_back({base + p.event, ids_[k].Id(p.entity_id), Intern(text_index_, texts_, p.role)});
+        parts_[k].push_back({base + p.event, p.entity_ref, Intern(text_index_, texts_, p.role)});
       }
       for (const auto& e : kd.entities) {
-        if (e.is_new) born_[k][ids_[k].Id(e.id)] = base + pos.at(e.created_by_event_id);
+        if (!e.is_new) continue;
+        if (born_[k].size() <= e.ref) born_[k].resize(e.ref + 1, kNoEvent);
+        born_[k][e.ref] = base + pos.at(e.created_by_event_id);
       }
       for (const auto& q : kd.quarantined) {
         quarantined_[k].push_back(q);
         quarantined_[k].back().event += base;
       }
     }
-    for (const auto& m : d.resolved_memberships) {
-      rmis_.push_back({m.row_id, ids_[0].Id(m.person_id), ids_[1].Id(m.group_id)});
-    }
+    for (const auto& m : d.resolved_memberships) rmis_.push_back({m.row_id, m.person_ref, m.group_ref});
   }
 
   void CreateShadowTables() {
@@ -1757,9 +1729,9 @@ class Rebuilder {
         engine.ForEachEntity(k->kind, /*with_finals=*/true, [&](const resolver::Engine::EntityState& st) {
           const resolver::EntityChange& e = st.entity;
           const resolver::FinalRow* f = &st.finals;
-          auto born = born_[ki].find(ids_[ki].Id(e.id));
+          const uint32_t born = e.ref < born_[ki].size() ? born_[ki][e.ref] : kNoEvent;
           const std::optional<std::string> created =
-              born == born_[ki].end() ? std::nullopt : std::optional<std::string>(events_[born->second].event_id);
+              born == kNoEvent ? std::nullopt : std::optional<std::string>(events_[born].event_id);
           // Five (trait row, identifier value) pairs: stream them as one row of text.
           std::vector<std::optional<std::string>> v;
           for (const auto& col : f->columns) {
@@ -1775,10 +1747,11 @@ class Rebuilder {
                                                "created_by_event_id" +
                                                names + ") " + select + " FROM rb_entities s" + joins));
       tx_.exec("DROP TABLE rb_entities");
+      release(born_[ki]);
       Copy(k->name + "_participants" + suffix, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
            k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) {
              std::vector<PartRow>& parts = parts_[ki];
-             for (auto& p : parts) p.entity = ids_[ki].Root(p.entity);
+             for (auto& p : parts) p.entity = engine.SurvivorAt(k->kind, p.entity);
              std::sort(parts.begin(), parts.end(), [](const PartRow& a, const PartRow& b) {
                return std::tie(a.event, a.entity, a.role) < std::tie(b.event, b.entity, b.role);
              });
@@ -1789,7 +1762,7 @@ class Rebuilder {
                          parts.end());
              for (const auto& p : parts) {
                const EventInfo& e = events_[p.event];
-               s << std::make_tuple(e.event_id, ids_[ki].Name(p.entity), texts_[p.role], Us(e.occurred_us),
+               s << std::make_tuple(e.event_id, engine.EntityIdAt(k->kind, p.entity), texts_[p.role], Us(e.occurred_us),
                                     texts_[e.type], texts_[e.source]);
              }
              release(parts);
@@ -1798,8 +1771,10 @@ class Rebuilder {
            {"old_id", "new_id", "merged_into_id", "event_id", "edge_id", "absorbed_identifier_count"},
            k->Stmt("rebuild_aliases"), [&](pqxx::stream_to& s) {
              for (const auto& m : aliases_[ki]) {
-               s << std::make_tuple(ids_[ki].Name(m.absorbed), ids_[ki].Final(m.absorbed), ids_[ki].Name(m.merged_into),
-                                    events_[m.event].event_id, m.edge_id, m.absorbed_count);
+               s << std::make_tuple(engine.EntityIdAt(k->kind, m.absorbed),
+                                    engine.EntityIdAt(k->kind, engine.SurvivorAt(k->kind, m.absorbed)),
+                                    engine.EntityIdAt(k->kind, m.merged_into), events_[m.event].event_id, m.edge_id,
+                                    m.absorbed_count);
              }
              release(aliases_[ki]);
            });
@@ -1821,8 +1796,10 @@ class Rebuilder {
     tx_.exec("CREATE TEMP TABLE rb_rmi (r bigint, p text, g text) ON COMMIT DROP");
     Stage("rb_rmi", {"r", "p", "g"}, "resolver.rebuild_resolved_memberships_stage", [&](pqxx::stream_to& s) {
       for (const auto& [row, p, g] : rmis_) {
-        s << std::make_tuple(row, ids_[0].Final(p), ids_[1].Final(g));
+        s << std::make_tuple(row, engine.EntityIdAt(EntityKind::kPerson, engine.SurvivorAt(EntityKind::kPerson, p)),
+                             engine.EntityIdAt(EntityKind::kGroup, engine.SurvivorAt(EntityKind::kGroup, g)));
       }
+      release(rmis_);
     });
     Exec("resolver.rebuild_resolved_memberships",
          std::string("INSERT INTO resolved_membership_identifiers") + suffix +
@@ -1938,9 +1915,8 @@ class Rebuilder {
   std::vector<EventInfo> events_;
   std::unordered_map<std::string, uint32_t> text_index_;
   std::vector<std::string> texts_;
-  std::array<EntityIds, resolver::kKinds> ids_;
   std::array<std::vector<PartRow>, resolver::kKinds> parts_;
-  std::array<std::unordered_map<uint32_t, uint32_t>, resolver::kKinds> born_;
+  std::array<std::vector<uint32_t>, resolver::kKinds> born_;  // by entity ref: the event that founded it
   std::array<std::vector<AliasRow>, resolver::kKinds> aliases_;
   std::array<std::vector<resolver::QuarantineRecord>, resolver::kKinds> quarantined_;
   std::vector<std::tuple<int64_t, uint32_t, uint32_t>> rmis_;

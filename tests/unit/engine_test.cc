@@ -1297,6 +1297,34 @@ std::string ReplayParts(const BatchDelta& d, bool replay) {
   return o.str();
 }
 
+/// Whether the entity refs of a delta name what its ids name, in `e` right after the Apply that returned it (a
+/// rebuild keeps refs and spells them out at the end): the first disagreement, or "".
+std::string RefsDisagree(const Engine& e, const BatchDelta& d) {
+  std::ostringstream o;
+  auto check = [&](EntityKind k, uint32_t ref, const std::string& want, const std::string& what) {
+    const std::string got = e.EntityIdAt(k, ref);
+    if (got != want) o << what << ": ref " << ref << " is " << got << ", want " << want << '\n';
+  };
+  for (EntityKind k : {EntityKind::kPerson, EntityKind::kGroup}) {
+    const KindDelta& kd = d.kinds[Idx(k)];
+    for (const auto& m : kd.merges) {
+      check(k, m.absorbed_ref, m.absorbed_id, "merge's absorbed");
+      check(k, m.merged_into_ref, m.merged_into_id, "merge's merged_into");
+      check(k, e.SurvivorAt(k, m.absorbed_ref), m.survivor_id, "survivor of a merge's absorbed");
+    }
+    for (const auto& p : kd.participants) {
+      check(k, p.entity_ref, p.entity_id, "participant");
+      if (e.SurvivorAt(k, p.entity_ref) != p.entity_ref) o << "participant " << p.entity_id << " is not live\n";
+    }
+    for (const auto& x : kd.entities) check(k, x.ref, x.id, "entity");
+  }
+  for (const auto& m : d.resolved_memberships) {
+    check(EntityKind::kPerson, m.person_ref, m.person_id, "resolved membership's person");
+    check(EntityKind::kGroup, m.group_ref, m.group_id, "resolved membership's group");
+  }
+  return o.str();
+}
+
 // =========================================================================================================
 // One case: (a) cuts, (b) one batch, (c) oracle, (d) reloaded, (r) a replay of (a)'s cuts. Returns the problems
 // (empty: all agree).
@@ -1342,7 +1370,13 @@ Problems CheckCase(const Case& c, std::map<std::string, int64_t>* coverage = nul
     }
     const BatchInput in = Slice(log, b, e);
     const BatchDelta delta = a.Apply(in, protection);
-    const std::string replayed = ReplayParts(r.Apply(in, protection, Engine::Report::kReplay), true);
+    const BatchDelta replay = r.Apply(in, protection, Engine::Report::kReplay);
+    for (const auto& [engine, got, name] : {std::tuple(&a, &delta, "(a)"), std::tuple(&r, &replay, "(r)")}) {
+      if (const std::string bad = RefsDisagree(*engine, *got); !bad.empty()) {
+        Add(&out, std::string(name) + " batch #" + std::to_string(bi) + ": entity refs disagree with ids:\n" + bad);
+      }
+    }
+    const std::string replayed = ReplayParts(replay, true);
     if (replayed != ReplayParts(delta, false)) {
       Add(&out, "(r) replay of batch #" + std::to_string(bi) + " reports other merges, participants, births, " +
                     "quarantines or stats than (a), or a part it leaves out:\n" + replayed + "\nwant:\n" +
