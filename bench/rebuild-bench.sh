@@ -13,7 +13,10 @@
 #                VmRSS / VmHWM right after;
 #   increments : the held-back events as three 10,000-event requests, one resolver batch each (nexus_bench's
 #                increments stage): each batch's seconds and per-statement sums.
+# Builds that log each index build ("rebuild index built") also get its seconds.
 # Writes bench/results/rebuild-<IDENTIFIERS>-<date>[-$NEXUS_BENCH_TAG].json with every run and the medians per build.
+# NEXUS_BENCH_PG_THIS: postgresql.conf lines (separated by ';') for this build's runs only, e.g. to compare a server
+# setting with the same binary as baseline: NEXUS_BENCH_PG_THIS='wal_compression = lz4' ... 3 build/server/nexusd
 set -euo pipefail
 IDS="${1:-1100000}"; ROUNDS="${2:-3}"; BASELINE="${3:-}"; HOLD=30000
 # shellcheck source=bench/common.sh
@@ -63,7 +66,11 @@ if [[ -n "$BASELINE" ]]; then BUILDS=("$BASELINE" "$NEXUSD"); NAMES=(baseline th
 for round in $(seq 1 "$ROUNDS"); do
   for b in "${!BUILDS[@]}"; do
     bin="${BUILDS[$b]}"; name="${NAMES[$b]}"; log="$TMP/$name-$round"
-    rm -rf "$TMP/pg"; cp -a "$TMP/pg.ingested" "$TMP/pg"; pg_start
+    rm -rf "$TMP/pg"; cp -a "$TMP/pg.ingested" "$TMP/pg"
+    if [[ "$name" == this && -n "${NEXUS_BENCH_PG_THIS:-}" ]]; then
+      tr ';' '\n' <<<"$NEXUS_BENCH_PG_THIS" >>"$TMP/pg/postgresql.conf"
+    fi
+    pg_start
     echo "[rebuild-bench] round $round: $name rebuild ..." >&2
     /usr/bin/time -v -o "$log.time" "$bin" --rebuild --database-url="$DB" --log-level=info >"$log.rebuild" 2>&1
     start_nexusd "$bin" true "$log.load"
@@ -93,6 +100,8 @@ for line in open(log + ".rebuild"):
         marks.append((phase, t))
     if j["msg"] == "applied migration":  # a newer build upgrades the copy first
         run.setdefault("migrations", []).append(j.get("name"))
+    if j["msg"] == "rebuild index built":
+        run.setdefault("indexes_s", {})[j["index"]] = round(j["seconds"], 3)
     if j["msg"] == "rebuild done":
         run["rebuild_s"] = j["seconds"]
         run["identifiers"] = j["identifiers"]
@@ -132,7 +141,7 @@ OUT="$ROOT/bench/results/rebuild-$IDS-$(date -u +%Y-%m-%d)${NEXUS_BENCH_TAG:+-$N
 import json, os, statistics, subprocess, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 out = {"identifiers_generated": int(sys.argv[3]), "rounds": int(sys.argv[4]), "seed": 42,
-       "baseline": sys.argv[5] or None,
+       "baseline": sys.argv[5] or None, "pg_settings_this": os.environ.get("NEXUS_BENCH_PG_THIS") or None,
        "machine": subprocess.run(["uname", "-srm"], capture_output=True, text=True).stdout.strip(),
        "cores": os.cpu_count(), "runs": runs, "medians": {}}
 for b in sorted({r["build"] for r in runs}):
@@ -144,6 +153,10 @@ for b in sorted({r["build"] for r in runs}):
                          "after_load_vmrss_mib": med(lambda r: r["after_load_vmrss_mib"])}
     for p in ("reading", "writing", "indexing", "swapping"):
         out["medians"][b][p + "_s"] = med(lambda r: r["phases_s"].get(p, 0))
+    idx = sorted({n for r in rs for n in r.get("indexes_s", {})})
+    if idx:  # builds that log each index build
+        out["medians"][b]["index_s"] = dict(sorted(
+            ((n, med(lambda r: r.get("indexes_s", {}).get(n, 0.0))) for n in idx), key=lambda kv: -kv[1]))
     batches = [x for r in rs for x in r["batches"]]
     out["medians"][b]["batch_s"] = statistics.median(x["resolver_seconds"] for x in batches)
     out["medians"][b]["batch_of"] = len(batches)

@@ -1857,7 +1857,12 @@ class Rebuilder {
         }
         def = def.substr(0, def.find(" INDEX ") + 7) + name + kShadow + " ON " +
               def.substr(on + 4, using_pos - on - 4) + kShadow + def.substr(using_pos);
+        const auto t0 = std::chrono::steady_clock::now();
         Exec("resolver.rebuild_index", def);
+        // Per index (the phase's metric sums them all): at 1.1M identifiers indexing is a third of a rebuild.
+        log::Info("rebuild index built",
+                  {{"index", name},
+                   {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
         renames_.push_back("ALTER INDEX " + name + kShadow + " RENAME TO " + name);
         if (!row[2].is_null()) {
           const std::string type = std::string(row[3].c_str()) == "p" ? "PRIMARY KEY" : "UNIQUE";
