@@ -95,13 +95,14 @@ for line in open(log + ".rebuild"):
     except ValueError:
         continue
     t = datetime.datetime.fromisoformat(j["time"].rstrip("Z"))
+    if j["msg"] == "rebuild index built":  # within the indexing phase, not a phase of its own
+        run.setdefault("indexes_s", {})[j["index"]] = round(j["seconds"], 3)
+        continue
     phase = j.get("phase") or j["msg"]
     if not marks or marks[-1][0] != phase:
         marks.append((phase, t))
     if j["msg"] == "applied migration":  # a newer build upgrades the copy first
         run.setdefault("migrations", []).append(j.get("name"))
-    if j["msg"] == "rebuild index built":
-        run.setdefault("indexes_s", {})[j["index"]] = round(j["seconds"], 3)
     if j["msg"] == "rebuild done":
         run["rebuild_s"] = j["seconds"]
         run["identifiers"] = j["identifiers"]

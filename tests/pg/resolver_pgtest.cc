@@ -103,6 +103,16 @@ class ResolverTest : public PgTest {
     return out;
   }
 
+  /// Rows in which kind's search table (migrations 016, 017) and its resolved identifiers differ, both ways, as
+  /// (type, value, entity).
+  long long SearchDiff(const std::string& kind) {
+    const std::string cols = "identifier_type, identifier_value, " + kind + "_id";
+    const std::string resolved = "SELECT " + cols + " FROM resolved_" + kind + "_identifiers";
+    const std::string search = "SELECT " + cols + " FROM " + kind + "_identifier_search";
+    return std::stoll(QueryScalar(url_, "SELECT count(*) FROM ((" + resolved + " EXCEPT " + search + ") UNION ALL (" +
+                                            search + " EXCEPT " + resolved + ")) d"));
+  }
+
   /// Writes an event in `tx` as IngestStore would and leaves it open: until `tx` ends, the resolver consumes
   /// nothing at or past it (the worker wakes on every ingest, so a test that reads the backlog holds one).
   static void HoldIngest(pqxx::work& tx, const std::string& event_id, const std::string& email) {
@@ -696,8 +706,48 @@ TEST_F(ResolverTest, RetentionDropsOldMonthsAndARebuildForgetsThem) {
   EXPECT_EQ(QueryScalar(url_, "SELECT string_agg(trait_name, ',' ORDER BY trait_name) FROM resolved_person_traits"),
             "name");
   EXPECT_EQ(QueryScalar(url_, "SELECT string_agg(event_id, ',') FROM person_participants"), "new1");
+  // The search table lost the forgotten values with the resolved table (a rebuild updates it in place).
+  EXPECT_EQ(SearchDiff("person"), 0);
+  EXPECT_EQ(QueryScalar(url_, "SELECT string_agg(identifier_value, ',') FROM person_identifier_search"), "a@x");
   // The dropped event can be sent again: it is new to the log now.
   EXPECT_EQ(Ingest({MakeEvent("old2", kJan2024, {{{"email", "b@x"}}})}).accepted(), 1);
+}
+
+// A rebuild brings the search tables, which it updates in place rather than replacing, to exactly the resolved
+// identifiers: a value missing from them, a value no identifier has and a value filed under the wrong entity are
+// all repaired, and rows already right are left alone.
+TEST_F(ResolverTest, ARebuildBringsTheSearchTablesToTheResolvedIdentifiers) {
+  Start();
+  Ingest({MakeEvent("e1", kJun2025, {{{"email", "a@x"}, {"user_id", "u1"}}}, {{{"domain", "x.com"}}}),
+          MakeEvent("e2", kJun2025, {{{"email", "b@x"}}}, {{{"domain", "y.com"}}}),
+          MakeEvent("e3", kJun2025, {{{"email", "c@x"}}})});
+  Resolve();
+  const std::string a = PersonOf("email", "a@x"), b = PersonOf("email", "b@x");
+  ASSERT_FALSE(a.empty());
+  ASSERT_NE(a, b);
+  EXPECT_EQ(SearchDiff("person"), 0);
+  EXPECT_EQ(SearchDiff("group"), 0);
+  const std::string c_row_before =
+      QueryScalar(url_, "SELECT ctid::text FROM person_identifier_search WHERE identifier_value = 'c@x'");
+
+  QueryScalar(url_, "DELETE FROM person_identifier_search WHERE identifier_value = 'u1' RETURNING 1");
+  QueryScalar(url_, "INSERT INTO person_identifier_search VALUES ('email', 'ghost@x', '" + a + "') RETURNING 1");
+  QueryScalar(url_,
+              "UPDATE person_identifier_search SET person_id = '" + a + "' WHERE identifier_value = 'b@x' RETURNING 1");
+  QueryScalar(url_, "DELETE FROM group_identifier_search WHERE identifier_value = 'y.com' RETURNING 1");
+  ASSERT_EQ(SearchDiff("person"), 4);  // u1 missing; ghost@x extra; b@x under a instead of b (two rows)
+  ASSERT_EQ(SearchDiff("group"), 1);
+
+  grpc::ClientContext ctx;
+  v1::RebuildResponse rb;
+  ASSERT_TRUE(admin_->Rebuild(&ctx, WaitingRebuild(), &rb).ok());
+  EXPECT_EQ(SearchDiff("person"), 0);
+  EXPECT_EQ(SearchDiff("group"), 0);
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM person_identifier_search WHERE identifier_value = 'ghost@x'"), "0");
+  EXPECT_EQ(QueryScalar(url_, "SELECT person_id FROM person_identifier_search WHERE identifier_value = 'b@x'"), b);
+  // A row that was right was not rewritten (a rewrite would move it).
+  EXPECT_EQ(QueryScalar(url_, "SELECT ctid::text FROM person_identifier_search WHERE identifier_value = 'c@x'"),
+            c_row_before);
 }
 
 // Migration 013 replaced the birth counter by positions in the log that only the engine can compute. On a
