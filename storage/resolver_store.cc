@@ -892,12 +892,12 @@ std::string ResolverStore::ReleaseQuarantined(int64_t quarantine_id, const resol
 // ---------------------------------------------------------------------------------------------------------
 namespace {
 
-// The tables a rebuild replaces. quarantined_edges is rewritten in place (released edges are kept), and so are
-// the search tables (migrations 016, 017): a rebuild gives almost every identifier the entity it had, and
-// building their trigram and key indexes anew took a sixth of a rebuild at 1.1M identifiers (docs/BENCHMARKS.md).
-// Their triggers on the resolved identifier tables are created on the shadows once those are loaded
-// (IndexShadowTables).
+// The tables a rebuild replaces. quarantined_edges is rewritten in place (released edges are kept). The search
+// tables (migration 016) follow the resolved identifier tables: filled from them, and kept so by their triggers,
+// which IndexShadowTables creates once the shadows are loaded.
 const std::vector<std::string> kRebuiltTables = {"resolved_person_identifiers",
+                                                 "person_identifier_search",
+                                                 "group_identifier_search",
                                                  "resolved_person_traits",
                                                  "resolved_group_identifiers",
                                                  "resolved_group_traits",
@@ -1688,21 +1688,13 @@ class Rebuilder {
                s << std::make_tuple(i.entity_id, i.type, i.value, i.source, Us(i.first_us), Us(i.last_us));
              });
            });
-      // The live table's triggers keep its search table; a shadow gets them only after loading, so the search
-      // table is brought to the shadow's rows here, in place (readers see the change at the swap's commit): values
-      // gone are deleted, new ones added, moved ones repointed (a HOT update: the entity id is not indexed).
+      // The live table's triggers fill its search table; a shadow gets its triggers only after loading.
       if (suffix == kShadow) {
-        Exec(k->Stmt("rebuild_search_drop"),
-             k->Sql("DELETE FROM {k}_identifier_search s WHERE NOT EXISTS (SELECT 1 FROM resolved_{k}_identifiers" +
-                    suffix +
-                    " r WHERE r.identifier_type = s.identifier_type AND r.identifier_value = s.identifier_value)"));
-        Exec(k->Stmt("rebuild_search_add"),
-             k->Sql("INSERT INTO {k}_identifier_search (identifier_type, identifier_value, {id}) SELECT "
-                    "r.identifier_type, r.identifier_value, r.{id} FROM resolved_{k}_identifiers" +
-                    suffix +
-                    " r LEFT JOIN {k}_identifier_search s ON s.identifier_type = r.identifier_type AND "
-                    "s.identifier_value = r.identifier_value WHERE s.{id} IS DISTINCT FROM r.{id} "
-                    "ON CONFLICT (identifier_type, identifier_value) DO UPDATE SET {id} = EXCLUDED.{id}"));
+        Exec(k->Stmt("rebuild_identifier_search"),
+             k->Sql("INSERT INTO {k}_identifier_search" + suffix +
+                    " (identifier_type, identifier_value, {id}) SELECT identifier_type, identifier_value, {id} FROM "
+                    "resolved_{k}_identifiers" +
+                    suffix));
       }
       // Trait winners and final columns take their values from the core log by row id.
       tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");
