@@ -1099,7 +1099,6 @@ class CursorStream {
   bool done_ = false;
 };
 
-/// Entity ids seen by the rebuild, interned, with the merges between them (to find where each ended).
 // GraphPatch: the trait winners and memberships of the entities $1, as stored; each membership side named by one
 // of its identifiers (the engine finds entities by identifier).
 constexpr const char* kPatchTraitsSql =
@@ -1475,6 +1474,10 @@ class Rebuilder {
     std::string edge_id;
   };
   static constexpr uint32_t kNoEvent = UINT32_MAX;
+  /// The id of the live entity that holds the entity `ref` names (where an absorbed one ended).
+  static std::string SurvivorId(const resolver::Engine& engine, EntityKind kind, uint32_t ref) {
+    return engine.EntityIdAt(kind, engine.SurvivorAt(kind, ref));
+  }
 
   /// What the resident graph needs of the closure just written (GraphPatch): its identifiers (preview_ids) to
   /// forget; the replay's entities, identifiers and edge sightings; trait winners and memberships as stored.
@@ -1771,8 +1774,7 @@ class Rebuilder {
            {"old_id", "new_id", "merged_into_id", "event_id", "edge_id", "absorbed_identifier_count"},
            k->Stmt("rebuild_aliases"), [&](pqxx::stream_to& s) {
              for (const auto& m : aliases_[ki]) {
-               s << std::make_tuple(engine.EntityIdAt(k->kind, m.absorbed),
-                                    engine.EntityIdAt(k->kind, engine.SurvivorAt(k->kind, m.absorbed)),
+               s << std::make_tuple(engine.EntityIdAt(k->kind, m.absorbed), SurvivorId(engine, k->kind, m.absorbed),
                                     engine.EntityIdAt(k->kind, m.merged_into), events_[m.event].event_id, m.edge_id,
                                     m.absorbed_count);
              }
@@ -1796,8 +1798,8 @@ class Rebuilder {
     tx_.exec("CREATE TEMP TABLE rb_rmi (r bigint, p text, g text) ON COMMIT DROP");
     Stage("rb_rmi", {"r", "p", "g"}, "resolver.rebuild_resolved_memberships_stage", [&](pqxx::stream_to& s) {
       for (const auto& [row, p, g] : rmis_) {
-        s << std::make_tuple(row, engine.EntityIdAt(EntityKind::kPerson, engine.SurvivorAt(EntityKind::kPerson, p)),
-                             engine.EntityIdAt(EntityKind::kGroup, engine.SurvivorAt(EntityKind::kGroup, g)));
+        s << std::make_tuple(row, SurvivorId(engine, EntityKind::kPerson, p),
+                             SurvivorId(engine, EntityKind::kGroup, g));
       }
       release(rmis_);
     });
