@@ -1211,6 +1211,11 @@ class Rebuilder {
   std::unique_ptr<resolver::Engine> Run(const resolver::ProtectionConfig& protection, RebuildStats* out) {
     tx_.exec("SET LOCAL work_mem = '256MB'");
     tx_.exec("SET LOCAL maintenance_work_mem = '512MB'");
+    // No JIT, as in the batch writes: every statement here reads or writes the whole log, so each one's estimated
+    // cost passes the JIT thresholds, and the read cursors (a nested loop over every month partition) were
+    // compiled with inlining and optimization. At 1.1M identifiers the reading phase took 24.0 s instead of
+    // 27.4 s (medians of 6 runs per side over two benches: bench/results/rebuild-1100000-2026-12-04-jit-off*.json).
+    tx_.exec("SET LOCAL jit = off");
     BatchIo io(impl_, tx_, c_);
     const State s = io.LoadState();
     // Re-classify identifier rows from their raw values only when the stored data may follow other rules
