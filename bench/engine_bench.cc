@@ -186,6 +186,10 @@ int main(int argc, char** argv) {
   LogBuilder log;
   double apply_s = 0;
   std::vector<std::pair<int64_t, double>> batches;  // (identifiers before, seconds)
+  // What the deltas ask storage to write, summed over the stream (person and group kinds together): the rows a
+  // batch's statements touch follow these counts, so they show what a batch size changes in PostgreSQL's work.
+  // absorbed_rows is the identifier rows of entities absorbed while already stored (their repoint).
+  std::map<std::string, int64_t> writes;
   for (size_t pos = 0; pos < stream.size(); pos += batch) {
     const size_t end = std::min(stream.size(), pos + batch);
     BatchInput in;
@@ -213,6 +217,18 @@ int main(int argc, char** argv) {
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     apply_s += s;
     batches.emplace_back(before, s);
+    for (const KindDelta& k : d.kinds) {
+      for (const auto& i : k.identifiers) ++writes[i.is_new ? "identifiers_new" : "identifiers_changed"];
+      for (const auto& e : k.entities) ++writes[e.is_new ? "entities_new" : "entities_changed"];
+      for (const auto& m : k.merges) {
+        ++writes["merges"];
+        if (m.absorbed_existing) ++writes["absorbed_existing"], writes["absorbed_rows"] += m.absorbed_count;
+      }
+      writes["traits"] += static_cast<int64_t>(k.traits.size());
+      writes["participants"] += static_cast<int64_t>(k.participants.size());
+      writes["finals"] += static_cast<int64_t>(k.finals.size());
+    }
+    writes["memberships"] += static_cast<int64_t>(d.memberships.size());
   }
   const double rss_after = RssMiB();
   const double engine_heap = HeapMiB() - heap_before_engine;
@@ -275,8 +291,11 @@ int main(int argc, char** argv) {
     << ",\n  \"seed\": " << go.seed << ",\n  \"events\": " << stream.size()
     << ",\n  \"person_identifiers\": " << persons_ids << ",\n  \"all_identifiers\": " << all_ids
     << ",\n  \"apply_seconds\": " << apply_s
-    << ",\n  \"events_per_s\": " << static_cast<double>(stream.size()) / apply_s << ",\n  \"checkpoints\": ["
-    << cps.str() << "],\n  \"engine_memory_bytes\": " << memory_bytes
+    << ",\n  \"events_per_s\": " << static_cast<double>(stream.size()) / apply_s << ",\n  \"delta_rows\": {";
+  for (auto it = writes.begin(); it != writes.end(); ++it) {
+    o << (it == writes.begin() ? "" : ", ") << "\"" << it->first << "\": " << it->second;
+  }
+  o << "},\n  \"checkpoints\": [" << cps.str() << "],\n  \"engine_memory_bytes\": " << memory_bytes
     << ",\n  \"engine_bytes_per_identifier\": " << static_cast<double>(memory_bytes) / static_cast<double>(all_ids)
     << ",\n  \"process_rss_mib\": " << rss_after << ",\n  \"engine_heap_mib\": " << engine_heap
     << ",\n  \"engine_heap_bytes_per_identifier\": " << engine_heap * 1048576.0 / static_cast<double>(all_ids)
