@@ -138,8 +138,6 @@ constexpr const char* kUpdateIdentifiersSql =
     "UPDATE resolved_{k}_identifiers r SET source = u.s, occurred_at = u.f, last_seen_at = u.l "
     "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS u(t, v, s, f, l) "
     "WHERE r.identifier_type = u.t AND r.identifier_value = u.v";
-constexpr const char* kUpdateCountsSql =
-    "UPDATE {E} x SET identifier_count = u.n FROM unnest($1::text[], $2::bigint[]) AS u(i, n) WHERE x.{id} = u.i";
 // Trait winners: the engine picked the row; its value (and value type: a null winner is a cleared trait) comes
 // from the core log by row id, from the month partition ({table}) its occurred_at names, as the batch reads.
 constexpr const char* kUpsertTraitsSql =
@@ -168,21 +166,55 @@ constexpr const char* kInsertResolvedMembershipsSql =
     "occurred_at, _ingested_at) SELECT 'rmi_' || x.id, x.id, u.p, u.g, x.role, x.source, x.occurred_at, "
     "x._ingested_at FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(r, p, g) JOIN {table} x ON x.id = u.r";
 
-/// UPDATE of the final-table columns from (id, trait row, identifier value) per column. A column's trait row is
-/// a winner of the entity, written just before (upsert_traits): its value is read from the entity's resolved
-/// traits.
-std::string UpdateFinalsSql(const Kind& k) {
+/// The final-table columns of an entity row from (trait row, identifier value) per column, as parameters $`first`
+/// onward: their unnest arrays and names, and the value expressions. A column's trait row is a winner of the
+/// entity, written just before (upsert_traits): its value is read from the entity's resolved traits, by a
+/// subquery that runs only when there is a trait row (its `u.r <> 0` is a one-time filter): most columns of a
+/// person take an identifier's value, and a LEFT JOIN probed the traits for every column of every row.
+struct FinalsSql {
+  std::string arrays, names;
+  std::vector<std::string> values;  ///< per FinalColumns(kind)
+};
+FinalsSql FinalsFrom(const Kind& k, int first) {
+  FinalsSql f;
   const auto& cols = resolver::FinalColumns(k.kind);
-  std::string arrays = "$1::text[]", names = "i", joins, sets;
   for (size_t c = 0; c < cols.size(); ++c) {
-    const std::string r = "r" + std::to_string(c), v = "v" + std::to_string(c), t = "t" + std::to_string(c);
-    arrays += ", $" + std::to_string(2 + 2 * c) + "::bigint[], $" + std::to_string(3 + 2 * c) + "::text[]";
-    names += ", " + r + ", " + v;
-    joins += " LEFT JOIN resolved_{k}_traits " + t + " ON " + t + ".{id} = u.i AND " + t + ".trait_row_id = u." + r;
-    sets += (c ? ", " : "") + cols[c] + " = coalesce(" + t + ".trait_value, u." + v + ")";
+    const std::string r = "u.r" + std::to_string(c), v = "v" + std::to_string(c);
+    const int n = first + 2 * static_cast<int>(c);
+    f.arrays += ", $" + std::to_string(n) + "::bigint[], $" + std::to_string(n + 1) + "::text[]";
+    f.names += ", r" + std::to_string(c) + ", " + v;
+    f.values.push_back(k.Sql("coalesce((SELECT t.trait_value FROM resolved_{k}_traits t WHERE " + r +
+                             " <> 0 AND t.{id} = u.i AND t.trait_row_id = " + r + "), u." + v + ")"));
   }
-  return k.Sql("UPDATE {E} x SET " + sets + ", _last_updated = now() FROM unnest(" + arrays + ") AS u(" + names + ")" +
-               joins + " WHERE x.{id} = u.i");
+  return f;
+}
+
+/// INSERT of the entities born in a batch with their final-table columns, one row version each (a COPY and then
+/// an UPDATE of the columns gave most of them two before, 2026-12-04).
+std::string InsertEntitiesSql(const Kind& k) {
+  const auto& cols = resolver::FinalColumns(k.kind);
+  const FinalsSql f = FinalsFrom(k, 7);
+  std::string names, values;
+  for (size_t c = 0; c < cols.size(); ++c) names += ", " + cols[c], values += ", " + f.values[c];
+  return k.Sql("INSERT INTO {E} ({id}, identifier_count, birth_xid, birth_edge_row, birth_row, created_by_event_id" +
+               names + ") SELECT u.i, u.n, u.bx, u.be, u.br, u.ev" + values +
+               " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]" +
+               f.arrays + ") AS u(i, n, bx, be, br, ev" + f.names + ")");
+}
+
+/// UPDATE of the existing entity rows a batch changed, one row version each: the identifier count ($2; -1 keeps
+/// it) and, where $3 is true, the final-table columns. Count and columns were two UPDATEs before (2026-12-04): an
+/// entity whose count and columns both changed got two row versions.
+std::string UpdateEntitiesSql(const Kind& k) {
+  const auto& cols = resolver::FinalColumns(k.kind);
+  const FinalsSql f = FinalsFrom(k, 4);
+  std::string sets = "identifier_count = coalesce(nullif(u.n, -1), x.identifier_count)";
+  for (size_t c = 0; c < cols.size(); ++c) {
+    sets += ", " + cols[c] + " = CASE WHEN u.f THEN " + f.values[c] + " ELSE x." + cols[c] + " END";
+  }
+  return k.Sql("UPDATE {E} x SET " + sets + ", _last_updated = CASE WHEN u.f THEN now() ELSE x._last_updated END " +
+               "FROM unnest($1::text[], $2::bigint[], $3::boolean[]" + f.arrays + ") AS u(i, n, f" + f.names + ")" +
+               " WHERE x.{id} = u.i");
 }
 
 /// `sql` with {table} replaced by the month partition `table`_p`month` of the core log (migration 012).
@@ -507,34 +539,10 @@ class BatchIo {
       impl_.Exec(tx_, c_, k.Stmt("update_identifiers"), k.Sql(kUpdateIdentifiersSql), detail::TextArray(ut),
                  detail::TextArray(uv), detail::TextArray(us), detail::TextArray(uf), detail::TextArray(ul));
     }
-    // Entities: born ones by COPY, size changes in one UPDATE.
-    std::vector<std::string> ci;
-    std::vector<int64_t> cn;
-    bool any_born = false;
-    for (const auto& e : d.entities) any_born |= e.is_new;
-    if (any_born) {
-      const std::string stmt_name = k.Stmt("copy_entities");
-      detail::StatementTimer t(impl_.observer, stmt_name);
-      pqxx::stream_to s(tx_, k.entities,
-                        std::vector<std::string>{k.id, "identifier_count", "birth_xid", "birth_edge_row", "birth_row",
-                                                 "created_by_event_id"});
-      for (const auto& e : d.entities) {
-        if (e.is_new) {
-          s << std::make_tuple(e.id, e.identifier_count, e.birth.xid, e.birth.edge_row, e.birth.row,
-                               e.created_by_event_id);
-        }
-      }
-      s.complete();
-      t.Ok();
-    }
+    // Entities: born ones and size changes are written with their final-table columns, below.
+    std::unordered_map<std::string, int64_t> counts;
     for (const auto& e : d.entities) {
-      if (e.is_new) continue;
-      ci.push_back(e.id);
-      cn.push_back(e.identifier_count);
-    }
-    if (!ci.empty()) {
-      impl_.Exec(tx_, c_, k.Stmt("update_counts"), k.Sql(kUpdateCountsSql), detail::TextArray(ci),
-                 detail::Int64Array(cn));
+      if (!e.is_new) counts.emplace(e.id, e.identifier_count);
     }
     // Trait winners.
     if (!d.traits.empty()) {
@@ -562,28 +570,9 @@ class BatchIo {
       s.complete();
       t.Ok();
     }
-    // Final-table columns that changed.
-    if (!d.finals.empty()) {
-      const size_t ncol = resolver::FinalColumns(k.kind).size();
-      std::vector<std::string> ids;
-      std::vector<std::vector<int64_t>> rows(ncol);
-      std::vector<std::vector<std::optional<std::string>>> vals(ncol);
-      for (const auto& f : d.finals) {
-        ids.push_back(f.entity_id);
-        for (size_t c = 0; c < ncol; ++c) {
-          rows[c].push_back(f.columns[c].trait_row);
-          vals[c].push_back(f.columns[c].identifier_value);
-        }
-      }
-      if (ncol != 5) throw StorageError(ErrorKind::kInternal, "final tables have five resolved columns");
-      std::vector<std::string> a;
-      for (size_t c = 0; c < ncol; ++c) {
-        a.push_back(detail::Int64Array(rows[c]));
-        a.push_back(detail::TextArray(vals[c]));
-      }
-      impl_.Exec(tx_, c_, k.Stmt("update_finals"), UpdateFinalsSql(k), detail::TextArray(ids), a[0], a[1], a[2], a[3],
-                 a[4], a[5], a[6], a[7], a[8], a[9]);
-    }
+    // Entity rows, after the trait winners their final-table columns read: born ones in one INSERT, changed ones
+    // (sizes, columns) in one UPDATE; each row written once.
+    WriteEntities(k, d, std::move(counts));
     // Quarantined edges.
     if (!d.quarantined.empty()) {
       std::vector<std::string> qe, qd, qt, qv, qr, qn, qs, qo;
@@ -612,6 +601,86 @@ class BatchIo {
       impl_.Exec(tx_, c_, "resolver.insert_quarantine", kInsertQuarantineSql, k.name, detail::TextArray(qe),
                  detail::TextArray(qd), detail::TextArray(qt), detail::TextArray(qv), detail::TextArray(qr),
                  detail::TextArray(qn), detail::TextArray(qs), detail::TextArray(qo));
+    }
+  }
+
+  /// Entity rows of a delta: see WriteKind. `counts` holds the new sizes of existing entities.
+  void WriteEntities(const Kind& k, const resolver::KindDelta& d, std::unordered_map<std::string, int64_t> counts) {
+    const size_t ncol = resolver::FinalColumns(k.kind).size();
+    if (ncol != 5) throw StorageError(ErrorKind::kInternal, "final tables have five resolved columns");
+    std::unordered_map<std::string, const resolver::FinalRow*> finals;
+    for (const auto& f : d.finals) finals[f.entity_id] = &f;
+    // Per row: the final-table columns' arrays (trait row, identifier value), empty for a row without them.
+    struct Columns {
+      std::vector<std::vector<int64_t>> rows;
+      std::vector<std::vector<std::optional<std::string>>> vals;
+      explicit Columns(size_t n) : rows(n), vals(n) {}
+      void Add(const resolver::FinalRow* f) {
+        for (size_t c = 0; c < rows.size(); ++c) {
+          rows[c].push_back(f ? f->columns[c].trait_row : 0);
+          vals[c].push_back(f ? f->columns[c].identifier_value : std::nullopt);
+        }
+      }
+      std::vector<std::string> Arrays() const {
+        std::vector<std::string> a;
+        for (size_t c = 0; c < rows.size(); ++c) {
+          a.push_back(detail::Int64Array(rows[c]));
+          a.push_back(detail::TextArray(vals[c]));
+        }
+        return a;
+      }
+    };
+    auto final_of = [&](const std::string& id) -> const resolver::FinalRow* {
+      const auto it = finals.find(id);
+      if (it == finals.end()) return nullptr;
+      const resolver::FinalRow* f = it->second;
+      finals.erase(it);
+      return f;
+    };
+    // Born.
+    std::vector<std::string> bi, bev;
+    std::vector<int64_t> bn, bx, be, br;
+    Columns bc(ncol);
+    for (const auto& e : d.entities) {
+      if (!e.is_new) continue;
+      bi.push_back(e.id);
+      bn.push_back(e.identifier_count);
+      bx.push_back(e.birth.xid);
+      be.push_back(e.birth.edge_row);
+      br.push_back(e.birth.row);
+      bev.push_back(e.created_by_event_id);
+      bc.Add(final_of(e.id));
+    }
+    if (!bi.empty()) {
+      const auto a = bc.Arrays();
+      impl_.Exec(tx_, c_, k.Stmt("insert_entities"), InsertEntitiesSql(k), detail::TextArray(bi),
+                 detail::Int64Array(bn), detail::Int64Array(bx), detail::Int64Array(be), detail::Int64Array(br),
+                 detail::TextArray(bev), a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+    }
+    // Changed: final rows (with their size when it changed too), then sizes alone.
+    std::vector<std::string> ui;
+    std::vector<int64_t> un;
+    std::vector<bool> uf;
+    Columns uc(ncol);
+    auto add = [&](const std::string& id, const resolver::FinalRow* f) {
+      const auto it = counts.find(id);
+      ui.push_back(id);
+      un.push_back(it == counts.end() ? -1 : it->second);
+      uf.push_back(f != nullptr);
+      uc.Add(f);
+      if (it != counts.end()) counts.erase(it);
+    };
+    for (const auto& f : d.finals) {
+      if (finals.count(f.entity_id)) add(f.entity_id, &f);  // not taken by a born row
+    }
+    for (const auto& e : d.entities) {
+      if (counts.count(e.id)) add(e.id, nullptr);
+    }
+    if (!ui.empty()) {
+      const auto a = uc.Arrays();
+      impl_.Exec(tx_, c_, k.Stmt("update_entities"), UpdateEntitiesSql(k), detail::TextArray(ui),
+                 detail::Int64Array(un), detail::BoolArray(uf), a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+                 a[9]);
     }
   }
 
