@@ -3,14 +3,15 @@
 // Feeds the benchmark world (bench/generator.h, the same seeded stream bench/run ingests) to
 // resolver::Engine in batches of --batch events, the way the resolver worker does after reading them
 // from the core log, and reports what the engine itself costs: events/s over the whole stream, the time of
-// the batches right after the 100k and 1M identifier checkpoints, and its memory: Engine::MemoryBytes (its own
-// estimate), the process's RSS (which also holds the generated world) and the heap the engine holds (glibc's count
-// of allocated bytes, chunk overhead included, before and after; exact, unlike RSS differences, which freed but
-// unreturned pages blur). The difference to bench/run's batch time is what PostgreSQL costs. Then the cost of
-// taking a re-resolved component in place (Engine::Forget and a load of its rows) for 5 entities of different
-// sizes (issue 15), and a load of the resolved state (entities, identifiers, trait winners, memberships; not the
-// edge sightings) into a fresh engine the way nexusd's graph load feeds it: its time and heap are the engine's
-// part of a graph load.
+// the batches right after the 100k and 1M identifier checkpoints, the rows its deltas ask storage to write over the
+// stream (delta_rows, by kind of row: what a batch costs PostgreSQL follows them), and its memory:
+// Engine::MemoryBytes (its own estimate), the process's RSS (which also holds the generated world) and the heap the
+// engine holds (glibc's count of allocated bytes, chunk overhead included, before and after; exact, unlike RSS
+// differences, which freed but unreturned pages blur). The difference to bench/run's batch time is what PostgreSQL
+// costs. Then the cost of taking a re-resolved component in place (Engine::Forget and a load of its rows) for 5
+// entities of different sizes (issue 15), and a load of the resolved state (entities, identifiers, trait winners,
+// memberships; not the edge sightings) into a fresh engine the way nexusd's graph load feeds it: its time and heap are
+// the engine's part of a graph load.
 //
 //   nexus_engine_bench [--identifiers=1100000] [--batch=10000] [--seed=42] [--out=FILE.json]
 #include <malloc.h>  // mallinfo2
