@@ -128,8 +128,8 @@ for line in open(log + ".status"):
     run["after_load_" + k.lower() + "_mib"] = round(int(v.split()[0]) / 1024)
 inc = json.load(open(log + ".increments.json"))["increments"]
 run["batches"] = [{k: i[k] for k in ("events", "identifiers_before", "resolver_batches", "resolver_seconds",
-                                      "ack_to_resolved_s", "row_updates", "hot_row_updates", "wal_bytes", "wal_by_relation",
-                                      "statement_seconds") if k in i} for i in inc["increments"]]
+                                      "ack_to_resolved_s", "row_updates", "hot_row_updates", "wal_bytes",
+                                      "wal_by_relation", "statement_seconds") if k in i} for i in inc["increments"]]
 print(json.dumps(run))
 PY
     tail -1 "$TMP/runs.jsonl" | cut -c1-400 >&2

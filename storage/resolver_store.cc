@@ -539,11 +539,6 @@ class BatchIo {
       impl_.Exec(tx_, c_, k.Stmt("update_identifiers"), k.Sql(kUpdateIdentifiersSql), detail::TextArray(ut),
                  detail::TextArray(uv), detail::TextArray(us), detail::TextArray(uf), detail::TextArray(ul));
     }
-    // Entities: born ones and size changes are written with their final-table columns, below.
-    std::unordered_map<std::string, int64_t> counts;
-    for (const auto& e : d.entities) {
-      if (!e.is_new) counts.emplace(e.id, e.identifier_count);
-    }
     // Trait winners.
     if (!d.traits.empty()) {
       std::map<std::string, std::pair<std::vector<std::string>, std::vector<int64_t>>> by_month;
@@ -572,7 +567,7 @@ class BatchIo {
     }
     // Entity rows, after the trait winners their final-table columns read: born ones in one INSERT, changed ones
     // (sizes, columns) in one UPDATE; each row written once.
-    WriteEntities(k, d, std::move(counts));
+    WriteEntities(k, d);
     // Quarantined edges.
     if (!d.quarantined.empty()) {
       std::vector<std::string> qe, qd, qt, qv, qr, qn, qs, qo;
@@ -604,10 +599,14 @@ class BatchIo {
     }
   }
 
-  /// Entity rows of a delta: see WriteKind. `counts` holds the new sizes of existing entities.
-  void WriteEntities(const Kind& k, const resolver::KindDelta& d, std::unordered_map<std::string, int64_t> counts) {
+  /// Entity rows of a delta: see WriteKind.
+  void WriteEntities(const Kind& k, const resolver::KindDelta& d) {
     const size_t ncol = resolver::FinalColumns(k.kind).size();
     if (ncol != 5) throw StorageError(ErrorKind::kInternal, "final tables have five resolved columns");
+    std::unordered_map<std::string, int64_t> counts;  // new sizes of existing entities
+    for (const auto& e : d.entities) {
+      if (!e.is_new) counts.emplace(e.id, e.identifier_count);
+    }
     std::unordered_map<std::string, const resolver::FinalRow*> finals;
     for (const auto& f : d.finals) finals[f.entity_id] = &f;
     // Per row: the final-table columns' arrays (trait row, identifier value), empty for a row without them.
