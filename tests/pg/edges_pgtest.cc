@@ -20,6 +20,7 @@
 #include "nexus/v1/admin.grpc.pb.h"
 #include "nexus/v1/ingest.grpc.pb.h"
 #include "nexus/v1/query.grpc.pb.h"
+#include "nexusd_process.h"
 #include "pg_fixture.h"
 #include "server/metrics.h"
 #include "server/request_parse.h"
@@ -60,8 +61,7 @@ std::string BadUtf8Request() {
 using Clock = std::chrono::steady_clock;
 
 int ParentPid(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string content = ReadFile("/proc/" + std::to_string(pid) + "/stat");
   const auto rp = content.rfind(')');
   if (rp == std::string::npos) return 0;
   int ppid = 0;

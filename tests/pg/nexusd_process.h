@@ -28,9 +28,16 @@ namespace nexus::testing {
 
 using Clock = std::chrono::steady_clock;
 
+/// The file's contents; "" when it cannot be read. A /proc file of a process that exits while it is read fails
+/// the read (ESRCH), which libstdc++ throws from the stream buffer whatever the stream's exception mask: the
+/// process is gone, not the test.
 inline std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  try {
+    std::ifstream f(path);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  } catch (const std::ios_base::failure&) {
+    return "";
+  }
 }
 
 /// A nexusd child process with stdout+stderr in a log file. The destructor SIGKILLs it (and its process
