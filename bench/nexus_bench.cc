@@ -175,8 +175,13 @@ int64_t ProcKb(int pid, const std::string& field) {
   return -1;
 }
 int ParentPid(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), {});
+  std::string s;
+  try {  // libstdc++ throws on the read error of a process that exits between open and read
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    s.assign(std::istreambuf_iterator<char>(f), {});
+  } catch (const std::ios_base::failure&) {
+    return -1;
+  }
   auto p = s.rfind(')');
   if (p == std::string::npos) return -1;
   std::istringstream is(s.substr(p + 2));
@@ -356,6 +361,7 @@ class Bench {
   std::unique_ptr<v1::QueryService::Stub> query_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
   bool exact_ = true;
+  int64_t nexusd_peak_kb_ = 0;  ///< nexusd's peak RSS over the stages run so far (Run resets it per stage)
   std::vector<std::string> failures_;
   bool built_while_streaming_ = false;
 };
@@ -1191,7 +1197,10 @@ Obj Bench::SqlBaseline() {
 Obj Bench::Memory() {
   Obj o;
   const int np = static_cast<int>(f_.Int("nexusd-pid", 0)), pp = static_cast<int>(f_.Int("pg-pid", 0));
-  if (np > 0) o.D("nexusd_vmhwm_mib", static_cast<double>(ProcKb(np, "VmHWM")) / 1024.0);
+  // The run's peak: the stages reset the high-water mark (see Run), so the largest of theirs and this one's.
+  if (np > 0) {
+    o.D("nexusd_vmhwm_mib", static_cast<double>(std::max(nexusd_peak_kb_, ProcKb(np, "VmHWM"))) / 1024.0);
+  }
   if (pp > 0) {
     int64_t sum = 0, maxp = 0, procs = 0;
     DIR* d = opendir("/proc");
@@ -1243,8 +1252,17 @@ int Bench::Run() {
   sizes.D("generate_s", Secs(tg, Clock::now()));
   out.Set("sizes", sizes.Str(2));
   std::cerr << "[bench] world: " << sizes.Str() << "\n";
+  // nexusd's peak RSS per stage: its high-water mark is reset before each stage (clear_refs "5") and read after,
+  // so the run says which stage sets the peak; nexusd_peak_kb_ keeps the run's peak for the memory stage.
+  const int np = static_cast<int>(f_.Int("nexusd-pid", 0));
+  auto reset_peak = [&] {
+    if (np <= 0) return;
+    nexusd_peak_kb_ = std::max(nexusd_peak_kb_, ProcKb(np, "VmHWM"));
+    std::ofstream("/proc/" + std::to_string(np) + "/clear_refs") << "5";
+  };
   auto stage = [&](const std::string& name, auto fn) {
     std::cerr << "[bench] " << name << " ...\n";
+    reset_peak();
     const auto t0 = Clock::now();
     Obj r;
     try {
@@ -1253,6 +1271,10 @@ int Bench::Run() {
       r.S("error", e.what());
     }
     r.D("stage_wall_s", Secs(t0, Clock::now()));
+    if (const int64_t kb = np > 0 ? ProcKb(np, "VmHWM") : -1; kb >= 0) {
+      r.D("nexusd_stage_peak_rss_mib", static_cast<double>(kb) / 1024.0);
+      nexusd_peak_kb_ = std::max(nexusd_peak_kb_, kb);
+    }
     std::cerr << "[bench] " << name << ": " << r.Str() << "\n";
     out.Set(name, r.Str(2));
     for (auto& [k, v] : r.kv)

@@ -72,6 +72,9 @@ def rows(r):
         ("6. groups vs truth", "exact" if g(r, "correctness", "groups", "exact") else "MISMATCH"),
         ("6. nexusd vs SQL baseline partition", "same" if sqlb.get("same_partition_as_nexus") else "DIFFERENT"),
         ("7. peak RSS nexusd (MiB)", f(g(r, "memory", "nexusd_vmhwm_mib"))),
+        ("7. nexusd peak RSS by stage (MiB)",
+         ", ".join(f"{k} {v['nexusd_stage_peak_rss_mib']:,.0f}" for k, v in r.items()
+                   if isinstance(v, dict) and "nexusd_stage_peak_rss_mib" in v) or "n/a"),
         ("7. peak RSS PostgreSQL, sum of processes (MiB)", f(g(r, "memory", "postgres_vmhwm_sum_mib"))),
         ("7. peak RSS of the rebuild process, `nexusd --rebuild` (MiB)", f(reb.get("peak_rss_mib"))),
         ("7. graph load at restart (s); nexusd RSS after it (MiB)",
