@@ -113,19 +113,21 @@ constexpr const char* kRepointIdentifiersSql =
     "WHERE s.identifier_type = r.identifier_type AND s.identifier_value = r.identifier_value";
 constexpr const char* kDropAbsorbedTraitsSql =
     "DELETE FROM resolved_{k}_traits t USING unnest($1::text[]) AS a(id) WHERE t.{id} = a.id";
-// A participant row of an absorbed entity whose (event, role) the survivor already has, or that an absorbed
-// sibling with a smaller key also moves to the survivor, is a duplicate: drop it, move the rest. Each candidate
-// costs one probe of the timeline index (entity, occurred_at, event_id): occurred_at is the event's, the same
-// in every participant row of that event.
-constexpr const char* kDropDuplicateParticipantsSql =
-    ", c AS (SELECT p.{k}_participant_id AS pid, m.survivor AS t, p.event_id, p.occurred_at, p.role, "
-    "   row_number() OVER (PARTITION BY m.survivor, p.event_id, p.role ORDER BY p.{k}_participant_id) AS n "
-    "   FROM {k}_participants p JOIN m ON p.{id} = m.absorbed) "
-    "DELETE FROM {k}_participants d USING c WHERE d.{k}_participant_id = c.pid AND (c.n > 1 OR EXISTS "
-    " (SELECT 1 FROM {k}_participants s WHERE s.{id} = c.t AND s.occurred_at = c.occurred_at"
-    "  AND s.event_id = c.event_id AND s.role = c.role))";
-constexpr const char* kRepointParticipantsSql =
-    "UPDATE {k}_participants p SET {id} = m.survivor FROM m WHERE p.{id} = m.absorbed";
+// Participant rows of absorbed entities move to the survivor, in one statement that reads them once (a delete of the
+// duplicates, then an update of the rest by the same rows, read them twice: 0.33 + 0.27 s of a 10,000-event batch at
+// 1.1M identifiers, 2026-12-04). A row whose (event, role) the survivor already has, or that an absorbed sibling with
+// a smaller key also moves to the survivor, is a duplicate: deleted; the rest are repointed. Each candidate costs
+// one probe of the timeline index (entity, occurred_at, event_id) for its EXISTS (occurred_at is the event's, the
+// same in every participant row of that event), and its delete or update one probe of the primary key. Both parts
+// see the rows as they were before the statement, and touch disjoint rows.
+constexpr const char* kMoveParticipantsSql =
+    ", c AS (SELECT p.{k}_participant_id AS pid, m.survivor AS t, (row_number() OVER ("
+    "   PARTITION BY m.survivor, p.event_id, p.role ORDER BY p.{k}_participant_id) > 1 OR EXISTS ("
+    "   SELECT 1 FROM {k}_participants s WHERE s.{id} = m.survivor AND s.occurred_at = p.occurred_at"
+    "   AND s.event_id = p.event_id AND s.role = p.role)) AS dup "
+    "   FROM {k}_participants p JOIN m ON p.{id} = m.absorbed), "
+    "d AS (DELETE FROM {k}_participants x USING c WHERE c.dup AND x.{k}_participant_id = c.pid) "
+    "UPDATE {k}_participants p SET {id} = c.t FROM c WHERE NOT c.dup AND p.{k}_participant_id = c.pid";
 constexpr const char* kRepointResolvedMembershipsSql =
     "UPDATE resolved_membership_identifiers r SET {id} = m.survivor FROM m WHERE r.{id} = m.absorbed";
 constexpr const char* kDropAbsorbedMembershipsSql =
@@ -489,8 +491,7 @@ class BatchIo {
       const std::string map = kMergeMap;
       impl_.Exec(tx_, c_, k.Stmt("repoint_identifiers"), k.Sql(map + kRepointIdentifiersSql), a, sv);
       impl_.Exec(tx_, c_, k.Stmt("drop_absorbed_traits"), k.Sql(kDropAbsorbedTraitsSql), a);
-      impl_.Exec(tx_, c_, k.Stmt("drop_duplicate_participants"), k.Sql(map + kDropDuplicateParticipantsSql), a, sv);
-      impl_.Exec(tx_, c_, k.Stmt("repoint_participants"), k.Sql(map + kRepointParticipantsSql), a, sv);
+      impl_.Exec(tx_, c_, k.Stmt("move_participants"), k.Sql(map + kMoveParticipantsSql), a, sv);
       impl_.Exec(tx_, c_, k.Stmt("repoint_membership_identifiers"), k.Sql(map + kRepointResolvedMembershipsSql), a, sv);
       impl_.Exec(tx_, c_, k.Stmt("drop_absorbed_memberships"), k.Sql(kDropAbsorbedMembershipsSql), a);
       impl_.Exec(tx_, c_, k.Stmt("repoint_aliases"), k.Sql(map + kRepointAliasesSql), a, sv);

@@ -173,6 +173,27 @@ TEST_F(ResolverTest, ThreeEntitiesFusedByTwoBridgesInOneBatch) {
   EXPECT_EQ(Count("person_id_aliases"), 2);
 }
 
+// An entity takes part in an event once per role: when a merge brings two rows of the same (event, role) to the
+// survivor (two absorbed entities that were both in it, or an absorbed one and the survivor), one row stays.
+TEST_F(ResolverTest, MergedEntitiesKeepOneParticipantRowPerEventAndRole) {
+  Start();
+  Ingest({MakeEvent("e1", 1, {{{"email", "c1@x"}, {"email", "c2@x"}, {"email", "c3@x"}}}),
+          MakeEvent("e2", 2, {{{"email", "a@x"}}, {{"email", "b@x"}}}),
+          MakeEvent("e3", 3, {{{"email", "c1@x"}}, {{"email", "d@x"}}})});
+  Resolve();
+  EXPECT_EQ(Count("persons"), 4);
+  EXPECT_EQ(Count("person_participants WHERE event_id = 'e2'"), 2);
+  const std::string c = PersonOf("email", "c1@x");
+  Ingest({MakeEvent("m1", 4, {{{"email", "c1@x"}, {"email", "a@x"}, {"email", "b@x"}, {"email", "d@x"}}})});
+  Resolve();
+  EXPECT_EQ(Count("persons"), 1);
+  EXPECT_EQ(PersonOf("email", "b@x"), c);  // the largest survives
+  for (const char* ev : {"e1", "e2", "e3", "m1"}) {
+    EXPECT_EQ(Count("person_participants WHERE event_id = '" + std::string(ev) + "'"), 1) << ev;
+  }
+  EXPECT_EQ(Count("person_participants WHERE person_id = '" + c + "'"), 4);
+}
+
 TEST_F(ResolverTest, ChainAbsorbedAcrossSeveralBatchesHasNoHopLimit) {
   Start();
   for (int batch = 0; batch < 10; ++batch) {
