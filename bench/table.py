@@ -20,6 +20,12 @@ def ok(check):
     return "n/a" if not check else "exact" if check.get("exact") else "MISMATCH"
 
 
+def of(stage):
+    """What a `seconds_median` is of: the bench's median of two values is the smaller one."""
+    n = len(stage.get("seconds_all") or [])
+    return "" if not n else " (1 run)" if n == 1 else " (best of 2)" if n == 2 else f" (median of {n})"
+
+
 def rows(r):
     ing, cp = r.get("ingest", {}), r.get("copy_baseline", {})
     ratio = (ing.get("events_per_s") / cp["events_per_s"]) if ing.get("events_per_s") and cp.get("events_per_s") else None
@@ -55,9 +61,9 @@ def rows(r):
     out += [
         ("3. ingest start -> everything resolved (s)", f(resolved, "{:.1f}")),
         ("3. ... divided by the ingest (stream) time", f(resolved / streamed if resolved and streamed else None, "{:.2f}x")),
-        ("4. full rebuild, nexusd (s, median)", f(reb.get("seconds_median"), "{:.2f}")),
-        ("4. SQL min-label propagation (s, median; rounds)",
-         f(sqlb.get("seconds_median"), "{:.2f}") + f"; {sqlb.get('rounds', 'n/a')}"),
+        ("4. full rebuild, nexusd (s)", f(reb.get("seconds_median"), "{:.2f}") + of(reb)),
+        ("4. SQL min-label propagation (s; propagation rounds)",
+         f(sqlb.get("seconds_median"), "{:.2f}") + of(sqlb) + f"; {sqlb.get('rounds', 'n/a')} rounds"),
         ("4. SQL baseline / nexusd rebuild", f(rr, "{:.1f}x")),
     ]
     for k in ("LookupPerson", "GetPerson", "ListPersonTimeline"):
