@@ -113,13 +113,13 @@ constexpr const char* kRepointIdentifiersSql =
     "WHERE s.identifier_type = r.identifier_type AND s.identifier_value = r.identifier_value";
 constexpr const char* kDropAbsorbedTraitsSql =
     "DELETE FROM resolved_{k}_traits t USING unnest($1::text[]) AS a(id) WHERE t.{id} = a.id";
-// Participant rows of absorbed entities move to the survivor, in one statement that reads them once (a delete of the
-// duplicates, then an update of the rest by the same rows, read them twice: 0.33 + 0.27 s of a 10,000-event batch at
-// 1.1M identifiers, 2026-12-04). A row whose (event, role) the survivor already has, or that an absorbed sibling with
-// a smaller key also moves to the survivor, is a duplicate: deleted; the rest are repointed. Each candidate costs
-// one probe of the timeline index (entity, occurred_at, event_id) for its EXISTS (occurred_at is the event's, the
-// same in every participant row of that event), and its delete or update one probe of the primary key. Both parts
-// see the rows as they were before the statement, and touch disjoint rows.
+// Participant rows of absorbed entities move to the survivor, in one statement that reads them once (two statements
+// read them twice; one is no faster, measured 2026-12-05: the row writes are the cost). A row whose (event, role)
+// the survivor already has, or that an absorbed sibling with a smaller key also moves to the survivor, is a
+// duplicate: deleted; the rest are repointed. Each candidate costs one probe of the timeline index (entity,
+// occurred_at, event_id) for its EXISTS (occurred_at is the event's, the same in every participant row of that
+// event), and its delete or update one probe of the primary key. Both parts see the rows as they were before the
+// statement, and touch disjoint rows.
 constexpr const char* kMoveParticipantsSql =
     ", c AS (SELECT p.{k}_participant_id AS pid, m.survivor AS t, (row_number() OVER ("
     "   PARTITION BY m.survivor, p.event_id, p.role ORDER BY p.{k}_participant_id) > 1 OR EXISTS ("
@@ -750,10 +750,9 @@ struct ResolverStore::Impl {
   std::atomic<double> info_load_seconds{0};
 
   Impl(Database& d, std::string u) : db(d), url(std::move(u)) {}
-  /// Drops the resident graph (it may hold what the database does not).
-  /// Throws the resident graph away and gives its memory back to the machine: malloc keeps freed chunks for reuse,
-  /// and a rebuild that drops the graph then peaked on top of it (`bench/run 1m`, 2026-12-05: 595 MiB in the rebuild
-  /// stage, from 470 MiB resident before it; a `nexusd --rebuild` of the same log peaks at ~470 MiB).
+  /// Drops the resident graph (it may hold what the database does not) and gives its memory back to the machine:
+  /// malloc kept the freed chunks, and an in-service rebuild, which drops the graph first, started from them
+  /// (`bench/run 1m`, 2026-12-05: ~440 MiB resident before the rebuild; ~90 MiB after the drop with the trim).
   void DropGraph() {
     engine.reset();
     malloc_trim(0);
