@@ -748,6 +748,9 @@ struct ResolverStore::Impl {
   // What graph_info() reports, refreshed on the resolver's thread whenever the graph changes (readable anywhere).
   std::atomic<int64_t> info_identifiers{0}, info_bytes{0};
   std::atomic<double> info_load_seconds{0};
+  /// Resolved events between two malloc_trim calls of RunBatch, and those since the last.
+  static constexpr int64_t kTrimEveryEvents = 20000;
+  int64_t events_since_trim = 0;
 
   Impl(Database& d, std::string u) : db(d), url(std::move(u)) {}
   /// Drops the resident graph (it may hold what the database does not) and gives its memory back to the machine:
@@ -908,6 +911,14 @@ BatchStats ResolverStore::RunBatch(int64_t max_events, const resolver::Protectio
     stats.groups = ToStats(d.kinds[1].stats, static_cast<int64_t>(d.kinds[1].AbsorbedExisting().size()));
   });
   impl_->PublishGraph(-1);  // identifiers grew; bytes stay those measured at load
+  // Batches free what they read and wrote, and so do the handler threads that ingest: malloc keeps it resident (the
+  // streamed ingest of 1.1M identifiers ended at 489 MiB, 300 with a trim per batch). A trim takes ~30 ms at that
+  // size (median, 4-120 ms): once per Impl::kTrimEveryEvents keeps it under 2 us an event however small the batches.
+  impl_->events_since_trim += stats.events;
+  if (impl_->events_since_trim >= Impl::kTrimEveryEvents) {
+    malloc_trim(0);
+    impl_->events_since_trim = 0;
+  }
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;
 }
