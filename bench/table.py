@@ -83,8 +83,9 @@ def rows(r):
                    if isinstance(v, dict) and "nexusd_stage_peak_rss_mib" in v) or "n/a"),
         ("7. peak RSS PostgreSQL, sum of processes (MiB)", f(g(r, "memory", "postgres_vmhwm_sum_mib"))),
         ("7. peak RSS of the rebuild process, `nexusd --rebuild` (MiB)", f(reb.get("peak_rss_mib"))),
-        ("7. graph load at restart (s); nexusd RSS after it (MiB)",
-         f(g(r, "graph_load", "seconds"), "{:.1f}") + "; " + f(g(r, "graph_load", "vmhwm_mib"))),
+        ("7. graph load at restart (s); nexusd RSS after it / its peak during it (MiB)",
+         f(g(r, "graph_load", "seconds"), "{:.1f}") + "; " + f(g(r, "graph_load", "vmrss_mib")) + " / " +
+         f(g(r, "graph_load", "vmhwm_mib"))),
     ]
     return out
 

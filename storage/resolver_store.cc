@@ -749,7 +749,7 @@ struct ResolverStore::Impl {
   std::atomic<int64_t> info_identifiers{0}, info_bytes{0};
   std::atomic<double> info_load_seconds{0};
   /// Resolved events between two malloc_trim calls of RunBatch, and those since the last.
-  static constexpr int64_t kTrimEveryEvents = 20000;
+  static constexpr int64_t kTrimEveryEvents = 100000;
   int64_t events_since_trim = 0;
 
   Impl(Database& d, std::string u) : db(d), url(std::move(u)) {}
@@ -911,9 +911,10 @@ BatchStats ResolverStore::RunBatch(int64_t max_events, const resolver::Protectio
     stats.groups = ToStats(d.kinds[1].stats, static_cast<int64_t>(d.kinds[1].AbsorbedExisting().size()));
   });
   impl_->PublishGraph(-1);  // identifiers grew; bytes stay those measured at load
-  // Batches free what they read and wrote, and so do the handler threads that ingest: malloc keeps it resident (the
-  // streamed ingest of 1.1M identifiers ended at 489 MiB, 300 with a trim per batch). A trim takes ~30 ms at that
-  // size (median, 4-120 ms): once per Impl::kTrimEveryEvents keeps it under 2 us an event however small the batches.
+  // Batches free what they read and wrote, and so do the handler threads that ingest: malloc keeps it resident. The
+  // streamed ingest of 1.1M identifiers peaked at 451-506 MiB (3 runs), 392-395 with a trim every 20,000 events,
+  // but its resolving then took 7% longer (3 runs each, bench/ingest-rss.sh, 2026-12-05), more than the trims' own
+  // ~30 ms each explain. Every 100,000 events: 399 MiB and no visible cost (1 run).
   impl_->events_since_trim += stats.events;
   if (impl_->events_since_trim >= Impl::kTrimEveryEvents) {
     malloc_trim(0);
