@@ -994,9 +994,10 @@ const std::vector<std::string> kRebuiltTables = {"resolved_person_identifiers",
                                                  "person_id_aliases",
                                                  "group_id_aliases"};
 constexpr const char* kShadow = "_rb";
-/// Events per engine Apply in a rebuild. Two chunks are alive at once (detail::Prefetch), and a chunk with its rows
-/// and delta is sizeable: at 25,000 events the chunks in flight were about 100 MiB of the rebuild's peak at 1.1M
-/// identifiers. Smaller chunks did not make the reading slower (2026-12-05, issue 11).
+/// Events per engine Apply in a rebuild (RebuildControl::chunk_events overrides it). Two chunks are alive at once
+/// (detail::Prefetch), and a chunk with its rows and delta is sizeable: at 25,000 events the chunks in flight were
+/// about 100 MiB of the rebuild's peak at 1.1M identifiers. Smaller chunks did not make the reading slower (2026-12-05,
+/// issue 11).
 constexpr int64_t kRebuildChunkEvents = 4000;
 // Rows per FETCH of the rebuild's six interleaved streams (each holds one block).
 constexpr int kRebuildFetchRows = 10000;
@@ -1368,12 +1369,13 @@ class Rebuilder {
                                  "membership_identifiers"));
         tx_.exec("SET LOCAL enable_mergejoin TO DEFAULT; SET LOCAL enable_nestloop TO DEFAULT");
 
+        const int64_t chunk_events = control_.chunk_events > 0 ? control_.chunk_events : kRebuildChunkEvents;
         for (;;) {
           Chunk ch;
           resolver::BatchInput& in = ch.in;
           std::unordered_map<std::string, uint32_t>& pos = ch.pos;
           in.forced = forced_only.forced;
-          while (static_cast<int64_t>(in.events.size()) < kRebuildChunkEvents) {
+          while (static_cast<int64_t>(in.events.size()) < chunk_events) {
             const pqxx::row* r = events.Peek();
             if (!r) break;
             pos.emplace((*r)[0].c_str(), static_cast<uint32_t>(in.events.size()));

@@ -70,6 +70,9 @@ struct RebuildControl {
   /// Polled between chunks and phases; when it returns true the rebuild stops, rolls back (readers keep the
   /// old state, nothing half-written) and Rebuild throws StorageError(kCancelled).
   std::function<bool()> cancelled;
+  /// Events the engine applies at a time (0: 4,000, which bounds the memory of the chunks in flight). Any cut
+  /// gives the same result; tests cut small to cross many chunk boundaries.
+  int64_t chunk_events = 0;
 };
 
 struct QuarantinedEdgeInfo {
