@@ -26,3 +26,19 @@ bench_pg_start() {
   as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$dir.log" -w -t 60 start >/dev/null
   psql -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE nexus"
 }
+# bench_run_pg_start DIR PORT: bench_pg_start with bench/run's settings (the figures of different benches compare).
+bench_run_pg_start() {
+  bench_pg_start "$1" "$2" "shared_buffers = 1GB" "work_mem = 64MB" "maintenance_work_mem = 256MB" "max_wal_size = 8GB"
+}
+# bench_cleanup_on_exit: on exit, kill -9 the nexusd in $NEXUS_PID (when set), stop the PostgreSQL in $TMP/pg (when
+# running) and remove $TMP.
+bench_cleanup_on_exit() {
+  NEXUS_PID=""
+  trap _bench_cleanup EXIT INT TERM
+}
+_bench_cleanup() {
+  set +e
+  [[ -n "$NEXUS_PID" ]] && kill -9 "$NEXUS_PID" 2>/dev/null
+  [[ -f "$TMP/pg/postmaster.pid" ]] && as_pg "$PGBIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1
+  rm -rf "$TMP"
+}

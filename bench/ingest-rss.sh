@@ -11,17 +11,9 @@ IDS="${1:-1100000}"; TAG="${2:-}"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 BIN="${3:-$NEXUSD}"
 bench_tmp nexus-ingest-rss
-NEXUS_PID=""
-cleanup() {
-  set +e
-  [[ -n "$NEXUS_PID" ]] && kill -9 "$NEXUS_PID" 2>/dev/null
-  [[ -f "$TMP/pg/postmaster.pid" ]] && as_pg "$PGBIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1
-  rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+bench_cleanup_on_exit
 PORT=$(free_port)
-bench_pg_start "$TMP/pg" "$PORT" "shared_buffers = 1GB" "work_mem = 64MB" "maintenance_work_mem = 256MB" \
-  "max_wal_size = 8GB"
+bench_run_pg_start "$TMP/pg" "$PORT"
 DB="postgresql://postgres@127.0.0.1:$PORT/nexus"; GRPC=$(free_port); HTTP=$(free_port)
 "$BIN" --database-url="$DB" --grpc-listen="127.0.0.1:$GRPC" --http-listen="127.0.0.1:$HTTP" --resolver=true \
   --resolver-batch-events=10000 --max-events-per-request=10000 --log-level=warn >"$TMP/nexusd.log" 2>&1 &

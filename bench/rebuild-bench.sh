@@ -22,18 +22,10 @@ IDS="${1:-1100000}"; ROUNDS="${2:-3}"; BASELINE="${3:-}"; HOLD=30000
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bench_tmp nexus-rebuild-bench
-NEXUS_PID=""
-cleanup() {
-  set +e
-  [[ -n "$NEXUS_PID" ]] && kill -9 "$NEXUS_PID" 2>/dev/null
-  [[ -f "$TMP/pg/postmaster.pid" ]] && as_pg "$PGBIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1
-  rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+bench_cleanup_on_exit
 
 PORT=$(free_port)
-bench_pg_start "$TMP/pg" "$PORT" "shared_buffers = 1GB" "work_mem = 64MB" "maintenance_work_mem = 256MB" \
-  "max_wal_size = 8GB"
+bench_run_pg_start "$TMP/pg" "$PORT"
 DB="postgresql://postgres@127.0.0.1:$PORT/nexus"
 GRPC=$(free_port); HTTP=$(free_port)
 start_nexusd() {  # start_nexusd BINARY RESOLVER LOG
