@@ -272,6 +272,7 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     for (size_t k = 0; k < kKinds; ++k) {
       const auto kind = static_cast<EntityKind>(k);
+      fresh.ReserveForLoad(kind, snap.entities[k].size(), snap.identifiers[k].size());
       for (const auto& e : snap.entities[k]) fresh.LoadEntity(kind, e.id, e.identifier_count, e.birth);
       for (const auto& r : snap.identifiers[k]) {
         fresh.LoadIdentifier(kind, r.type, r.value, r.entity_id, r.source, r.first_us, r.last_us);

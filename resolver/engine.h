@@ -357,18 +357,21 @@ class Engine final {
 
   // --- Loading a resolved state (from the database). Entities before their identifiers and identifiers
   // before their edge sightings; trait winners and memberships in any order. Then FinishLoad(). ---
-  void LoadEntity(EntityKind kind, const std::string& id, int64_t identifier_count, const BirthKey& birth);
+  /// Optional, before loading: room for about `entities` entities and `identifiers` identifiers of `kind` (the
+  /// counts storage expects), so that the load does not grow and copy its tables on the way. Only a hint.
+  void ReserveForLoad(EntityKind kind, size_t entities, size_t identifiers);
+  void LoadEntity(EntityKind kind, std::string_view id, int64_t identifier_count, const BirthKey& birth);
   /// `entity_id` must have been loaded. Returns false (and ignores the row) when it was not.
-  bool LoadIdentifier(EntityKind kind, const std::string& type, const std::string& value, const std::string& entity_id,
-                      const std::string& source, int64_t first_us, int64_t last_us);
+  bool LoadIdentifier(EntityKind kind, std::string_view type, std::string_view value, std::string_view entity_id,
+                      std::string_view source, int64_t first_us, int64_t last_us);
   /// An identifier (already loaded) that applied event `event_id` saw under `edge_id` (ignored when the edge is
   /// local to that event; storage may leave those rows out).
-  void LoadEdgeSighting(EntityKind kind, const std::string& event_id, const std::string& edge_id,
-                        const std::string& type, const std::string& value);
+  void LoadEdgeSighting(EntityKind kind, std::string_view event_id, std::string_view edge_id, std::string_view type,
+                        std::string_view value);
   /// A stored trait winner: its row's time, source (its event's) and whether its value is a JSON null.
-  void LoadTraitWinner(EntityKind kind, const std::string& entity_id, const std::string& name, int64_t occurred_us,
-                       int64_t ingested_us, int64_t row_id, const std::string& source, bool is_null);
-  void LoadMembership(const std::string& person_id, const std::string& group_id, int64_t established_us,
+  void LoadTraitWinner(EntityKind kind, std::string_view entity_id, std::string_view name, int64_t occurred_us,
+                       int64_t ingested_us, int64_t row_id, std::string_view source, bool is_null);
+  void LoadMembership(std::string_view person_id, std::string_view group_id, int64_t established_us,
                       int64_t role_occurred_us, int64_t role_ingested_us, int64_t role_row_id);
   void FinishLoad();
 
@@ -382,7 +385,7 @@ class Engine final {
   void Forget(EntityKind kind, const std::vector<std::pair<std::string, std::string>>& identifiers);
   /// While loading: lets LoadMembership name an entity this engine holds already, found by one of its identifiers.
   /// Returns false (and does nothing) unless (type, value) belongs to an entity with id `id`.
-  bool LoadExistingEntity(EntityKind kind, const std::string& id, const std::string& type, const std::string& value);
+  bool LoadExistingEntity(EntityKind kind, std::string_view id, std::string_view type, std::string_view value);
   /// For tests and checks: the entities the identifiers remembered under each explicit edge_id are in now (sorted,
   /// distinct), by edge_id.
   std::map<std::string, std::vector<std::string>> EdgeEntities(EntityKind kind) const;

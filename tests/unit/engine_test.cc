@@ -1144,6 +1144,11 @@ std::unique_ptr<Engine> LoadEngine(const State& stored, const Log& log, const Lo
   Calls entities, identifiers, sightings, rest;
   for (EntityKind kind : kKindList) {
     const size_t k = Idx(kind);
+    // Storage's size hint is an estimate: none, too small or too large must load the same state.
+    if (rng() % 4 != 0) {
+      auto hint = [&rng](size_t n) { return std::uniform_int_distribution<size_t>(0, 2 * n + 1)(rng); };
+      engine->ReserveForLoad(kind, hint(stored.kinds[k].entities.size()), hint(stored.kinds[k].identifiers.size()));
+    }
     for (const auto& [id, e] : stored.kinds[k].entities) {
       entities.push_back([&engine, kind, id, e] { engine->LoadEntity(kind, id, e.count, e.birth); });
     }
