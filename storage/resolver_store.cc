@@ -58,6 +58,13 @@ const Kind kGroup{EntityKind::kGroup, "group", "group_id", "groups"};
 // ---------------------------------------------------------------------------------------------------------
 constexpr const char* kStateSql =
     "SELECT watermark_xid::text, watermark_event_id, birth_keys_pending, id_salt FROM resolver_state";
+// What a graph load should expect, per kind: entities (the state's exact counts) and identifiers (the planner's
+// estimate; -1 before the table was first analyzed), so that the engine reserves its tables once.
+constexpr const char* kLoadSizesSql =
+    "SELECT persons_count, groups_count, "
+    "(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'resolved_person_identifiers'::regclass), "
+    "(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'resolved_group_identifiers'::regclass) "
+    "FROM resolver_state";
 // Events past the watermark and below the oldest running transaction, in ingest order.
 constexpr const char* kSelectBatchSql =
     "SELECT e.event_id, e._ingest_xid::text, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_type, e.source, "
@@ -412,6 +419,15 @@ class BatchIo {
     }
     auto e = ConfiguredEngine(impl_, tx_, c_, s.salt);
     StorageObserver* obs = impl_.observer;
+    {
+      // At most 2^28 of each (a hint only: a wrong estimate costs memory or regrowth, never correctness).
+      const auto r = impl_.Exec(tx_, c_, "resolver.load_sizes", kLoadSizesSql);
+      const auto n = [&](int col) {
+        return static_cast<size_t>(std::clamp<int64_t>(r[0][col].as<int64_t>(0), 0, 1 << 28));
+      };
+      e->ReserveForLoad(EntityKind::kPerson, n(0), n(2));
+      e->ReserveForLoad(EntityKind::kGroup, n(1), n(3));
+    }
     for (const Kind* k : {&kPerson, &kGroup}) {
       const EntityKind kind = k->kind;
       ForEachRow(tx_, obs, k->Stmt("load_entities"),
@@ -429,8 +445,11 @@ class BatchIo {
                  });
       // Identifiers applied events saw under each edge_id (rows of events past the watermark excluded). Rows of
       // edges local to their event are left out here, as the engine ignores them (resolver::IsEventLocalEdge):
-      // only explicit, reusable edge_ids cross the wire.
+      // only explicit, reusable edge_ids cross the wire. The partial index of explicit edges holds those rows:
+      // read through it (kProbePlansSql), not by a scan that tests every row of the log and compiles itself
+      // first (JIT); at 1.1M identifiers the cursor's rows came in 0.9 s instead of 1.7 s (2026-12-05).
       tx_.exec_params("SET LOCAL work_mem = '256MB'");
+      tx_.exec(kProbePlansSql);
       ForEachRow(tx_, obs, k->Stmt("load_edges"),
                  k->Sql("SELECT i.event_id, i.edge_id, i.identifier_type, i.identifier_value FROM {k}_identifiers i "
                         "WHERE NOT i.is_blocked AND left(i.edge_id, length(i.event_id) + 1) <> i.event_id || '#' "
@@ -443,6 +462,7 @@ class BatchIo {
                  [&](const pqxx::row& r) {
                    e->LoadEdgeSighting(kind, r[0].c_str(), r[1].c_str(), r[2].c_str(), r[3].c_str());
                  });
+      tx_.exec(kDefaultPlansSql);
       ForEachRow(tx_, obs, k->Stmt("load_traits"),
                  k->Sql("SELECT {id}, trait_name, " NEXUS_TS_TO_US("occurred_at") ", " NEXUS_TS_TO_US(
                      "_ingested_at") ", trait_row_id, source, value_type = 'null' FROM resolved_{k}_traits"),
