@@ -4,7 +4,6 @@
 #include <cassert>
 #include <functional>
 #include <iterator>
-#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -14,11 +13,14 @@
 #include <unordered_set>
 
 #include "common/hash.h"
+#include "resolver/key_index.h"
 
 namespace nexus::resolver {
 namespace {
 
-constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+using detail::KeyIndex;
+using detail::kNone;
+using detail::ProbeTable;
 
 /// The order of "latest": (occurred_at, _ingested_at, row id).
 struct RowKey {
@@ -83,118 +85,6 @@ std::string Key(const std::string& type, const std::string& value) {
   return k;
 }
 
-/// The identifier keys of one kind ("type \x1f value"), interned: their bytes in append-only blocks, found
-/// through an open-addressing table (linear probing, 8-byte slots kept 37-75% full) of dense ids with their 32-bit
-/// hashes. Per identifier: the key's bytes, a 12-byte reference and 11-22 bytes of table, where an
-/// unordered_map<std::string, uint32_t> also held a node, a string header, often a second allocation and a bucket
-/// (the engine's heap after a load at 1.1M identifiers went from 326 to 248 MiB, docs/BENCHMARKS.md). Ids are given
-/// in order, from 0; an erased key's id is not given again and its bytes stay until the index is dropped.
-class KeyIndex {
- public:
-  /// The id of `key`, or kNone.
-  uint32_t Find(std::string_view key) const { return Find(key, Hash(key)); }
-  /// The id of `key` and false, or, when it is new, the next id (now given to it) and true.
-  std::pair<uint32_t, bool> Intern(std::string_view key) {
-    const uint32_t h = Hash(key);
-    if (const uint32_t id = Find(key, h); id != kNone) return {id, false};
-    if ((live_ + erased_ + 1) * 4 > slots_.size() * 3) Grow();
-    const uint32_t id = static_cast<uint32_t>(refs_.size());
-    refs_.push_back(Store(key));
-    Place(id, h);
-    ++live_;
-    return {id, true};
-  }
-  /// Takes `id` out of lookups; Key(id) is "\x1f" (type "" and value "") from now on.
-  void Erase(uint32_t id) {
-    const std::string_view key = Key(id);
-    const uint32_t h = Hash(key);
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-      if (slots_[i].id == id) {
-        slots_[i].id = kErased;
-        break;
-      }
-    }
-    refs_[id] = Ref{kErased, 0, 0};
-    --live_;
-    ++erased_;
-  }
-  std::string_view Key(uint32_t id) const {
-    const Ref& r = refs_[id];
-    if (r.block == kErased) return "\x1f";
-    return {blocks_[r.block].get() + r.offset, r.length};
-  }
-  size_t MemoryBytes() const {
-    return slots_.capacity() * sizeof(Slot) + refs_.capacity() * sizeof(Ref) + block_bytes_;
-  }
-  /// Room for `more` keys beyond those held, without growing on the way.
-  void Reserve(size_t more) {
-    refs_.reserve(refs_.size() + more);
-    if ((live_ + more) * 4 > slots_.size() * 3) Grow(live_ + more);
-  }
-
- private:
-  static constexpr uint32_t kErased = kNone - 1;
-  static constexpr size_t kBlockBytes = size_t{1} << 20;
-  struct Ref {
-    uint32_t block, offset, length;
-  };
-  struct Slot {
-    uint32_t id = kNone;  // kNone: empty; kErased: a removed key (probes go on)
-    uint32_t hash = 0;
-  };
-  static uint32_t Hash(std::string_view key) {
-    const uint64_t h = std::hash<std::string_view>{}(key);
-    return static_cast<uint32_t>(h ^ (h >> 32));
-  }
-  uint32_t Find(std::string_view key, uint32_t h) const {
-    if (slots_.empty()) return kNone;
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-      const Slot& sl = slots_[i];
-      if (sl.id == kNone) return kNone;
-      if (sl.id != kErased && sl.hash == h && Key(sl.id) == key) return sl.id;
-    }
-  }
-  Ref Store(std::string_view key) {
-    if (blocks_.empty() || used_ + key.size() > block_size_) {
-      block_size_ = std::max(kBlockBytes, key.size());
-      blocks_.push_back(std::make_unique<char[]>(block_size_));
-      block_bytes_ += block_size_;
-      used_ = 0;
-    }
-    std::copy(key.begin(), key.end(), blocks_.back().get() + used_);
-    const Ref r{static_cast<uint32_t>(blocks_.size() - 1), static_cast<uint32_t>(used_),
-                static_cast<uint32_t>(key.size())};
-    used_ += key.size();
-    return r;
-  }
-  void Place(uint32_t id, uint32_t h) {
-    size_t i = h & mask_;
-    while (slots_[i].id != kNone) i = (i + 1) & mask_;
-    slots_[i] = Slot{id, h};
-  }
-  /// Doubles the table (or only drops erased slots when they are the growth), placing the live ids again; with
-  /// `keys`, makes it at most half full for that many.
-  void Grow(size_t keys = 0) {
-    std::vector<Slot> old;
-    old.swap(slots_);
-    size_t n = old.empty() ? 1024 : old.size();
-    while ((std::max(keys, live_) + 1) * 2 > n) n *= 2;  // at most half full after growing
-    slots_.assign(n, Slot{});
-    mask_ = n - 1;
-    for (const Slot& sl : old) {
-      if (sl.id != kNone && sl.id != kErased) Place(sl.id, sl.hash);
-    }
-    erased_ = 0;
-  }
-
-  std::vector<Slot> slots_;
-  size_t mask_ = 0;
-  size_t live_ = 0, erased_ = 0;
-  std::vector<Ref> refs_;  // by id
-  std::vector<std::unique_ptr<char[]>> blocks_;
-  size_t block_size_ = 0, used_ = 0, block_bytes_ = 0;
-};
-
 /// Empties a container and gives its memory back: `c = {}` would pick the initializer_list assignment, which
 /// keeps the capacity (an absorbed cluster kept its type counts' buffer, a finished load its staging vectors).
 template <class C>
@@ -230,39 +120,31 @@ struct Cluster {
   std::vector<uint32_t> memberships;                  // indices into Impl::mems (may hold dead ones)
 };
 
-/// Entity id -> cluster while a state is loaded: open addressing (linear probing, at most half full) over cluster
-/// numbers with 32-bit hashes, compared with the clusters' own 26 id characters, so an id is not copied and a probe
-/// touches a slot and its cluster. The unordered_map<std::string, uint32_t> it replaced (a node, a heap string and a
-/// division per probe) took ~21% of a graph load's CPU at 1.1M identifiers (perf, 2026-12-05). The last cluster
-/// found is tried first: rows often come grouped by entity (a rebuild writes them so; 78% of the identifier rows
-/// followed one of the same entity after a rebuild at 1.1M identifiers), and then no probe is needed.
+/// Entity id -> cluster while a state is loaded: a ProbeTable of cluster numbers, compared with the clusters' own
+/// 26 id characters, so an id is not copied and a probe touches a slot and its cluster. The
+/// unordered_map<std::string, uint32_t> it replaced (a node, a heap string and a division per probe) took ~21% of a
+/// graph load's CPU at 1.1M identifiers (perf, 2026-12-05). The last cluster found is tried first: rows often come
+/// grouped by entity (a rebuild writes them so; 78% of the identifier rows followed one of the same entity after a
+/// rebuild at 1.1M identifiers), and then no probe is needed.
 class LoadIds {
  public:
   /// The cluster whose id is `prefix` + `body`, or kNone (also for a malformed id).
   uint32_t Find(std::string_view prefix, std::string_view id, const std::vector<Cluster>& clusters) const {
-    if (slots_.empty() || !WellFormed(prefix, id)) return kNone;
+    if (!WellFormed(prefix, id)) return kNone;
     const std::string_view body = id.substr(prefix.size());
-    if (last_ != kNone && std::string_view(clusters[last_].id.data(), 26) == body) return last_;
-    const uint32_t h = Hash(body);
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-      const Slot& sl = slots_[i];
-      if (sl.cluster == kNone) return kNone;
-      if (sl.hash == h && std::string_view(clusters[sl.cluster].id.data(), 26) == body) return last_ = sl.cluster;
-    }
+    if (last_ != kNone && Body(clusters[last_]) == body) return last_;
+    const uint32_t c = table_.Find(ProbeTable::Hash(body), [&](uint32_t k) { return Body(clusters[k]) == body; });
+    if (c != kNone) last_ = c;
+    return c;
   }
   /// Adds `cluster`, whose id (in `clusters`) is not held yet.
   void Insert(uint32_t cluster, const std::vector<Cluster>& clusters) {
-    if ((size_ + 1) * 2 > slots_.size()) Grow(clusters, size_ + 1);
-    Place(cluster, Hash(std::string_view(clusters[cluster].id.data(), 26)));
-    ++size_;
+    table_.Insert(cluster, ProbeTable::Hash(Body(clusters[cluster])));
   }
   /// Room for `more` ids beyond those held, without growing on the way.
-  void Reserve(size_t more, const std::vector<Cluster>& clusters) {
-    if ((size_ + more) * 2 > slots_.size()) Grow(clusters, size_ + more);
-  }
+  void Reserve(size_t more) { table_.Reserve(more); }
   void Free() {
-    std::vector<Slot>().swap(slots_);
-    size_ = mask_ = 0;
+    table_.Free();
     last_ = kNone;
   }
   static bool WellFormed(std::string_view prefix, std::string_view id) {
@@ -270,33 +152,8 @@ class LoadIds {
   }
 
  private:
-  struct Slot {
-    uint32_t cluster = kNone;
-    uint32_t hash = 0;
-  };
-  static uint32_t Hash(std::string_view body) {
-    const uint64_t h = std::hash<std::string_view>{}(body);
-    return static_cast<uint32_t>(h ^ (h >> 32));
-  }
-  void Place(uint32_t cluster, uint32_t h) {
-    size_t i = h & mask_;
-    while (slots_[i].cluster != kNone) i = (i + 1) & mask_;
-    slots_[i] = Slot{cluster, h};
-  }
-  /// Makes the table at most half full for `ids`, placing the held ones again.
-  void Grow(const std::vector<Cluster>& clusters, size_t ids) {
-    std::vector<Slot> old;
-    old.swap(slots_);
-    size_t n = 1024;
-    while (ids * 2 > n) n *= 2;
-    slots_.assign(n, Slot{});
-    mask_ = n - 1;
-    for (const Slot& sl : old) {
-      if (sl.cluster != kNone) Place(sl.cluster, Hash(std::string_view(clusters[sl.cluster].id.data(), 26)));
-    }
-  }
-  std::vector<Slot> slots_;
-  size_t mask_ = 0, size_ = 0;
+  static std::string_view Body(const Cluster& c) { return {c.id.data(), c.id.size()}; }
+  ProbeTable table_;
   mutable uint32_t last_ = kNone;
 };
 
@@ -1259,7 +1116,7 @@ void Engine::ReserveForLoad(EntityKind kind, size_t entities, size_t identifiers
   s.clusters.reserve(s.clusters.size() + entities);
   s.idents.reserve(s.idents.size() + identifiers);
   s.index.Reserve(identifiers);
-  s.load_ids.Reserve(entities, s.clusters);
+  s.load_ids.Reserve(entities);
 }
 
 void Engine::LoadEntity(EntityKind kind, std::string_view id, int64_t identifier_count, const BirthKey& birth) {
