@@ -73,6 +73,11 @@ struct RebuildControl {
   /// Events the engine applies at a time (0: 4,000, which bounds the memory of the chunks in flight). Any cut
   /// gives the same result; tests cut small to cross many chunk boundaries.
   int64_t chunk_events = 0;
+  /// Reads the log on a second connection too, so that PostgreSQL sorts two parts of it at once. Only for a
+  /// rebuild whose transaction has not changed the log itself (the second connection cannot see such changes):
+  /// ResolverStore::Rebuild sets it; the re-resolution after an erasure or a link rule, in the transaction that
+  /// changed the log, does not.
+  bool second_reader = false;
 };
 
 struct QuarantinedEdgeInfo {
