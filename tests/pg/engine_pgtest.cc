@@ -62,6 +62,14 @@ class EngineDbTest : public PgTest {
     return false;
   }
   std::map<std::string, std::string> Dump() { return DumpResolvedTables(url_); }
+  /// Every table of `a` equals the same table of `b`; `what` says which two states are compared.
+  static void ExpectSameTables(const std::map<std::string, std::string>& a, const std::map<std::string, std::string>& b,
+                               const std::string& what) {
+    for (const auto& [table, rows] : a) {
+      EXPECT_TRUE(rows == b.at(table)) << "table " << table << " differs " << what << ", "
+                                       << FirstDifference(rows, b.at(table));
+    }
+  }
   void ResolveAll(int64_t max_events) {
     for (int i = 0; i < 100000; ++i) {
       if (store_->RunBatch(max_events, protection_).events == 0) return;
@@ -170,20 +178,14 @@ class EngineDbTest : public PgTest {
     EXPECT_EQ(QueryScalar(url_, "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'persons'"),
               "fillfactor=80");
     const auto rebuilt = Dump();
-    for (const auto& [table, rows] : incremental) {
-      EXPECT_TRUE(rows == rebuilt.at(table)) << "table " << table << " differs between incremental and rebuild, "
-                                             << FirstDifference(rows, rebuilt.at(table));
-    }
+    ExpectSameTables(incremental, rebuilt, "between incremental and rebuild");
     // After the rebuild the resident graph is the rebuilt one: more incremental work still matches.
     for (int i = 0; i < 10; ++i) Ingest({RandomEvent(rng, n++)});
     ResolveAll(3);
     const auto after = Dump();
     store_->Rebuild(protection_);
     const auto again = Dump();
-    for (const auto& [table, rows] : after) {
-      EXPECT_TRUE(rows == again.at(table)) << "table " << table << " differs after incremental on a rebuilt graph, "
-                                           << FirstDifference(rows, again.at(table));
-    }
+    ExpectSameTables(after, again, "after incremental on a rebuilt graph");
   }
 
   resolver::ProtectionConfig protection_ = resolver::ProtectionConfig::Unlimited();
@@ -248,10 +250,7 @@ TEST_F(EngineDbTest, FailedBatchDropsTheGraphAndTheReloadAgreesWithTheDatabase) 
   const auto incremental = Dump();
   store_->Rebuild(protection_);
   const auto rebuilt = Dump();
-  for (const auto& [table, rows] : incremental) {
-    EXPECT_TRUE(rows == rebuilt.at(table)) << "table " << table << " differs between incremental and rebuild, "
-                                           << FirstDifference(rows, rebuilt.at(table));
-  }
+  ExpectSameTables(incremental, rebuilt, "between incremental and rebuild");
 }
 
 // A rebuild reads the log on two connections (storage::RebuildControl::second_reader). Events committed while it
@@ -287,10 +286,7 @@ TEST_F(EngineDbTest, EventsCommittedWhileARebuildReadsAreLeftToTheNextBatch) {
   const auto incremental = Dump();
   store_->Rebuild(protection_);
   const auto rebuilt = Dump();
-  for (const auto& [table, rows] : incremental) {
-    EXPECT_TRUE(rows == rebuilt.at(table)) << "table " << table << " differs between incremental and rebuild, "
-                                           << FirstDifference(rows, rebuilt.at(table));
-  }
+  ExpectSameTables(incremental, rebuilt, "between incremental and rebuild");
 }
 
 }  // namespace
