@@ -1360,13 +1360,13 @@ class Rebuilder {
     bool any = false;
     {
       detail::Prefetch<Chunk> chunks([&](const detail::Prefetch<Chunk>::Put& put) {
-        // PostgreSQL sorts each cursor's rows into log order before it returns the first (~11 s at 1.1M
-        // identifiers, one sort after another, while the engine waits for its first chunk). With
-        // control_.second_reader the events and every row table but the person identifiers (the largest) are read
-        // on a second connection, and both halves' first rows are fetched at once: two sorts on two cores. Its
-        // snapshot is taken after the horizon, so it holds every row below it; its events are never fewer than the
-        // first connection's rows refer to (a row's event was committed before the horizon), so no row waits for
-        // an event it cannot find.
+        // PostgreSQL sorts each cursor's rows into log order at its first fetch: one sort after another on one
+        // connection (5.4 s at 1.1M identifiers, 3.2 s of it the person identifiers), while the engine waits for its
+        // first chunk. With control_.second_reader the events and every row table but the person identifiers are
+        // read on a second connection, and both halves' first rows are fetched at once: 3.2 s (docs/BENCHMARKS.md).
+        // Its snapshot (repeatable read: one for all its cursors) is taken after the horizon, so it holds every row
+        // below it. The person identifiers' cursor, declared after, sees no event the second connection does not:
+        // a row's event committed with it, before the horizon. So no row waits for an event it cannot find.
         std::unique_ptr<pqxx::connection> side_conn;
         std::unique_ptr<pqxx::transaction<pqxx::repeatable_read>> side;
         if (control_.second_reader) {
