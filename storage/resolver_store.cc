@@ -1318,14 +1318,16 @@ class Rebuilder {
   Rebuilder(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c, const RebuildControl& control)
       : impl_(impl), tx_(tx), c_(c), control_(control) {}
 
+  // The settings of every transaction that reads the log for a rebuild (the rebuild's own and its second reader's).
+  // No JIT, as in the batch writes: every statement here reads or writes the whole log, so each one's estimated
+  // cost passes the JIT thresholds, and the read cursors (a nested loop over every month partition) were
+  // compiled with inlining and optimization. At 1.1M identifiers the reading phase took 24.0 s instead of
+  // 27.4 s (medians of 6 runs per side over two benches: bench/results/rebuild-1100000-2026-12-04-jit-off*.json).
+  static constexpr const char* kReadSettingsSql = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off";
+
   std::unique_ptr<resolver::Engine> Run(const resolver::ProtectionConfig& protection, RebuildStats* out) {
-    tx_.exec("SET LOCAL work_mem = '256MB'");
+    tx_.exec(kReadSettingsSql);
     tx_.exec("SET LOCAL maintenance_work_mem = '512MB'");
-    // No JIT, as in the batch writes: every statement here reads or writes the whole log, so each one's estimated
-    // cost passes the JIT thresholds, and the read cursors (a nested loop over every month partition) were
-    // compiled with inlining and optimization. At 1.1M identifiers the reading phase took 24.0 s instead of
-    // 27.4 s (medians of 6 runs per side over two benches: bench/results/rebuild-1100000-2026-12-04-jit-off*.json).
-    tx_.exec("SET LOCAL jit = off");
     BatchIo io(impl_, tx_, c_);
     const State s = io.LoadState();
     // Re-classify identifier rows from their raw values only when the stored data may follow other rules
@@ -1372,7 +1374,7 @@ class Rebuilder {
         if (control_.second_reader) {
           side_conn = impl_.Connect(/*pooled=*/false);
           side = std::make_unique<pqxx::transaction<pqxx::repeatable_read>>(*side_conn, "nexus_rebuild_reader");
-          side->exec("SET LOCAL work_mem = '256MB'; SET LOCAL jit = off");
+          side->exec(kReadSettingsSql);
         }
         pqxx::transaction_base& tx2 = side ? static_cast<pqxx::transaction_base&>(*side) : tx_;
         // Streams of the log in consumption order.
