@@ -80,7 +80,7 @@ class MatchTest : public PgTest {
     grpc::ClientContext ctx;
     auto s = ingest_->IngestEvents(&ctx, req, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
-    app_->resolver()->ResolveNow();
+    ResolveAll();
     return resp;
   }
   /// The person an identifier (as a user would type it) resolves to; "" when none.

@@ -270,7 +270,7 @@ TEST_F(MetricsPgTest, ScrapePassesPromtoolGoldenListAndCountersMove) {
   ASSERT_EQ(seg.status, 200) << seg.body;
 
   ASSERT_NE(app_->resolver(), nullptr);
-  app_->resolver()->ResolveNow();  // the background loop may have resolved some already: count via metrics
+  ResolveAll();  // the background loop may have resolved some already: count via metrics
 
   EXPECT_EQ(HttpGet(app_->http_port(), "/healthz").status, 200);
   EXPECT_EQ(HttpGet(app_->http_port(), "/readyz").status, 200);

@@ -125,7 +125,7 @@ class NexusctlPgTest : public PgTest {
   }
   const std::string& dir() const { return dir_->path(); }
   long long Events() { return QueryCount(url_, "SELECT 1 FROM events"); }
-  void Resolve() { app_->resolver()->ResolveNow(); }
+  void Resolve() { ResolveAll(); }
 
   std::unique_ptr<TempDir> dir_;
   std::string server_;

@@ -17,6 +17,7 @@
 #include "storage/database.h"
 #include "storage/embedded_postgres.h"
 #include "storage/migrations.h"
+#include "storage/resolver_store.h"
 
 namespace nexus::testing {
 namespace {
@@ -204,16 +205,13 @@ server::Config PgTest::BaseConfig() const {
 server::App& PgTest::StartApp() { return StartApp(BaseConfig()); }
 
 void PgTest::ResolveAll() {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
     app_->resolver()->ResolveNow();
-    const std::string pending =
-        QueryScalar(url_,
-                    "SELECT count(*) FROM events e, resolver_state s WHERE (e._ingest_xid, e.event_id) > "
-                    "(s.watermark_xid, s.watermark_event_id)");
-    if (pending == "0") return;
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << pending << " events still unresolved";
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const int64_t pending = storage::ResolverStore::Status(app_->database()).events_pending;
+    if (pending == 0) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << pending << " committed events stayed unresolved for 30 s";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 

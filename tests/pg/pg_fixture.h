@@ -36,9 +36,12 @@ class PgTest : public ::testing::Test {
   /// Starts an App with `config` (BaseConfig() by default).
   server::App& StartApp();
   server::App& StartApp(const server::Config& config);
-  /// ResolveNow until every event of this test's database is resolved (at most 20 s). A batch consumes only
-  /// events below the oldest transaction running in the whole cluster, which a test sharing the cluster may
-  /// hold for a moment: one ResolveNow can then leave this test's last event for later.
+  /// ResolveNow until no committed event of this test's database is past the watermark (at most 30 s). A batch
+  /// consumes only events below the oldest transaction running anywhere in the cluster (pg_snapshot_xmin), which
+  /// another test database's transaction (an autovacuum ANALYZE, a server shutting down) can hold back for a
+  /// moment: one ResolveNow can then stop at an empty batch and leave this test's last events for later. Tests
+  /// that mean "resolve what is committed" call this; only a test that holds a transaction open on purpose calls
+  /// ResolveNow itself.
   void ResolveAll();
 
   std::string url_;

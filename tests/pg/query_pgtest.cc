@@ -98,7 +98,7 @@ class QueryTest : public PgTest {
 
   void Resolve() {
     ASSERT_NE(app_->resolver(), nullptr);
-    app_->resolver()->ResolveNow();
+    ResolveAll();
   }
 
   v1::Person Lookup(const std::string& type, const std::string& value, grpc::Status* status = nullptr) {

@@ -211,7 +211,7 @@ class RebuildOpTest : public PgTest {
       ASSERT_TRUE(s.ok()) << s.error_message();
     }
     app_->protection().Set(resolver::ProtectionConfig::Unlimited());
-    app_->resolver()->ResolveNow();
+    ResolveAll();
     app_->protection().Set(resolver::ProtectionConfig::Defaults());
   }
   std::shared_ptr<Gate> InstallGate() {

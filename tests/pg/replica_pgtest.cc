@@ -187,7 +187,7 @@ TEST_F(ReplicaPgTest, QueriesReadTheStandbyFallBackWhenItLagsAndHonourReadYourWr
   const auto first = send(PersonEvent("e1", "jane@acme.example", "Jane"));
   uint64_t unused = 0;
   ASSERT_TRUE(storage::ParseLsn(first.commit_lsn(), &unused)) << "commit_lsn: '" << first.commit_lsn() << "'";
-  app_->resolver()->ResolveNow();
+  ResolveAll();
   Read from_standby;
   for (auto deadline = Clock::now() + seconds(20);;) {
     from_standby = Lookup(*query, "jane@acme.example");
@@ -208,7 +208,7 @@ TEST_F(ReplicaPgTest, QueriesReadTheStandbyFallBackWhenItLagsAndHonourReadYourWr
   // 2. Standby paused: read-your-writes sends the reader of a new write to the primary at once ...
   ASSERT_EQ(QueryScalar(pair.standby_url(), "SELECT pg_wal_replay_pause()::text"), "");
   const auto second = send(PersonEvent("e2", "bob@acme.example", "Bob"));
-  app_->resolver()->ResolveNow();
+  ResolveAll();
   const Read ryw = Lookup(*query, "bob@acme.example", second.commit_lsn());
   ASSERT_TRUE(ryw.status.ok()) << ryw.status.error_message();
   EXPECT_EQ(ryw.served_by, "primary");
@@ -344,7 +344,7 @@ TEST_F(ReplicaPgTest, IngestAndQueriesWorkThroughPgbouncerInTransactionMode) {
   }
   for (auto& t : threads) t.join();
   ASSERT_EQ(failures.load(), 0) << bouncer.log();
-  app_->resolver()->ResolveNow();
+  ResolveAll();
   auto query = v1::QueryService::NewStub(channel);
   for (int t = 0; t < kClients; ++t) {
     const Read r = Lookup(*query, "p" + std::to_string(t) + "-" + std::to_string(kPerClient - 1) + "@acme.example");

@@ -114,7 +114,7 @@ TEST_F(SegmentTest, OpenModeGzipBatchIsStoredOnceAndResolves) {
       R"({"success":true,"accepted":0,"duplicates":3,"duplicate_message_ids":["gr-1","id-1","tr-1"],"rejected":[]})");
   EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM events"), "3");
 
-  app.resolver()->ResolveNow();
+  ResolveAll();
   const auto person =
       HttpGet(app.http_port(), "/v1/persons:lookup?identifier_type=email&identifier_value=ann%40example.com");
   ASSERT_EQ(person.status, 200) << person.body;

@@ -105,7 +105,7 @@ class SupportApiTest : public PgTest {
     ASSERT_EQ(resp.accepted(), static_cast<int64_t>(events.size()));
   }
 
-  void Resolve() { app_->resolver()->ResolveNow(); }
+  void Resolve() { ResolveAll(); }
 
   std::string PersonId(const std::string& type, const std::string& value) {
     v1::LookupPersonRequest req;

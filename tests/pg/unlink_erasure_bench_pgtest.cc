@@ -84,7 +84,7 @@ TEST_F(UnlinkErasureBench, UnlinkAndErasureTimes) {
     grpc::ClientContext ctx;
     ASSERT_TRUE(ingest->IngestEvents(&ctx, req, &resp).ok());
   }
-  app_->resolver()->ResolveNow();
+  ResolveAll();
   // What autovacuum does within a minute of a bulk load: without fresh statistics the planner takes the
   // just-loaded tables for a fraction of their size and scans them where it should probe an index.
   QueryScalar(url_, "ANALYZE");

@@ -95,14 +95,20 @@ class UnlinkErasureTest : public PgTest {
     ASSERT_TRUE(cfg) << err;
     app_->protection().Set(*cfg);
   }
-  v1::IngestEventsResponse Ingest(const std::vector<v1::Event>& events) {
+  /// Ingests, then resolves everything committed; with `one_pass`, one ResolveNow only (for a test that holds a
+  /// transaction open on purpose, which ResolveAll would wait for).
+  v1::IngestEventsResponse Ingest(const std::vector<v1::Event>& events, bool one_pass = false) {
     v1::IngestEventsRequest req;
     for (const auto& e : events) *req.add_events() = e;
     v1::IngestEventsResponse resp;
     grpc::ClientContext ctx;
     auto s = ingest_->IngestEvents(&ctx, req, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
-    app_->resolver()->ResolveNow();
+    if (one_pass) {
+      app_->resolver()->ResolveNow();
+    } else {
+      ResolveAll();
+    }
     return resp;
   }
   /// The person holding (type, value), or "" when none (NOT_FOUND).
@@ -432,13 +438,14 @@ TEST_F(UnlinkErasureTest, EventsNotYetResolvedAtAnUnlinkAreResolvedUnderItsRuleN
   pqxx::work hold(holder);
   hold.exec("SELECT pg_current_xact_id()");
   Ingest({MakeEvent("c5", 3, {{{{"email", "c@x.io"}, {"email", "e@x.io"}}}}),
-          MakeEvent("c6", 4, {{{{"email", "b@x.io"}, {"email", "c@x.io"}}, {{"name", "again"}}}})});
+          MakeEvent("c6", 4, {{{{"email", "b@x.io"}, {"email", "c@x.io"}}, {{"name", "again"}}}})},
+         /*one_pass=*/true);
   const auto r = UnlinkPair(Id("email", "b@x.io"), Id("email", "c@x.io"));
   EXPECT_FALSE(r.whole_log());
   EXPECT_EQ(r.events_replayed(), 3) << "c5 and c6 are past the watermark";
   EXPECT_EQ(PersonOf("email", "e@x.io"), "") << "not resolved yet";
   hold.commit();
-  app_->resolver()->ResolveNow();
+  ResolveAll();
   const std::string cd = PersonOf("email", "c@x.io");
   EXPECT_EQ(PersonOf("email", "e@x.io"), cd);
   EXPECT_NE(PersonOf("email", "b@x.io"), cd) << "c6 asserts the link again: quarantined by the rule";
