@@ -193,7 +193,7 @@ Metrics::Metrics(std::string version, std::string git_sha)
                  .Add({})),
       db_oldest_writer_pid_(BuildGauge()
                                 .Name("nexus_db_oldest_write_transaction_pid")
-                                .Help("Backend pid of the oldest open writing transaction in the cluster (0: none)")
+                                .Help("Backend pid of the oldest open writing transaction in this database (0: none)")
                                 .Register(*registry_)
                                 .Add({})),
       db_oldest_writer_age_(BuildGauge()

@@ -91,6 +91,7 @@ void DatabaseProbe::ProbeLoop() {
       const auto w = tx.exec(
           "SELECT pid, extract(epoch FROM now() - xact_start)::float8, coalesce(state, '') FROM pg_stat_activity "
           "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
+          "  AND datid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
           "ORDER BY xact_start LIMIT 1");
       if (!w.empty()) {
         r.oldest_writer_pid = w[0][0].as<int>();

@@ -17,8 +17,8 @@ class Database;
 struct ProbeResult {
   bool up = false;
   std::string why;  ///< when down: what failed ("did not answer within 2s", the connection error, ...)
-  /// The oldest transaction in the cluster that holds a transaction id (a writer), other than the probe's own.
-  /// Resolver progress waits for it (it consumes only below pg_snapshot_xmin). pid 0: none.
+  /// The oldest transaction in this database that holds a transaction id (a writer), other than the probe's own.
+  /// Resolver progress waits for it (other databases' transactions it skips). pid 0: none.
   int oldest_writer_pid = 0;
   double oldest_writer_age_seconds = 0;
   std::string oldest_writer_state;  ///< pg_stat_activity.state, e.g. "idle in transaction"

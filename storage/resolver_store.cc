@@ -31,6 +31,20 @@ constexpr long long kResolverLockKey = 0x6e65787573726573LL;
 // Rows fetched per round trip when streaming a table through a cursor.
 constexpr int kFetchRows = 50000;
 
+// The horizon of a batch or a rebuild: every event stamped below it is committed or rolled back in the statement's
+// snapshot, so a transaction that commits late is never skipped. It is the oldest transaction open in that
+// snapshot, skipping those pg_stat_activity shows running in another database (they cannot write this database's
+// events), else the snapshot's xmax. With pg_snapshot_xmin alone, one idle transaction of another application
+// sharing the cluster froze resolution (docs/OPERATIONS.md), and another test database's transaction held the
+// database tests' batches back. A transaction not found there (it ended after the snapshot, or it is prepared)
+// still counts: the horizon errs only low. An xid is unique and a backend never changes database, so a stale row of
+// pg_stat_activity cannot make it err high. pg_stat_activity gives 32-bit xids: the snapshot's are cut to match.
+#define NEXUS_RESOLVER_HORIZON                                                                                       \
+  "(SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot())) FROM pg_snapshot_xip(pg_current_snapshot()) x " \
+  "WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a "                                                              \
+  "WHERE a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()) "                               \
+  "AND a.backend_xid = (x::text::bigint % 4294967296)::text::xid))"
+
 /// Table and column names of one entity kind, substituted into SQL templates.
 struct Kind {
   EntityKind kind;
@@ -66,12 +80,12 @@ constexpr const char* kLoadSizesSql =
     "(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'resolved_person_identifiers'::regclass), "
     "(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'resolved_group_identifiers'::regclass) "
     "FROM resolver_state";
-// Events past the watermark and below the oldest running transaction, in ingest order.
+// Events past the watermark and below the horizon, in ingest order.
 constexpr const char* kSelectBatchSql =
     "SELECT e.event_id, e._ingest_xid::text, " NEXUS_TS_TO_US("e.occurred_at") ", e.event_type, e.source, "
     NEXUS_TS_TO_US("e._ingested_at") ", e.occurred_at::text FROM events e "
     "WHERE e._ingest_xid >= $1::xid8 AND (e._ingest_xid, e.event_id) > ($1::xid8, $2::text) "
-    "  AND e._ingest_xid < pg_snapshot_xmin(pg_current_snapshot()) "
+    "  AND e._ingest_xid < " NEXUS_RESOLVER_HORIZON " "
     "ORDER BY e._ingest_xid, e.event_id LIMIT $3";
 // Rows of the batch's events, joined on (event_id, occurred_at) so that each event is looked up in its month's
 // partition only. A join with unnest, never `= ANY($1)`: under a generic plan a large parameter array becomes a
@@ -1335,7 +1349,7 @@ class Rebuilder {
     const std::string fingerprint = protection.ClassifyFingerprint();
     reclassify_ = IdentifierRulesPending(impl_, tx_, c_, protection);
     out->identifier_rules_reapplied = reclassify_;
-    const std::string horizon = tx_.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0].c_str();
+    const std::string horizon = tx_.exec("SELECT " NEXUS_RESOLVER_HORIZON "::text")[0][0].c_str();
     const std::string below = "_ingest_xid < " + tx_.quote(horizon) + "::xid8";
     progress_.phase = "reading";
     progress_.events_total = tx_.exec("SELECT count(*) FROM events WHERE " + below)[0][0].as<int64_t>();

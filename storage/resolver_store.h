@@ -193,8 +193,9 @@ struct SuppressionInfo {
 /// resolver advisory lock (only one resolver across replicas; the lock goes with the session, so a dead
 /// holder frees it) and LISTENs for ingest notifications. Not thread-safe: use it from one thread.
 ///
-/// Batches consume events in (_ingest_xid, event_id) order, only below the oldest running transaction
-/// (pg_snapshot_xmin), so an ingest transaction that commits late is never skipped. A batch's results and
+/// Batches consume events in (_ingest_xid, event_id) order, only below the oldest transaction running in this
+/// database (pg_snapshot_xmin, skipping other databases' transactions), so an ingest transaction that commits late
+/// is never skipped. A batch's results and
 /// the watermark commit in one transaction.
 class ResolverStore final {
  public:
