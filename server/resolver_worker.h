@@ -59,7 +59,9 @@ class ResolverWorker final {
   /// the lock and of `start` are thrown here (and `then` does not run).
   void StartExclusive(const std::function<void(storage::ResolverStore&)>& start,
                       std::function<void(storage::ResolverStore&)> then, std::chrono::milliseconds wait_for_lock);
-  /// Resolves until nothing is pending (tests, admin). Returns the events resolved.
+  /// Runs batches until one finds nothing below the horizon (tests). Events committed after a transaction still
+  /// open in this database stay pending: see PgTest::ResolveAll for "until nothing committed is left". Returns
+  /// the events resolved.
   int64_t ResolveNow();
   /// Wait before retrying after `failures` consecutive failed batches: the poll interval (at least 100 ms),
   /// doubled per further failure, at most 60 s.
