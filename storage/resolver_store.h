@@ -195,8 +195,7 @@ struct SuppressionInfo {
 ///
 /// Batches consume events in (_ingest_xid, event_id) order, only below the oldest transaction running in this
 /// database (pg_snapshot_xmin, skipping other databases' transactions), so an ingest transaction that commits late
-/// is never skipped. A batch's results and
-/// the watermark commit in one transaction.
+/// is never skipped. A batch's results and the watermark commit in one transaction.
 class ResolverStore final {
  public:
   ResolverStore(Database& db, std::string url);

@@ -71,22 +71,13 @@ class EngineDbTest : public PgTest {
                                        << FirstDifference(rows, b.at(table));
     }
   }
-  /// Runs batches until nothing committed is past the watermark; returns the events they took. An empty batch may
-  /// only be waiting for a transaction elsewhere in the cluster (a batch takes events below pg_snapshot_xmin).
+  /// Batches of at most `max_events` until nothing committed is left; returns the events they took.
   int64_t ResolveAll(int64_t max_events) {
-    int64_t total = 0;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    for (;;) {
-      const int64_t n = store_->RunBatch(max_events, protection_).events;
-      total += n;
-      if (n > 0) continue;
-      if (storage::ResolverStore::Status(*db_).events_pending == 0) return total;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ADD_FAILURE() << "committed events stayed unresolved for 30 s";
-        return total;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    return ResolveUntilNothingPending(*db_, [&] {
+      int64_t total = 0;
+      for (int64_t n; (n = store_->RunBatch(max_events, protection_).events) > 0;) total += n;
+      return total;
+    });
   }
 
   /// A random event over small value spaces: merges, reused edge ids, junk, back-dated times, memberships.

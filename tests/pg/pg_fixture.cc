@@ -205,12 +205,20 @@ server::Config PgTest::BaseConfig() const {
 server::App& PgTest::StartApp() { return StartApp(BaseConfig()); }
 
 void PgTest::ResolveAll() {
+  ResolveUntilNothingPending(app_->database(), [&] { return app_->resolver()->ResolveNow(); });
+}
+
+int64_t ResolveUntilNothingPending(storage::Database& db, const std::function<int64_t()>& resolve) {
+  int64_t total = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
-    app_->resolver()->ResolveNow();
-    const int64_t pending = storage::ResolverStore::Status(app_->database()).events_pending;
-    if (pending == 0) return;
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << pending << " committed events stayed unresolved for 30 s";
+    total += resolve();
+    const int64_t pending = storage::ResolverStore::Status(db).events_pending;
+    if (pending == 0) return total;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << pending << " committed events stayed unresolved for 30 s";
+      return total;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,17 +38,19 @@ class PgTest : public ::testing::Test {
   /// Starts an App with `config` (BaseConfig() by default).
   server::App& StartApp();
   server::App& StartApp(const server::Config& config);
-  /// ResolveNow until no committed event of this test's database is past the watermark (at most 30 s). A batch
-  /// consumes only events below the oldest transaction running anywhere in the cluster (pg_snapshot_xmin), which
-  /// another test database's transaction (an autovacuum ANALYZE, a server shutting down) can hold back for a
-  /// moment: one ResolveNow can then stop at an empty batch and leave this test's last events for later. Tests
-  /// that mean "resolve what is committed" call this; only a test that holds a transaction open on purpose calls
-  /// ResolveNow itself.
+  /// ResolveNow until nothing committed is left (ResolveUntilNothingPending). Tests that mean "resolve what is
+  /// committed" call this; only a test that holds a transaction open on purpose calls ResolveNow itself.
   void ResolveAll();
 
   std::string url_;
   std::unique_ptr<server::App> app_;
 };
+
+/// Calls `resolve` (which runs batches and returns the events they took) until no committed event of `db` is past
+/// the watermark, for at most 30 s (a failure then); returns the events taken. A batch takes only events below the
+/// oldest transaction open in this database, which a transaction of the test's own database (an autovacuum
+/// ANALYZE) can hold back for a moment: one pass can then stop at an empty batch and leave the last events behind.
+int64_t ResolveUntilNothingPending(storage::Database& db, const std::function<int64_t()>& resolve);
 
 /// Runs one SQL statement against `url` and returns the first column of the first row ("" if none).
 std::string QueryScalar(const std::string& url, const std::string& sql);
