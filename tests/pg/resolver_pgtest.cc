@@ -113,6 +113,11 @@ class ResolverTest : public PgTest {
                                             search + " EXCEPT " + resolved + ")) d"));
   }
 
+  /// The search table's oid: it changes when a rebuild replaces the table, not when it updates it in place.
+  std::string SearchTableOid(const std::string& kind) {
+    return QueryScalar(url_, "SELECT '" + kind + "_identifier_search'::regclass::oid");
+  }
+
   /// Writes an event in `tx` as IngestStore would and leaves it open: until `tx` ends, the resolver consumes
   /// nothing at or past it (the worker wakes on every ingest, so a test that reads the backlog holds one).
   static void HoldIngest(pqxx::work& tx, const std::string& event_id, const std::string& email) {
@@ -768,6 +773,7 @@ TEST_F(ResolverTest, ARebuildBringsTheSearchTablesToTheResolvedIdentifiers) {
   QueryScalar(url_, "DELETE FROM group_identifier_search WHERE identifier_value = 'y.com' RETURNING 1");
   ASSERT_EQ(SearchDiff("person"), 4);  // u1 missing; ghost@x extra; b@x under a instead of b (two rows)
   ASSERT_EQ(SearchDiff("group"), 1);
+  const std::string table_before = SearchTableOid("person");
 
   grpc::ClientContext ctx;
   v1::RebuildResponse rb;
@@ -776,6 +782,49 @@ TEST_F(ResolverTest, ARebuildBringsTheSearchTablesToTheResolvedIdentifiers) {
   EXPECT_EQ(SearchDiff("group"), 0);
   EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM person_identifier_search WHERE identifier_value = 'ghost@x'"), "0");
   EXPECT_EQ(QueryScalar(url_, "SELECT person_id FROM person_identifier_search WHERE identifier_value = 'b@x'"), b);
+  // Most rows differed, so the table was replaced, not updated in place.
+  EXPECT_NE(SearchTableOid("person"), table_before);
+}
+
+// When few rows of a search table differ from the rebuilt identifiers (at most a tenth), a rebuild repairs the
+// table in place instead of replacing it and building its trigram index again; the result is the same, and
+// search finds what it should.
+TEST_F(ResolverTest, ARebuildRepairsASearchTableWithFewDifferencesInPlace) {
+  Start();
+  std::vector<v1::Event> events;
+  for (int i = 0; i < 40; ++i) {
+    events.push_back(MakeEvent("e" + std::to_string(i), kJun2025, {{{"email", "user" + std::to_string(i) + "@x"}}}));
+  }
+  Ingest(events);
+  Resolve();
+  const std::string u1 = PersonOf("email", "user1@x"), u2 = PersonOf("email", "user2@x");
+  ASSERT_FALSE(u1.empty());
+  ASSERT_NE(u1, u2);
+  ASSERT_EQ(SearchDiff("person"), 0);
+  QueryScalar(url_, "DELETE FROM person_identifier_search WHERE identifier_value = 'user3@x' RETURNING 1");
+  QueryScalar(url_, "INSERT INTO person_identifier_search VALUES ('email', 'ghost@x', '" + u1 + "') RETURNING 1");
+  QueryScalar(url_, "UPDATE person_identifier_search SET person_id = '" + u1 +
+                        "' WHERE identifier_value = 'user2@x' RETURNING 1");
+  ASSERT_EQ(SearchDiff("person"), 4);  // 3 differing values: 4 of the 40 rows would change, the most done in place
+  const std::string table_before = SearchTableOid("person");
+
+  grpc::ClientContext ctx;
+  v1::RebuildResponse rb;
+  ASSERT_TRUE(admin_->Rebuild(&ctx, WaitingRebuild(), &rb).ok());
+  EXPECT_EQ(SearchDiff("person"), 0);
+  EXPECT_EQ(SearchDiff("group"), 0);
+  EXPECT_EQ(SearchTableOid("person"), table_before);
+  EXPECT_EQ(QueryScalar(url_, "SELECT person_id FROM person_identifier_search WHERE identifier_value = 'user2@x'"), u2);
+  EXPECT_EQ(QueryScalar(url_, "SELECT person_id FROM person_identifier_search WHERE identifier_value = 'user3@x'"),
+            PersonOf("email", "user3@x"));
+  // The trigram index follows the rows it was given in place.
+  EXPECT_EQ(QueryScalar(url_,
+                        "SET enable_seqscan = off; SELECT string_agg(identifier_value, ',' ORDER BY 1) FROM "
+                        "person_identifier_search WHERE identifier_value LIKE '%user3@%' OR identifier_value LIKE "
+                        "'%ghost%'"),
+            "user3@x");
+  // No shadow table is left behind.
+  EXPECT_EQ(QueryScalar(url_, "SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_rb'"), "0");
 }
 
 // Migration 013 replaced the birth counter by positions in the log that only the engine can compute. On a
