@@ -1212,23 +1212,44 @@ void Engine::SetIdOverrides(const std::vector<IdOverride>& overrides) {
 std::vector<IdOverride> Engine::SplitIds(EntityKind kind, const std::vector<std::array<std::string, 3>>& before) const {
   Impl& x = *impl_;
   KindState& s = x.ks[Idx(kind)];
-  // Earlier entity -> the clusters (roots) its identifiers are in now; cluster -> the earlier entities it holds.
-  std::map<std::string, std::set<uint32_t>> parts;
-  std::map<std::pair<std::string, uint32_t>, int64_t> held;  // (earlier entity, cluster) -> its identifiers there
+  // (earlier entity, the cluster one of its identifiers is in now), sorted: an earlier entity's clusters are
+  // adjacent and ascending, and the length of each run is how many of its identifiers that cluster holds. One flat
+  // vector: the maps of strings and sets it replaced took ~4 s of a rebuild at 1.1M identifiers in allocations and
+  // string compares.
+  struct Held {
+    const std::string* earlier;
+    uint32_t root;
+  };
+  std::vector<Held> held;
+  held.reserve(before.size());
   for (const auto& [type, value, old_id] : before) {
     const uint32_t i = x.Lookup(s, type, value);
     if (i == kNone || s.idents[i].cluster == kNone) continue;  // erased, or only in blocked rows now
-    const uint32_t root = x.RootOf(s, i);
-    parts[old_id].insert(root);
-    ++held[{old_id, root}];
+    held.push_back({&old_id, x.RootOf(s, i)});
   }
+  std::sort(held.begin(), held.end(), [](const Held& a, const Held& b) {
+    if (a.earlier != b.earlier) {
+      if (const int c = a.earlier->compare(*b.earlier); c != 0) return c < 0;
+    }
+    return a.root < b.root;
+  });
   std::vector<IdOverride> out;
-  for (const auto& [old_id, roots] : parts) {
+  std::vector<uint32_t> roots;
+  for (size_t at = 0; at < held.size();) {
+    const std::string& old_id = *held[at].earlier;
+    roots.clear();
+    // Pure when each of its entities holds only identifiers listed under it (the run == the entity's size).
     bool pure = true;
-    // Pure when each of its entities holds only identifiers listed under it (held == the entity's size).
-    for (uint32_t r : roots) pure = pure && held[{old_id, r}] == s.clusters[r].count;
+    while (at < held.size() && *held[at].earlier == old_id) {
+      const uint32_t r = held[at].root;
+      size_t run = at;
+      while (run < held.size() && held[run].root == r && *held[run].earlier == old_id) ++run;
+      pure = pure && static_cast<int64_t>(run - at) == s.clusters[r].count;
+      roots.push_back(r);
+      at = run;
+    }
     if (!pure) continue;  // holds what the earlier entity did not: a merge, decided by the survivor rule
-    uint32_t keeper = *roots.begin();
+    uint32_t keeper = roots.front();
     for (uint32_t r : roots) {
       const Cluster& a = s.clusters[r];
       const Cluster& b = s.clusters[keeper];

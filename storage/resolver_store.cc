@@ -1702,21 +1702,28 @@ class Rebuilder {
   /// whole entities: memory follows the piece, not the database). Returns whether any must move.
   bool FindMovedIds(const resolver::Engine& engine) {
     for (const Kind* k : {&kPerson, &kGroup}) {
-      CursorStream old(tx_, "nexus_rb_old_" + k->name,
-                       k->Sql("SELECT identifier_type, identifier_value, {id} FROM resolved_{k}_identifiers ORDER BY "
-                              "{id}"));
-      std::vector<std::array<std::string, 3>> piece;
-      auto flush = [&] {
-        const auto moved = engine.SplitIds(k->kind, piece);
+      using Piece = std::vector<std::array<std::string, 3>>;
+      // Pieces of whole earlier entities (the rows come by entity id), read and copied on another thread while
+      // the engine checks the piece before: done one after the other, at 1.1M identifiers this took ~3 s with
+      // the engine's core idle half the time.
+      detail::Prefetch<Piece> pieces([&](const detail::Prefetch<Piece>::Put& put) {
+        CursorStream old(tx_, "nexus_rb_old_" + k->name,
+                         k->Sql("SELECT identifier_type, identifier_value, {id} FROM resolved_{k}_identifiers ORDER BY "
+                                "{id}"));
+        Piece piece;
+        for (const pqxx::row* r = old.Peek(); r; old.Next(), r = old.Peek()) {
+          if (piece.size() >= 10000 && piece.back()[2] != (*r)[2].c_str()) {
+            if (!put(std::exchange(piece, {}))) return;
+          }
+          piece.push_back({(*r)[0].c_str(), (*r)[1].c_str(), (*r)[2].c_str()});
+        }
+        tx_.exec("CLOSE nexus_rb_old_" + k->name);
+        if (!piece.empty()) put(std::move(piece));
+      });
+      while (std::optional<Piece> piece = pieces.Next()) {
+        const auto moved = engine.SplitIds(k->kind, *piece);
         moved_.insert(moved_.end(), moved.begin(), moved.end());
-        piece.clear();
-      };
-      for (const pqxx::row* r = old.Peek(); r; old.Next(), r = old.Peek()) {
-        if (piece.size() >= 10000 && piece.back()[2] != (*r)[2].c_str()) flush();
-        piece.push_back({(*r)[0].c_str(), (*r)[1].c_str(), (*r)[2].c_str()});
       }
-      flush();
-      tx_.exec("CLOSE nexus_rb_old_" + k->name);
     }
     return !moved_.empty();
   }
