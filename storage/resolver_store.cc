@@ -1330,7 +1330,13 @@ bool StoreIdOverrides(Database::Impl& db, pqxx::work& tx, detail::PooledConnecti
 class Rebuilder {
  public:
   Rebuilder(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c, const RebuildControl& control)
-      : impl_(impl), tx_(tx), c_(c), control_(control) {}
+      : impl_(impl), tx_(tx), c_(c), control_(control) {
+    if (control_.side_writer) {
+      side_tables_ = {"person_participants", "group_participants"};
+      for (const auto& t : side_tables_) rebuilt_.erase(std::find(rebuilt_.begin(), rebuilt_.end(), t));
+    }
+  }
+  ~Rebuilder() { AbandonSideWriter(); }
 
   // The settings of every transaction that reads the log for a rebuild (the rebuild's own and its second reader's).
   // No JIT, as in the batch writes: every statement here reads or writes the whole log, so each one's estimated
@@ -1340,6 +1346,15 @@ class Rebuilder {
   static constexpr const char* kReadSettingsSql = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off";
 
   std::unique_ptr<resolver::Engine> Run(const resolver::ProtectionConfig& protection, RebuildStats* out) {
+    try {
+      return RunOnce(protection, out);
+    } catch (...) {
+      AbandonSideWriter();
+      throw;
+    }
+  }
+
+  std::unique_ptr<resolver::Engine> RunOnce(const resolver::ProtectionConfig& protection, RebuildStats* out) {
     tx_.exec(kReadSettingsSql);
     tx_.exec("SET LOCAL maintenance_work_mem = '512MB'");
     BatchIo io(impl_, tx_, c_);
@@ -1516,9 +1531,15 @@ class Rebuilder {
     progress_.phase = "indexing";
     Report();
     IndexShadowTables();
+    if (side_.valid()) {
+      const std::vector<std::string> renames = side_.get();
+      renames_.insert(renames_.end(), renames.begin(), renames.end());
+      rebuilt_.insert(rebuilt_.end(), side_tables_.begin(), side_tables_.end());
+    }
     CheckCancelled();
     progress_.phase = "swapping";
     Report();
+    swapping_ = true;
     Swap();
     const int64_t persons = static_cast<int64_t>(engine->entity_count(EntityKind::kPerson));
     const int64_t groups = static_cast<int64_t>(engine->entity_count(EntityKind::kGroup));
@@ -1774,22 +1795,122 @@ class Rebuilder {
   }
 
   void CreateShadowTables() {
-    for (const auto& t : kRebuiltTables) {
-      tx_.exec("CREATE TABLE " + t + kShadow + " (LIKE " + t + " INCLUDING DEFAULTS INCLUDING IDENTITY)");
-      // LIKE does not copy storage parameters (fillfactor, which keeps the resolver's updates HOT).
-      const auto opts = tx_.exec("SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = " + tx_.quote(t) +
-                                 "::regclass AND reloptions IS NOT NULL");
-      if (!opts.empty()) tx_.exec("ALTER TABLE " + t + kShadow + " SET (" + opts[0][0].as<std::string>() + ")");
-    }
+    for (const auto& t : rebuilt_) CreateShadowTable(tx_, t);
+  }
+  static void CreateShadowTable(pqxx::transaction_base& tx, const std::string& t) {
+    // A side writer's table (committed on its own) outlives a rebuild that failed after its commit.
+    tx.exec("DROP TABLE IF EXISTS " + t + kShadow);
+    tx.exec("CREATE TABLE " + t + kShadow + " (LIKE " + t + " INCLUDING DEFAULTS INCLUDING IDENTITY)");
+    // LIKE does not copy storage parameters (fillfactor, which keeps the resolver's updates HOT).
+    const auto opts = tx.exec("SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = " + tx.quote(t) +
+                              "::regclass AND reloptions IS NOT NULL");
+    if (!opts.empty()) tx.exec("ALTER TABLE " + t + kShadow + " SET (" + opts[0][0].as<std::string>() + ")");
   }
 
   void Copy(const std::string& table, std::vector<std::string> cols, const std::string& stmt,
             const std::function<void(pqxx::stream_to&)>& fill) {
+    Copy(tx_, table, std::move(cols), stmt, fill);
+  }
+  void Copy(pqxx::transaction_base& tx, const std::string& table, std::vector<std::string> cols,
+            const std::string& stmt, const std::function<void(pqxx::stream_to&)>& fill) {
     detail::StatementTimer t(impl_.observer, stmt);
-    pqxx::stream_to s(tx_, table, cols);
+    pqxx::stream_to s(tx, table, cols);
     fill(s);
     s.complete();
     t.Ok();
+  }
+
+  /// The participant tables' shadows are written, indexed and committed on a connection of their own while this
+  /// transaction writes and indexes the rest (RebuildControl::side_writer): at 1.1M identifiers they are 1.4M
+  /// rows and two indexes, ~4 s, and the rest of the writing leaves a core idle about a third of the time. The
+  /// swap renames them in this transaction like the others. The thread never touches the engine (its lookups
+  /// compress paths): what it needs of it is taken here.
+  void StartSideWriter(const resolver::Engine& engine) {
+    std::array<std::vector<std::string>, resolver::kKinds> ids;
+    for (size_t ki = 0; ki < resolver::kKinds; ++ki) ids[ki] = NumberParticipants(engine, ki);
+    side_ = std::async(std::launch::async, [this, ids = std::move(ids)] { return WriteSide(ids); });
+  }
+
+  /// The side writer's transaction: returns the renames of its indexes for the swap.
+  std::vector<std::string> WriteSide(const std::array<std::vector<std::string>, resolver::kKinds>& ids) {
+    auto conn = impl_.Connect(/*pooled=*/false);
+    pqxx::work tx(*conn, "nexus_rebuild_writer");
+    tx.exec("SET LOCAL maintenance_work_mem = '512MB'");
+    std::vector<std::string> renames;
+    for (const Kind* k : {&kPerson, &kGroup}) {
+      const size_t ki = Idx(k->kind);
+      const std::string t = k->name + "_participants";
+      CreateShadowTable(tx, t);
+      Copy(tx, t + kShadow, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
+           k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) { StreamParticipants(s, ki, ids[ki]); });
+      IndexShadowTable(tx, t, &renames);
+    }
+    tx.commit();
+    side_committed_ = true;
+    return renames;
+  }
+
+  /// Points kind ki's participants at the live entity that holds theirs, and names it by its position in the ids
+  /// returned (ascending by ref, so the rows sort as they would by ref).
+  std::vector<std::string> NumberParticipants(const resolver::Engine& engine, size_t ki) {
+    const EntityKind kind = static_cast<EntityKind>(ki);
+    std::vector<PartRow>& parts = parts_[ki];
+    std::vector<uint32_t> refs;
+    refs.reserve(parts.size());
+    for (auto& p : parts) refs.push_back(p.entity = engine.SurvivorAt(kind, p.entity));
+    std::sort(refs.begin(), refs.end());
+    refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
+    std::vector<std::string> ids;
+    ids.reserve(refs.size());
+    for (uint32_t r : refs) ids.push_back(engine.EntityIdAt(kind, r));
+    for (auto& p : parts) {
+      p.entity = static_cast<uint32_t>(std::lower_bound(refs.begin(), refs.end(), p.entity) - refs.begin());
+    }
+    return ids;
+  }
+
+  /// Kind ki's participants, one per (event, entity, role), in event order; then frees them. Each row's entity is
+  /// its position in `ids`.
+  void StreamParticipants(pqxx::stream_to& s, size_t ki, const std::vector<std::string>& ids) {
+    std::vector<PartRow>& parts = parts_[ki];
+    std::sort(parts.begin(), parts.end(), [](const PartRow& a, const PartRow& b) {
+      return std::tie(a.event, a.entity, a.role) < std::tie(b.event, b.entity, b.role);
+    });
+    parts.erase(std::unique(parts.begin(), parts.end(),
+                            [](const PartRow& a, const PartRow& b) {
+                              return a.event == b.event && a.entity == b.entity && a.role == b.role;
+                            }),
+                parts.end());
+    for (const auto& p : parts) {
+      const EventInfo& e = events_[p.event];
+      s << std::make_tuple(e.event_id, ids[p.entity], texts_[p.role], Us(e.occurred_us), texts_[e.type],
+                           texts_[e.source]);
+    }
+    std::vector<PartRow>().swap(parts);
+  }
+
+  /// Waits for the side writer after this transaction failed, and drops what it committed (when the swap has not
+  /// begun: after that, this transaction holds the tables' locks until it rolls back, and the next rebuild drops
+  /// what is left).
+  void AbandonSideWriter() noexcept {
+    if (side_.valid()) {
+      try {
+        side_.get();
+      } catch (...) {
+      }
+    }
+    if (!side_committed_ || swapping_) return;
+    side_committed_ = false;  // once
+    try {
+      auto conn = impl_.Connect(/*pooled=*/false);
+      pqxx::nontransaction tx(*conn);
+      tx.exec("SET lock_timeout = '5s'");
+      std::string tables;
+      for (const auto& t : side_tables_) tables += (tables.empty() ? "" : ", ") + t + kShadow;
+      tx.exec("DROP TABLE IF EXISTS " + tables);
+    } catch (const std::exception& e) {
+      log::Warn("rebuild could not drop its side tables; the next rebuild drops them", {{"error", e.what()}});
+    }
   }
 
   /// Copy into a temporary staging table, then ANALYZE it: without statistics the planner guesses its size (by
@@ -1801,9 +1922,10 @@ class Rebuilder {
     tx_.exec("ANALYZE " + table);
   }
 
-  void Exec(const std::string& stmt, const std::string& sql) {
+  void Exec(const std::string& stmt, const std::string& sql) { Exec(tx_, stmt, sql); }
+  void Exec(pqxx::transaction_base& tx, const std::string& stmt, const std::string& sql) {
     detail::StatementTimer t(impl_.observer, stmt);
-    tx_.exec(sql);
+    tx.exec(sql);
     t.Ok();
   }
 
@@ -1892,6 +2014,7 @@ class Rebuilder {
     // all at once, and what Collect kept is freed as soon as it is written: the rebuild's peak memory is the engine
     // plus that.
     auto release = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
+    const bool side = suffix == kShadow && !side_tables_.empty();
     for (const Kind* k : {&kPerson, &kGroup}) {
       if (only && k->kind != *only) continue;
       const size_t ki = Idx(k->kind);
@@ -1912,6 +2035,9 @@ class Rebuilder {
                     "resolved_{k}_identifiers" +
                     suffix));
       }
+      // Not sooner: the identifiers' COPY keeps both cores busy, and the side writer's COPY with it took as long
+      // again (bench/results/rebuild-probes-2026-12-05-side-writer).
+      if (side && k == &kPerson) StartSideWriter(engine);
       // Trait winners and final columns take their values from the core log by row id.
       tx_.exec("CREATE TEMP TABLE rb_traits (e text, r bigint) ON COMMIT DROP");
       Stage("rb_traits", {"e", "r"}, k->Stmt("rebuild_traits_stage"), [&](pqxx::stream_to& s) {
@@ -1964,25 +2090,11 @@ class Rebuilder {
                                                names + ") " + select + " FROM rb_entities s" + joins));
       tx_.exec("DROP TABLE rb_entities");
       release(born_[ki]);
-      Copy(k->name + "_participants" + suffix, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
-           k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) {
-             std::vector<PartRow>& parts = parts_[ki];
-             for (auto& p : parts) p.entity = engine.SurvivorAt(k->kind, p.entity);
-             std::sort(parts.begin(), parts.end(), [](const PartRow& a, const PartRow& b) {
-               return std::tie(a.event, a.entity, a.role) < std::tie(b.event, b.entity, b.role);
-             });
-             parts.erase(std::unique(parts.begin(), parts.end(),
-                                     [](const PartRow& a, const PartRow& b) {
-                                       return a.event == b.event && a.entity == b.entity && a.role == b.role;
-                                     }),
-                         parts.end());
-             for (const auto& p : parts) {
-               const EventInfo& e = events_[p.event];
-               s << std::make_tuple(e.event_id, engine.EntityIdAt(k->kind, p.entity), texts_[p.role], Us(e.occurred_us),
-                                    texts_[e.type], texts_[e.source]);
-             }
-             release(parts);
-           });
+      if (!side) {
+        Copy(k->name + "_participants" + suffix, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
+             k->Stmt("rebuild_participants"),
+             [&](pqxx::stream_to& s) { StreamParticipants(s, ki, NumberParticipants(engine, ki)); });
+      }
       Copy(k->name + "_id_aliases" + suffix,
            {"old_id", "new_id", "merged_into_id", "event_id", "edge_id", "absorbed_identifier_count"},
            k->Stmt("rebuild_aliases"), [&](pqxx::stream_to& s) {
@@ -2056,60 +2168,61 @@ class Rebuilder {
 
   /// The live table's indexes and constraints, recreated on its shadow under temporary names.
   void IndexShadowTables() {
-    for (const auto& t : rebuilt_) {
-      const std::string shadow = t + kShadow;
-      auto idx = tx_.exec(
-          "SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype FROM pg_index x "
-          "JOIN pg_class i ON i.oid = x.indexrelid LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid "
-          "AND c.conrelid = x.indrelid WHERE x.indrelid = " +
-          tx_.quote(t) + "::regclass");
-      for (const auto& row : idx) {
-        const std::string name = row[0].c_str();
-        std::string def = row[1].c_str();
-        const size_t on = def.find(" ON "), using_pos = def.find(" USING ");
-        if (on == std::string::npos || using_pos == std::string::npos) {
-          throw StorageError(ErrorKind::kInternal, "rebuild: cannot read index definition of " + name);
-        }
-        def = def.substr(0, def.find(" INDEX ") + 7) + name + kShadow + " ON " +
-              def.substr(on + 4, using_pos - on - 4) + kShadow + def.substr(using_pos);
-        const auto t0 = std::chrono::steady_clock::now();
-        Exec("resolver.rebuild_index", def);
-        // Per index (the phase's metric sums them all): at 1.1M identifiers indexing is a third of a rebuild.
-        log::Info("rebuild index built",
-                  {{"index", name},
-                   {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
-        renames_.push_back("ALTER INDEX " + name + kShadow + " RENAME TO " + name);
-        if (!row[2].is_null()) {
-          const std::string type = std::string(row[3].c_str()) == "p" ? "PRIMARY KEY" : "UNIQUE";
-          tx_.exec("ALTER TABLE " + shadow + " ADD CONSTRAINT " + name + kShadow + " " + type + " USING INDEX " + name +
-                   kShadow);
-        }
+    for (const auto& t : rebuilt_) IndexShadowTable(tx_, t, &renames_);
+  }
+  void IndexShadowTable(pqxx::transaction_base& tx, const std::string& t, std::vector<std::string>* renames) {
+    const std::string shadow = t + kShadow;
+    auto idx = tx.exec(
+        "SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype FROM pg_index x "
+        "JOIN pg_class i ON i.oid = x.indexrelid LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid "
+        "AND c.conrelid = x.indrelid WHERE x.indrelid = " +
+        tx.quote(t) + "::regclass");
+    for (const auto& row : idx) {
+      const std::string name = row[0].c_str();
+      std::string def = row[1].c_str();
+      const size_t on = def.find(" ON "), using_pos = def.find(" USING ");
+      if (on == std::string::npos || using_pos == std::string::npos) {
+        throw StorageError(ErrorKind::kInternal, "rebuild: cannot read index definition of " + name);
       }
-      for (const auto& row : tx_.exec("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = " +
-                                      tx_.quote(t) + "::regclass AND contype = 'f'")) {
-        tx_.exec("ALTER TABLE " + shadow + " ADD CONSTRAINT " + row[0].c_str() + kShadow + " " + row[1].c_str() +
-                 " NOT VALID");
-        renames_.push_back("ALTER TABLE " + t + " RENAME CONSTRAINT " + row[0].c_str() + kShadow + " TO " +
-                           row[0].c_str());
+      def = def.substr(0, def.find(" INDEX ") + 7) + name + kShadow + " ON " + def.substr(on + 4, using_pos - on - 4) +
+            kShadow + def.substr(using_pos);
+      const auto t0 = std::chrono::steady_clock::now();
+      Exec(tx, "resolver.rebuild_index", def);
+      // Per index (the phase's metric sums them all): at 1.1M identifiers indexing is a third of a rebuild.
+      log::Info(
+          "rebuild index built",
+          {{"index", name}, {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
+      renames->push_back("ALTER INDEX " + name + kShadow + " RENAME TO " + name);
+      if (!row[2].is_null()) {
+        const std::string type = std::string(row[3].c_str()) == "p" ? "PRIMARY KEY" : "UNIQUE";
+        tx.exec("ALTER TABLE " + shadow + " ADD CONSTRAINT " + name + kShadow + " " + type + " USING INDEX " + name +
+                kShadow);
       }
-      // Triggers (names are per table: the shadow's keep theirs), after the load so that it fires none of them.
-      for (const auto& row : tx_.exec("SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = " +
-                                      tx_.quote(t) + "::regclass AND NOT tgisinternal")) {
-        std::string def = row[1].c_str();
-        size_t at = std::string::npos;
-        for (const std::string& on : {" ON public." + t + " ", " ON " + t + " "}) {
-          if ((at = def.find(on)) != std::string::npos) {
-            def.replace(at, on.size(), " ON " + shadow + " ");
-            break;
-          }
-        }
-        if (at == std::string::npos) {
-          throw StorageError(ErrorKind::kInternal, "rebuild: cannot read trigger definition of " + t);
-        }
-        tx_.exec(def);
-      }
-      Exec("resolver.rebuild_analyze", "ANALYZE " + shadow);
     }
+    for (const auto& row : tx.exec("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = " +
+                                   tx.quote(t) + "::regclass AND contype = 'f'")) {
+      tx.exec("ALTER TABLE " + shadow + " ADD CONSTRAINT " + row[0].c_str() + kShadow + " " + row[1].c_str() +
+              " NOT VALID");
+      renames->push_back("ALTER TABLE " + t + " RENAME CONSTRAINT " + row[0].c_str() + kShadow + " TO " +
+                         row[0].c_str());
+    }
+    // Triggers (names are per table: the shadow's keep theirs), after the load so that it fires none of them.
+    for (const auto& row : tx.exec("SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = " +
+                                   tx.quote(t) + "::regclass AND NOT tgisinternal")) {
+      std::string def = row[1].c_str();
+      size_t at = std::string::npos;
+      for (const std::string& on : {" ON public." + t + " ", " ON " + t + " "}) {
+        if ((at = def.find(on)) != std::string::npos) {
+          def.replace(at, on.size(), " ON " + shadow + " ");
+          break;
+        }
+      }
+      if (at == std::string::npos) {
+        throw StorageError(ErrorKind::kInternal, "rebuild: cannot read trigger definition of " + t);
+      }
+      tx.exec(def);
+    }
+    Exec(tx, "resolver.rebuild_analyze", "ANALYZE " + shadow);
   }
 
   void Swap() {
@@ -2142,6 +2255,10 @@ class Rebuilder {
   std::vector<std::tuple<int64_t, uint32_t, uint32_t>> rmis_;
   std::vector<std::string> renames_;
   std::vector<std::string> rebuilt_ = kRebuiltTables;  // less the search tables brought up to date in place
+  std::vector<std::string> side_tables_;  // written by the side writer (StartSideWriter), swapped in with the rest
+  std::future<std::vector<std::string>> side_;
+  std::atomic<bool> side_committed_{false};
+  bool swapping_ = false;
   struct Renormalized {
     int64_t row_id;
     std::string value;
@@ -2210,6 +2327,7 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
     RebuildControl read_twice = control;
     read_twice.second_reader = true;  // this transaction changes nothing before the rebuild reads the log
     read_twice.search_in_place = true;
+    read_twice.side_writer = true;
     rebuilt = RunRebuild(impl_->db.impl(), tx, c, read_twice, protection, &out, /*rule_id=*/0);
   });
   impl_->engine = std::move(rebuilt);  // the rebuilt graph is the resident one

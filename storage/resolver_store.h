@@ -83,6 +83,11 @@ struct RebuildControl {
   /// identifiers). ResolverStore::Rebuild sets it. An erasure's re-resolution does not: a replaced table leaves no
   /// old row version of an erased value behind in the search table's files.
   bool search_in_place = false;
+  /// Writes, indexes and commits the participant tables' shadows on a second connection while the rebuild's
+  /// transaction writes the rest; the swap renames them with the others. If the rebuild then fails, it drops them
+  /// (or, failing after the swap began, the next rebuild does). ResolverStore::Rebuild sets it; an erasure's or a
+  /// link rule's re-resolution does not.
+  bool side_writer = false;
 };
 
 struct QuarantinedEdgeInfo {

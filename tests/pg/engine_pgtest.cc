@@ -292,5 +292,43 @@ TEST_F(EngineDbTest, EventsCommittedWhileARebuildReadsAreLeftToTheNextBatch) {
   ExpectSameTables(incremental, rebuilt, "between incremental and rebuild");
 }
 
+// A rebuild writes the participant tables' shadows on a second connection and commits them before its own
+// transaction swaps them in (storage::RebuildControl::side_writer). A rebuild stopped after that commit drops
+// them again, and one that finds such a table left by a crashed rebuild replaces it: no shadow table stays
+// behind, and the resolved tables are the ones a rebuild gives.
+TEST_F(EngineDbTest, ARebuildStoppedAfterItsSideWriterCommittedLeavesNoTableBehind) {
+  const uint64_t seed = SeedFromEnv();
+  std::cout << "engine db side writer seed: " << seed << " (NEXUS_SEED=" << seed << " reproduces)" << std::endl;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  StartIngestOnly();
+  int n = 0;
+  for (int i = 0; i < 20; ++i) Ingest({RandomEvent(rng, n++), RandomEvent(rng, n++)});
+  ResolveAll(1000);
+  const auto before = Dump();
+  const char* const kShadows = "SELECT 1 FROM pg_class WHERE relname LIKE '%\\_rb'";
+  // What a rebuild that died between the side writer's commit and the swap leaves.
+  QueryScalar(url_, "CREATE TABLE person_participants_rb (left_by_a_crash int)");
+  ASSERT_EQ(QueryCount(url_, kShadows), 1);
+
+  storage::RebuildControl control;
+  bool indexed = false;
+  control.on_progress = [&](const storage::RebuildProgress& p) { indexed = indexed || p.phase == "indexing"; };
+  control.cancelled = [&] { return indexed; };  // polled next after the indexes (and the side writer's commit)
+  try {
+    store_->Rebuild(protection_, control);
+    ADD_FAILURE() << "the rebuild was not stopped";
+  } catch (const storage::StorageError& e) {
+    EXPECT_EQ(e.kind(), storage::ErrorKind::kCancelled) << e.what();
+  }
+  EXPECT_TRUE(indexed);
+  EXPECT_EQ(QueryCount(url_, kShadows), 0) << "a stopped rebuild left shadow tables";
+  ExpectSameTables(before, Dump(), "after a stopped rebuild");
+
+  store_->Rebuild(protection_);
+  EXPECT_EQ(QueryCount(url_, kShadows), 0);
+  ExpectSameTables(before, Dump(), "between incremental and a rebuild after a stopped one");
+}
+
 }  // namespace
 }  // namespace nexus::testing
