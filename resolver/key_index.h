@@ -37,6 +37,22 @@ class ProbeTable {
       if (sl.id != kErased && sl.hash == h && holds(sl.id)) return sl.id;
     }
   }
+  /// Brings the first slot a lookup of hash `h` reads into the cache (a hint: no effect on the result).
+  void PrefetchSlot(uint32_t h) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[h & mask_]);
+  }
+  /// The id in the first slot of `h`'s probe chain that carries hash `h`, or kNone; reads at most a few slots
+  /// (for PrefetchKey: a hint, not a lookup).
+  uint32_t FirstWithHash(uint32_t h) const {
+    if (slots_.empty()) return kNone;
+    size_t i = h & mask_;
+    for (int n = 0; n < 4; ++n, i = (i + 1) & mask_) {
+      const Slot& sl = slots_[i];
+      if (sl.id == kNone) return kNone;
+      if (sl.id != kErased && sl.hash == h) return sl.id;
+    }
+    return kNone;
+  }
   /// Adds `id`, whose key is not held yet.
   void Insert(uint32_t id, uint32_t h) {
     if ((live_ + erased_ + 1) * 4 > slots_.size() * 3) Grow(live_ + 1);
@@ -102,8 +118,9 @@ class KeyIndex {
   /// The id of `key`, or kNone.
   uint32_t Find(std::string_view key) const { return Find(key, ProbeTable::Hash(key)); }
   /// The id of `key` and false, or, when it is new, the next id (now given to it) and true.
-  std::pair<uint32_t, bool> Intern(std::string_view key) {
-    const uint32_t h = ProbeTable::Hash(key);
+  std::pair<uint32_t, bool> Intern(std::string_view key) { return Intern(key, ProbeTable::Hash(key)); }
+  /// The same, with the key's hash (ProbeTable::Hash) computed already.
+  std::pair<uint32_t, bool> Intern(std::string_view key, uint32_t h) {
     if (const uint32_t id = Find(key, h); id != kNone) return {id, false};
     const uint32_t id = static_cast<uint32_t>(refs_.size());
     refs_.push_back(Store(key));
@@ -114,6 +131,17 @@ class KeyIndex {
   void Erase(uint32_t id) {
     table_.Erase(id, ProbeTable::Hash(Key(id)));
     refs_[id] = Ref{kErasedBlock, 0, 0};
+  }
+  /// Cache hints for a later Intern of a key with hash `h`, each step after the one before has had time to land
+  /// (a lookup misses the cache up to three times: the slot, the id's reference, the key's bytes): 0 the slot,
+  /// 1 the reference of the id in it, 2 that id's key bytes. No effect on any result.
+  void Prefetch(uint32_t h, int step) const {
+    if (step == 0) return table_.PrefetchSlot(h);
+    const uint32_t id = table_.FirstWithHash(h);
+    if (id == kNone) return;
+    if (step == 1) return __builtin_prefetch(&refs_[id]);
+    const Ref& r = refs_[id];
+    if (r.block != kErasedBlock) __builtin_prefetch(blocks_[r.block].get() + r.offset);
   }
   std::string_view Key(uint32_t id) const {
     const Ref& r = refs_[id];
