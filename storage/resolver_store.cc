@@ -1795,16 +1795,19 @@ class Rebuilder {
   }
 
   void CreateShadowTables() {
-    for (const auto& t : rebuilt_) CreateShadowTable(tx_, t);
+    for (const auto& t : rebuilt_) (void)CreateShadowTable(tx_, t);
   }
-  static void CreateShadowTable(pqxx::transaction_base& tx, const std::string& t) {
+  /// Returns the live table's storage parameters, which the shadow takes ("" when none).
+  static std::string CreateShadowTable(pqxx::transaction_base& tx, const std::string& t) {
     // A side writer's table (committed on its own) outlives a rebuild that failed after its commit.
     tx.exec("DROP TABLE IF EXISTS " + t + kShadow);
     tx.exec("CREATE TABLE " + t + kShadow + " (LIKE " + t + " INCLUDING DEFAULTS INCLUDING IDENTITY)");
     // LIKE does not copy storage parameters (fillfactor, which keeps the resolver's updates HOT).
     const auto opts = tx.exec("SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = " + tx.quote(t) +
                               "::regclass AND reloptions IS NOT NULL");
-    if (!opts.empty()) tx.exec("ALTER TABLE " + t + kShadow + " SET (" + opts[0][0].as<std::string>() + ")");
+    if (opts.empty()) return "";
+    tx.exec("ALTER TABLE " + t + kShadow + " SET (" + opts[0][0].as<std::string>() + ")");
+    return opts[0][0].as<std::string>();
   }
 
   void Copy(const std::string& table, std::vector<std::string> cols, const std::string& stmt,
@@ -1831,7 +1834,7 @@ class Rebuilder {
     side_ = std::async(std::launch::async, [this, ids = std::move(ids)] { return WriteSide(ids); });
   }
 
-  /// The side writer's transaction: returns the renames of its indexes for the swap.
+  /// The side writer's transaction: returns what the swap does after renaming its tables (index renames, settings).
   std::vector<std::string> WriteSide(const std::array<std::vector<std::string>, resolver::kKinds>& ids) {
     auto conn = impl_.Connect(/*pooled=*/false);
     pqxx::work tx(*conn, "nexus_rebuild_writer");
@@ -1840,7 +1843,14 @@ class Rebuilder {
     for (const Kind* k : {&kPerson, &kGroup}) {
       const size_t ki = Idx(k->kind);
       const std::string t = k->name + "_participants";
-      CreateShadowTable(tx, t);
+      const std::string options = CreateShadowTable(tx, t);
+      // Committed before the swap, the table is autovacuum's to take (1.4M rows inserted), and a worker on it made
+      // the swap wait for deadlock_timeout until it gave way: off until the swap, which restores the live setting.
+      tx.exec("ALTER TABLE " + t + kShadow + " SET (autovacuum_enabled = false)");
+      renames.push_back("ALTER TABLE " + t + " RESET (autovacuum_enabled)");
+      if (options.find("autovacuum_enabled") != std::string::npos) {
+        renames.push_back("ALTER TABLE " + t + " SET (" + options + ")");
+      }
       Copy(tx, t + kShadow, {"event_id", k->id, "role", "occurred_at", "event_type", "source"},
            k->Stmt("rebuild_participants"), [&](pqxx::stream_to& s) { StreamParticipants(s, ki, ids[ki]); });
       IndexShadowTable(tx, t, &renames);
@@ -2055,17 +2065,21 @@ class Rebuilder {
       const auto& cols = resolver::FinalColumns(k->kind);
       std::string stage = "CREATE TEMP TABLE rb_entities (i text, n bigint, bx bigint, be bigint, br bigint, c text";
       std::vector<std::string> stage_cols = {"i", "n", "bx", "be", "br", "c"};
-      std::string select = "SELECT s.i, s.n, s.bx, s.be, s.br, s.c", joins, names;
+      // Each column's trait value, when it has a trait row, from one join of the entities with their trait winners
+      // grouped by entity: with one join per column, the trait table was hashed once per column (at 1.1M
+      // identifiers 1.55 s against 0.86 s, docs/BENCHMARKS.md).
+      std::string select = "SELECT s.i, s.n, s.bx, s.be, s.br, s.c", values, names;
       for (size_t c = 0; c < cols.size(); ++c) {
         const std::string n = std::to_string(c);
         stage += ", r" + n + " bigint, v" + n + " text";
         stage_cols.push_back("r" + n);
         stage_cols.push_back("v" + n);
-        select += ", coalesce(t" + n + ".trait_value, s.v" + n + ")";
-        joins += " LEFT JOIN resolved_{k}_traits" + suffix + " t" + n + " ON t" + n + ".{id} = s.i AND t" + n +
-                 ".trait_row_id = s.r" + n;
+        select += ", coalesce(f.v" + n + ", s.v" + n + ")";
+        values += ", max(t.trait_value) FILTER (WHERE t.trait_row_id = x.r" + n + ") AS v" + n;
         names += ", " + cols[c];
       }
+      const std::string joins = " LEFT JOIN (SELECT t.{id} AS i" + values + " FROM resolved_{k}_traits" + suffix +
+                                " t JOIN rb_entities x ON x.i = t.{id} GROUP BY t.{id}) f ON f.i = s.i";
       tx_.exec(stage + ") ON COMMIT DROP");
       Stage("rb_entities", stage_cols, k->Stmt("rebuild_entities_stage"), [&](pqxx::stream_to& s) {
         engine.ForEachEntity(k->kind, /*with_finals=*/true, [&](const resolver::Engine::EntityState& st) {

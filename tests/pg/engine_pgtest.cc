@@ -328,6 +328,11 @@ TEST_F(EngineDbTest, ARebuildStoppedAfterItsSideWriterCommittedLeavesNoTableBehi
   store_->Rebuild(protection_);
   EXPECT_EQ(QueryCount(url_, kShadows), 0);
   ExpectSameTables(before, Dump(), "between incremental and a rebuild after a stopped one");
+  // The side writer keeps autovacuum off its tables until the swap; the swapped-in tables have the live setting.
+  EXPECT_EQ(QueryScalar(url_,
+                        "SELECT string_agg(relname || ':' || coalesce(array_to_string(reloptions, ','), ''), ' ' ORDER "
+                        "BY relname) FROM pg_class WHERE relname IN ('person_participants', 'group_participants')"),
+            "group_participants: person_participants:");
 }
 
 }  // namespace
