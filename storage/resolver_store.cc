@@ -1913,11 +1913,13 @@ class Rebuilder {
     side_committed_ = false;  // once
     try {
       auto conn = impl_.Connect(/*pooled=*/false);
-      pqxx::nontransaction tx(*conn);
-      tx.exec("SET lock_timeout = '5s'");
+      pqxx::work tx(*conn, "nexus_rebuild_cleanup");
+      // LOCAL: behind a transaction pooler, a session SET would stay on the server session for other clients.
+      tx.exec("SET LOCAL lock_timeout = '5s'");
       std::string tables;
       for (const auto& t : side_tables_) tables += (tables.empty() ? "" : ", ") + t + kShadow;
       tx.exec("DROP TABLE IF EXISTS " + tables);
+      tx.commit();
     } catch (const std::exception& e) {
       log::Warn("rebuild could not drop its side tables; the next rebuild drops them", {{"error", e.what()}});
     }
