@@ -1,5 +1,4 @@
 // HTTP/JSON routes of the query API (/v1/persons..., /v1/groups...): the same handlers and messages as gRPC.
-#include <google/protobuf/util/time_util.h>
 
 #include "server/http_api.h"
 #include "server/query_service.h"
@@ -29,11 +28,9 @@ grpc::Status FilterParams(const HttpRequest& req, v1::TimelineFilter* f) {
   for (const char* name : {"occurred_after", "occurred_before"}) {
     const std::string v = Param(req, name);
     if (v.empty()) continue;
-    google::protobuf::Timestamp ts;
-    if (!google::protobuf::util::TimeUtil::FromString(v, &ts)) {
-      return BadParam(std::string(name) + ": not an RFC 3339 timestamp (e.g. 2024-05-01T00:00:00Z)");
-    }
-    *(std::string(name) == "occurred_after" ? f->mutable_occurred_after() : f->mutable_occurred_before()) = ts;
+    const std::optional<google::protobuf::Timestamp> ts = ParseRfc3339(v);
+    if (!ts) return BadParam(std::string(name) + ": not an RFC 3339 timestamp (e.g. 2024-05-01T00:00:00Z)");
+    *(std::string(name) == "occurred_after" ? f->mutable_occurred_after() : f->mutable_occurred_before()) = *ts;
   }
   f->set_event_type(Param(req, "event_type"));
   f->set_source(Param(req, "source"));

@@ -211,12 +211,13 @@ class MessageConverter {
       const Value* v = Field(m_, field);
       if (!v || v->has_null_value()) continue;
       Map("events[0].occurred_at", field);
-      google::protobuf::Timestamp ts;
-      if (!v->has_string_value() || !google::protobuf::util::TimeUtil::FromString(v->string_value(), &ts)) {
+      const std::optional<google::protobuf::Timestamp> ts =
+          v->has_string_value() ? ParseRfc3339(v->string_value()) : std::nullopt;
+      if (!ts) {
         Problem(field, "not an ISO 8601 / RFC 3339 time with a zone (e.g. 2026-05-01T12:00:00.000Z)");
         return;
       }
-      *ev->mutable_occurred_at() = ts;
+      *ev->mutable_occurred_at() = *ts;
       return;
     }
     Map("events[0].occurred_at", "timestamp");

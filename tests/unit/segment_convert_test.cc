@@ -425,5 +425,15 @@ TEST(SegmentTraits, TextOfValues) {
   EXPECT_FALSE(TraitText(v, &out));
 }
 
+// What the fuzzer found (fuzz/fuzz_segment): a time that its zone offset moves before year 1 made protobuf's
+// parser throw out of Convert. It is a problem naming the field, like any time that does not parse.
+TEST(SegmentConvert, ATimeOutOfRangeAfterItsOffsetIsAProblemNotACrash) {
+  const auto bad = ConvertBody("track", R"({"messageId":"m","userId":"u","event":"E",
+      "originalTimestamp":"1-01-01T00:00:00+02:00"})");
+  EXPECT_EQ(bad.request.events_size(), 0);
+  EXPECT_EQ(AllProblems(bad),
+            "[0] originalTimestamp: not an ISO 8601 / RFC 3339 time with a zone (e.g. 2026-05-01T12:00:00.000Z)\n");
+}
+
 }  // namespace
 }  // namespace nexus::server::segment
