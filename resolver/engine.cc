@@ -823,7 +823,8 @@ struct Engine::Impl {
     auto& m = marks[Idx(s.kind)];
     const LogEvent& event = in.events[ev];
     n_event_edges_ = 0;
-    event_edge_index_.clear();
+    // Only after an event with many edges: clear() also wipes the buckets, which stay as many as the largest held.
+    if (!event_edge_index_.empty()) event_edge_index_.clear();
     const uint32_t interned_here = static_cast<uint32_t>(s.idents.size());  // ids from here on are this event's
     row_idents_.clear();
     for (const LogIdentifier* r = begin; r != end; ++r) {
