@@ -1,5 +1,6 @@
 // HTTP/JSON routes of the query API (/v1/persons..., /v1/groups...): the same handlers and messages as gRPC.
 
+#include "common/rfc3339.h"
 #include "server/http_api.h"
 #include "server/query_service.h"
 #include "server/request_parse.h"

@@ -1,7 +1,5 @@
 #include "server/request_parse.h"
 
-#include <google/protobuf/util/time_util.h>
-
 #include <array>
 #include <cctype>
 
@@ -365,16 +363,6 @@ std::string ShortId(std::string_view id) {
   size_t cut = kKeep;
   while (cut > 0 && (static_cast<unsigned char>(id[cut]) & 0xC0) == 0x80) --cut;
   return std::string(id.substr(0, cut)) + "...";
-}
-
-std::optional<google::protobuf::Timestamp> ParseRfc3339(const std::string& text) {
-  google::protobuf::Timestamp ts;
-  try {
-    if (!google::protobuf::util::TimeUtil::FromString(text, &ts)) return std::nullopt;
-  } catch (const std::exception&) {  // out of range after the offset (a failed CHECK throws)
-    return std::nullopt;
-  }
-  return ts;
 }
 
 }  // namespace nexus::server

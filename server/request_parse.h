@@ -2,7 +2,6 @@
 // One strict parser per request concept (JSON bodies, page sizes, entity ids), shared by gRPC and HTTP.
 // Each returns OK or INVALID_ARGUMENT naming the field; none echoes the offending value in full.
 
-#include <google/protobuf/timestamp.pb.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
@@ -37,11 +36,6 @@ grpc::Status ParseBoolParam(std::string_view field, std::string_view text, bool*
 /// An entity id (person_id, group_id): present, at most kMaxEntityIdBytes, valid UTF-8, no control characters
 /// (a NUL used to truncate the id silently in SQL and return another entity).
 grpc::Status CheckEntityId(std::string_view field, std::string_view id);
-
-/// An RFC 3339 time with a zone offset (google::protobuf::util::TimeUtil::FromString's syntax), or nullopt. A time
-/// the offset moves outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z (e.g. 0001-01-01T00:00:00+02:00) is
-/// refused too: protobuf's parser throws on it after a CHECK (a Segment message with one stopped the fuzzer).
-std::optional<google::protobuf::Timestamp> ParseRfc3339(const std::string& text);
 
 /// Longest page token accepted (tokens nexusd hands out are far shorter).
 constexpr size_t kMaxPageTokenBytes = 1024;

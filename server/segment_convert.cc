@@ -10,6 +10,7 @@
 #include <cmath>
 #include <map>
 
+#include "common/rfc3339.h"
 #include "server/request_parse.h"
 
 namespace nexus::server::segment {

@@ -1,7 +1,6 @@
 #include "tools/nexusctl/mapping.h"
 
 #include <google/protobuf/util/json_util.h>
-#include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
 #include <cctype>
@@ -11,6 +10,7 @@
 #include <regex>
 
 #include "common/hash.h"
+#include "common/rfc3339.h"
 
 namespace nexus::ctl {
 namespace {
@@ -241,10 +241,12 @@ std::string ParseTime(std::string_view text_in, google::protobuf::Timestamp* out
     t[10] = 'T';
   }
   if (!t.empty() && t.back() == 'z') t.back() = 'Z';
-  if (!google::protobuf::util::TimeUtil::FromString(t, out)) {
+  const std::optional<google::protobuf::Timestamp> ts = ParseRfc3339(t);
+  if (!ts) {
     return "'" + text.substr(0, 40) +
            "' is not a time (use RFC 3339 like 2026-11-02T10:00:00Z, 2026-11-02, or Unix seconds)";
   }
+  *out = *ts;
   return "";
 }
 
