@@ -1421,9 +1421,8 @@ class Rebuilder {
         // With rules to apply again (re-normalization), the raw value and the verdict too; otherwise they are not
         // read: the sort into log order carries every column it returns.
         const std::string id_cols =
-            reclassify_ ? "x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role, x.is_blocked, "
-                          "x.identifier_value_raw, coalesce(x.blocked_reason, '')"
-                        : "x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role, x.is_blocked";
+            std::string("x.id, x.edge_id, x.identifier_type, x.identifier_value, x.role, x.is_blocked") +
+            (reclassify_ ? ", x.identifier_value_raw, coalesce(x.blocked_reason, '')" : "");
         // A hash join (the events below the horizon hashed once) and one sort into log order. Left to itself the
         // planner merge-joins on event_id, which sorts every row of the table once more, on disk at 1M identifiers:
         // twice the time before the first row comes back. Cursors are planned when declared: only these are hashed.
