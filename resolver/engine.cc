@@ -1281,40 +1281,59 @@ void Engine::SetIdOverrides(const std::vector<IdOverride>& overrides) {
 }
 
 std::vector<IdOverride> Engine::SplitIds(EntityKind kind, const std::vector<std::array<std::string, 3>>& before) const {
-  Impl& x = *impl_;
-  KindState& s = x.ks[Idx(kind)];
-  // (earlier entity, the cluster one of its identifiers is in now), sorted: an earlier entity's clusters are
-  // adjacent and ascending, and the length of each run is how many of its identifiers that cluster holds. One flat
-  // vector: with maps of strings and sets instead, about half of this check's ~4 s in a rebuild at 1.1M identifiers
-  // went to allocations and string compares.
-  struct Held {
-    const std::string* earlier;
-    uint32_t root;
-  };
-  std::vector<Held> held;
-  held.reserve(before.size());
-  for (const auto& [type, value, old_id] : before) {
-    const uint32_t i = x.Lookup(s, type, value);
-    if (i == kNone || s.idents[i].cluster == kNone) continue;  // erased, or only in blocked rows now
-    held.push_back({&old_id, x.RootOf(s, i)});
+  SplitCheck check = StartSplitCheck(kind);
+  check.Add(before);
+  return check.Finish();
+}
+
+void Engine::SplitCheck::Add(const std::vector<std::array<std::string, 3>>& rows) {
+  Impl& x = *engine_->impl_;
+  KindState& s = x.ks[Idx(kind_)];
+  // Each lookup misses the cache up to three times (KeyIndex::Prefetch): the rows are hashed first, and each
+  // step is hinted a few rows ahead, as Apply does.
+  hashes_.resize(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    x.key_.assign(rows[i][0]).append(1, '\x1f').append(rows[i][1]);
+    hashes_[i] = ProbeTable::Hash(x.key_);
   }
-  std::sort(held.begin(), held.end(), [](const Held& a, const Held& b) {
-    if (a.earlier != b.earlier) {
-      if (const int c = a.earlier->compare(*b.earlier); c != 0) return c < 0;
+  constexpr std::array<size_t, 3> kAhead{24, 16, 8};
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (size_t step = 0; step < kAhead.size(); ++step) {
+      if (i + kAhead[step] < rows.size()) s.index.Prefetch(hashes_[i + kAhead[step]], static_cast<int>(step));
     }
-    return a.root < b.root;
-  });
-  std::vector<IdOverride> out;
+    const auto& [type, value, old_id] = rows[i];
+    x.key_.assign(type).append(1, '\x1f').append(value);
+    const uint32_t id = s.index.Find(x.key_, hashes_[i]);
+    if (id == kNone || s.idents[id].cluster == kNone) continue;  // erased, or only in blocked rows now
+    auto it = earlier_.find(std::string_view(old_id));
+    if (it == earlier_.end()) it = earlier_.emplace(old_id, static_cast<uint32_t>(earlier_.size())).first;
+    held_.emplace_back(it->second, x.RootOf(s, id));
+  }
+}
+
+std::vector<IdOverride> Engine::SplitCheck::Finish() {
+  Impl& x = *engine_->impl_;
+  KindState& s = x.ks[Idx(kind_)];
+  std::vector<const std::string*> names(earlier_.size());
+  for (const auto& [id, n] : earlier_) names[n] = &id;
+  // (earlier id's number, cluster a listed identifier is in now), sorted: an earlier entity's clusters are
+  // adjacent and ascending, and the length of each run is how many of its identifiers that cluster holds. One
+  // flat vector of integers: with maps of strings and sets instead, about half of this check's ~4 s in a rebuild
+  // at 1.1M identifiers went to allocations and string compares.
+  std::sort(held_.begin(), held_.end());
+  // The overrides of each earlier id that needs any; put in the order of the earlier ids at the end.
+  std::vector<std::pair<const std::string*, std::vector<IdOverride>>> moved;
   std::vector<uint32_t> roots;
-  for (size_t at = 0; at < held.size();) {
-    const std::string& old_id = *held[at].earlier;
+  for (size_t at = 0; at < held_.size();) {
+    const uint32_t earlier = held_[at].first;
+    const std::string& old_id = *names[earlier];
     roots.clear();
     // Pure when each of its entities holds only identifiers listed under it (the run == the entity's size).
     bool pure = true;
-    while (at < held.size() && *held[at].earlier == old_id) {
-      const uint32_t r = held[at].root;
+    while (at < held_.size() && held_[at].first == earlier) {
+      const uint32_t r = held_[at].second;
       size_t run = at;
-      while (run < held.size() && held[run].root == r && *held[run].earlier == old_id) ++run;
+      while (run < held_.size() && held_[run] == held_[at]) ++run;
       pure = pure && static_cast<int64_t>(run - at) == s.clusters[r].count;
       roots.push_back(r);
       at = run;
@@ -1327,13 +1346,17 @@ std::vector<IdOverride> Engine::SplitIds(EntityKind kind, const std::vector<std:
       if (a.count > b.count || (a.count == b.count && a.birth < b.birth)) keeper = r;
     }
     if (Impl::IdOf(s, keeper) == old_id) continue;
-    out.push_back({kind, s.clusters[keeper].birth, old_id});
+    auto& its = moved.emplace_back(&old_id, std::vector<IdOverride>{}).second;
+    its.push_back({kind_, s.clusters[keeper].birth, old_id});
     for (uint32_t r : roots) {
       if (r != keeper && Impl::IdOf(s, r) == old_id) {
-        out.push_back({kind, s.clusters[r].birth, MakeSplitId(kind, x.salt, old_id, s.clusters[r].birth)});
+        its.push_back({kind_, s.clusters[r].birth, MakeSplitId(kind_, x.salt, old_id, s.clusters[r].birth)});
       }
     }
   }
+  std::sort(moved.begin(), moved.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
+  std::vector<IdOverride> out;
+  for (auto& [id, its] : moved) std::move(its.begin(), its.end(), std::back_inserter(out));
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -341,6 +342,33 @@ class Engine final {
   /// replay under the current ones give that: its birth -> the earlier id, and the birth of the part that holds
   /// the earlier id now -> MakeSplitId(earlier id, its birth). Empty when every id is already right.
   std::vector<IdOverride> SplitIds(EntityKind kind, const std::vector<std::array<std::string, 3>>& before) const;
+
+  /// SplitIds over identifiers given one at a time, in any order: an earlier entity's identifiers need not come
+  /// together. What a rebuild uses to check the whole resolved table it replaces without having it sorted by entity
+  /// (an index scan over the table) or holding its strings: it keeps one copy of each earlier id and 8 bytes per
+  /// identifier. Finish gives what SplitIds gives for the same identifiers, in the same order. The engine must
+  /// not change between Start and Finish.
+  class SplitCheck {
+   public:
+    /// Rows of (type, value, earlier id).
+    void Add(const std::vector<std::array<std::string, 3>>& rows);
+    std::vector<IdOverride> Finish();
+
+   private:
+    friend class Engine;
+    SplitCheck(const Engine& engine, EntityKind kind) : engine_(&engine), kind_(kind) {}
+    struct TextHash {
+      using is_transparent = void;
+      size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    const Engine* engine_;
+    EntityKind kind_;
+    // earlier id -> its number, in order of first sight
+    std::unordered_map<std::string, uint32_t, TextHash, std::equal_to<>> earlier_;
+    std::vector<std::pair<uint32_t, uint32_t>> held_;  // (earlier id's number, the root holding it now)
+    std::vector<uint32_t> hashes_;                     // Add's scratch
+  };
+  SplitCheck StartSplitCheck(EntityKind kind) const { return SplitCheck(*this, kind); }
 
   /// The trait rules used from now on (Apply sets those of its ProtectionConfig; ApplyReleased and loading use
   /// the last ones set, the built-in "latest" at first).

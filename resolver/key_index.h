@@ -117,6 +117,10 @@ class KeyIndex {
  public:
   /// The id of `key`, or kNone.
   uint32_t Find(std::string_view key) const { return Find(key, ProbeTable::Hash(key)); }
+  /// The same, with the key's hash (ProbeTable::Hash) computed already.
+  uint32_t Find(std::string_view key, uint32_t h) const {
+    return table_.Find(h, [&](uint32_t id) { return Key(id) == key; });
+  }
   /// The id of `key` and false, or, when it is new, the next id (now given to it) and true.
   std::pair<uint32_t, bool> Intern(std::string_view key) { return Intern(key, ProbeTable::Hash(key)); }
   /// The same, with the key's hash (ProbeTable::Hash) computed already.
@@ -161,9 +165,6 @@ class KeyIndex {
   struct Ref {
     uint32_t block, offset, length;
   };
-  uint32_t Find(std::string_view key, uint32_t h) const {
-    return table_.Find(h, [&](uint32_t id) { return Key(id) == key; });
-  }
   Ref Store(std::string_view key) {
     if (blocks_.empty() || used_ + key.size() > block_size_) {
       block_size_ = std::max(kBlockBytes, key.size());

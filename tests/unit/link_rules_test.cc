@@ -340,6 +340,55 @@ TEST(LinkRules, ASplitGivesTheIdToThePartWithTheMostIdentifiers) {
   EXPECT_TRUE(tie.SplitIds(EntityKind::kPerson, before).empty());
 }
 
+// A rebuild checks the resolved table it replaces in the table's own order (Engine::SplitCheck): the identifiers
+// of two split entities, interleaved and in any order, give the overrides SplitIds gives for them listed entity
+// by entity, in the same order.
+TEST(LinkRules, TheSplitCheckTakesIdentifiersInAnyOrder) {
+  // Two chains, a-b-c-d and p-q-r-s; suppressing e1 (a-b) and e4 (p-q) splits both.
+  BatchInput in;
+  in.events = {{"e1", 1, 0, "t", "crm"}, {"e2", 2, 0, "t", "crm"}, {"e3", 3, 0, "t", "crm"},
+               {"e4", 4, 0, "t", "crm"}, {"e5", 5, 0, "t", "crm"}, {"e6", 6, 0, "t", "crm"}};
+  const char* pairs[6][2] = {{"a", "b"}, {"b", "c"}, {"c", "d"}, {"p", "q"}, {"q", "r"}, {"r", "s"}};
+  for (uint32_t e = 0; e < 6; ++e) {
+    const std::string edge = "e" + std::to_string(e + 1) + "#0";
+    for (int side = 0; side < 2; ++side) {
+      in.identifiers[0].push_back({e, 2 * e + side + 1, edge, "email", pairs[e][side], "contact", false});
+    }
+  }
+  Engine merged("salt");
+  merged.Apply(in, ProtectionConfig::Unlimited());
+  std::vector<std::array<std::string, 3>> before;
+  for (const char* v : {"a", "b", "c", "d", "p", "q", "r", "s"}) {
+    before.push_back({"email", v, merged.EntityOf(EntityKind::kPerson, "email", v)});
+  }
+  ASSERT_NE(before[0][2], before[4][2]);
+
+  std::vector<LinkRule> rules(2);
+  rules[0].rule_id = 1, rules[0].cannot_link = false, rules[0].event_id = "e1";
+  rules[1].rule_id = 2, rules[1].cannot_link = false, rules[1].event_id = "e4";
+  Engine probe("salt");
+  probe.SetLinkRules(rules);
+  probe.Apply(in, ProtectionConfig::Unlimited());
+  const auto expected = probe.SplitIds(EntityKind::kPerson, before);
+  ASSERT_EQ(expected.size(), 4u) << "each split moves its id and gives its founder's part a derived one";
+
+  auto key = [](const std::vector<IdOverride>& v) {
+    std::vector<std::string> out;
+    for (const auto& o : v)
+      out.push_back(o.entity_id + "@" + std::to_string(o.birth.xid) + "." + std::to_string(o.birth.row));
+    return out;
+  };
+  for (const std::vector<size_t>& order :
+       {std::vector<size_t>{7, 0, 6, 1, 5, 2, 4, 3}, {3, 7, 2, 6, 1, 5, 0, 4}, {4, 0, 5, 1, 6, 2, 7, 3}}) {
+    Engine::SplitCheck check = probe.StartSplitCheck(EntityKind::kPerson);
+    std::vector<std::array<std::string, 3>> first, second;  // in two pieces, each splitting both entities
+    for (size_t i : order) (first.size() < 3 ? first : second).push_back(before[i]);
+    check.Add(first);
+    check.Add(second);
+    EXPECT_EQ(key(check.Finish()), key(expected));
+  }
+}
+
 // The resident engine takes a re-resolved component in place (Forget, then a load of its rows): afterwards it
 // equals an engine loaded whole, and ids of entities absorbed before are no longer followed to the forgotten ones.
 TEST(LinkRules, ForgettingAComponentAndLoadingItsRowsEqualsALoadOfEverything) {
