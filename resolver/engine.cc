@@ -52,7 +52,10 @@ const std::vector<ColumnRule>& ColumnRules(EntityKind k) {
   return k == EntityKind::kPerson ? kPersons : kGroups;
 }
 
-/// Interns short strings (types, trait names, sources, roles) to dense ids.
+/// Rows ahead of the one looked up at which each step of KeyIndex::Prefetch is taken (Apply, SplitCheck).
+constexpr std::array<size_t, 3> kLookupAhead{24, 16, 8};
+
+/// Interns short strings (types, trait names, sources, roles; a split check's earlier entity ids) to dense ids.
 class Interner {
  public:
   uint32_t Id(std::string_view s) {
@@ -1096,8 +1099,6 @@ BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protectio
       hashes[k][i] = ProbeTable::Hash(x.key_);
     }
   }
-  // Rows ahead of the event applied at which each step of KeyIndex::Prefetch is taken.
-  constexpr std::array<size_t, 3> kAhead{24, 16, 8};
   std::array<size_t, kKinds> ahead_at{0, 0};  // rows hinted so far, per kind (its rows are in event order)
 
   for (uint32_t ev = 0; ev < n; ++ev) {
@@ -1106,9 +1107,9 @@ BatchDelta Engine::Apply(const BatchInput& in, const ProtectionConfig& protectio
       KindState& s = x.ks[k];
       const auto [b, e] = id_ranges[k][ev];
       const size_t rows = ids[k]->size();
-      for (; ahead_at[k] < std::min(rows, e + kAhead[0]); ++ahead_at[k]) {
-        for (size_t step = 0; step < kAhead.size(); ++step) {
-          const size_t row = ahead_at[k] + kAhead[step] - kAhead[0];  // may be before b: already looked up
+      for (; ahead_at[k] < std::min(rows, e + kLookupAhead[0]); ++ahead_at[k]) {
+        for (size_t step = 0; step < kLookupAhead.size(); ++step) {
+          const size_t row = ahead_at[k] + kLookupAhead[step] - kLookupAhead[0];  // may be before b: already looked up
           if (row >= b && row < rows && !(*ids[k])[row].blocked) {
             s.index.Prefetch(hashes[k][row], static_cast<int>(step));
           }
@@ -1286,54 +1287,66 @@ std::vector<IdOverride> Engine::SplitIds(EntityKind kind, const std::vector<std:
   return check.Finish();
 }
 
+struct Engine::SplitCheck::State {
+  Interner earlier;                                 // earlier ids, numbered in order of first sight
+  std::vector<std::pair<uint32_t, uint32_t>> held;  // (earlier id's number, the root holding it now)
+  std::vector<uint32_t> hashes;                     // Add's scratch
+};
+
+Engine::SplitCheck::SplitCheck(const Engine& engine, EntityKind kind)
+    : engine_(&engine), kind_(kind), state_(std::make_unique<State>()) {}
+Engine::SplitCheck::SplitCheck(SplitCheck&&) noexcept = default;
+Engine::SplitCheck::~SplitCheck() = default;
+
+Engine::SplitCheck Engine::StartSplitCheck(EntityKind kind) const { return SplitCheck(*this, kind); }
+
 void Engine::SplitCheck::Add(const std::vector<std::array<std::string, 3>>& rows) {
   Impl& x = *engine_->impl_;
   KindState& s = x.ks[Idx(kind_)];
+  auto& hashes = state_->hashes;
   // Each lookup misses the cache up to three times (KeyIndex::Prefetch): the rows are hashed first, and each
   // step is hinted a few rows ahead, as Apply does.
-  hashes_.resize(rows.size());
+  hashes.resize(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     x.key_.assign(rows[i][0]).append(1, '\x1f').append(rows[i][1]);
-    hashes_[i] = ProbeTable::Hash(x.key_);
+    hashes[i] = ProbeTable::Hash(x.key_);
   }
-  constexpr std::array<size_t, 3> kAhead{24, 16, 8};
   for (size_t i = 0; i < rows.size(); ++i) {
-    for (size_t step = 0; step < kAhead.size(); ++step) {
-      if (i + kAhead[step] < rows.size()) s.index.Prefetch(hashes_[i + kAhead[step]], static_cast<int>(step));
+    for (size_t step = 0; step < kLookupAhead.size(); ++step) {
+      if (i + kLookupAhead[step] < rows.size()) {
+        s.index.Prefetch(hashes[i + kLookupAhead[step]], static_cast<int>(step));
+      }
     }
     const auto& [type, value, old_id] = rows[i];
     x.key_.assign(type).append(1, '\x1f').append(value);
-    const uint32_t id = s.index.Find(x.key_, hashes_[i]);
+    const uint32_t id = s.index.Find(x.key_, hashes[i]);
     if (id == kNone || s.idents[id].cluster == kNone) continue;  // erased, or only in blocked rows now
-    auto it = earlier_.find(std::string_view(old_id));
-    if (it == earlier_.end()) it = earlier_.emplace(old_id, static_cast<uint32_t>(earlier_.size())).first;
-    held_.emplace_back(it->second, x.RootOf(s, id));
+    state_->held.emplace_back(state_->earlier.Id(old_id), x.RootOf(s, id));
   }
 }
 
 std::vector<IdOverride> Engine::SplitCheck::Finish() {
   Impl& x = *engine_->impl_;
   KindState& s = x.ks[Idx(kind_)];
-  std::vector<const std::string*> names(earlier_.size());
-  for (const auto& [id, n] : earlier_) names[n] = &id;
+  auto& held = state_->held;
   // (earlier id's number, cluster a listed identifier is in now), sorted: an earlier entity's clusters are
   // adjacent and ascending, and the length of each run is how many of its identifiers that cluster holds. One
   // flat vector of integers: with maps of strings and sets instead, about half of this check's ~4 s in a rebuild
   // at 1.1M identifiers went to allocations and string compares.
-  std::sort(held_.begin(), held_.end());
+  std::sort(held.begin(), held.end());
   // The overrides of each earlier id that needs any; put in the order of the earlier ids at the end.
   std::vector<std::pair<const std::string*, std::vector<IdOverride>>> moved;
   std::vector<uint32_t> roots;
-  for (size_t at = 0; at < held_.size();) {
-    const uint32_t earlier = held_[at].first;
-    const std::string& old_id = *names[earlier];
+  for (size_t at = 0; at < held.size();) {
+    const uint32_t earlier = held[at].first;
+    const std::string& old_id = state_->earlier.Name(earlier);
     roots.clear();
     // Pure when each of its entities holds only identifiers listed under it (the run == the entity's size).
     bool pure = true;
-    while (at < held_.size() && held_[at].first == earlier) {
-      const uint32_t r = held_[at].second;
+    while (at < held.size() && held[at].first == earlier) {
+      const uint32_t r = held[at].second;
       size_t run = at;
-      while (run < held_.size() && held_[run] == held_[at]) ++run;
+      while (run < held.size() && held[run] == held[at]) ++run;
       pure = pure && static_cast<int64_t>(run - at) == s.clusters[r].count;
       roots.push_back(r);
       at = run;

@@ -11,7 +11,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -354,21 +353,18 @@ class Engine final {
     void Add(const std::vector<std::array<std::string, 3>>& rows);
     std::vector<IdOverride> Finish();
 
+    SplitCheck(SplitCheck&&) noexcept;
+    ~SplitCheck();
+
    private:
     friend class Engine;
-    SplitCheck(const Engine& engine, EntityKind kind) : engine_(&engine), kind_(kind) {}
-    struct TextHash {
-      using is_transparent = void;
-      size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-    };
+    struct State;
+    SplitCheck(const Engine& engine, EntityKind kind);
     const Engine* engine_;
     EntityKind kind_;
-    // earlier id -> its number, in order of first sight
-    std::unordered_map<std::string, uint32_t, TextHash, std::equal_to<>> earlier_;
-    std::vector<std::pair<uint32_t, uint32_t>> held_;  // (earlier id's number, the root holding it now)
-    std::vector<uint32_t> hashes_;                     // Add's scratch
+    std::unique_ptr<State> state_;
   };
-  SplitCheck StartSplitCheck(EntityKind kind) const { return SplitCheck(*this, kind); }
+  SplitCheck StartSplitCheck(EntityKind kind) const;
 
   /// The trait rules used from now on (Apply sets those of its ProtectionConfig; ApplyReleased and loading use
   /// the last ones set, the built-in "latest" at first).
