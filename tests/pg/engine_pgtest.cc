@@ -17,6 +17,8 @@
 #include "resolver/protection.h"
 #include "storage/database.h"
 #include "storage/errors.h"
+#include "storage/ingest_store.h"
+#include "storage/migrations.h"
 #include "storage/resolver_store.h"
 
 namespace nexus::testing {
@@ -26,6 +28,24 @@ uint64_t SeedFromEnv() {
   if (const char* s = std::getenv("NEXUS_SEED")) return std::strtoull(s, nullptr, 10);
   return std::random_device{}();
 }
+
+/// The primary key, the indexes and whether `id` is NOT NULL, of each membership table: what migration 018 makes
+/// them, and what a rebuild's swapped-in tables must keep.
+std::string MembershipKeys(const std::string& url) {
+  return QueryScalar(
+      url,
+      "SELECT string_agg(t.relname || ': ' || (SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE "
+      "c.conrelid = t.oid AND c.contype = 'p') || '; indexes ' || (SELECT string_agg(i.relname, ', ' ORDER BY "
+      "i.relname) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = t.oid) || '; id ' || "
+      "(SELECT CASE WHEN a.attnotnull THEN 'not null' ELSE 'nullable' END FROM pg_attribute a WHERE a.attrelid = "
+      "t.oid AND a.attname = 'id'), E'\\n' ORDER BY t.relname) FROM pg_class t WHERE t.oid IN "
+      "('memberships'::regclass, 'resolved_membership_identifiers'::regclass)");
+}
+constexpr const char* kMembershipKeys =
+    "memberships: PRIMARY KEY (person_id, group_id); indexes idx_memberships_group, memberships_pkey; id not null\n"
+    "resolved_membership_identifiers: PRIMARY KEY (membership_identifier_id); indexes "
+    "idx_resolved_membership_identifiers_group, idx_resolved_membership_identifiers_person, "
+    "resolved_membership_identifiers_pkey; id not null";
 
 class EngineDbTest : public PgTest {
  protected:
@@ -180,6 +200,8 @@ class EngineDbTest : public PgTest {
     // The swapped-in tables keep the storage settings of migration 003 (HOT updates need the free space).
     EXPECT_EQ(QueryScalar(url_, "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'persons'"),
               "fillfactor=80");
+    // And the membership tables their keys (migration 018), copied from the live tables like every index.
+    EXPECT_EQ(MembershipKeys(url_), kMembershipKeys);
     const auto rebuilt = Dump();
     ExpectSameTables(incremental, rebuilt, "between incremental and rebuild");
     // After the rebuild the resident graph is the rebuilt one: more incremental work still matches.
@@ -333,6 +355,90 @@ TEST_F(EngineDbTest, ARebuildStoppedAfterItsSideWriterCommittedLeavesNoTableBehi
                         "SELECT string_agg(relname || ':' || coalesce(array_to_string(reloptions, ','), ''), ' ' ORDER "
                         "BY relname) FROM pg_class WHERE relname IN ('person_participants', 'group_participants')"),
             "group_participants: person_participants:");
+}
+
+/// An event of `emails` (one person mention) and, when `domain` is set, a group of that domain with the first email
+/// as its member in `role`, as ingest stores it.
+storage::EventRecord MembershipEvent(const std::string& id, int64_t second, const std::vector<std::string>& emails,
+                                     const std::string& domain = "", const std::string& role = "member") {
+  storage::EventRecord e;
+  e.event_id = id;
+  e.occurred_at_us = (1'700'000'000 + second) * 1'000'000;
+  e.event_name = "test_event";
+  e.event_type = "communication";
+  e.source = "crm";
+  auto row = [](const std::string& edge, const std::string& type, const std::string& value, const std::string& role) {
+    storage::IdentifierRow r;
+    r.edge_id = edge;
+    r.type = type;
+    r.value = r.raw_value = value;
+    r.role = role;
+    return r;
+  };
+  for (const auto& m : emails) e.person_identifiers.push_back(row(id + "#p0", "email", m, "sender"));
+  if (!domain.empty()) {
+    e.group_identifiers.push_back(row(id + "#g0", "domain", domain, ""));
+    e.memberships.push_back({"email", emails.front(), "domain", domain, role});
+  }
+  return e;
+}
+
+// Migration 018 on a database resolved before it: the membership tables take their natural keys in place, every
+// resolved row (memberships.id included) stays as it was, and batches (upserts, merges that move memberships) and
+// a rebuild go on under the new keys, the rebuild giving what the batches gave.
+TEST(MembershipKeyMigration, ResolvedDatabaseUpgradesInPlace) {
+  const std::string url = CreateTestDatabase();
+  MigrateThrough(url, 17);
+  storage::Database db({url, 2, std::chrono::milliseconds(5000)}, nullptr);
+  storage::IngestStore ingest(db);
+  const auto protection = resolver::ProtectionConfig::Unlimited();
+  auto resolve = [&](storage::ResolverStore& store) {
+    ResolveUntilNothingPending(db, [&] {
+      int64_t total = 0;
+      for (int64_t n; (n = store.RunBatch(1000, protection).events) > 0;) total += n;
+      return total;
+    });
+  };
+  {
+    storage::ResolverStore store(db, url);
+    ASSERT_TRUE(store.TryAcquireLock());
+    ingest.Ingest({MembershipEvent("e1", 1, {"a@x"}, "one.io"), MembershipEvent("e2", 2, {"b@x"}, "one.io", "admin"),
+                   MembershipEvent("e3", 3, {"c@x"}, "two.io")});
+    resolve(store);
+    store.Rebuild(protection);  // constraint names as a rebuild leaves them (its shadows' indexes, renamed)
+    ingest.Ingest({MembershipEvent("e4", 4, {"a@x", "b@x"})});  // a merge: one membership of one.io is left
+    resolve(store);
+  }
+  ASSERT_EQ(QueryScalar(url, "SELECT count(*) FROM memberships"), "2");
+  ASSERT_EQ(QueryScalar(url, "SELECT count(*) FROM resolved_membership_identifiers"), "3");
+  const auto before = DumpResolvedTables(url);
+
+  const storage::MigrationResult result = storage::Migrate(db);
+  ASSERT_FALSE(result.applied.empty());
+  EXPECT_EQ(result.applied.front(), "018_membership_natural_keys");
+  EXPECT_EQ(MembershipKeys(url), kMembershipKeys);
+  for (const auto& [table, rows] : DumpResolvedTables(url)) {
+    EXPECT_EQ(rows, before.at(table)) << "table " << table << " changed: " << FirstDifference(before.at(table), rows);
+  }
+
+  storage::ResolverStore store(db, url);
+  ASSERT_TRUE(store.TryAcquireLock());
+  ingest.Ingest({MembershipEvent("e5", 5, {"b@x", "c@x"}, "two.io", "admin"),  // a merge, and a role changes
+                 MembershipEvent("e6", 6, {"d@x"}, "one.io")});
+  resolve(store);
+  EXPECT_EQ(QueryScalar(url, "SELECT count(*) FROM memberships"), "3");
+  EXPECT_EQ(QueryScalar(url,
+                        "SELECT m.role FROM memberships m JOIN resolved_person_identifiers p ON p.person_id = "
+                        "m.person_id JOIN resolved_group_identifiers g ON g.group_id = m.group_id WHERE "
+                        "p.identifier_value = 'a@x' AND g.identifier_value = 'two.io'"),
+            "admin");
+  const auto incremental = DumpResolvedTables(url);
+  store.Rebuild(protection);
+  EXPECT_EQ(MembershipKeys(url), kMembershipKeys);
+  for (const auto& [table, rows] : DumpResolvedTables(url)) {
+    EXPECT_EQ(rows, incremental.at(table))
+        << "table " << table << " differs after a rebuild: " << FirstDifference(incremental.at(table), rows);
+  }
 }
 
 }  // namespace
