@@ -786,6 +786,7 @@ struct ResolverStore::Impl {
   /// Resolved events between two malloc_trim calls of RunBatch, and those since the last.
   static constexpr int64_t kTrimEveryEvents = 100000;
   int64_t events_since_trim = 0;
+  std::function<void()> after_commit_hook;  // SetAfterCommitHookForTesting
 
   Impl(Database& d, std::string u) : db(d), url(std::move(u)) {}
   /// Drops the resident graph (it may hold what the database does not) and gives its memory back to the machine:
@@ -945,6 +946,7 @@ BatchStats ResolverStore::RunBatch(int64_t max_events, const resolver::Protectio
     stats.persons = ToStats(d.kinds[0].stats, static_cast<int64_t>(d.kinds[0].AbsorbedExisting().size()));
     stats.groups = ToStats(d.kinds[1].stats, static_cast<int64_t>(d.kinds[1].AbsorbedExisting().size()));
   });
+  if (impl_->after_commit_hook && stats.events > 0) impl_->after_commit_hook();
   impl_->PublishGraph(-1);  // identifiers grew; bytes stay those measured at load
   // Batches free what they read and wrote, and so do the handler threads that ingest: malloc keeps it resident. The
   // streamed ingest of 1.1M identifiers peaked at 451-506 MiB (3 runs), 392-395 with a trim every 20,000 events,
@@ -2329,6 +2331,10 @@ std::unique_ptr<resolver::Engine> RunRebuild(Database::Impl& db, pqxx::work& tx,
 }
 
 }  // namespace
+
+void ResolverStore::SetAfterCommitHookForTesting(std::function<void()> hook) {
+  impl_->after_commit_hook = std::move(hook);
+}
 
 std::string ResolverStore::DiffGraphWithDatabase() {
   if (!impl_->engine) return "";

@@ -234,6 +234,11 @@ class ResolverStore final {
   /// For tests and checks: where the resident graph differs from one loaded from the database now
   /// (resolver::DiffStates); "" when they agree or no graph is resident.
   std::string DiffGraphWithDatabase();
+  /// For tests: called right after a batch commits, before the store accounts for it (publishes the graph's size,
+  /// returns its stats). A hook that throws stands for the process dying there: the batch is committed, and the
+  /// resident graph (updated before the commit, see resolver::Engine::Apply) or one loaded anew must agree with
+  /// the database.
+  void SetAfterCommitHookForTesting(std::function<void()> hook);
 
   /// Waits up to `timeout` for an ingest notification. Returns true when one arrived.
   bool WaitForIngest(std::chrono::milliseconds timeout);

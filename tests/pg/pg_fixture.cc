@@ -70,6 +70,9 @@ const bool kRegistered = [] {
 const std::vector<std::pair<std::string, std::string>> kResolvedTables = {
     {"resolved_person_identifiers", "person_id, identifier_type, identifier_value, source, occurred_at, last_seen_at"},
     {"resolved_group_identifiers", "group_id, identifier_type, identifier_value, source, occurred_at, last_seen_at"},
+    // The search tables (migrations 016, 017): kept by triggers and the merge's repoint, redone by a rebuild.
+    {"person_identifier_search", "identifier_type, identifier_value, person_id"},
+    {"group_identifier_search", "identifier_type, identifier_value, group_id"},
     {"resolved_person_traits",
      "person_id, trait_name, trait_value, value_type, source, occurred_at, _ingested_at, trait_row_id"},
     {"resolved_group_traits",
