@@ -302,8 +302,8 @@ std::vector<std::string> ParseTextArray(const pqxx::field& f) {
   return out;
 }
 
-/// One consistent snapshot for multi-statement reads.
-void Snapshot(pqxx::work& tx) { tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"); }
+/// One consistent snapshot for multi-statement reads (detail::BeginSnapshot: never half a rebuild's swap).
+void Snapshot(pqxx::work& tx) { detail::BeginSnapshot(tx); }
 
 StorageError NotFound(EntityKind k, const std::string& id) {
   // Ids are bounded by the server (128 bytes); cut them anyway so an error never carries a huge value.

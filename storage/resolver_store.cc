@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -1030,7 +1034,24 @@ const std::vector<std::string> kRebuiltTables = {"resolved_person_identifiers",
                                                  "groups",
                                                  "person_id_aliases",
                                                  "group_id_aliases"};
+}  // namespace
+
+void detail::BeginSnapshot(pqxx::transaction_base& tx) {
+  static const std::string sql = [] {
+    std::string tables;
+    for (const auto& t : kRebuiltTables) tables += (tables.empty() ? "" : ", ") + t;
+    return "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; LOCK TABLE " + tables + " IN ACCESS SHARE MODE";
+  }();
+  tx.exec(sql);
+}
+
+namespace {
 constexpr const char* kShadow = "_rb";
+// The swap takes its ACCESS EXCLUSIVE locks waiting at most this long at a time: a queued lock holds up every new
+// reader of the table behind it, so the swap steps aside, lets them through and tries again.
+constexpr const char* kSwapLockTimeout = "1s";
+// ... for at most this long in all, before the rebuild gives up (rolled back) and says who is in the way.
+constexpr auto kSwapGiveUp = std::chrono::minutes(10);
 /// Events per engine Apply in a rebuild (RebuildControl::chunk_events overrides it). Two chunks are alive at once
 /// (detail::Prefetch), and a chunk with its rows and delta is sizeable: at 25,000 events the chunks in flight were
 /// about 90 MiB of the rebuild's peak at 1.1M identifiers (494 -> 403 MiB at 4,000, 3 rounds each). Smaller chunks did
@@ -1401,9 +1422,11 @@ class Rebuilder {
         // below it. The person identifiers' cursor, declared after, sees no event the second connection does not:
         // a row's event committed with it, before the horizon. So no row waits for an event it cannot find.
         std::unique_ptr<pqxx::connection> side_conn;
+        std::optional<TrackedBackend> side_tracked;
         std::unique_ptr<pqxx::transaction<pqxx::repeatable_read>> side;
         if (control_.second_reader) {
           side_conn = impl_.Connect(/*pooled=*/false);
+          side_tracked.emplace(control_, *side_conn);
           side = std::make_unique<pqxx::transaction<pqxx::repeatable_read>>(*side_conn, "nexus_rebuild_reader");
           side->exec(kReadSettingsSql);
         }
@@ -1847,6 +1870,7 @@ class Rebuilder {
   /// The side writer's transaction: returns what the swap does after renaming its tables (index renames, settings).
   std::vector<std::string> WriteSide(const std::array<std::vector<std::string>, resolver::kKinds>& ids) {
     auto conn = impl_.Connect(/*pooled=*/false);
+    TrackedBackend tracked(control_, *conn);
     pqxx::work tx(*conn, "nexus_rebuild_writer");
     tx.exec("SET LOCAL maintenance_work_mem = '512MB'");
     std::vector<std::string> renames;
@@ -2255,7 +2279,7 @@ class Rebuilder {
     detail::StatementTimer timer(impl_.observer, "resolver.rebuild_swap");
     std::string tables;
     for (const auto& t : rebuilt_) tables += (tables.empty() ? "" : ", ") + t;
-    tx_.exec("LOCK TABLE " + tables + " IN ACCESS EXCLUSIVE MODE");
+    LockForSwap(tables);
     for (const auto& t : rebuilt_) {
       tx_.exec("DROP TABLE " + t);
       tx_.exec("ALTER TABLE " + t + kShadow + " RENAME TO " + t);
@@ -2263,6 +2287,59 @@ class Rebuilder {
     for (const auto& r : renames_) tx_.exec(r);
     timer.Ok();
   }
+
+  /// Takes `tables` in ACCESS EXCLUSIVE mode, kSwapLockTimeout at a time (see there), until it has them, the
+  /// rebuild is cancelled, or kSwapGiveUp has passed. Readers hold their locks for a snapshot's length
+  /// (detail::BeginSnapshot); a session idle in a transaction on one of the tables holds it until it ends.
+  void LockForSwap(const std::string& tables) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int attempt = 1;; ++attempt) {
+      try {
+        // A subtransaction: libpqxx closes a transaction whose statement failed, but not its parent.
+        pqxx::subtransaction lock(tx_, "nexus_swap_lock");
+        lock.exec(std::string("SET LOCAL lock_timeout = '") + kSwapLockTimeout + "'");
+        lock.exec("LOCK TABLE " + tables + " IN ACCESS EXCLUSIVE MODE");
+        lock.exec("SET LOCAL lock_timeout TO DEFAULT");
+        lock.commit();
+        return;
+      } catch (const pqxx::sql_error& e) {
+        if (e.sqlstate() != "55P03") throw;  // lock_not_available: the timeout; anything else is a failure
+      }
+      CheckCancelled();
+      const auto waited = std::chrono::steady_clock::now() - start;
+      if (waited >= kSwapGiveUp) {
+        throw StorageError(ErrorKind::kUnavailable,
+                           "rebuild: other sessions kept the resolved tables busy for " +
+                               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(waited).count()) +
+                               " s, so the new ones could not be swapped in (look for sessions idle in a transaction "
+                               "in pg_stat_activity); rolled back, nothing was changed");
+      }
+      if (attempt % 10 == 1) {
+        log::Warn("rebuild swap waiting for readers of the resolved tables",
+                  {{"attempts", static_cast<long long>(attempt)},
+                   {"waited_s", std::chrono::duration<double>(waited).count()}});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the readers queued behind the lock go first
+    }
+  }
+
+  /// Tells control_.on_backend of a connection for as long as this lives.
+  class TrackedBackend {
+   public:
+    TrackedBackend(const RebuildControl& control, const pqxx::connection_base& conn)
+        : control_(control), pid_(conn.backendpid()) {
+      if (control_.on_backend) control_.on_backend(pid_, true);
+    }
+    ~TrackedBackend() {
+      if (control_.on_backend) control_.on_backend(pid_, false);
+    }
+    TrackedBackend(const TrackedBackend&) = delete;
+    TrackedBackend& operator=(const TrackedBackend&) = delete;
+
+   private:
+    const RebuildControl& control_;
+    int pid_;
+  };
 
   Database::Impl& impl_;
   pqxx::work& tx_;
@@ -2300,6 +2377,67 @@ class Rebuilder {
 /// or cap split an entity whose founder is in a smaller part, or an unlink that could not be re-resolved
 /// piecewise), the overrides are stored under link rule `rule_id` (0: none) and the rebuild runs again from a
 /// savepoint. So it takes two passes only when an id moves.
+/// Cancels a rebuild's statements once its control says so. The rebuild checks RebuildControl::cancelled only
+/// between chunks and phases, and one statement can take minutes at scale. A thread polls `cancelled` every
+/// 100 ms; from its first true, it cancels every registered backend every 500 ms (PostgreSQL ignores a cancel
+/// that arrives between two statements) until the rebuild ends. The rebuild then fails with a query_canceled
+/// error and rolls back.
+class RebuildCanceller {
+ public:
+  RebuildCanceller(Database::Impl& db, std::function<bool()> cancelled) : db_(db), cancelled_(std::move(cancelled)) {
+    if (cancelled_) thread_ = std::thread([this] { Loop(); });
+  }
+  ~RebuildCanceller() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  void Track(int pid, bool add) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (add) {
+      pids_.push_back(pid);
+    } else {
+      pids_.erase(std::remove(pids_.begin(), pids_.end(), pid), pids_.end());
+    }
+  }
+
+ private:
+  void Loop() {
+    std::unique_ptr<pqxx::connection> conn;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!done_) {
+      if (!cancelled_()) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+        continue;
+      }
+      std::vector<int> pids = pids_;
+      lock.unlock();
+      try {
+        if (!conn) conn = db_.Connect(/*pooled=*/false);
+        pqxx::nontransaction n(*conn);
+        std::vector<int64_t> p(pids.begin(), pids.end());
+        n.exec_params("SELECT pg_cancel_backend(p::int) FROM unnest($1::bigint[]) AS p", detail::Int64Array(p));
+      } catch (const std::exception& e) {
+        conn.reset();
+        log::Warn("rebuild cancel: could not reach the database; retrying", {{"cause", e.what()}});
+      }
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::milliseconds(500));
+    }
+  }
+
+  Database::Impl& db_;
+  std::function<bool()> cancelled_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::vector<int> pids_;
+  std::thread thread_;
+};
+
 std::unique_ptr<resolver::Engine> RunRebuild(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
                                              const RebuildControl& control,
                                              const resolver::ProtectionConfig& protection, RebuildStats* stats,
@@ -2353,13 +2491,31 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
   // The resident graph is replaced by the rebuilt one; keeping it during the rebuild would hold two graphs at
   // the peak. If the rebuild fails, the next batch loads the graph from the database as after any error.
   impl_->DropGraph();
-  OnSession(*impl_, holds_lock_, "rebuild", [&](pqxx::work& tx, detail::PooledConnection& c) {
-    RebuildControl read_twice = control;
-    read_twice.second_reader = true;  // this transaction changes nothing before the rebuild reads the log
-    read_twice.search_in_place = true;
-    read_twice.side_writer = true;
-    rebuilt = RunRebuild(impl_->db.impl(), tx, c, read_twice, protection, &out, /*rule_id=*/0);
-  });
+  try {
+    RebuildCanceller canceller(impl_->db.impl(), control.cancelled);
+    OnSession(*impl_, holds_lock_, "rebuild", [&](pqxx::work& tx, detail::PooledConnection& c) {
+      RebuildControl read_twice = control;
+      read_twice.second_reader = true;  // this transaction changes nothing before the rebuild reads the log
+      read_twice.search_in_place = true;
+      read_twice.side_writer = true;
+      read_twice.on_backend = [&](int pid, bool add) { canceller.Track(pid, add); };
+      const int pid = c.conn->backendpid();
+      canceller.Track(pid, true);
+      try {
+        rebuilt = RunRebuild(impl_->db.impl(), tx, c, read_twice, protection, &out, /*rule_id=*/0);
+      } catch (...) {
+        canceller.Track(pid, false);
+        throw;
+      }
+      canceller.Track(pid, false);  // before the commit: a late cancel must not turn a finished rebuild into none
+    });
+  } catch (const StorageError& e) {
+    // A statement the canceller stopped fails as query_canceled: the rebuild was cancelled, like at a check.
+    if (e.kind() != ErrorKind::kCancelled && control.cancelled && control.cancelled()) {
+      throw StorageError(ErrorKind::kCancelled, "rebuild cancelled; rolled back, nothing was changed");
+    }
+    throw;
+  }
   impl_->engine = std::move(rebuilt);  // the rebuilt graph is the resident one
   impl_->PublishGraph(impl_->engine ? static_cast<int64_t>(impl_->engine->MemoryBytes()) : 0);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -64,12 +64,17 @@ struct RebuildProgress {
   int64_t events_total = 0;  ///< events the rebuild consumes (known after it starts reading)
 };
 
-/// Hooks of a running rebuild. Both are called on the rebuilding thread; either may be empty.
+/// Hooks of a running rebuild, called on the rebuilding thread (`cancelled` from another one too); any may be empty.
 struct RebuildControl {
   std::function<void(const RebuildProgress&)> on_progress;
   /// Polled between chunks and phases; when it returns true the rebuild stops, rolls back (readers keep the
-  /// old state, nothing half-written) and Rebuild throws StorageError(kCancelled).
+  /// old state, nothing half-written) and Rebuild throws StorageError(kCancelled). ResolverStore::Rebuild also
+  /// polls it from a thread of its own every 100 ms and then cancels the statement in flight (a sort of the log,
+  /// an index build, a wait for a lock can each take minutes at scale): it must be safe to call from any thread.
   std::function<bool()> cancelled;
+  /// Told of each connection the rebuild runs statements on (its backend pid; `add` false when it is closed), so
+  /// that a cancellation reaches all of them. ResolverStore::Rebuild sets it.
+  std::function<void(int pid, bool add)> on_backend;
   /// Events the engine applies at a time (0: 4,000, which bounds the memory of the chunks in flight). Any cut
   /// gives the same result; tests cut small to cross many chunk boundaries.
   int64_t chunk_events = 0;
@@ -244,8 +249,11 @@ class ResolverStore final {
   bool WaitForIngest(std::chrono::milliseconds timeout);
 
   /// Recomputes every resolved and final table from the core log in one engine pass: reads the log once,
-  /// resolves in memory, COPYs into shadow tables, builds their indexes, ANALYZEs and swaps them in with one
-  /// short transaction (readers see the old state until the swap, never a partial one). Ids are derived
+  /// resolves in memory, COPYs into shadow tables, builds their indexes, ANALYZEs and swaps them in as the last
+  /// short step of its transaction (readers see the old state until it commits, never a partial one: see
+  /// detail::BeginSnapshot). The swap's locks wait 1 s at a time so that readers are not held up behind them,
+  /// for at most 10 minutes. Once `control.cancelled` returns true, the statement in flight is cancelled too,
+  /// and the rebuild rolls back (StorageError kCancelled). Ids are derived
   /// deterministically, so the same log gives the same ids. Requires the lock. The rebuilt graph becomes the
   /// resident one.
   RebuildStats Rebuild(const resolver::ProtectionConfig& protection, const RebuildControl& control = {});

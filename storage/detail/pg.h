@@ -48,6 +48,13 @@ StorageError MapException(const std::exception& e, std::string_view context, std
 /// True for errors worth retrying the whole transaction for (serialization, deadlock, lost connection).
 bool IsRetryable(const std::exception& e);
 
+/// Starts a multi-statement read in `tx` (its first statement): one snapshot (repeatable read, read only), taken
+/// after an ACCESS SHARE lock on every table a rebuild swaps in. A rebuild replaces those tables by new ones at its
+/// commit, whose rows a snapshot older than that commit cannot see: without the lock, a read that had taken its
+/// snapshot before the swap and touched a swapped table after it found the table empty. With it, the swap waits
+/// for the read, or the read waits for the swap and sees only the new state.
+void BeginSnapshot(pqxx::transaction_base& tx);
+
 /// A pooled connection with the set of statements prepared on it.
 struct PooledConnection {
   std::unique_ptr<pqxx::connection> conn;

@@ -37,6 +37,7 @@
 #include "server/metrics.h"
 #include "server/protection_holder.h"
 #include "server/resolver_worker.h"
+#include "storage/detail/pg.h"
 
 extern char** environ;
 
@@ -371,6 +372,130 @@ TEST_F(RebuildOpTest, ShutdownCancelsARunningRebuildWithinTheGraceAndChangesNoth
   EXPECT_EQ(Fingerprint(), before) << "a cancelled rebuild changed the resolved state";
   const std::string scrape = app_->metrics().Scrape();
   EXPECT_NE(scrape.find("nexus_resolver_rebuilds_total{result=\"cancelled\"} 1"), std::string::npos) << scrape;
+}
+
+/// Records the phase of the running rebuild's latest progress report (called on the resolver thread).
+struct PhaseLog {
+  std::mutex mu;
+  std::string phase;
+  bool WaitFor(const std::string& want, std::chrono::seconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (Clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (phase == want) return true;
+      }
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return false;
+  }
+};
+
+TEST_F(RebuildOpTest, AReadSpanningTheSwapSeesTheOldStateWholeAndNewReadsAreNotHeldUp) {
+  // A snapshot taken before the swap must not find the swapped tables empty (new tables hold no row an older
+  // snapshot can see): the query store's snapshots lock them first, so the swap waits for the read.
+  Start();
+  constexpr int kPersons = 20;
+  Load(200, kPersons, 3);
+  const long long participants = Count("SELECT count(*) FROM person_participants");
+  ASSERT_GT(participants, 0);
+  auto phases = std::make_shared<PhaseLog>();
+  app_->admin().SetRebuildObserverForTesting([phases](const storage::RebuildProgress& p) {
+    std::lock_guard<std::mutex> lock(phases->mu);
+    phases->phase = p.phase;
+  });
+
+  pqxx::connection reader_conn(url_);
+  pqxx::work reader(reader_conn);
+  storage::detail::BeginSnapshot(reader);  // as QueryStore's multi-statement reads begin
+  EXPECT_GT(reader.exec1("SELECT count(*) FROM events")[0].as<long long>(), 0);
+
+  v1::RebuildResponse started;
+  ASSERT_TRUE(StartRebuild(&started).ok());
+  ASSERT_TRUE(phases->WaitFor("swapping", seconds(60))) << "the rebuild never reached its swap";
+  std::this_thread::sleep_for(milliseconds(2500));  // two of the swap's lock attempts give way to the reader
+
+  // A new reader meanwhile is served (the swap's queued lock steps aside every second), and sees the old state.
+  const auto t0 = Clock::now();
+  EXPECT_EQ(Count("SELECT count(*) FROM persons"), kPersons + 1);
+  EXPECT_LT(Clock::now() - t0, seconds(3)) << "a new reader waited behind the swap";
+  Op op;
+  ASSERT_TRUE(Status(&op).ok());
+  EXPECT_EQ(op.state(), Op::RUNNING) << "the swap did not wait for the open snapshot";
+
+  // The old snapshot still reads whole tables: the state before the rebuild (c@x.io and d@x.io merged).
+  EXPECT_EQ(reader.exec1("SELECT count(*) FROM persons")[0].as<long long>(), kPersons + 1);
+  EXPECT_EQ(reader.exec1("SELECT count(*) FROM person_participants")[0].as<long long>(), participants);
+  reader.commit();
+
+  op = WaitFinished(started.operation().operation_id());
+  ASSERT_EQ(op.state(), Op::SUCCEEDED) << op.error();
+  EXPECT_EQ(Count("SELECT count(*) FROM persons"), kPersons + 2);  // default caps: the two apart
+}
+
+TEST_F(RebuildOpTest, ShutdownDuringASwapThatWaitsForAnIdleTransactionEndsWithinTheGrace) {
+  Start();
+  Load(200, 20, 3);
+  const std::string before = Fingerprint();
+  auto phases = std::make_shared<PhaseLog>();
+  app_->admin().SetRebuildObserverForTesting([phases](const storage::RebuildProgress& p) {
+    std::lock_guard<std::mutex> lock(phases->mu);
+    phases->phase = p.phase;
+  });
+  // A session that read persons and then sat idle in its transaction: its lock is held until it ends.
+  pqxx::connection idle_conn(url_);
+  pqxx::work idle(idle_conn);
+  idle.exec("SELECT count(*) FROM persons");
+
+  v1::RebuildResponse started;
+  ASSERT_TRUE(StartRebuild(&started).ok());
+  ASSERT_TRUE(phases->WaitFor("swapping", seconds(60))) << "the rebuild never reached its swap";
+  std::this_thread::sleep_for(milliseconds(1500));
+
+  const auto t0 = Clock::now();
+  app_->Shutdown();  // grace 2 s
+  EXPECT_LT(Clock::now() - t0, seconds(8)) << "shutdown waited for the swap";
+  Op op;
+  ASSERT_TRUE(app_->admin().GetRebuildStatus(v1::GetRebuildStatusRequest(), &op).ok());
+  EXPECT_EQ(op.state(), Op::CANCELLED) << op.error();
+  idle.commit();
+  EXPECT_EQ(Fingerprint(), before) << "a cancelled rebuild changed the resolved state";
+}
+
+TEST_F(RebuildOpTest, ShutdownCancelsTheRebuildsStatementInFlight) {
+  // The rebuild checks for cancellation between chunks and phases; a statement that does not end (here: one
+  // waiting for a lock nobody gives up) must be cancelled, or shutdown would wait for it.
+  Start();
+  Load(200, 20, 3);
+  const std::string before = Fingerprint();
+  auto phases = std::make_shared<PhaseLog>();
+  app_->admin().SetRebuildObserverForTesting([phases](const storage::RebuildProgress& p) {
+    std::lock_guard<std::mutex> lock(phases->mu);
+    phases->phase = p.phase;
+  });
+  // Right after its first progress report the rebuild reads quarantined_edges (released edges stay applied).
+  pqxx::connection locker_conn(url_);
+  pqxx::work locker(locker_conn);
+  locker.exec("LOCK TABLE quarantined_edges IN ACCESS EXCLUSIVE MODE");
+
+  v1::RebuildResponse started;
+  ASSERT_TRUE(StartRebuild(&started).ok());
+  ASSERT_TRUE(phases->WaitFor("reading", seconds(60))) << "the rebuild never reported progress";
+  std::this_thread::sleep_for(milliseconds(500));
+  const long long waiting = std::stoll(QueryScalar(
+      url_,
+      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%quarantined_edges%'"));
+  EXPECT_EQ(waiting, 1) << "the rebuild was expected to wait for the lock on quarantined_edges";
+
+  const auto t0 = Clock::now();
+  app_->Shutdown();  // grace 2 s
+  EXPECT_LT(Clock::now() - t0, seconds(8)) << "shutdown waited for the rebuild's statement";
+  Op op;
+  ASSERT_TRUE(app_->admin().GetRebuildStatus(v1::GetRebuildStatusRequest(), &op).ok());
+  EXPECT_EQ(op.state(), Op::CANCELLED) << op.error();
+  EXPECT_NE(op.error().find("shutting down"), std::string::npos) << op.error();
+  locker.commit();
+  EXPECT_EQ(Fingerprint(), before) << "a cancelled rebuild changed the resolved state";
 }
 
 TEST_F(RebuildOpTest, WithoutTheResolverItIsAClearError) {
