@@ -237,7 +237,7 @@ struct BatchDelta {
 /// The final-table columns of a kind, in FinalRow::columns order: persons (email, name, phone, title,
 /// timezone), groups (domain, company_name, industry, company_size, shopify_id). Each is the winning trait of
 /// its name(s) (a null winner counts as absent), else (email, phone, domain, shopify_id) the most recently seen
-/// identifier of that type.
+/// identifier of that type (latest last_seen_at; of two seen last at the same time, the smaller value, bytewise).
 const std::vector<std::string>& FinalColumns(EntityKind kind);
 
 /// An operator's rule against a link (issue 15), stored in link_rules and honoured by every resolution path

@@ -10,7 +10,7 @@
 // Named tests pin single rules down in readable form (EngineRules), and loading and releasing (EngineLoad,
 // EngineRelease). A failing stream is shrunk greedily and printed as a small log.
 //
-// Env: NEXUS_SEED (base seed; random when unset, always printed), NEXUS_ENGINE_STREAMS (default 300),
+// Env: NEXUS_SEED (base seed; random when unset, always printed), NEXUS_ENGINE_STREAMS (default 2000),
 // NEXUS_ENGINE_STREAM (run only that stream index, e.g. to reproduce a failure).
 
 #include "resolver/engine.h"
@@ -1926,7 +1926,7 @@ uint64_t ForEachStream(const std::function<Problems(const Case&)>& check) {
   std::random_device rd;
   const uint64_t seed = EnvU64("NEXUS_SEED", (static_cast<uint64_t>(rd()) << 32) | rd());
   std::cout << "engine property seed: " << seed << std::endl;
-  const uint64_t streams = EnvU64("NEXUS_ENGINE_STREAMS", 300);
+  const uint64_t streams = EnvU64("NEXUS_ENGINE_STREAMS", 2000);
   const uint64_t only = EnvU64("NEXUS_ENGINE_STREAM", UINT64_MAX);
   int failed = 0;
   uint64_t checked = 0;
