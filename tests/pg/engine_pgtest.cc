@@ -203,6 +203,14 @@ class EngineDbTest : public PgTest {
               "fillfactor=80");
     // And the membership tables their keys (migration 018), copied from the live tables like every index.
     EXPECT_EQ(MembershipKeys(url_), kMembershipKeys);
+    // And their entity-id columns compare bytewise (migration 019): shadows are made LIKE the live tables.
+    EXPECT_EQ(QueryScalar(url_,
+                          "SELECT string_agg(table_name || '.' || column_name || ' ' || coalesce(collation_name, "
+                          "'default'), ', ' ORDER BY 1) FROM information_schema.columns WHERE table_schema = "
+                          "'public' AND column_name IN ('person_id', 'group_id', 'old_id', 'new_id', "
+                          "'merged_into_id', 'entity_id') AND coalesce(collation_name, '') <> 'C' AND table_name IN "
+                          "(SELECT relname FROM pg_class WHERE relkind = 'r')"),
+              "");
     const auto rebuilt = Dump();
     ExpectSameTables(incremental, rebuilt, "between incremental and rebuild");
     // After the rebuild the resident graph is the rebuilt one: more incremental work still matches.
