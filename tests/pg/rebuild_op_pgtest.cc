@@ -391,6 +391,16 @@ struct PhaseLog {
   }
 };
 
+/// Follows the phases of `app`'s rebuilds.
+std::shared_ptr<PhaseLog> FollowPhases(server::App& app) {
+  auto phases = std::make_shared<PhaseLog>();
+  app.admin().SetRebuildObserverForTesting([phases](const storage::RebuildProgress& p) {
+    std::lock_guard<std::mutex> lock(phases->mu);
+    phases->phase = p.phase;
+  });
+  return phases;
+}
+
 TEST_F(RebuildOpTest, AReadSpanningTheSwapSeesTheOldStateWholeAndNewReadsAreNotHeldUp) {
   // A snapshot taken before the swap must not find the swapped tables empty (new tables hold no row an older
   // snapshot can see): the query store's snapshots lock them first, so the swap waits for the read.
@@ -399,11 +409,7 @@ TEST_F(RebuildOpTest, AReadSpanningTheSwapSeesTheOldStateWholeAndNewReadsAreNotH
   Load(200, kPersons, 3);
   const long long participants = Count("SELECT count(*) FROM person_participants");
   ASSERT_GT(participants, 0);
-  auto phases = std::make_shared<PhaseLog>();
-  app_->admin().SetRebuildObserverForTesting([phases](const storage::RebuildProgress& p) {
-    std::lock_guard<std::mutex> lock(phases->mu);
-    phases->phase = p.phase;
-  });
+  auto phases = FollowPhases(*app_);
 
   pqxx::connection reader_conn(url_);
   pqxx::work reader(reader_conn);
@@ -437,11 +443,7 @@ TEST_F(RebuildOpTest, ShutdownDuringASwapThatWaitsForAnIdleTransactionEndsWithin
   Start();
   Load(200, 20, 3);
   const std::string before = Fingerprint();
-  auto phases = std::make_shared<PhaseLog>();
-  app_->admin().SetRebuildObserverForTesting([phases](const storage::RebuildProgress& p) {
-    std::lock_guard<std::mutex> lock(phases->mu);
-    phases->phase = p.phase;
-  });
+  auto phases = FollowPhases(*app_);
   // A session that read persons and then sat idle in its transaction: its lock is held until it ends.
   pqxx::connection idle_conn(url_);
   pqxx::work idle(idle_conn);
@@ -468,11 +470,7 @@ TEST_F(RebuildOpTest, ShutdownCancelsTheRebuildsStatementInFlight) {
   Start();
   Load(200, 20, 3);
   const std::string before = Fingerprint();
-  auto phases = std::make_shared<PhaseLog>();
-  app_->admin().SetRebuildObserverForTesting([phases](const storage::RebuildProgress& p) {
-    std::lock_guard<std::mutex> lock(phases->mu);
-    phases->phase = p.phase;
-  });
+  auto phases = FollowPhases(*app_);
   // Right after its first progress report the rebuild reads quarantined_edges (released edges stay applied).
   pqxx::connection locker_conn(url_);
   pqxx::work locker(locker_conn);
