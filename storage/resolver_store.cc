@@ -1350,6 +1350,24 @@ bool StoreIdOverrides(Database::Impl& db, pqxx::work& tx, detail::PooledConnecti
   return true;
 }
 
+/// Tells RebuildControl::on_backend of a connection for as long as this lives.
+class TrackedBackend {
+ public:
+  TrackedBackend(const RebuildControl& control, const pqxx::connection_base& conn)
+      : control_(control), pid_(conn.backendpid()) {
+    if (control_.on_backend) control_.on_backend(pid_, true);
+  }
+  ~TrackedBackend() {
+    if (control_.on_backend) control_.on_backend(pid_, false);
+  }
+  TrackedBackend(const TrackedBackend&) = delete;
+  TrackedBackend& operator=(const TrackedBackend&) = delete;
+
+ private:
+  const RebuildControl& control_;
+  int pid_;
+};
+
 class Rebuilder {
  public:
   Rebuilder(Database::Impl& impl, pqxx::work& tx, detail::PooledConnection& c, const RebuildControl& control)
@@ -2323,24 +2341,6 @@ class Rebuilder {
     }
   }
 
-  /// Tells control_.on_backend of a connection for as long as this lives.
-  class TrackedBackend {
-   public:
-    TrackedBackend(const RebuildControl& control, const pqxx::connection_base& conn)
-        : control_(control), pid_(conn.backendpid()) {
-      if (control_.on_backend) control_.on_backend(pid_, true);
-    }
-    ~TrackedBackend() {
-      if (control_.on_backend) control_.on_backend(pid_, false);
-    }
-    TrackedBackend(const TrackedBackend&) = delete;
-    TrackedBackend& operator=(const TrackedBackend&) = delete;
-
-   private:
-    const RebuildControl& control_;
-    int pid_;
-  };
-
   Database::Impl& impl_;
   pqxx::work& tx_;
   detail::PooledConnection& c_;
@@ -2373,10 +2373,6 @@ class Rebuilder {
   std::vector<std::tuple<int64_t, std::string, std::string>> membership_renormalized_;
 };
 
-/// A full rebuild (Rebuilder::Run) under the id rule of a split: when its result moves an id (a changed blocklist
-/// or cap split an entity whose founder is in a smaller part, or an unlink that could not be re-resolved
-/// piecewise), the overrides are stored under link rule `rule_id` (0: none) and the rebuild runs again from a
-/// savepoint. So it takes two passes only when an id moves.
 /// Cancels a rebuild's statements once its control says so. The rebuild checks RebuildControl::cancelled only
 /// between chunks and phases, and one statement can take minutes at scale. A thread polls `cancelled` every
 /// 100 ms; from its first true, it cancels every registered backend every 500 ms (PostgreSQL ignores a cancel
@@ -2438,6 +2434,10 @@ class RebuildCanceller {
   std::thread thread_;
 };
 
+/// A full rebuild (Rebuilder::Run) under the id rule of a split: when its result moves an id (a changed blocklist
+/// or cap split an entity whose founder is in a smaller part, or an unlink that could not be re-resolved
+/// piecewise), the overrides are stored under link rule `rule_id` (0: none) and the rebuild runs again from a
+/// savepoint. So it takes two passes only when an id moves.
 std::unique_ptr<resolver::Engine> RunRebuild(Database::Impl& db, pqxx::work& tx, detail::PooledConnection& c,
                                              const RebuildControl& control,
                                              const resolver::ProtectionConfig& protection, RebuildStats* stats,
@@ -2499,15 +2499,9 @@ RebuildStats ResolverStore::Rebuild(const resolver::ProtectionConfig& protection
       read_twice.search_in_place = true;
       read_twice.side_writer = true;
       read_twice.on_backend = [&](int pid, bool add) { canceller.Track(pid, add); };
-      const int pid = c.conn->backendpid();
-      canceller.Track(pid, true);
-      try {
-        rebuilt = RunRebuild(impl_->db.impl(), tx, c, read_twice, protection, &out, /*rule_id=*/0);
-      } catch (...) {
-        canceller.Track(pid, false);
-        throw;
-      }
-      canceller.Track(pid, false);  // before the commit: a late cancel must not turn a finished rebuild into none
+      // Untracked when this returns, before the commit: a late cancel must not turn a finished rebuild into none.
+      TrackedBackend session(read_twice, *c.conn);
+      rebuilt = RunRebuild(impl_->db.impl(), tx, c, read_twice, protection, &out, /*rule_id=*/0);
     });
   } catch (const StorageError& e) {
     // A statement the canceller stopped fails as query_canceled: the rebuild was cancelled, like at a check.

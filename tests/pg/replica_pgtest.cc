@@ -89,8 +89,8 @@ class StreamingPair {
     if (RunAsPostgres(kPgBin + "/createdb -h " + dir_ + " -p " + std::to_string(primary_port_) + " -U nexus nexus") !=
         0)
       throw std::runtime_error("createdb failed");
-    if (RunAsPostgres(kPgBin + "/pg_basebackup -h " + dir_ + " -p " + std::to_string(primary_port_) + " -U nexus -c fast -D " +
-                      s + " -R -X stream") != 0)
+    if (RunAsPostgres(kPgBin + "/pg_basebackup -h " + dir_ + " -p " + std::to_string(primary_port_) +
+                      " -U nexus -c fast -D " + s + " -R -X stream") != 0)
       throw std::runtime_error("pg_basebackup failed");
     {
       std::ofstream conf(s + "/postgresql.conf", std::ios::app);
